@@ -1,0 +1,1 @@
+//! userorg: Sunbird Lern UserOrg re-implemented.
