@@ -1,0 +1,308 @@
+//! Typed settings, loaded in layers: the embedded `config/default.toml`, an optional file given
+//! with `--config`, then `USERORG__SECTION__KEY` environment variables. The environment is passed
+//! in as a map so tests never touch the process environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The defaults, compiled in so a bare `userorg serve` works from any directory.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
+
+const ENV_PREFIX: &str = "USERORG";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub security: SecuritySettings,
+    pub users: UserSettings,
+    pub search: SearchSettings,
+    pub cache: CacheSettings,
+    pub actors: ActorSettings,
+    pub seed: SeedSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub listen: String,
+    pub internal_listen: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub public_keys_dir: String,
+    pub issuer: String,
+    #[serde(default)]
+    pub extra_issuers: Vec<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    pub leeway_seconds: u64,
+    pub local_token_ttl_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecuritySettings {
+    pub pii_encryption_key: String,
+    pub blind_index_key: String,
+    pub password_regex: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserSettings {
+    pub default_country_code: String,
+    pub username_suffix_length: usize,
+    pub deletion_allowed_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchSettings {
+    pub default_limit: usize,
+    pub max_limit: usize,
+    pub max_offset: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    pub max_entries: u64,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActorSettings {
+    pub user_owner_workers: usize,
+    pub call_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeedSettings {
+    pub custodian_channel: String,
+    pub custodian_org_name: String,
+    pub admin_email: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Loads the layered configuration. `env` is the process environment (or a test map); only
+    /// variables starting with `USERORG__` are read.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env_vars: config::Map<String, String> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .separator("__")
+                .prefix_separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.extra_issuers")
+                .with_list_parse_key("auth.audience")
+                .with_list_parse_key("users.deletion_allowed_roles")
+                .try_parsing(true)
+                .source(Some(env_vars)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: addresses parse, numbers are in range, the regex compiles.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("http.listen", e.to_string()))?;
+        self.http
+            .internal_listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("http.internal_listen", e.to_string()))?;
+        if self.http.body_limit_bytes < 1024 {
+            return Err(invalid("http.body_limit_bytes", "must be at least 1024"));
+        }
+        if self.http.request_timeout_seconds == 0 {
+            return Err(invalid("http.request_timeout_seconds", "must be positive"));
+        }
+        if self.auth.issuer.trim().is_empty() {
+            return Err(invalid("auth.issuer", "must not be empty"));
+        }
+        if self.auth.local_token_ttl_seconds <= 0 {
+            return Err(invalid("auth.local_token_ttl_seconds", "must be positive"));
+        }
+        for (key, value) in [
+            (
+                "security.pii_encryption_key",
+                &self.security.pii_encryption_key,
+            ),
+            ("security.blind_index_key", &self.security.blind_index_key),
+        ] {
+            if !value.is_empty() {
+                crate::crypto::decode_key(value).map_err(|reason| invalid(key, reason))?;
+            }
+        }
+        fancy_regex::Regex::new(&self.security.password_regex)
+            .map_err(|e| invalid("security.password_regex", e.to_string()))?;
+        if self.users.default_country_code.is_empty()
+            || !self
+                .users
+                .default_country_code
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        {
+            return Err(invalid(
+                "users.default_country_code",
+                "must be digits, e.g. 91",
+            ));
+        }
+        if !(1..=16).contains(&self.users.username_suffix_length) {
+            return Err(invalid(
+                "users.username_suffix_length",
+                "must be between 1 and 16",
+            ));
+        }
+        if self.search.max_limit == 0 || self.search.default_limit > self.search.max_limit {
+            return Err(invalid(
+                "search.default_limit",
+                "must be positive and not above search.max_limit",
+            ));
+        }
+        if self.cache.max_entries == 0 {
+            return Err(invalid("cache.max_entries", "must be positive"));
+        }
+        if self.actors.user_owner_workers == 0 {
+            return Err(invalid("actors.user_owner_workers", "must be positive"));
+        }
+        if self.actors.call_timeout_ms == 0 {
+            return Err(invalid("actors.call_timeout_ms", "must be positive"));
+        }
+        if self.seed.custodian_channel.trim().is_empty() {
+            return Err(invalid("seed.custodian_channel", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub fn public_keys_dir(&self) -> PathBuf {
+        if self.auth.public_keys_dir.is_empty() {
+            self.data_dir.join("keys").join("public")
+        } else {
+            PathBuf::from(&self.auth.public_keys_dir)
+        }
+    }
+
+    /// Every accepted issuer: the main one first.
+    pub fn accepted_issuers(&self) -> Vec<String> {
+        let mut issuers = vec![self.auth.issuer.clone()];
+        issuers.extend(self.auth.extra_issuers.iter().cloned());
+        issuers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_without_any_file() {
+        let settings = Settings::load(None, &HashMap::new()).expect("defaults are valid");
+        assert_eq!(settings.data_dir, PathBuf::from("./data"));
+        assert_eq!(settings.http.listen, "127.0.0.1:9000");
+        assert_eq!(settings.http.internal_listen, "127.0.0.1:9001");
+        assert_eq!(settings.users.default_country_code, "91");
+        assert_eq!(
+            settings.public_keys_dir(),
+            PathBuf::from("./data/keys/public")
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("USERORG__HTTP__LISTEN", "127.0.0.1:7000"),
+                ("USERORG__DATA_DIR", "/tmp/x"),
+                ("USERORG__AUTH__AUDIENCE", "a,b"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(settings.http.listen, "127.0.0.1:7000");
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            settings.auth.audience,
+            vec!["a".to_string(), "b".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_file_layers_over_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[search]\nmax_limit = 50\ndefault_limit = 20\n").expect("write");
+        let settings = Settings::load(Some(&path), &HashMap::new()).expect("valid");
+        assert_eq!(settings.search.max_limit, 50);
+        assert_eq!(settings.http.listen, "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::load(None, &env(&[("USERORG__HTTP__LISTEN", "nope")]))
+            .expect_err("invalid address");
+        assert!(err.to_string().contains("http.listen"), "{err}");
+        let err = Settings::load(None, &env(&[("USERORG__SECURITY__PASSWORD_REGEX", "(")]))
+            .expect_err("invalid regex");
+        assert!(err.to_string().contains("security.password_regex"), "{err}");
+        let err = Settings::load(None, &env(&[("USERORG__ACTORS__USER_OWNER_WORKERS", "0")]))
+            .expect_err("zero workers");
+        assert!(
+            err.to_string().contains("actors.user_owner_workers"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let err = Settings::load(None, &env(&[("USERORG__CACHE__MAX_ENTRIES", "many")]))
+            .expect_err("not a number");
+        assert!(err.to_string().contains("max_entries"), "{err}");
+    }
+}

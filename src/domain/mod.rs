@@ -1,0 +1,8 @@
+//! Pure types and rules: no I/O. Values such as [`contact::Email`] and [`contact::Phone`] are valid
+//! by construction.
+
+pub mod contact;
+pub mod error;
+pub mod rules;
+
+pub use error::{DomainError, DomainResult, ErrorCode, RuleError};
