@@ -8,3 +8,4 @@
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod storage;
