@@ -267,3 +267,144 @@ pub(crate) fn parse_public_key(text: &str) -> Result<RsaPublicKey, &'static str>
             .map_err(|_| "not an rsa public key"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use rsa::RsaPrivateKey;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+
+    use super::*;
+    use crate::auth::test_support::{bare_base64, pkcs1_pem, spki_pem, test_keys};
+
+    #[test]
+    fn loads_pem_and_bare_base64_keys_named_by_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = test_keys();
+        fs::write(dir.path().join("spki"), spki_pem(&keys.trusted)).expect("write");
+        fs::write(dir.path().join("pkcs1"), pkcs1_pem(&keys.trusted)).expect("write");
+        fs::write(dir.path().join("bare"), bare_base64(&keys.attacker)).expect("write");
+        // Hand-made variants: CRLF line endings, one long line, no final newline.
+        let crlf = spki_pem(&keys.attacker).replace('\n', "\r\n");
+        fs::write(dir.path().join("crlf"), crlf).expect("write");
+        let body = bare_base64(&keys.trusted);
+        let one_line = format!("-----BEGIN PUBLIC KEY-----{body}-----END PUBLIC KEY-----");
+        fs::write(dir.path().join("one-line"), one_line).expect("write");
+        let unpadded = body.trim_end_matches('=').to_owned();
+        fs::write(dir.path().join("bare-unpadded"), format!("\n{unpadded}\n")).expect("write");
+
+        let ring = KeyRing::load_dir(dir.path()).expect("ring loads");
+        assert_eq!(
+            ring.kids().collect::<Vec<_>>(),
+            ["bare", "bare-unpadded", "crlf", "one-line", "pkcs1", "spki"]
+        );
+        assert_eq!(ring.len(), 6);
+        assert!(ring.contains("spki") && !ring.contains("missing"));
+        assert_eq!(ring.source_dir(), Some(dir.path()));
+    }
+
+    #[test]
+    fn skips_hidden_entries_subdirectories_and_unusable_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = test_keys();
+        let pem = spki_pem(&keys.trusted);
+        fs::write(dir.path().join("good"), &pem).expect("write");
+        fs::write(dir.path().join(".hidden"), &pem).expect("write");
+        fs::create_dir(dir.path().join("subdir")).expect("mkdir");
+        fs::write(dir.path().join("subdir").join("nested"), &pem).expect("write");
+        fs::write(dir.path().join("README"), "public keys go here").expect("write");
+        fs::write(dir.path().join("empty"), "").expect("write");
+        fs::write(dir.path().join("binary"), [0xff_u8, 0xfe, 0x00]).expect("write");
+        fs::write(dir.path().join("big"), "A".repeat(70 * 1024)).expect("write");
+        let private = keys.trusted.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
+        fs::write(dir.path().join("private"), private.as_bytes()).expect("write");
+        let certificate = pem.replace("PUBLIC KEY", "CERTIFICATE");
+        fs::write(dir.path().join("certificate"), certificate).expect("write");
+        let two_blocks = format!("{pem}{pem}");
+        fs::write(dir.path().join("two-blocks"), two_blocks).expect("write");
+        let truncated = pem.replace("-----END PUBLIC KEY-----", "");
+        fs::write(dir.path().join("truncated"), truncated).expect("write");
+
+        let ring = KeyRing::load_dir(dir.path()).expect("ring loads");
+        assert_eq!(ring.kids().collect::<Vec<_>>(), ["good"]);
+    }
+
+    #[test]
+    fn rejects_keys_shorter_than_2048_bits() {
+        let short = RsaPrivateKey::new(&mut rand_core::OsRng, 1024).expect("1024-bit key");
+        let mut ring = KeyRing::new();
+        let error = ring
+            .insert_pem("short", &spki_pem(&short))
+            .expect_err("short key refused");
+        assert!(matches!(error, AuthError::Key { .. }));
+        assert!(ring.is_empty());
+    }
+
+    #[test]
+    fn key_errors_name_the_source_never_the_material() {
+        let pem = spki_pem(&test_keys().trusted);
+        let broken = pem.replace('M', "*");
+        let error = KeyRing::new()
+            .insert_pem("broken-kid", &broken)
+            .expect_err("broken key refused");
+        let message = error.to_string();
+        assert!(message.contains("broken-kid"), "{message}");
+        assert!(!message.contains("MII"), "{message}");
+    }
+
+    #[test]
+    fn missing_directory_gives_an_empty_ring_that_can_be_reloaded() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("not-yet");
+        let ring = KeyRing::load_dir(&dir).expect("missing dir is fine");
+        assert!(ring.is_empty());
+        fs::create_dir(&dir).expect("mkdir");
+        fs::write(dir.join("late"), spki_pem(&test_keys().trusted)).expect("write");
+        let reloaded = ring.reload().expect("reload");
+        assert_eq!(reloaded.kids().collect::<Vec<_>>(), ["late"]);
+        assert!(ring.is_empty(), "the old snapshot is unchanged");
+    }
+
+    #[test]
+    fn unreadable_directory_is_an_error() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let file = root.path().join("a-file");
+        fs::write(&file, "x").expect("write");
+        let error = KeyRing::load_dir(&file).expect_err("a file is not a directory");
+        assert!(matches!(error, AuthError::Io { .. }));
+        assert!(!error.is_token_rejection());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn follows_symbolic_links_like_a_mounted_kubernetes_secret() {
+        // A mounted secret looks like: `kid -> ..data/kid`, `..data -> ..2024_01_01_timestamp/`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let versioned = dir.path().join("..2024_01_01");
+        fs::create_dir(&versioned).expect("mkdir");
+        fs::write(
+            versioned.join("keycloak-kid"),
+            spki_pem(&test_keys().trusted),
+        )
+        .expect("write");
+        std::os::unix::fs::symlink("..2024_01_01", dir.path().join("..data")).expect("link");
+        std::os::unix::fs::symlink("..data/keycloak-kid", dir.path().join("keycloak-kid"))
+            .expect("link");
+        let ring = KeyRing::load_dir(dir.path()).expect("ring loads");
+        assert_eq!(ring.kids().collect::<Vec<_>>(), ["keycloak-kid"]);
+    }
+
+    #[test]
+    fn debug_output_lists_kids_only() {
+        let mut ring = KeyRing::new();
+        ring.insert_pem("kid-1", &spki_pem(&test_keys().trusted))
+            .expect("insert");
+        let debug = format!("{ring:?}");
+        assert!(debug.contains("kid-1"));
+        assert!(
+            !debug.contains("MII") && !debug.contains("SecretOrDer"),
+            "{debug}"
+        );
+    }
+}
