@@ -341,3 +341,322 @@ fn sync_dir(dir: &Path) {
         let _ = handle.sync_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::test_support::{ISSUER, test_keys};
+    use crate::auth::{AuthError, KeyRing, TokenVerifier, VerifierSettings};
+
+    const NOW: i64 = 1_750_000_000;
+
+    struct Dirs {
+        _root: tempfile::TempDir,
+        data: PathBuf,
+        public: PathBuf,
+    }
+
+    fn dirs() -> Dirs {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let public = root.path().join("public-keys");
+        Dirs {
+            _root: root,
+            data,
+            public,
+        }
+    }
+
+    /// `ensure` with the shared test key and a count of how often a key was generated.
+    fn ensure(dirs: &Dirs, generated: &AtomicUsize) -> LocalSigner {
+        LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+            generated.fetch_add(1, Ordering::SeqCst);
+            Ok(test_keys().attacker.clone())
+        })
+        .expect("ensure")
+    }
+
+    fn verifier_for(dirs: &Dirs) -> TokenVerifier {
+        let ring = KeyRing::load_dir(&dirs.public).expect("ring");
+        TokenVerifier::new(ring, VerifierSettings::for_issuers([ISSUER])).expect("verifier")
+    }
+
+    #[test]
+    fn ensure_twice_keeps_the_key_and_the_kid() {
+        let dirs = dirs();
+        let generated = AtomicUsize::new(0);
+        let first = ensure(&dirs, &generated);
+        let second = ensure(&dirs, &generated);
+        assert_eq!(
+            generated.load(Ordering::SeqCst),
+            1,
+            "the key is generated once"
+        );
+        assert_eq!(first.kid(), second.kid());
+        assert_eq!(first.public_key_pem(), second.public_key_pem());
+
+        let suffix = first
+            .kid()
+            .strip_prefix(LOCAL_KID_PREFIX)
+            .expect("kid prefix");
+        assert_eq!(suffix.len(), 16);
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            first.private_key_path(),
+            dirs.data.join("keys").join("local-signing-key.pem")
+        );
+        assert!(
+            first
+                .public_key_pem()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        let debug = format!("{first:?}");
+        assert!(
+            !debug.contains("PRIVATE") && !debug.contains("MII"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn ensure_writes_only_the_key_files() {
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        let mut public_files: Vec<_> = fs::read_dir(&dirs.public)
+            .expect("public dir")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .into_string()
+                    .expect("utf-8")
+            })
+            .collect();
+        public_files.sort();
+        assert_eq!(public_files, [signer.kid()]);
+        let private_files: Vec<_> = fs::read_dir(dirs.data.join("keys"))
+            .expect("keys dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            private_files,
+            ["local-signing-key.pem"],
+            "no temporary file is left"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_key_is_mode_0600_in_a_0700_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(signer.private_key_path()), 0o600);
+        assert_eq!(mode(&dirs.data.join("keys")), 0o700);
+
+        // A loosened mode is tightened on the next start.
+        fs::set_permissions(signer.private_key_path(), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        ensure(&dirs, &AtomicUsize::new(0));
+        assert_eq!(mode(signer.private_key_path()), 0o600);
+    }
+
+    #[test]
+    fn ensure_restores_a_missing_or_replaced_public_key() {
+        let dirs = dirs();
+        let generated = AtomicUsize::new(0);
+        let signer = ensure(&dirs, &generated);
+        let public_path = dirs.public.join(signer.kid());
+
+        fs::remove_file(&public_path).expect("remove public key");
+        ensure(&dirs, &generated);
+        assert_eq!(
+            fs::read_to_string(&public_path).expect("restored"),
+            signer.public_key_pem()
+        );
+
+        let other = crate::auth::test_support::spki_pem(&test_keys().trusted);
+        fs::write(&public_path, other).expect("overwrite");
+        ensure(&dirs, &generated);
+        assert_eq!(
+            fs::read_to_string(&public_path).expect("restored"),
+            signer.public_key_pem()
+        );
+        assert_eq!(generated.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn minted_tokens_verify_against_the_published_key() {
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        let verifier = verifier_for(&dirs);
+        let mut claims =
+            MintClaims::new("f:local:8454cb21-3ce9-4e30-85b5-fade097880d8", ISSUER, 600);
+        claims.extra.insert("roles".into(), json!(["PUBLIC"]));
+        let token = signer.mint_at(claims, NOW).expect("mint");
+
+        let verified = verifier.verify_at(&token, NOW + 10).expect("verifies");
+        assert_eq!(verified.user_id, "8454cb21-3ce9-4e30-85b5-fade097880d8");
+        assert_eq!(verified.expires_at, NOW + 600);
+        assert_eq!(verified.claims["iat"], json!(NOW));
+        assert_eq!(verified.claims["nbf"], json!(NOW));
+        assert_eq!(verified.claims["typ"], json!("Bearer"));
+        assert_eq!(verified.claims["roles"], json!(["PUBLIC"]));
+        assert!(
+            verified.claims["jti"]
+                .as_str()
+                .is_some_and(|jti| jti.len() == 36)
+        );
+        assert!(!verified.claims.contains_key("aud"));
+
+        assert!(matches!(
+            verifier.verify_at(&token, NOW + 600 + 31),
+            Err(AuthError::Expired)
+        ));
+
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+        assert_eq!(header.alg, Algorithm::RS256);
+
+        // A fresh jti per token.
+        let again = signer
+            .mint_at(MintClaims::new("u", ISSUER, 60), NOW)
+            .expect("mint");
+        let again = verifier.verify_at(&again, NOW).expect("verifies");
+        assert_ne!(again.claims["jti"], verified.claims["jti"]);
+    }
+
+    #[test]
+    fn mint_uses_the_system_clock_and_sets_the_audience() {
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        let settings = VerifierSettings {
+            audience: Some(vec!["userorg".into()]),
+            ..VerifierSettings::for_issuers([ISSUER])
+        };
+        let verifier = TokenVerifier::new(KeyRing::load_dir(&dirs.public).expect("ring"), settings)
+            .expect("verifier");
+        let mut claims = MintClaims::new("admin", ISSUER, 60);
+        claims.audience = Some("userorg".into());
+        let token = signer.mint(claims).expect("mint");
+        assert_eq!(verifier.verify(&token).expect("verifies").user_id, "admin");
+    }
+
+    #[test]
+    fn registered_claims_win_over_extra() {
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        let mut claims = MintClaims::new("real-user", ISSUER, 60);
+        for (name, value) in [
+            ("exp", json!(i64::MAX)),
+            ("sub", json!("someone-else")),
+            ("typ", json!("ID")),
+            ("aud", json!("anything")),
+        ] {
+            claims.extra.insert(name.into(), value);
+        }
+        let token = signer.mint_at(claims, NOW).expect("mint");
+        let verified = verifier_for(&dirs)
+            .verify_at(&token, NOW)
+            .expect("verifies");
+        assert_eq!(verified.user_id, "real-user");
+        assert_eq!(verified.expires_at, NOW + 60);
+        assert_eq!(verified.claims["typ"], json!("Bearer"));
+        assert!(!verified.claims.contains_key("aud"));
+    }
+
+    #[test]
+    fn mint_refuses_useless_claims() {
+        let dirs = dirs();
+        let signer = ensure(&dirs, &AtomicUsize::new(0));
+        for claims in [
+            MintClaims::new("u", ISSUER, 0),
+            MintClaims::new("u", ISSUER, -5),
+            MintClaims::new("", ISSUER, 60),
+            MintClaims::new("u", "", 60),
+            MintClaims::new("u", ISSUER, i64::MAX),
+        ] {
+            assert!(matches!(
+                signer.mint_at(claims, NOW),
+                Err(AuthError::Settings(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn corrupt_private_key_is_reported_without_its_contents() {
+        let dirs = dirs();
+        let keys_dir = dirs.data.join("keys");
+        fs::create_dir_all(&keys_dir).expect("mkdir");
+        fs::write(
+            keys_dir.join("local-signing-key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        let error = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+            panic!("an existing key file must never be regenerated")
+        })
+        .expect_err("corrupt key refused");
+        let message = error.to_string();
+        assert!(matches!(error, AuthError::Key { .. }), "{error:?}");
+        assert!(message.contains("local-signing-key.pem"), "{message}");
+        assert!(!message.contains("c2VjcmV0"), "{message}");
+    }
+
+    #[test]
+    fn a_pkcs1_private_key_made_by_hand_is_accepted() {
+        let dirs = dirs();
+        let keys_dir = dirs.data.join("keys");
+        fs::create_dir_all(&keys_dir).expect("mkdir");
+        let pem = test_keys()
+            .trusted
+            .to_pkcs1_pem(LineEnding::LF)
+            .expect("pkcs1 pem");
+        fs::write(keys_dir.join("local-signing-key.pem"), pem.as_bytes()).expect("write");
+        let signer = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+            panic!("an existing key file must never be regenerated")
+        })
+        .expect("pkcs1 key loads");
+        let token = signer
+            .mint_at(MintClaims::new("u", ISSUER, 60), NOW)
+            .expect("mint");
+        assert!(verifier_for(&dirs).verify_at(&token, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_concurrent_creator_wins_and_its_key_is_used() {
+        // Another process writes the key between our "not found" and our link: ours is dropped.
+        let dirs = dirs();
+        let key_path = dirs.data.join("keys").join("local-signing-key.pem");
+        let signer = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+            let winner = test_keys()
+                .trusted
+                .to_pkcs8_pem(LineEnding::LF)
+                .expect("pkcs8 pem");
+            fs::write(&key_path, winner.as_bytes()).expect("winner writes");
+            Ok(test_keys().attacker.clone())
+        })
+        .expect("ensure");
+        let winner_public = crate::auth::test_support::spki_pem(&test_keys().trusted);
+        assert_eq!(signer.public_key_pem(), winner_public);
+    }
+
+    #[test]
+    fn ensure_generates_a_real_key() {
+        // The one test that runs the real generator: it must be fast in a debug build.
+        let dirs = dirs();
+        let started = std::time::Instant::now();
+        let signer = LocalSigner::ensure(&dirs.data, &dirs.public).expect("ensure");
+        let token = signer
+            .mint_at(MintClaims::new("u", ISSUER, 60), NOW)
+            .expect("mint");
+        assert!(verifier_for(&dirs).verify_at(&token, NOW).is_ok());
+        let again = LocalSigner::ensure(&dirs.data, &dirs.public).expect("ensure again");
+        assert_eq!(signer.kid(), again.kid());
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}
