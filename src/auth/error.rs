@@ -68,7 +68,7 @@ pub enum AuthError {
         reason: &'static str,
     },
     /// Key generation or token signing failed.
-    #[error("cannot sign: {0}")]
+    #[error("local signing: {0}")]
     Signing(&'static str),
     /// The verifier or signer was given settings that cannot work.
     #[error("invalid auth settings: {0}")]

@@ -230,14 +230,23 @@ fn create_private_key(
     // exists, so of two processes creating a key at once exactly one wins and the other loads it.
     let temp_path = keys_dir.join(format!(".{PRIVATE_KEY_FILE}.{}.tmp", std::process::id()));
     write_new_file(&temp_path, pem.as_bytes(), 0o600)?;
-    let linked = fs::hard_link(&temp_path, key_path);
-    let _ = fs::remove_file(&temp_path);
-    match linked {
-        Ok(()) => {}
+    match fs::hard_link(&temp_path, key_path) {
+        Ok(()) => {
+            let _ = fs::remove_file(&temp_path);
+        }
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&temp_path);
             return load_private_key(key_path)?.ok_or_else(|| AuthError::io(key_path, error));
         }
-        Err(error) => return Err(AuthError::io(key_path, error)),
+        Err(_) => {
+            // Some network and FUSE file systems have no hard links. A rename is still atomic (no
+            // half-written key) but may replace a key a concurrent process just created; that
+            // process keeps working with its own kid until it restarts.
+            if let Err(error) = fs::rename(&temp_path, key_path) {
+                let _ = fs::remove_file(&temp_path);
+                return Err(AuthError::io(key_path, error));
+            }
+        }
     }
     sync_dir(keys_dir);
     tracing::info!(path = %key_path.display(), "created local token signing key");
