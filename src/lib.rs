@@ -4,7 +4,10 @@
 //! - [`config`]: layered, typed settings.
 //! - [`domain`]: pure types and rules, and the Sunbird error table.
 //! - [`crypto`]: PII sealing and the blind index.
+//! - [`auth`]: offline RS256 token verification and the local signing key.
+//! - [`storage`]: the store trait, the redb engine, the cache decorator.
 
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod domain;
