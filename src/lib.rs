@@ -1,1 +1,3 @@
 //! userorg: Sunbird Lern UserOrg re-implemented.
+
+pub mod search;
