@@ -68,10 +68,15 @@ use super::{
 
 /// Whole value, lower-cased: the `keylower` normaliser of Sunbird's `.raw` fields.
 const KEYWORD_TOKENIZER: &str = "userorg_keyword";
+/// Whole value as is (facet names).
+const EXACT_TOKENIZER: &str = "userorg_exact";
 /// Words, lower-cased and ASCII-folded, for free text.
 const TEXT_TOKENIZER: &str = "userorg_text";
-/// tantivy's name for "store the value as is" in fast fields.
-const RAW_TOKENIZER: &str = "raw";
+
+/// String values of this many bytes or more are kept in the source and in free text but are not
+/// filterable, sortable or facetable (Elasticsearch's `ignore_above`). Sunbird documents carry serialised blobs
+/// (profile details, framework JSON) that would otherwise bloat the dictionaries and fast fields.
+const MAX_KEYWORD_BYTES: usize = 1024;
 
 /// Indexing memory per writer. tantivy needs at least 15 MB per indexing thread; a larger budget
 /// means fewer, larger segments during a full reindex.
@@ -241,7 +246,7 @@ impl IndexFields {
         builder.add_json_field(
             "exact",
             JsonObjectOptions::default()
-                .set_fast(RAW_TOKENIZER)
+                .set_fast(EXACT_TOKENIZER)
                 .set_expand_dots_enabled(),
         );
         let text_indexing = TextFieldIndexing::default()
@@ -278,9 +283,26 @@ impl IndexFields {
     }
 }
 
+/// Index side of `keyword`: whole values up to [`MAX_KEYWORD_BYTES`], lower-cased.
 fn keyword_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(RawTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_KEYWORD_BYTES))
         .filter(LowerCaser)
+        .build()
+}
+
+/// Query side of `keyword`: the same normalisation without the length cap, so an over-long
+/// filter value matches nothing instead of matching the empty string.
+fn keyword_query_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
+        .filter(LowerCaser)
+        .build()
+}
+
+/// `exact`: whole values up to [`MAX_KEYWORD_BYTES`], as they are.
+fn exact_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_KEYWORD_BYTES))
         .build()
 }
 
@@ -294,6 +316,7 @@ fn text_analyzer() -> TextAnalyzer {
 
 fn register_tokenizers(manager: &TokenizerManager) {
     manager.register(KEYWORD_TOKENIZER, keyword_analyzer());
+    manager.register(EXACT_TOKENIZER, exact_analyzer());
     manager.register(TEXT_TOKENIZER, text_analyzer());
 }
 
@@ -384,28 +407,35 @@ impl Engine {
         let searcher = self.reader.searcher();
         // Versions written earlier in this batch, not yet visible to the searcher.
         let mut batch_versions: HashMap<String, u64> = HashMap::new();
-        let mut changed = false;
-        for doc in docs {
-            let current = match batch_versions.get(&doc.id) {
-                Some(version) => Some(*version),
-                None => self.stored_version(&searcher, &doc.id)?,
-            };
-            if current.is_some_and(|current| doc.version < current) {
-                continue;
+        let write_batch = || -> Result<bool, SearchError> {
+            let mut changed = false;
+            for doc in docs {
+                let current = match batch_versions.get(&doc.id) {
+                    Some(version) => Some(*version),
+                    None => self.stored_version(&searcher, &doc.id)?,
+                };
+                if current.is_some_and(|current| doc.version < current) {
+                    continue;
+                }
+                let document = self.to_document(&doc)?;
+                writer.delete_term(self.id_term(&doc.id));
+                writer
+                    .add_document(document)
+                    .map_err(|err| engine_error(&self.context("add document"), err))?;
+                batch_versions.insert(doc.id, doc.version);
+                changed = true;
             }
-            let document = self.to_document(&doc)?;
-            writer.delete_term(self.id_term(&doc.id));
-            if let Err(err) = writer.add_document(document) {
+            Ok(changed)
+        };
+        match write_batch() {
+            Ok(true) => self.commit(&mut writer),
+            Ok(false) => Ok(()),
+            Err(err) => {
+                // Nothing of a failed batch may reach a later commit.
                 let _ = writer.rollback();
-                return Err(engine_error(&self.context("add document"), err));
+                Err(err)
             }
-            batch_versions.insert(doc.id, doc.version);
-            changed = true;
         }
-        if changed {
-            self.commit(&mut writer)?;
-        }
-        Ok(())
     }
 
     fn delete(&self, ids: &[String]) -> Result<(), SearchError> {
@@ -636,7 +666,7 @@ impl<'a> QueryBuilder<'a> {
     fn new(fields: &'a IndexFields) -> Self {
         QueryBuilder {
             fields,
-            keyword: keyword_analyzer(),
+            keyword: keyword_query_analyzer(),
             text: text_analyzer(),
         }
     }
@@ -1332,12 +1362,39 @@ fn open_column(handle: &DynamicColumnHandle) -> Result<DynamicColumn, SearchErro
         .map_err(|err| io_error("open fast field column", err))
 }
 
-fn ordinal_text(strings: &StrColumn, ordinal: u64) -> Result<String, SearchError> {
-    let mut text = String::new();
-    strings
-        .ord_to_str(ordinal, &mut text)
+/// The strings of sorted, distinct dictionary ordinals, read in one pass over the dictionary
+/// (`ord_to_str` would decode a dictionary block per ordinal: seconds for a deep page).
+fn ordinal_texts(strings: &StrColumn, sorted_ordinals: &[u64]) -> Result<Vec<String>, SearchError> {
+    let mut texts = Vec::with_capacity(sorted_ordinals.len());
+    let complete = strings
+        .dictionary()
+        .sorted_ords_to_term_cb(sorted_ordinals, |bytes| {
+            texts.push(String::from_utf8_lossy(bytes).into_owned());
+        })
         .map_err(|err| io_error("read fast field dictionary", err))?;
-    Ok(text)
+    if !complete || texts.len() != sorted_ordinals.len() {
+        return Err(SearchError::Internal(
+            "fast field dictionary lacks an ordinal its column uses".to_owned(),
+        ));
+    }
+    Ok(texts)
+}
+
+/// The strings of the ordinals with a non-zero count, with their counts.
+fn counted_texts(
+    strings: &StrColumn,
+    per_ordinal: &[u64],
+) -> Result<Vec<(String, u64)>, SearchError> {
+    let (ordinals, counts): (Vec<u64>, Vec<u64>) = per_ordinal
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count > 0)
+        .map(|(ordinal, count)| (ordinal as u64, *count))
+        .unzip();
+    Ok(ordinal_texts(strings, &ordinals)?
+        .into_iter()
+        .zip(counts)
+        .collect())
 }
 
 /// One candidate for the page: its global sort key and address.
@@ -1383,19 +1440,38 @@ fn sorted_page(
                 .unwrap_or(Ordering::Equal)
                 .then_with(|| a.cmp(&b))
         });
+        // Per sort field: the distinct ordinals the kept hits use, and their strings.
+        let mut resolved: Vec<(Vec<u64>, Vec<String>)> = Vec::with_capacity(width);
+        for (field, column) in columns.iter().enumerate() {
+            let mut ordinals: Vec<u64> = positions
+                .iter()
+                .filter_map(|&position| match keys[position * width + field] {
+                    SegmentSortValue::Ordinal(ordinal) => Some(ordinal),
+                    _ => None,
+                })
+                .collect();
+            ordinals.sort_unstable();
+            ordinals.dedup();
+            let texts = match &column.strings {
+                Some(strings) => ordinal_texts(strings, &ordinals)?,
+                None => Vec::new(),
+            };
+            resolved.push((ordinals, texts));
+        }
         for position in positions {
             let key = keys[position * width..(position + 1) * width]
                 .iter()
-                .zip(&columns)
-                .map(|(value, column)| match *value {
-                    SegmentSortValue::Number(number) => Ok(SortValue::Number(number)),
-                    SegmentSortValue::Missing => Ok(SortValue::Missing),
-                    SegmentSortValue::Ordinal(ordinal) => match &column.strings {
-                        Some(strings) => ordinal_text(strings, ordinal).map(SortValue::Text),
-                        None => Ok(SortValue::Missing),
-                    },
+                .zip(&resolved)
+                .map(|(value, (ordinals, texts))| match *value {
+                    SegmentSortValue::Number(number) => SortValue::Number(number),
+                    SegmentSortValue::Missing => SortValue::Missing,
+                    SegmentSortValue::Ordinal(ordinal) => ordinals
+                        .binary_search(&ordinal)
+                        .ok()
+                        .and_then(|index| texts.get(index))
+                        .map_or(SortValue::Missing, |text| SortValue::Text(text.clone())),
                 })
-                .collect::<Result<Vec<_>, SearchError>>()?;
+                .collect();
             candidates.push(SortCandidate {
                 key,
                 address: DocAddress::new(segment.segment_ord, segment.docs[position]),
@@ -1500,23 +1576,18 @@ fn count_terms(
     counts: &mut HashMap<String, u64>,
 ) -> Result<(), SearchError> {
     if let Some(strings) = &columns.strings {
-        for (ordinal, count) in count_ordinals(strings, docs).into_iter().enumerate() {
-            if count > 0 {
-                *counts
-                    .entry(ordinal_text(strings, ordinal as u64)?)
-                    .or_default() += count;
-            }
+        for (text, count) in counted_texts(strings, &count_ordinals(strings, docs))? {
+            *counts.entry(text).or_default() += count;
         }
     }
-    let is_bool = |columns: &PathColumns| {
-        columns
-            .numbers
-            .iter()
-            .all(|column| matches!(column, NumberColumn::Bool(_)))
-    };
+    // A JSON path holds one numeric column per segment, or a boolean one.
+    let booleans = columns
+        .numbers
+        .iter()
+        .all(|column| matches!(column, NumberColumn::Bool(_)));
     for (bits, count) in count_numbers(&columns.numbers, docs) {
         let value = f64::from_bits(bits);
-        let name = if is_bool(columns) {
+        let name = if booleans {
             (value != 0.0).to_string()
         } else {
             number_name(value)
@@ -1541,10 +1612,8 @@ fn count_days(
     counts: &mut HashMap<String, u64>,
 ) -> Result<(), SearchError> {
     if let Some(strings) = &columns.strings {
-        for (ordinal, count) in count_ordinals(strings, docs).into_iter().enumerate() {
-            if count > 0
-                && let Some(day) = day_of(&ordinal_text(strings, ordinal as u64)?)
-            {
+        for (text, count) in counted_texts(strings, &count_ordinals(strings, docs))? {
+            if let Some(day) = day_of(&text) {
                 *counts
                     .entry(day.format("%Y-%m-%d").to_string())
                     .or_default() += count;
@@ -1787,6 +1856,150 @@ mod tests {
             Err(other) => panic!("expected unavailable, got {other:?}"),
             Ok(_) => panic!("two writers on one index"),
         }
+    }
+
+    #[tokio::test]
+    async fn over_long_values_are_kept_but_not_filterable() {
+        let index = TantivyIndex::in_memory().expect("index");
+        let blob = "X".repeat(MAX_KEYWORD_BYTES);
+        let source = json!({ "id": "u1", "profileDetails": blob, "firstName": "Asha" });
+        index
+            .upsert(IndexName::User, vec![doc("u1", 1, source.clone())])
+            .await
+            .expect("upsert");
+        let search = |filter: Filter| {
+            let mut query = SearchQuery::match_all(10);
+            query.filters.push(filter);
+            let index = &index;
+            async move { index.search(IndexName::User, &query).await.expect("search") }
+        };
+        let exact = Filter::Term {
+            field: "profileDetails".into(),
+            value: Scalar::Str(blob.clone()),
+        };
+        assert_eq!(
+            search(exact).await.count,
+            0,
+            "an over-long value is not a term"
+        );
+        let empty = Filter::Term {
+            field: "profileDetails".into(),
+            value: Scalar::Str(String::new()),
+        };
+        assert_eq!(search(empty).await.count, 0, "nor an empty string");
+        assert_eq!(
+            search(Filter::Exists("profileDetails".into())).await.count,
+            0
+        );
+        let result = search(Filter::Exists("firstName".into())).await;
+        assert_eq!(
+            result.content,
+            vec![doc("u1", 1, source).source],
+            "source kept whole"
+        );
+    }
+
+    /// Timings at the embedded engine's target size. Run it in release mode:
+    /// `cargo test --release --lib search_at_100k_users -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "performance smoke test, slow in debug builds"]
+    async fn search_at_100k_users() {
+        use std::time::Instant;
+        const USERS: usize = 100_000;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let index = TantivyIndex::open(dir.path()).expect("open");
+        let names = [
+            "Asha", "Bala", "Chitra", "Devi", "Esha", "Farhan", "Gita", "Hari",
+        ];
+        let started = Instant::now();
+        for batch in 0..USERS / 1000 {
+            let docs = (0..1000)
+                .map(|i| {
+                    let n = batch * 1000 + i;
+                    let id = format!("user-{n:06}");
+                    let source = json!({
+                        "id": id, "userId": id,
+                        "firstName": format!("{}{}", names[n % names.len()], n % 977),
+                        "lastName": format!("Surname{}", n % 3001),
+                        "email": format!("enc-{n:040x}"), "phone": format!("enc-{n:032x}"),
+                        "status": (n % 3) as i64, "isDeleted": n % 50 == 0,
+                        "rootOrgId": format!("ORG-{}", n % 40), "channel": format!("state-{}", n % 40),
+                        "createdDate": format!("2024-{:02}-{:02} 10:00:00:000+0530", 1 + n % 12, 1 + n % 28),
+                        "roles": [{ "role": "PUBLIC" }, { "role": if n % 10 == 0 { "ORG_ADMIN" } else { "BOOK_REVIEWER" } }],
+                        "organisations": [{ "organisationId": format!("ORG-{}", n % 40), "orgName": "School", "isDeleted": false }],
+                        "profileUserTypes": [{ "type": "teacher" }],
+                        "framework": { "board": ["CBSE"], "medium": ["English"], "gradeLevel": ["Class 1"] },
+                        "profileDetails": format!("{{\"bio\": \"{}\"}}", "x".repeat(300)),
+                    });
+                    doc(&id, 1, source)
+                })
+                .collect();
+            index.upsert(IndexName::User, docs).await.expect("upsert");
+        }
+        println!("indexed {USERS} users in {:?}", started.elapsed());
+
+        let mut cases: Vec<(&str, SearchQuery)> = Vec::new();
+        cases.push(("match all, 20", SearchQuery::match_all(20)));
+        let mut q = SearchQuery::match_all(20);
+        q.filters.push(Filter::Term {
+            field: "status".into(),
+            value: Scalar::Int(1),
+        });
+        q.sort_by = vec![("createdDate".into(), SortOrder::Desc)];
+        cases.push(("status=1 sorted by createdDate", q));
+        let mut q = SearchQuery::match_all(20);
+        q.sort_by = vec![("firstName".into(), SortOrder::Asc)];
+        q.offset = 10_000;
+        cases.push(("all sorted by firstName, offset 10000", q));
+        let mut q = SearchQuery::match_all(20);
+        q.facets = vec![
+            FacetRequest {
+                field: "rootOrgId".into(),
+                kind: FacetKind::Terms,
+            },
+            FacetRequest {
+                field: "roles.role".into(),
+                kind: FacetKind::Terms,
+            },
+            FacetRequest {
+                field: "createdDate".into(),
+                kind: FacetKind::DateHistogram,
+            },
+        ];
+        cases.push(("3 facets over all", q));
+        let mut q = SearchQuery::match_all(20);
+        q.query = Some("asha".into());
+        cases.push(("free text asha", q));
+        let mut q = SearchQuery::match_all(20);
+        q.filters.push(Filter::Prefix {
+            field: "firstName".into(),
+            prefix: "as".into(),
+        });
+        q.filters.push(Filter::Terms {
+            field: "organisations.organisationId".into(),
+            values: vec![Scalar::Str("org-8".into()), Scalar::Str("org-16".into())],
+        });
+        cases.push(("prefix and terms", q));
+        let mut q = SearchQuery::match_all(20);
+        q.filters.push(Filter::Term {
+            field: "userId".into(),
+            value: Scalar::Str("user-054321".into()),
+        });
+        cases.push(("by id", q));
+        for (name, query) in &cases {
+            let started = Instant::now();
+            let result = index.search(IndexName::User, query).await.expect("search");
+            println!("{name}: {} hits in {:?}", result.count, started.elapsed());
+        }
+        let started = Instant::now();
+        index
+            .upsert(
+                IndexName::User,
+                vec![doc("user-000001", 2, json!({ "id": "user-000001" }))],
+            )
+            .await
+            .expect("single upsert");
+        println!("single upsert + commit: {:?}", started.elapsed());
     }
 
     #[test]
