@@ -6,7 +6,16 @@
 //! a message naming the case.
 //!
 //! Only behaviour both engines can promise is checked here: ordering among equally relevant
-//! free-text hits, for instance, is left open.
+//! free-text hits, for instance, is left open. What it asks of an Elasticsearch engine, beyond
+//! the Sunbird translation rules:
+//!
+//! - writes are visible to the next search (`refresh=wait_for`);
+//! - versions compare with `version_type=external_gte`: an equal version replaces;
+//! - `clear` recreates the index, so versions of cleared documents are forgotten (a delete by
+//!   query would keep version tombstones);
+//! - numeric and boolean facet names are strings; date histograms use UTC days and leave out
+//!   empty days (`min_doc_count: 1`); terms facets list every value (no default size of 10);
+//! - free-text words of three characters or more also match word prefixes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -9,8 +9,8 @@
 //! | `id` | raw string, indexed + stored | replace/delete by id, `get` |
 //! | `version` | u64, fast + stored | skipping stale upserts |
 //! | `source` | bytes, stored | the document returned, exactly as upserted |
-//! | `keyword` | JSON, lower-cased whole values, indexed + fast | exact filters, ranges, prefixes, exists, sorting (Sunbird's `<field>.raw`) |
-//! | `exact` | JSON, original values, fast only | facet value names in their original case |
+//! | `keyword` | JSON, lower-cased whole values under 1 KiB, indexed + fast | exact filters, ranges, prefixes, exists, sorting (Sunbird's `<field>.raw`) |
+//! | `exact` | JSON, original values under 1 KiB, fast only | facet value names in their original case |
 //! | `text` | JSON, lower-cased words with frequencies | free text limited to `queryFields` |
 //! | `all_text` | every string value as words | free text over the whole document |
 //!
@@ -35,6 +35,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -74,8 +75,9 @@ const EXACT_TOKENIZER: &str = "userorg_exact";
 const TEXT_TOKENIZER: &str = "userorg_text";
 
 /// String values of this many bytes or more are kept in the source and in free text but are not
-/// filterable, sortable or facetable (Elasticsearch's `ignore_above`). Sunbird documents carry serialised blobs
-/// (profile details, framework JSON) that would otherwise bloat the dictionaries and fast fields.
+/// filterable, sortable or facetable (Elasticsearch's `ignore_above`). Sunbird documents carry
+/// serialised blobs (profile details, framework JSON) that would otherwise bloat the dictionaries
+/// and fast fields.
 const MAX_KEYWORD_BYTES: usize = 1024;
 
 /// Indexing memory per writer. tantivy needs at least 15 MB per indexing thread; a larger budget
@@ -120,8 +122,15 @@ impl TantivyIndex {
             let index = Index::builder()
                 .schema(IndexFields::schema())
                 .open_or_create(directory)
-                .map_err(|err| {
-                    engine_error(&format!("cannot open search index {}", path.display()), err)
+                .map_err(|err| match err {
+                    TantivyError::SchemaError(_) => SearchError::Internal(format!(
+                        "search index {} was written with another schema: remove the directory \
+                         and reindex ({err})",
+                        path.display()
+                    )),
+                    err => {
+                        engine_error(&format!("cannot open search index {}", path.display()), err)
+                    }
                 })?;
             Ok(index)
         })
@@ -326,6 +335,9 @@ struct Engine {
     index: Index,
     fields: IndexFields,
     reader: IndexReader,
+    /// Set when a commit succeeded but the reader could not be reloaded: the reader must not be
+    /// trusted for versions (a stale version would let an older document overwrite a newer one).
+    reader_stale: AtomicBool,
     /// Serialises writes: see the module docs.
     writer: Mutex<IndexWriter>,
 }
@@ -360,8 +372,20 @@ impl Engine {
             index,
             fields,
             reader,
+            reader_stale: AtomicBool::new(false),
             writer: Mutex::new(writer),
         })
+    }
+
+    /// A searcher that sees every successful commit.
+    fn searcher(&self) -> Result<Searcher, SearchError> {
+        if self.reader_stale.load(AtomicOrdering::Acquire) {
+            self.reader
+                .reload()
+                .map_err(|err| engine_error(&self.context("reload"), err))?;
+            self.reader_stale.store(false, AtomicOrdering::Release);
+        }
+        Ok(self.reader.searcher())
     }
 
     fn context(&self, what: &str) -> String {
@@ -391,9 +415,11 @@ impl Engine {
             let _ = writer.rollback();
             return Err(engine_error(&self.context("commit"), err));
         }
-        self.reader
-            .reload()
-            .map_err(|err| engine_error(&self.context("reload"), err))
+        if let Err(err) = self.reader.reload() {
+            self.reader_stale.store(true, AtomicOrdering::Release);
+            return Err(engine_error(&self.context("reload"), err));
+        }
+        Ok(())
     }
 
     fn id_term(&self, id: &str) -> Term {
@@ -404,7 +430,7 @@ impl Engine {
         let mut writer = self.lock_writer()?;
         // Under the writer lock the reader reflects every committed write (each write reloads it
         // before releasing the lock), so stored versions read here are current.
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher()?;
         // Versions written earlier in this batch, not yet visible to the searcher.
         let mut batch_versions: HashMap<String, u64> = HashMap::new();
         let write_batch = || -> Result<bool, SearchError> {
@@ -504,7 +530,7 @@ impl Engine {
     }
 
     fn get(&self, id: &str) -> Result<Option<IndexDoc>, SearchError> {
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher()?;
         let Some(address) = self.find_by_id(&searcher, id)? else {
             return Ok(None);
         };
@@ -553,7 +579,7 @@ impl Engine {
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchResult, SearchError> {
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher()?;
         let tantivy_query = QueryBuilder::new(&self.fields).build(query);
         // Relevance order only when there is free text and no explicit sort (as in Sunbird, an
         // explicit sort replaces the score).
