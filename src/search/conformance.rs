@@ -28,8 +28,8 @@ use super::{
 };
 
 /// Runs every case against `index`. Panics on the first failure.
-pub async fn run_search_conformance(index: Arc<dyn SearchIndex>) {
-    let index = index.as_ref();
+pub async fn run_search_conformance(shared: Arc<dyn SearchIndex>) {
+    let index = shared.as_ref();
     assert!(index.healthy().await, "a fresh index reports healthy");
     load_users(index).await;
     match_all_and_count(index).await;
@@ -50,6 +50,7 @@ pub async fn run_search_conformance(index: Arc<dyn SearchIndex>) {
     versions(index).await;
     delete_and_clear(index).await;
     index_isolation(index).await;
+    concurrent_writes(&shared).await;
     assert!(index.healthy().await, "healthy after the suite");
 }
 
@@ -1090,7 +1091,49 @@ async fn index_isolation(index: &dyn SearchIndex) {
         Some(object(json!({ "id": "u1", "orgName": "Org" }))),
         "same id in another index is another document"
     );
+}
+
+/// Writers racing on one id (the indexer and a reindex, or two instances): whatever the order
+/// they land in, the highest version wins, and searches running meanwhile never fail.
+async fn concurrent_writes(shared: &Arc<dyn SearchIndex>) {
+    const VERSIONS: u64 = 12;
+    let mut tasks = Vec::new();
+    // Interleave high and low versions so arrival order differs from version order.
+    for step in 0..VERSIONS {
+        let version = if step % 2 == 0 { VERSIONS - step } else { step };
+        let index = Arc::clone(shared);
+        tasks.push(tokio::spawn(async move {
+            let source = json!({ "id": "c1", "version": version });
+            index
+                .upsert(IndexName::User, vec![doc("c1", version, source)])
+                .await
+                .expect("concurrent upsert");
+        }));
+        let index = Arc::clone(shared);
+        tasks.push(tokio::spawn(async move {
+            let query = with_filters(vec![term("id", text("c1"))]);
+            let result = index
+                .search(IndexName::User, &query)
+                .await
+                .expect("search during writes");
+            assert!(result.count <= 1, "never two copies of one id");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let stored = shared
+        .get(IndexName::User, "c1")
+        .await
+        .expect("get")
+        .expect("c1 stored");
+    assert_eq!(stored.version, VERSIONS, "the highest version wins");
+    assert_eq!(
+        stored.source.get("version"),
+        Some(&json!(VERSIONS)),
+        "with its source"
+    );
     for name in IndexName::ALL {
-        index.clear(name).await.expect("clear after the suite");
+        shared.clear(name).await.expect("clear after the suite");
     }
 }

@@ -2028,6 +2028,48 @@ mod tests {
         println!("single upsert + commit: {:?}", started.elapsed());
     }
 
+    #[tokio::test]
+    async fn whole_words_outrank_prefixes_and_punctuation_finds_nothing() {
+        let index = TantivyIndex::in_memory().expect("index");
+        index
+            .upsert(
+                IndexName::User,
+                vec![
+                    doc("long", 1, json!({ "id": "long", "firstName": "Ashalatha" })),
+                    doc("exact", 1, json!({ "id": "exact", "firstName": "Asha" })),
+                    doc("other", 1, json!({ "id": "other", "firstName": "Bala" })),
+                ],
+            )
+            .await
+            .expect("upsert");
+        let text_query = |text: &str| {
+            let mut query = SearchQuery::match_all(10);
+            query.query = Some(text.to_owned());
+            query
+        };
+        let result = index
+            .search(IndexName::User, &text_query("asha"))
+            .await
+            .expect("search");
+        let ids: Vec<_> = result
+            .content
+            .iter()
+            .map(|source| source["id"].clone())
+            .collect();
+        assert_eq!(ids, vec![json!("exact"), json!("long")]);
+        // Shorter than three characters: whole words only.
+        let result = index
+            .search(IndexName::User, &text_query("as"))
+            .await
+            .expect("search");
+        assert_eq!(result.count, 0);
+        let result = index
+            .search(IndexName::User, &text_query("!!"))
+            .await
+            .expect("search");
+        assert_eq!(result.count, 0);
+    }
+
     #[test]
     fn dates_bucket_by_utc_day() {
         let day = |text: &str| day_of(text).map(|day| day.to_string());
