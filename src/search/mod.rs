@@ -25,7 +25,11 @@ pub enum IndexName {
 }
 
 impl IndexName {
-    pub const ALL: [IndexName; 3] = [IndexName::User, IndexName::Organisation, IndexName::Location];
+    pub const ALL: [IndexName; 3] = [
+        IndexName::User,
+        IndexName::Organisation,
+        IndexName::Location,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -176,7 +180,11 @@ pub trait SearchIndex: Send + Sync + 'static {
     async fn delete(&self, index: IndexName, ids: Vec<String>) -> Result<(), SearchError>;
     /// Fetch one document by id.
     async fn get(&self, index: IndexName, id: &str) -> Result<Option<IndexDoc>, SearchError>;
-    async fn search(&self, index: IndexName, query: &SearchQuery) -> Result<SearchResult, SearchError>;
+    async fn search(
+        &self,
+        index: IndexName,
+        query: &SearchQuery,
+    ) -> Result<SearchResult, SearchError>;
     /// Remove every document of one index (full rebuild).
     async fn clear(&self, index: IndexName) -> Result<(), SearchError>;
     /// Cheap liveness check for `/health`.
