@@ -166,8 +166,9 @@ mod tests {
         let cipher = PiiCipher::new(&[7u8; 32]);
         let sealed = cipher.seal("9876543210");
         let mut bytes = sealed.into_bytes();
-        let last = bytes.len() - 2;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        // A character inside the ciphertext (not the last ones, which may carry padding bits).
+        let middle = bytes.len() / 2;
+        bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("ascii");
         assert_eq!(cipher.open(&tampered), Err(CryptoError::Authentication));
         let other = PiiCipher::new(&[8u8; 32]);
@@ -209,5 +210,47 @@ mod tests {
             [9u8; 32]
         );
         assert!(decode_key("short").is_err());
+    }
+}
+
+/// Both halves of PII handling behind one handle: sealing for storage, tokens for lookups.
+#[derive(Clone, Debug)]
+pub struct PiiVault {
+    cipher: PiiCipher,
+    index: BlindIndex,
+}
+
+impl PiiVault {
+    pub fn new(cipher: PiiCipher, index: BlindIndex) -> Self {
+        PiiVault { cipher, index }
+    }
+
+    /// Loads (or creates on first start) the two keys under `keys_dir`, unless configured.
+    pub fn from_settings(
+        security: &crate::config::SecuritySettings,
+        keys_dir: &Path,
+    ) -> anyhow::Result<PiiVault> {
+        let encryption =
+            load_or_create_key(&security.pii_encryption_key, &keys_dir.join("pii.key"))?;
+        let blind =
+            load_or_create_key(&security.blind_index_key, &keys_dir.join("blind-index.key"))?;
+        Ok(PiiVault::new(
+            PiiCipher::new(&encryption),
+            BlindIndex::new(&blind),
+        ))
+    }
+
+    pub fn seal(&self, plaintext: &str) -> String {
+        self.cipher.seal(plaintext)
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
+        self.cipher.open(sealed)
+    }
+
+    /// The lookup token of an already normalised value (lower-cased email, national phone
+    /// digits, lower-cased username...).
+    pub fn token(&self, kind: &str, normalised: &str) -> String {
+        self.index.token(kind, normalised)
     }
 }

@@ -1,3 +1,134 @@
-fn main() {
-    println!("userorg: work in progress");
+//! The `userorg` binary: parses the command line, loads the configuration and hands over to the
+//! library. `serve` is the default command.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use userorg::app::{Application, process_environment};
+use userorg::auth::{LocalSigner, MintClaims};
+use userorg::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "userorg", version, about = "Sunbird UserOrg service")]
+struct Cli {
+    /// A TOML file layered over the defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Print a token signed with the local key.
+    Token {
+        /// The user the token is for.
+        #[arg(long, conflicts_with = "admin")]
+        user: Option<String>,
+        /// A token for the bootstrap administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime in seconds (default: auth.local_token_ttl_seconds).
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
+    /// Rebuild the search index from the store (run while the server is stopped).
+    Reindex,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), &process_environment()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("userorg: {error}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Token { user, admin, ttl } => token(settings, user, admin, ttl),
+        Command::Reindex => reindex(settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    init_tracing();
+    let app = Application::build(settings).await?;
+    tracing::info!(
+        "get an admin token with: userorg token --admin (send it as x-authenticated-user-token)"
+    );
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupt received, shutting down"),
+        _ = terminate => tracing::info!("terminate received, shutting down"),
+    }
+}
+
+fn token(
+    settings: Settings,
+    user: Option<String>,
+    admin: bool,
+    ttl: Option<i64>,
+) -> anyhow::Result<()> {
+    let subject = match (user, admin) {
+        (Some(user), _) => user,
+        (None, true) => userorg::seed::read_bootstrap_admin(&settings.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "no bootstrap admin in {} (start the server once first): {e}",
+                settings.data_dir.display()
+            )
+        })?,
+        (None, false) => anyhow::bail!("give --user ID or --admin"),
+    };
+    let signer = LocalSigner::ensure(&settings.data_dir, &settings.public_keys_dir())?;
+    let claims = MintClaims::new(
+        subject,
+        settings.auth.issuer.clone(),
+        ttl.unwrap_or(settings.auth.local_token_ttl_seconds),
+    );
+    println!("{}", signer.mint(claims)?);
+    Ok(())
+}
+
+async fn reindex(settings: Settings) -> anyhow::Result<()> {
+    init_tracing();
+    let engines = userorg::app::open_engines(&settings)?;
+    let started = std::time::Instant::now();
+    let count = userorg::actors::indexer::rebuild_all(&engines.store, &engines.search).await?;
+    println!(
+        "reindexed {count} documents in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

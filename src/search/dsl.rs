@@ -466,8 +466,8 @@ mod tests {
     #[test]
     fn range_operators_become_one_range() {
         let clauses = filters(json!({
-            "createdDate": { ">=": "2024-01-01", "<": "2024-02-01" },
             "age": { ">": 10, "<=": 20.5 },
+            "createdDate": { ">=": "2024-01-01", "<": "2024-02-01" },
         }))
         .unwrap();
         assert_eq!(
@@ -494,8 +494,8 @@ mod tests {
     #[test]
     fn starts_with_and_ends_with() {
         let clauses = filters(json!({
-            "firstName": { "startsWith": "As" },
             "email": { "endsWith": "@Example.org" },
+            "firstName": { "startsWith": "As" },
         }))
         .unwrap();
         assert_eq!(
@@ -757,7 +757,7 @@ mod tests {
     fn facets() {
         let query = parse(json!({
             "filters": {},
-            "facets": [{ "rootOrgId": null, "createdDate": "date_histogram", "x": "other" }]
+            "facets": [{ "createdDate": "date_histogram", "rootOrgId": null, "x": "other" }]
         }))
         .unwrap();
         assert_eq!(

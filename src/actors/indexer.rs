@@ -1,0 +1,350 @@
+//! The indexer: tails the change outbox and applies it to the search index, and rebuilds the
+//! index from the store on request.
+//!
+//! Each batch re-reads the current state of every changed entity, so replaying an event (after a
+//! crash before the acknowledgement) rewrites the same document, and the index's version check
+//! keeps an older document from replacing a newer one. The outbox position is acknowledged only
+//! after the index committed the batch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+
+use super::slot::{ActorSlot, call_actor};
+use crate::domain::{DomainError, DomainResult};
+use crate::search::{IndexDoc, IndexName, SearchError, SearchIndex};
+use crate::services::indexing::{IndexChange, document_for, topic_target};
+use crate::storage::{INDEXER_CONSUMER, Store, StoreError, Table};
+
+const BATCH: usize = 500;
+/// How often the indexer looks at the outbox without being woken (retries after a failure).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct IndexerContext {
+    pub store: Arc<dyn Store>,
+    pub search: Arc<dyn SearchIndex>,
+    /// Follows the newest outbox position when the store can tell (the embedded one can).
+    pub outbox_head: Option<watch::Receiver<u64>>,
+}
+
+pub enum IndexerMessage {
+    /// Something may be waiting in the outbox.
+    Wake,
+    /// Wait until everything up to this outbox position is indexed.
+    WaitFor(u64, RpcReplyPort<DomainResult<()>>),
+    /// Clear and rebuild one index (or all) from the store.
+    Rebuild(Option<IndexName>, RpcReplyPort<DomainResult<u64>>),
+    /// Re-index the given ids of one table (`/v1/data/sync`); answers how many were indexed.
+    Sync(String, Vec<String>, RpcReplyPort<DomainResult<Vec<String>>>),
+}
+
+pub struct IndexerState {
+    context: Arc<IndexerContext>,
+    position: u64,
+    waiters: Vec<(u64, RpcReplyPort<DomainResult<()>>)>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Indexer;
+
+fn search_error(error: SearchError) -> DomainError {
+    match error {
+        SearchError::Unavailable(what) => DomainError::Unavailable(what),
+        SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
+    }
+}
+
+fn store_error(error: StoreError) -> DomainError {
+    match error {
+        StoreError::Unavailable(what) => DomainError::Unavailable(what),
+        other => DomainError::internal(other),
+    }
+}
+
+impl Actor for Indexer {
+    type Msg = IndexerMessage;
+    type State = IndexerState;
+    type Arguments = Arc<IndexerContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        context: Arc<IndexerContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let position = context
+            .store
+            .consumer_position(INDEXER_CONSUMER)
+            .await
+            .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
+        // A small task turns outbox commits and a slow timer into wake-ups.
+        let mut head = context.outbox_head.clone();
+        let me = myself.clone();
+        let watcher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            loop {
+                let changed = async {
+                    match head.as_mut() {
+                        Some(receiver) => receiver.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    alive = changed => {
+                        if !alive { head = None; }
+                    }
+                    _ = tick.tick() => {}
+                }
+                if me.cast(IndexerMessage::Wake).is_err() {
+                    break;
+                }
+            }
+        });
+        myself.cast(IndexerMessage::Wake)?;
+        Ok(IndexerState {
+            context,
+            position,
+            waiters: Vec::new(),
+            watcher: Some(watcher),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(watcher) = state.watcher.take() {
+            watcher.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            IndexerMessage::Wake => {
+                if let Err(error) = drain_outbox(state).await {
+                    tracing::warn!(error = %error, "indexing paused, will retry");
+                }
+            }
+            IndexerMessage::WaitFor(sequence, reply) => {
+                if let Err(error) = drain_outbox(state).await {
+                    tracing::warn!(error = %error, "indexing paused, will retry");
+                }
+                if state.position >= sequence {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    state.waiters.push((sequence, reply));
+                }
+            }
+            IndexerMessage::Rebuild(index, reply) => {
+                let outcome = rebuild(&state.context, index).await;
+                let _ = reply.send(outcome);
+            }
+            IndexerMessage::Sync(topic, ids, reply) => {
+                let outcome = sync_ids(&state.context, &topic, ids).await;
+                let _ = reply.send(outcome);
+            }
+        }
+        let position = state.position;
+        let (ready, waiting): (Vec<_>, Vec<_>) = state
+            .waiters
+            .drain(..)
+            .partition(|(sequence, _)| *sequence <= position);
+        state.waiters = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+        Ok(())
+    }
+}
+
+/// Applies outbox records until none is left (or the index refuses).
+async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
+    loop {
+        let records = state
+            .context
+            .store
+            .read_outbox(state.position, BATCH)
+            .await
+            .map_err(store_error)?;
+        let Some(last) = records.last().map(|r| r.sequence) else {
+            return Ok(());
+        };
+        let mut seen = HashSet::new();
+        let targets: Vec<(String, String)> = records
+            .into_iter()
+            .filter(|r| topic_target(&r.event.topic).is_some())
+            .map(|r| (r.event.topic, r.event.entity_id))
+            .filter(|key| seen.insert(key.clone()))
+            .collect();
+        apply(&state.context, &targets).await?;
+        state
+            .context
+            .store
+            .acknowledge(INDEXER_CONSUMER, last)
+            .await
+            .map_err(store_error)?;
+        state.position = last;
+    }
+}
+
+/// Builds and writes the documents of `targets`, grouped by index. An entity whose document
+/// cannot be built is logged and skipped: one bad row must not stop indexing for everyone.
+async fn apply(
+    context: &IndexerContext,
+    targets: &[(String, String)],
+) -> DomainResult<Vec<String>> {
+    let mut upserts: Vec<(IndexName, Vec<IndexDoc>)> = Vec::new();
+    let mut deletes: Vec<(IndexName, Vec<String>)> = Vec::new();
+    let mut indexed = Vec::new();
+    for (topic, id) in targets {
+        match document_for(&context.store, topic, id).await {
+            Ok(Some(IndexChange::Upsert(index, doc))) => {
+                indexed.push(id.clone());
+                match upserts.iter_mut().find(|(name, _)| *name == index) {
+                    Some((_, docs)) => docs.push(doc),
+                    None => upserts.push((index, vec![doc])),
+                }
+            }
+            Ok(Some(IndexChange::Delete(index, id))) => {
+                match deletes.iter_mut().find(|(name, _)| *name == index) {
+                    Some((_, ids)) => ids.push(id),
+                    None => deletes.push((index, vec![id])),
+                }
+            }
+            Ok(None) => {}
+            Err(DomainError::Unavailable(what)) => return Err(DomainError::Unavailable(what)),
+            Err(error) => {
+                tracing::error!(entity.topic = %topic, entity.id = %id, error = %error, "cannot build search document");
+            }
+        }
+    }
+    for (index, docs) in upserts {
+        context
+            .search
+            .upsert(index, docs)
+            .await
+            .map_err(search_error)?;
+    }
+    for (index, ids) in deletes {
+        context
+            .search
+            .delete(index, ids)
+            .await
+            .map_err(search_error)?;
+    }
+    Ok(indexed)
+}
+
+async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainResult<u64> {
+    let mut total = 0u64;
+    for (topic, index, table) in [
+        (
+            crate::services::indexing::USER_TOPIC,
+            IndexName::User,
+            Table::User,
+        ),
+        (
+            crate::services::indexing::ORGANISATION_TOPIC,
+            IndexName::Organisation,
+            Table::Organisation,
+        ),
+        (
+            crate::services::indexing::LOCATION_TOPIC,
+            IndexName::Location,
+            Table::Location,
+        ),
+    ] {
+        if only.is_some_and(|wanted| wanted != index) {
+            continue;
+        }
+        context.search.clear(index).await.map_err(search_error)?;
+        let mut after: Option<String> = None;
+        loop {
+            let rows = context
+                .store
+                .scan(table, "", after.as_deref(), BATCH)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = rows.last().map(|row| row.key.clone()) else {
+                break;
+            };
+            let targets: Vec<(String, String)> = rows
+                .into_iter()
+                .map(|row| (topic.to_string(), row.key))
+                .collect();
+            total += apply(context, &targets).await?.len() as u64;
+            after = Some(last);
+        }
+    }
+    Ok(total)
+}
+
+async fn sync_ids(
+    context: &IndexerContext,
+    topic: &str,
+    ids: Vec<String>,
+) -> DomainResult<Vec<String>> {
+    let targets: Vec<(String, String)> =
+        ids.into_iter().map(|id| (topic.to_string(), id)).collect();
+    apply(context, &targets).await
+}
+
+/// The typed client of the indexer.
+#[derive(Clone)]
+pub struct IndexerClient {
+    slot: ActorSlot<ActorRef<IndexerMessage>>,
+    timeout: Duration,
+}
+
+impl IndexerClient {
+    pub fn new(slot: ActorSlot<ActorRef<IndexerMessage>>, timeout: Duration) -> Self {
+        IndexerClient { slot, timeout }
+    }
+
+    /// Waits until every outbox record up to `sequence` is in the index.
+    pub async fn wait_for(&self, sequence: u64) -> DomainResult<()> {
+        call_actor(&self.slot, self.timeout, "indexer", |reply| {
+            IndexerMessage::WaitFor(sequence, reply)
+        })
+        .await?
+    }
+
+    pub async fn rebuild(&self, index: Option<IndexName>, timeout: Duration) -> DomainResult<u64> {
+        call_actor(&self.slot, timeout, "indexer", |reply| {
+            IndexerMessage::Rebuild(index, reply)
+        })
+        .await?
+    }
+
+    pub async fn sync(&self, topic: &str, ids: Vec<String>) -> DomainResult<Vec<String>> {
+        let topic = topic.to_string();
+        call_actor(&self.slot, self.timeout, "indexer", |reply| {
+            IndexerMessage::Sync(topic, ids, reply)
+        })
+        .await?
+    }
+}
+
+/// Rebuilds every index from the store without a running actor tree (`userorg reindex`).
+pub async fn rebuild_all(
+    store: &Arc<dyn Store>,
+    search: &Arc<dyn SearchIndex>,
+) -> anyhow::Result<u64> {
+    let context = IndexerContext {
+        store: Arc::clone(store),
+        search: Arc::clone(search),
+        outbox_head: None,
+    };
+    rebuild(&context, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("reindex failed: {e}"))
+}

@@ -1,0 +1,868 @@
+//! User owners: a ractor factory keyed by user id. Every mutation of one user (create, update,
+//! block, unblock, delete) runs in order on one worker, which checks the command against the
+//! current row and writes the row, its uniqueness claims, memberships, roles and the outbox event
+//! in one store transaction. Across instances the store's claims and version checks keep the
+//! same guarantees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::factory::{
+    Factory, FactoryArguments, FactoryRef, Job, Worker, WorkerId, queues, routing, worker_builder,
+};
+use ractor::{Actor, ActorCell, ActorProcessingErr, RpcReplyPort};
+use serde_json::{Map, Value, json};
+
+use super::slot::{ActorSlot, call_factory};
+use crate::clock::{Clock, sunbird_timestamp};
+use crate::crypto::PiiVault;
+use crate::domain::contact::{Email, Phone};
+use crate::domain::rules::username_candidate;
+use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::services::access::load_roles;
+use crate::services::users::input::{
+    CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest,
+};
+use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key};
+
+/// Topic of user change events in the outbox.
+pub const USER_TOPIC: &str = "user";
+
+/// Membership association bits (Sunbird `AssociationMechanism`).
+pub const ASSOCIATION_SSO: i64 = 1;
+pub const ASSOCIATION_SELF_DECLARATION: i64 = 2;
+pub const ASSOCIATION_SYSTEM_UPLOAD: i64 = 4;
+
+/// Rounds of ten username candidates tried before giving up (Sunbird tries 10 x 10).
+const USERNAME_ROUNDS: usize = 10;
+const USERNAME_CANDIDATES: usize = 10;
+/// Retries after a lost race (a generated username claimed between check and commit, or a
+/// version conflict with another instance).
+const WRITE_RETRIES: usize = 3;
+
+/// Everything a worker needs; shared by all workers.
+pub struct UserOwnerContext {
+    pub store: Arc<dyn Store>,
+    pub vault: PiiVault,
+    pub clock: Arc<dyn Clock>,
+    pub username_suffix_length: usize,
+    pub deletion_allowed_roles: Vec<String>,
+}
+
+/// A user to create, validated and resolved by the service.
+#[derive(Debug)]
+pub struct NewUser {
+    pub id: String,
+    pub request: CreateRequest,
+    pub password_hash: Option<String>,
+    pub root_org_id: String,
+    pub channel: String,
+    pub association_type: i64,
+    pub created_by: Option<String>,
+    pub flags_value: i64,
+}
+
+#[derive(Debug)]
+pub struct UserUpdate {
+    pub request: UpdateRequest,
+    pub updated_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Block,
+    Unblock,
+    Delete,
+}
+
+pub enum UserMessage {
+    Create(Box<NewUser>, RpcReplyPort<DomainResult<String>>),
+    Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
+    ChangeStatus {
+        user_id: String,
+        change: StatusChange,
+        by: Option<String>,
+        reply: RpcReplyPort<DomainResult<()>>,
+    },
+}
+
+/// The typed client of the user owners. Cheap to clone.
+#[derive(Clone)]
+pub struct UserOwners {
+    slot: ActorSlot<FactoryRef<String, UserMessage>>,
+    timeout: Duration,
+}
+
+impl UserOwners {
+    pub fn new(slot: ActorSlot<FactoryRef<String, UserMessage>>, timeout: Duration) -> Self {
+        UserOwners { slot, timeout }
+    }
+
+    pub async fn create(&self, user: NewUser) -> DomainResult<String> {
+        let key = user.id.clone();
+        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+            UserMessage::Create(Box::new(user), reply)
+        })
+        .await?
+    }
+
+    pub async fn update(&self, update: UserUpdate) -> DomainResult<()> {
+        let key = update.request.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+            UserMessage::Update(Box::new(update), reply)
+        })
+        .await?
+    }
+
+    pub async fn change_status(
+        &self,
+        user_id: String,
+        change: StatusChange,
+        by: Option<String>,
+    ) -> DomainResult<()> {
+        call_factory(
+            &self.slot,
+            user_id.clone(),
+            self.timeout,
+            "user owners",
+            |reply| UserMessage::ChangeStatus {
+                user_id,
+                change,
+                by,
+                reply,
+            },
+        )
+        .await?
+    }
+}
+
+pub struct UserOwnerWorker;
+
+impl Worker for UserOwnerWorker {
+    type Key = String;
+    type Message = UserMessage;
+    type Arguments = Arc<UserOwnerContext>;
+    type State = Arc<UserOwnerContext>;
+
+    async fn pre_start(
+        &self,
+        _wid: WorkerId,
+        _factory: &FactoryRef<String, UserMessage>,
+        context: Arc<UserOwnerContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(context)
+    }
+
+    async fn handle(
+        &self,
+        _wid: WorkerId,
+        _factory: &FactoryRef<String, UserMessage>,
+        Job { key, msg, .. }: Job<String, UserMessage>,
+        context: &mut Self::State,
+    ) -> Result<String, ActorProcessingErr> {
+        // Business failures travel in the reply; a closed reply port only means the caller gave
+        // up (timeout), which is not this worker's failure.
+        match msg {
+            UserMessage::Create(user, reply) => {
+                let outcome = create_user(context, *user).await;
+                if reply.send(outcome).is_err() {
+                    tracing::debug!(user.id = %key, "create reply dropped by caller");
+                }
+            }
+            UserMessage::Update(update, reply) => {
+                let outcome = update_user(context, *update).await;
+                if reply.send(outcome).is_err() {
+                    tracing::debug!(user.id = %key, "update reply dropped by caller");
+                }
+            }
+            UserMessage::ChangeStatus {
+                user_id,
+                change,
+                by,
+                reply,
+            } => {
+                let outcome = change_status(context, &user_id, change, by).await;
+                if reply.send(outcome).is_err() {
+                    tracing::debug!(user.id = %key, "status reply dropped by caller");
+                }
+            }
+        }
+        Ok(key)
+    }
+}
+
+/// Spawns the factory linked to `supervisor`.
+pub async fn spawn_user_owners(
+    context: Arc<UserOwnerContext>,
+    workers: usize,
+    supervisor: ActorCell,
+) -> Result<
+    (
+        FactoryRef<String, UserMessage>,
+        ractor::concurrency::JoinHandle<()>,
+    ),
+    ActorProcessingErr,
+> {
+    let factory = Factory::<
+        String,
+        UserMessage,
+        Arc<UserOwnerContext>,
+        UserOwnerWorker,
+        routing::KeyPersistentRouting<String, UserMessage>,
+        queues::DefaultQueue<String, UserMessage>,
+    >::default();
+    let arguments = FactoryArguments::builder()
+        .worker_builder(Box::new(worker_builder(move |_wid| {
+            (UserOwnerWorker, Arc::clone(&context))
+        })))
+        .queue(Default::default())
+        .router(Default::default())
+        .num_initial_workers(workers)
+        .build();
+    let (factory_ref, handle) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
+    Ok((factory_ref, handle))
+}
+
+// ==== Command execution ====
+
+fn store_error(error: StoreError) -> DomainError {
+    match error {
+        StoreError::Unavailable(what) => DomainError::Unavailable(what),
+        StoreError::Indeterminate(what) => DomainError::Timeout(what),
+        other => DomainError::internal(other),
+    }
+}
+
+fn claim_message(kind: ClaimKind, external_ids: &[ExternalId], value: &str) -> DomainError {
+    match kind {
+        ClaimKind::Email => DomainError::already_exists("email"),
+        ClaimKind::Phone => DomainError::already_exists("phone"),
+        ClaimKind::Username => DomainError::already_exists("userName"),
+        ClaimKind::ExternalId => {
+            let described = external_ids
+                .iter()
+                .find(|id| id.claim_value() == value)
+                .map(|id| {
+                    format!(
+                        "externalId (id: {}, idType: {}, provider: {})",
+                        id.id, id.id_type, id.provider
+                    )
+                })
+                .unwrap_or_else(|| "externalId".to_string());
+            DomainError::already_exists(&described)
+        }
+        _ => DomainError::already_exists(kind.name()),
+    }
+}
+
+fn sealed_contact(
+    vault: &PiiVault,
+    doc: &mut Map<String, Value>,
+    tokens: &mut Map<String, Value>,
+    field: &str,
+    plain: &str,
+) {
+    doc.insert(field.to_string(), json!(vault.seal(plain)));
+    tokens.insert(field.to_string(), json!(vault.token(field, plain)));
+}
+
+fn email_token(vault: &PiiVault, email: &Email) -> String {
+    vault.token("email", email.as_str())
+}
+
+fn phone_token(vault: &PiiVault, phone: &Phone) -> String {
+    vault.token("phone", phone.number())
+}
+
+pub fn username_token(vault: &PiiVault, username: &str) -> String {
+    vault.token("userName", username)
+}
+
+/// Picks a free generated username: candidates are checked against the claims in rounds, and the
+/// first free one is returned (the commit still claims it atomically).
+async fn generate_username(context: &UserOwnerContext, base: &str) -> DomainResult<String> {
+    for _ in 0..USERNAME_ROUNDS {
+        for _ in 0..USERNAME_CANDIDATES {
+            let candidate = username_candidate(base, context.username_suffix_length);
+            let token = username_token(&context.vault, &candidate);
+            let owner = context
+                .store
+                .claim_owner(ClaimKind::Username, &token)
+                .await
+                .map_err(store_error)?;
+            if owner.is_none() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(DomainError::internal(anyhow::anyhow!(
+        "no free username after {} candidates",
+        USERNAME_ROUNDS * USERNAME_CANDIDATES
+    )))
+}
+
+/// A membership row (`user_organisation`).
+fn membership_doc(
+    user_id: &str,
+    organisation_id: &str,
+    association_type: i64,
+    now: &str,
+    by: Option<&str>,
+) -> Value {
+    json!({
+        "id": crate::domain::rules::new_timestamp_id(),
+        "userId": user_id,
+        "organisationId": organisation_id,
+        "hashTagId": organisation_id,
+        "orgJoinDate": now,
+        "orgLeftDate": null,
+        "isDeleted": false,
+        "associationType": association_type,
+        "addedBy": by,
+    })
+}
+
+async fn create_user(context: &UserOwnerContext, user: NewUser) -> DomainResult<String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (username, generated) = match &user.request.username {
+            Some(name) => (name.clone(), false),
+            None => (
+                generate_username(context, &user.request.username_base()).await?,
+                true,
+            ),
+        };
+        let transaction = build_create(context, &user, &username);
+        match context.store.commit(transaction).await {
+            Ok(_) => return Ok(user.id.clone()),
+            Err(StoreError::ClaimTaken {
+                kind: ClaimKind::Username,
+                ..
+            }) if generated && attempt < WRITE_RETRIES => continue,
+            Err(StoreError::ClaimTaken { kind, .. }) => {
+                return Err(match kind {
+                    ClaimKind::ExternalId => {
+                        let taken = first_taken_external_id(context, &user).await;
+                        claim_message(kind, &user.request.external_ids, &taken)
+                    }
+                    _ => claim_message(kind, &user.request.external_ids, ""),
+                });
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // The id is new: a conflict means this very create already committed (a retried
+                // message) or an id collision; both answer as a duplicate would.
+                return Err(DomainError::internal(anyhow::anyhow!(
+                    "user id collision on create"
+                )));
+            }
+            Err(other) => return Err(store_error(other)),
+        }
+    }
+}
+
+async fn first_taken_external_id(context: &UserOwnerContext, user: &NewUser) -> String {
+    for external in &user.request.external_ids {
+        let value = external.claim_value();
+        if let Ok(Some(owner)) = context
+            .store
+            .claim_owner(ClaimKind::ExternalId, &value)
+            .await
+            && owner != user.id
+        {
+            return value;
+        }
+    }
+    String::new()
+}
+
+fn build_create(context: &UserOwnerContext, user: &NewUser, username: &str) -> Transaction {
+    let vault = &context.vault;
+    let request = &user.request;
+    let now = sunbird_timestamp(context.clock.now());
+    let mut doc = request.profile.clone();
+    let mut tokens = Map::new();
+    let mut transaction = Transaction::default();
+
+    doc.insert("id".into(), json!(user.id));
+    doc.insert("userId".into(), json!(user.id));
+    doc.insert("firstName".into(), json!(request.first_name));
+    doc.insert(
+        "lastName".into(),
+        request
+            .last_name
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
+    // Claims in Sunbird's order of uniqueness checks: phone, then email, then the username.
+    if let Some(phone) = &request.phone {
+        sealed_contact(vault, &mut doc, &mut tokens, "phone", phone.number());
+        doc.insert("maskedPhone".into(), json!(phone.masked()));
+        doc.insert("countryCode".into(), json!(phone.country_code()));
+        transaction.claim(ClaimKind::Phone, phone_token(vault, phone), &user.id);
+    }
+    doc.insert("phoneVerified".into(), json!(request.phone_verified));
+    if let Some(email) = &request.email {
+        sealed_contact(vault, &mut doc, &mut tokens, "email", email.as_str());
+        doc.insert("maskedEmail".into(), json!(email.masked()));
+        transaction.claim(ClaimKind::Email, email_token(vault, email), &user.id);
+    }
+    doc.insert("emailVerified".into(), json!(request.email_verified));
+    if let Some(recovery) = &request.recovery_email {
+        sealed_contact(
+            vault,
+            &mut doc,
+            &mut tokens,
+            "recoveryEmail",
+            recovery.as_str(),
+        );
+    }
+    if let Some(recovery) = &request.recovery_phone {
+        sealed_contact(
+            vault,
+            &mut doc,
+            &mut tokens,
+            "recoveryPhone",
+            recovery.number(),
+        );
+    }
+    // Sunbird's login id is the username.
+    doc.insert("userName".into(), json!(vault.seal(username)));
+    doc.insert("loginId".into(), json!(vault.seal(username)));
+    let token = username_token(vault, username);
+    tokens.insert("userName".into(), json!(token));
+    tokens.insert("loginId".into(), json!(token));
+    transaction.claim(ClaimKind::Username, token, &user.id);
+
+    let mut external_ids = Vec::new();
+    for external in &request.external_ids {
+        transaction.claim(ClaimKind::ExternalId, external.claim_value(), &user.id);
+        external_ids.push(external.to_json());
+    }
+    doc.insert("externalIds".into(), Value::Array(external_ids));
+
+    doc.insert(
+        "dob".into(),
+        request
+            .dob
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
+    doc.insert("rootOrgId".into(), json!(user.root_org_id));
+    doc.insert("channel".into(), json!(user.channel));
+    doc.insert(
+        "managedBy".into(),
+        request
+            .managed_by
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
+    doc.insert("status".into(), json!(1));
+    doc.insert("isDeleted".into(), json!(false));
+    doc.insert("flagsValue".into(), json!(user.flags_value));
+    doc.insert("createdDate".into(), json!(now));
+    doc.insert("createdBy".into(), json!(user.created_by));
+    doc.insert("updatedDate".into(), Value::Null);
+    doc.insert("updatedBy".into(), Value::Null);
+    if let Some(hash) = &user.password_hash {
+        doc.insert("passwordHash".into(), json!(hash));
+    }
+    doc.insert("_index".into(), Value::Object(tokens));
+
+    transaction.put(Table::User, &user.id, Value::Object(doc), Expect::Absent);
+
+    // Memberships: the requested organisation, and the root organisation when it differs.
+    let by = user.created_by.as_deref();
+    let mut organisations = Vec::new();
+    if let Some(organisation) = &request.organisation_id {
+        organisations.push(organisation.clone());
+    }
+    if !organisations.contains(&user.root_org_id) {
+        organisations.push(user.root_org_id.clone());
+    }
+    for organisation in &organisations {
+        transaction.put(
+            Table::UserOrganisation,
+            compose_key(&[&user.id, organisation]),
+            membership_doc(&user.id, organisation, user.association_type, &now, by),
+            Expect::Any,
+        );
+    }
+    // Requested roles, scoped to the root organisation (PUBLIC is implicit and not written).
+    for role in &request.roles {
+        transaction.put(
+            Table::UserRoles,
+            compose_key(&[&user.id, role]),
+            json!({
+                "userId": user.id,
+                "role": role,
+                "scope": [{"organisationId": user.root_org_id}],
+                "createdBy": by,
+                "createdDate": now,
+                "updatedBy": null,
+                "updatedDate": null,
+            }),
+            Expect::Any,
+        );
+    }
+    transaction.event(USER_TOPIC, &user.id, 1);
+    transaction
+}
+
+async fn load_user(context: &UserOwnerContext, user_id: &str) -> DomainResult<Row> {
+    context
+        .store
+        .get(Table::User, user_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| DomainError::not_found("user"))
+}
+
+fn is_deleted(doc: &Value) -> bool {
+    doc.get("isDeleted")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || doc.get("status").and_then(Value::as_i64) == Some(2)
+}
+
+fn token_of(doc: &Value, field: &str) -> Option<String> {
+    doc.get("_index")
+        .and_then(|tokens| tokens.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+async fn update_user(context: &UserOwnerContext, update: UserUpdate) -> DomainResult<()> {
+    for _ in 0..WRITE_RETRIES {
+        let row = load_user(context, &update.request.user_id).await?;
+        if is_deleted(&row.doc) {
+            return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
+        }
+        if let Some(organisation) = &update.request.organisation_id {
+            let exists = context
+                .store
+                .get(Table::Organisation, organisation)
+                .await
+                .map_err(store_error)?
+                .is_some();
+            if !exists {
+                return Err(DomainError::rule(
+                    ErrorCode::invalidParameterValue,
+                    &[organisation, "organisationId"],
+                ));
+            }
+        }
+        let transaction = build_update(context, &row, &update)?;
+        let external_ids: Vec<ExternalId> = update
+            .request
+            .external_ids
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect();
+        match context.store.commit(transaction).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::ClaimTaken { kind, .. }) => {
+                return Err(claim_message(kind, &external_ids, ""));
+            }
+            Err(other) => return Err(store_error(other)),
+        }
+    }
+    Err(DomainError::Unavailable(
+        "user changed concurrently too often".into(),
+    ))
+}
+
+fn build_update(
+    context: &UserOwnerContext,
+    row: &Row,
+    update: &UserUpdate,
+) -> DomainResult<Transaction> {
+    let vault = &context.vault;
+    let request = &update.request;
+    let user_id = &request.user_id;
+    let now = sunbird_timestamp(context.clock.now());
+    let mut doc = row.doc.as_object().cloned().unwrap_or_default();
+    let mut tokens = doc
+        .get("_index")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut transaction = Transaction::default();
+
+    for (field, value) in &request.profile {
+        doc.insert(field.clone(), value.clone());
+    }
+    if let Some(dob) = &request.dob {
+        doc.insert("dob".into(), json!(dob));
+    }
+    if let Some(phone) = &request.phone {
+        let token = phone_token(vault, phone);
+        if token_of(&row.doc, "phone").as_deref() != Some(token.as_str()) {
+            if let Some(old) = token_of(&row.doc, "phone") {
+                transaction.release(ClaimKind::Phone, old, user_id);
+            }
+            transaction.claim(ClaimKind::Phone, &token, user_id);
+            sealed_contact(vault, &mut doc, &mut tokens, "phone", phone.number());
+            doc.insert("maskedPhone".into(), json!(phone.masked()));
+            doc.insert("countryCode".into(), json!(phone.country_code()));
+        }
+    }
+    if let Some(verified) = request.phone_verified {
+        doc.insert("phoneVerified".into(), json!(verified));
+    }
+    if let Some(email) = &request.email {
+        let token = email_token(vault, email);
+        if token_of(&row.doc, "email").as_deref() != Some(token.as_str()) {
+            if let Some(old) = token_of(&row.doc, "email") {
+                transaction.release(ClaimKind::Email, old, user_id);
+            }
+            transaction.claim(ClaimKind::Email, &token, user_id);
+            sealed_contact(vault, &mut doc, &mut tokens, "email", email.as_str());
+            doc.insert("maskedEmail".into(), json!(email.masked()));
+        }
+    }
+    if let Some(verified) = request.email_verified {
+        doc.insert("emailVerified".into(), json!(verified));
+    }
+    if let Some(recovery) = &request.recovery_email {
+        sealed_contact(
+            vault,
+            &mut doc,
+            &mut tokens,
+            "recoveryEmail",
+            recovery.as_str(),
+        );
+    }
+    if let Some(recovery) = &request.recovery_phone {
+        sealed_contact(
+            vault,
+            &mut doc,
+            &mut tokens,
+            "recoveryPhone",
+            recovery.number(),
+        );
+    }
+    if (request.email.is_some() || request.phone.is_some())
+        && doc.get("managedBy").is_some_and(|m| !m.is_null())
+    {
+        // A managed user who gains a contact becomes a normal user (Sunbird "graduation").
+        doc.insert("managedBy".into(), Value::Null);
+    }
+
+    let mut external_ids: Vec<Value> = doc
+        .get("externalIds")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (operation, external) in &request.external_ids {
+        let same_slot = |stored: &Value| {
+            stored
+                .get("provider")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase)
+                == Some(external.provider.to_lowercase())
+                && stored
+                    .get("idType")
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+                    == Some(external.id_type.to_lowercase())
+        };
+        let existing = external_ids.iter().position(same_slot);
+        match operation {
+            ExternalIdOperation::Add | ExternalIdOperation::Edit => {
+                if let Some(index) = existing {
+                    let old = external_ids.remove(index);
+                    if let Some(old) = stored_external_id(&old) {
+                        transaction.release(ClaimKind::ExternalId, old.claim_value(), user_id);
+                    }
+                }
+                transaction.claim(ClaimKind::ExternalId, external.claim_value(), user_id);
+                external_ids.push(external.to_json());
+            }
+            ExternalIdOperation::Remove => {
+                if let Some(index) = existing {
+                    let old = external_ids.remove(index);
+                    if let Some(old) = stored_external_id(&old) {
+                        transaction.release(ClaimKind::ExternalId, old.claim_value(), user_id);
+                    }
+                }
+            }
+        }
+    }
+    doc.insert("externalIds".into(), Value::Array(external_ids));
+    doc.insert("updatedDate".into(), json!(now));
+    doc.insert("updatedBy".into(), json!(update.updated_by));
+    doc.insert("_index".into(), Value::Object(tokens));
+
+    if let Some(organisation) = &request.organisation_id {
+        transaction.put(
+            Table::UserOrganisation,
+            compose_key(&[user_id, organisation]),
+            membership_doc(
+                user_id,
+                organisation,
+                ASSOCIATION_SSO,
+                &now,
+                update.updated_by.as_deref(),
+            ),
+            Expect::Any,
+        );
+    }
+    transaction.put(
+        Table::User,
+        user_id,
+        Value::Object(doc),
+        Expect::Version(row.version),
+    );
+    transaction.event(USER_TOPIC, user_id, row.version + 1);
+    Ok(transaction)
+}
+
+fn stored_external_id(value: &Value) -> Option<ExternalId> {
+    Some(ExternalId {
+        id: value.get("id")?.as_str()?.to_string(),
+        id_type: value.get("idType")?.as_str()?.to_string(),
+        provider: value.get("provider")?.as_str()?.to_string(),
+    })
+}
+
+async fn change_status(
+    context: &UserOwnerContext,
+    user_id: &str,
+    change: StatusChange,
+    by: Option<String>,
+) -> DomainResult<()> {
+    for _ in 0..WRITE_RETRIES {
+        let row = context
+            .store
+            .get(Table::User, user_id)
+            .await
+            .map_err(store_error)?
+            // Sunbird answers a missing user here with the bare word as the message.
+            .ok_or_else(|| {
+                DomainError::Rule(crate::domain::RuleError {
+                    code: ErrorCode::resourceNotFound,
+                    message: "user".into(),
+                    status: 404,
+                    result: Map::new(),
+                })
+            })?;
+        let status = row.doc.get("status").and_then(Value::as_i64).unwrap_or(1);
+        if is_deleted(&row.doc) {
+            return Err(DomainError::rule(ErrorCode::userStatusError, &["deleted"]));
+        }
+        match change {
+            StatusChange::Block if status == 0 => {
+                return Err(DomainError::rule(ErrorCode::userStatusError, &["inactive"]));
+            }
+            StatusChange::Unblock if status == 1 => {
+                return Err(DomainError::rule(ErrorCode::userStatusError, &["active"]));
+            }
+            _ => {}
+        }
+        if change == StatusChange::Delete {
+            let roles = load_roles(&context.store, user_id).await?;
+            let allowed: Vec<String> = context
+                .deletion_allowed_roles
+                .iter()
+                .map(|r| r.to_lowercase())
+                .collect();
+            if roles
+                .names()
+                .iter()
+                .any(|role| !allowed.contains(&role.to_lowercase()))
+            {
+                return Err(DomainError::rule(ErrorCode::cannotDeleteUser, &[]));
+            }
+        }
+        let transaction = build_status_change(context, &row, change, by.as_deref());
+        match context.store.commit(transaction).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(store_error(other)),
+        }
+    }
+    Err(DomainError::Unavailable(
+        "user changed concurrently too often".into(),
+    ))
+}
+
+fn build_status_change(
+    context: &UserOwnerContext,
+    row: &Row,
+    change: StatusChange,
+    by: Option<&str>,
+) -> Transaction {
+    let user_id = row.key.as_str();
+    let now = sunbird_timestamp(context.clock.now());
+    let mut doc = row.doc.as_object().cloned().unwrap_or_default();
+    let mut transaction = Transaction::default();
+    match change {
+        StatusChange::Block => {
+            doc.insert("status".into(), json!(0));
+            doc.insert("isBlocked".into(), json!(true));
+        }
+        StatusChange::Unblock => {
+            doc.insert("status".into(), json!(1));
+            doc.insert("isBlocked".into(), json!(false));
+        }
+        StatusChange::Delete => {
+            // Scrub PII and free every identifier so it can be used again.
+            let tokens = doc
+                .get("_index")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            for (field, kind) in [
+                ("email", ClaimKind::Email),
+                ("phone", ClaimKind::Phone),
+                ("userName", ClaimKind::Username),
+            ] {
+                if let Some(token) = tokens.get(field).and_then(Value::as_str) {
+                    transaction.release(kind, token, user_id);
+                }
+            }
+            if let Some(external_ids) = doc.get("externalIds").and_then(Value::as_array) {
+                for external in external_ids.iter().filter_map(stored_external_id) {
+                    transaction.release(ClaimKind::ExternalId, external.claim_value(), user_id);
+                }
+            }
+            for field in [
+                "firstName",
+                "lastName",
+                "email",
+                "phone",
+                "maskedEmail",
+                "maskedPhone",
+                "userName",
+                "loginId",
+                "prevUsedEmail",
+                "prevUsedPhone",
+                "recoveryEmail",
+                "recoveryPhone",
+            ] {
+                doc.insert(field.to_string(), json!(""));
+            }
+            doc.insert("profileLocation".into(), json!([]));
+            doc.insert("externalIds".into(), json!([]));
+            doc.remove("passwordHash");
+            doc.insert("_index".into(), json!({}));
+            doc.insert("status".into(), json!(2));
+            doc.insert("isDeleted".into(), json!(true));
+        }
+    }
+    doc.insert("updatedDate".into(), json!(now));
+    doc.insert("updatedBy".into(), json!(by));
+    transaction.put(
+        Table::User,
+        user_id,
+        Value::Object(doc),
+        Expect::Version(row.version),
+    );
+    transaction.event(USER_TOPIC, user_id, row.version + 1);
+    transaction
+}

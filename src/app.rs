@@ -1,0 +1,242 @@
+//! Building and running the service: `Application::build(settings)` opens the engines, seeds a
+//! fresh data dir, starts the actor tree and binds both listeners (port 0 works, which is how
+//! tests start the real app); `run_until_stopped` serves until the shutdown future completes,
+//! then stops in order: listeners (draining requests), actors, engines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::ServiceExt;
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower::util::MapRequestLayer;
+
+use crate::actors::indexer::IndexerContext;
+use crate::actors::user_owner::UserOwnerContext;
+use crate::actors::{ActorTree, TreeSettings, spawn_tree};
+use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::crypto::PiiVault;
+use crate::domain::rules::PasswordPolicy;
+use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
+use crate::search::SearchIndex;
+use crate::search::dsl::SearchLimits;
+use crate::search::tantivy_index::TantivyIndex;
+use crate::seed;
+use crate::services::users::{UserRules, UserService};
+use crate::storage::Store;
+use crate::storage::cached::CachedStore;
+use crate::storage::redb_store::RedbStore;
+
+/// The engines of an embedded install, opened from the data dir.
+pub struct Engines {
+    pub store: Arc<dyn Store>,
+    pub search: Arc<dyn SearchIndex>,
+    pub outbox_head: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// Opens the embedded store (with its read-through cache) and the search index.
+pub fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let redb = RedbStore::open(&settings.data_dir.join("store.redb"))
+        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+    let outbox_head = Some(redb.outbox_head());
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
+        Arc::new(redb),
+        settings.cache.max_entries,
+        Duration::from_secs(settings.cache.ttl_seconds),
+    ));
+    let search: Arc<dyn SearchIndex> = Arc::new(
+        TantivyIndex::open(&settings.data_dir.join("index"))
+            .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?,
+    );
+    Ok(Engines {
+        store,
+        search,
+        outbox_head,
+    })
+}
+
+pub struct Application {
+    public: TcpListener,
+    internal: TcpListener,
+    state: AppState,
+    tree: ActorTree,
+    signer: LocalSigner,
+    admin_user_id: String,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let keys_dir = settings.data_dir.join("keys");
+        let public_keys_dir = settings.public_keys_dir();
+        let vault = PiiVault::from_settings(&settings.security, &keys_dir)?;
+        let signer = {
+            let data_dir = settings.data_dir.clone();
+            let public_keys_dir = public_keys_dir.clone();
+            tokio::task::spawn_blocking(move || LocalSigner::ensure(&data_dir, &public_keys_dir))
+                .await??
+        };
+        let keys = KeyRing::load_dir(&public_keys_dir)?;
+        let verifier = TokenVerifier::new(
+            keys,
+            VerifierSettings {
+                issuers: settings.accepted_issuers(),
+                audience: (!settings.auth.audience.is_empty())
+                    .then(|| settings.auth.audience.clone()),
+                leeway_seconds: settings.auth.leeway_seconds,
+                ..VerifierSettings::default()
+            },
+        )?;
+        let engines = open_engines(&settings)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+        let tree = spawn_tree(TreeSettings {
+            user_owner_context: Arc::new(UserOwnerContext {
+                store: Arc::clone(&engines.store),
+                vault: vault.clone(),
+                clock: Arc::clone(&clock),
+                username_suffix_length: settings.users.username_suffix_length,
+                deletion_allowed_roles: settings.users.deletion_allowed_roles.clone(),
+            }),
+            user_owner_workers: settings.actors.user_owner_workers,
+            indexer_context: Arc::new(IndexerContext {
+                store: Arc::clone(&engines.store),
+                search: Arc::clone(&engines.search),
+                outbox_head: engines.outbox_head.clone(),
+            }),
+            call_timeout,
+        })
+        .await?;
+
+        seed::seed_reference_data(&engines.store, &settings, clock.as_ref()).await?;
+        let admin_user_id =
+            seed::seed_admin(&engines.store, &tree.user_owners, &settings, &vault).await?;
+
+        let policy = PasswordPolicy::new(&settings.security.password_regex).map_err(|e| {
+            anyhow::anyhow!("invalid configuration key `security.password_regex`: {e}")
+        })?;
+        let users = UserService::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&engines.search),
+            tree.user_owners.clone(),
+            vault,
+            policy,
+            Arc::clone(&clock),
+            UserRules {
+                default_country_code: settings.users.default_country_code.clone(),
+                search_limits: SearchLimits {
+                    default_limit: settings.search.default_limit,
+                    max_limit: settings.search.max_limit,
+                    max_offset: settings.search.max_offset,
+                },
+            },
+        );
+        let state = AppState(Arc::new(AppInner {
+            store: engines.store,
+            search: engines.search,
+            users,
+            indexer: tree.indexer.clone(),
+            verifier,
+            request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
+            body_limit: settings.http.body_limit_bytes,
+        }));
+        let public = TcpListener::bind(&settings.http.listen).await?;
+        let internal = TcpListener::bind(&settings.http.internal_listen).await?;
+        Ok(Application {
+            public,
+            internal,
+            state,
+            tree,
+            signer,
+            admin_user_id,
+            settings,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Signs tokens the service accepts (used by `userorg token` and by tests).
+    pub fn signer(&self) -> &LocalSigner {
+        &self.signer
+    }
+
+    pub fn admin_user_id(&self) -> &str {
+        &self.admin_user_id
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves both listeners until `shutdown` completes, then drains requests and stops the
+    /// actor tree.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_sender.send(true);
+        });
+        let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        };
+        let public_app = MapRequestLayer::new(rewrite_gateway_path)
+            .layer(build_router(self.state.clone(), Listener::Public));
+        let internal_app = MapRequestLayer::new(rewrite_gateway_path)
+            .layer(build_router(self.state.clone(), Listener::Internal));
+        tracing::info!(
+            public = %self.public_addr(),
+            internal = %self.internal_addr(),
+            "userorg listening"
+        );
+        let public = axum::serve(
+            self.public,
+            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+                public_app,
+            ),
+        )
+        .with_graceful_shutdown(wait(stop_receiver.clone()));
+        let internal = axum::serve(
+            self.internal,
+            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+                internal_app,
+            ),
+        )
+        .with_graceful_shutdown(wait(stop_receiver));
+        let (public_result, internal_result) = tokio::join!(public, internal);
+        tracing::info!("listeners stopped, stopping actors");
+        self.tree.shutdown().await;
+        tracing::info!("userorg stopped");
+        public_result?;
+        internal_result?;
+        Ok(())
+    }
+}
+
+/// The process environment as a map, for [`Settings::load`].
+pub fn process_environment() -> HashMap<String, String> {
+    std::env::vars().collect()
+}

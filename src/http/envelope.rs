@@ -1,0 +1,264 @@
+//! The Sunbird response envelope:
+//! `{id, ver, ts, params{resmsgid, msgid, err, status, errmsg}, responseCode, result}`.
+//!
+//! Handlers return [`ApiResult`] or [`ApiError`]; both become an empty response carrying an
+//! [`EnvelopeBody`] extension, and the envelope middleware (which knows the request id, the
+//! path and the route's operation code) writes the final JSON. Responses that axum produces on
+//! its own (unknown route, wrong method, body too large) are converted there as well, so a
+//! client never sees plain text.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::clock::sunbird_timestamp;
+use crate::domain::{DomainError, ErrorCode};
+
+/// What a handler answered, before it is wrapped.
+#[derive(Clone, Debug)]
+pub enum EnvelopeBody {
+    Success(Map<String, Value>),
+    Failure {
+        code: ErrorCode,
+        message: String,
+        result: Map<String, Value>,
+    },
+}
+
+/// An internal error kept on the response so the middleware logs it once, with its cause.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub Arc<String>);
+
+/// A successful `result`.
+pub struct ApiResult(pub Map<String, Value>);
+
+impl IntoResponse for ApiResult {
+    fn into_response(self) -> Response {
+        let mut response = StatusCode::OK.into_response();
+        response
+            .extensions_mut()
+            .insert(EnvelopeBody::Success(self.0));
+        response
+    }
+}
+
+/// Any failure, answered in the envelope with the status of its error code.
+#[derive(Debug)]
+pub struct ApiError(pub DomainError);
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        ApiError(error)
+    }
+}
+
+pub type ApiResponse = Result<ApiResult, ApiError>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, message, status, result, cause) = match self.0 {
+            DomainError::Rule(rule) => (rule.code, rule.message, rule.status, rule.result, None),
+            DomainError::Unavailable(what) => (
+                ErrorCode::serviceUnAvailable,
+                ErrorCode::serviceUnAvailable.template().to_string(),
+                503,
+                Map::new(),
+                Some(format!("unavailable: {what}")),
+            ),
+            DomainError::Timeout(what) => (
+                ErrorCode::operationTimeout,
+                ErrorCode::operationTimeout.template().to_string(),
+                504,
+                Map::new(),
+                Some(format!("timed out: {what}")),
+            ),
+            DomainError::Internal(error) => (
+                ErrorCode::serverError,
+                ErrorCode::serverError.template().to_string(),
+                500,
+                Map::new(),
+                Some(format!("{error:#}")),
+            ),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        response.extensions_mut().insert(EnvelopeBody::Failure {
+            code,
+            message,
+            result,
+        });
+        if let Some(cause) = cause {
+            response
+                .extensions_mut()
+                .insert(InternalCause(Arc::new(cause)));
+        }
+        response
+    }
+}
+
+/// The `responseCode` name of an HTTP status (Sunbird `ResponseCode.getResponseCodeByCode`).
+pub fn response_code_name(status: u16) -> &'static str {
+    match status {
+        200..=299 if status == 206 => "PARTIAL_SUCCESS_RESPONSE",
+        200..=299 => "OK",
+        400 | 405 | 411 | 413 | 415 | 422 => "CLIENT_ERROR",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "RESOURCE_NOT_FOUND",
+        418 => "IM_A_TEAPOT",
+        429 => "TOO_MANY_REQUESTS",
+        503 => "SERVICE_UNAVAILABLE",
+        _ => "SERVER_ERROR",
+    }
+}
+
+/// `params.err`: `UOS_` + operation code + key; keys that already carry `UOS_` are kept.
+pub fn error_code_text(code: ErrorCode, operation: Option<&str>) -> String {
+    let key = code.key();
+    if key.starts_with("UOS_") {
+        key.to_string()
+    } else {
+        format!("UOS_{}{key}", operation.unwrap_or(""))
+    }
+}
+
+/// The envelope `id` of a path (Sunbird `BaseController.getApiResponseId`): the version segment
+/// becomes `api` and slashes become dots, path parameters included; `/private/...` paths keep
+/// every segment with a leading dot; a few health paths are fixed.
+pub fn response_id(path: &str) -> String {
+    if path.eq_ignore_ascii_case("/health") {
+        return "api.all.health".to_string();
+    }
+    if path == "/service/health" {
+        return "api.userorg.service.health".to_string();
+    }
+    let id = id_of(path);
+    if !id.is_empty() {
+        return id;
+    }
+    // Sunbird retries without the last segment before giving up.
+    match path.rsplit_once('/') {
+        Some((head, _)) if !head.is_empty() => id_of(head),
+        _ => String::new(),
+    }
+}
+
+fn id_of(path: &str) -> String {
+    for version in ["/v1", "/v2", "/v3", "/v4", "/v5"] {
+        if let Some(rest) = path.strip_prefix(version)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("api{}", rest.replace('/', "."));
+        }
+    }
+    if path.starts_with("/private") {
+        return path.replace('/', ".");
+    }
+    String::new()
+}
+
+/// `ver`: the first path segment.
+pub fn response_version(path: &str) -> String {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The whole envelope.
+pub fn render(
+    path: &str,
+    request_id: &str,
+    status: u16,
+    body: &EnvelopeBody,
+    operation: Option<&str>,
+) -> Value {
+    let (params, result) = match body {
+        EnvelopeBody::Success(result) => (
+            json!({
+                "resmsgid": request_id,
+                "msgid": request_id,
+                "err": null,
+                "status": "SUCCESS",
+                "errmsg": null,
+            }),
+            result.clone(),
+        ),
+        EnvelopeBody::Failure {
+            code,
+            message,
+            result,
+        } => (
+            json!({
+                "resmsgid": request_id,
+                "msgid": request_id,
+                "err": error_code_text(*code, operation),
+                "status": "FAILED",
+                "errmsg": message,
+            }),
+            result.clone(),
+        ),
+    };
+    json!({
+        "id": response_id(path),
+        "ver": response_version(path),
+        "ts": sunbird_timestamp(chrono::Local::now()),
+        "params": params,
+        "responseCode": response_code_name(status),
+        "result": result,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_sunbird() {
+        assert_eq!(response_id("/v1/user/create"), "api.user.create");
+        assert_eq!(response_id("/v3/user/update"), "api.user.update");
+        assert_eq!(
+            response_id("/v1/user/read/abc-123"),
+            "api.user.read.abc-123"
+        );
+        assert_eq!(
+            response_id("/private/user/v1/lookup"),
+            ".private.user.v1.lookup"
+        );
+        assert_eq!(response_id("/health"), "api.all.health");
+        assert_eq!(response_id("/service/health"), "api.userorg.service.health");
+        assert_eq!(response_id("/unknown/path"), "");
+        assert_eq!(response_version("/v1/user/create"), "v1");
+        assert_eq!(response_version("/private/user/v1/lookup"), "private");
+    }
+
+    #[test]
+    fn error_codes_carry_the_operation() {
+        assert_eq!(
+            error_code_text(ErrorCode::mandatoryParamsMissing, Some("USRCRT")),
+            "UOS_USRCRT0030"
+        );
+        assert_eq!(
+            error_code_text(ErrorCode::unAuthorized, Some("USRRED")),
+            "UOS_0070"
+        );
+        assert_eq!(
+            error_code_text(ErrorCode::resourceNotFound, None),
+            "UOS_0013"
+        );
+    }
+
+    #[test]
+    fn response_codes_are_named_by_status() {
+        assert_eq!(response_code_name(200), "OK");
+        assert_eq!(response_code_name(400), "CLIENT_ERROR");
+        assert_eq!(response_code_name(401), "UNAUTHORIZED");
+        assert_eq!(response_code_name(404), "RESOURCE_NOT_FOUND");
+        assert_eq!(response_code_name(429), "TOO_MANY_REQUESTS");
+        assert_eq!(response_code_name(500), "SERVER_ERROR");
+        assert_eq!(response_code_name(206), "PARTIAL_SUCCESS_RESPONSE");
+    }
+}

@@ -1,0 +1,60 @@
+//! `/health` (store, search and actors checked) and `/service/health` (liveness).
+
+use axum::extract::State;
+use axum::routing::get;
+use serde_json::{Map, json};
+
+use super::envelope::{ApiError, ApiResponse, ApiResult};
+use super::{Access, AppState, RouteSpec, route};
+use crate::domain::DomainError;
+
+pub fn routes() -> Vec<RouteSpec> {
+    vec![
+        route("/health", "HLTHCHK", Access::Public, get(health)),
+        route(
+            "/service/health",
+            "HLTHCHK",
+            Access::Public,
+            get(service_health),
+        ),
+    ]
+}
+
+fn check(name: &str, healthy: bool) -> serde_json::Value {
+    json!({"name": name, "healthy": healthy, "err": "", "errmsg": ""})
+}
+
+async fn health(State(state): State<AppState>) -> ApiResponse {
+    let store = state.store.healthy().await;
+    let search = state.search.healthy().await;
+    let actors = state.indexer.wait_for(0).await.is_ok();
+    let healthy = store && search && actors;
+    if !healthy {
+        return Err(ApiError(DomainError::Unavailable(format!(
+            "health check failed: store={store} search={search} actors={actors}"
+        ))));
+    }
+    let mut result = Map::new();
+    result.insert(
+        "response".into(),
+        json!({
+            "name": "Complete health check api",
+            "healthy": healthy,
+            "checks": [check("store", store), check("search", search), check("actors", actors)],
+        }),
+    );
+    Ok(ApiResult(result))
+}
+
+async fn service_health() -> ApiResponse {
+    let mut result = Map::new();
+    result.insert(
+        "response".into(),
+        json!({
+            "name": "UserOrg service health",
+            "healthy": true,
+            "checks": [check("UserOrg service", true)],
+        }),
+    );
+    Ok(ApiResult(result))
+}

@@ -1,0 +1,466 @@
+//! The HTTP facade: Sunbird's routes on two listeners (public, and internal with `/private`),
+//! the envelope, authentication, gateway path aliases and the access log.
+//!
+//! Handlers stay thin: extract, call one service, wrap the result. Every route is declared once
+//! in [`routes`] with its operation code (for `UOS_<OPCODE><NNNN>` error codes) and its access
+//! class; the middleware looks the matched route up to authenticate and to write errors.
+
+pub mod envelope;
+pub mod extract;
+pub mod health;
+pub mod users;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+
+use crate::actors::indexer::IndexerClient;
+use crate::auth::{TokenVerifier, bearer_or_raw};
+use crate::domain::{DomainError, ErrorCode};
+use crate::search::SearchIndex;
+use crate::services::access::Caller;
+use crate::services::users::UserService;
+use crate::storage::{Store, Table};
+use envelope::{ApiError, EnvelopeBody, InternalCause, render};
+
+/// Who may call a route without more checks in the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A token is optional (Sunbird's public allow-list); an invalid one counts as none.
+    Public,
+    /// A valid user token is required; otherwise 401 `UOS_0070`.
+    Token,
+    /// Served on the internal listener only; callers there are trusted services.
+    Private,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMeta {
+    pub operation: &'static str,
+    pub access: Access,
+}
+
+/// Which listener a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Internal,
+}
+
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    pub search: Arc<dyn SearchIndex>,
+    pub users: UserService,
+    pub indexer: IndexerClient,
+    pub verifier: TokenVerifier,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// One route: path template, operation code, access class and handlers.
+pub struct RouteSpec {
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub access: Access,
+    pub handlers: MethodRouter<AppState>,
+}
+
+pub fn route(
+    path: &'static str,
+    operation: &'static str,
+    access: Access,
+    handlers: MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        path,
+        operation,
+        access,
+        handlers,
+    }
+}
+
+/// Every route of the service.
+pub fn routes() -> Vec<RouteSpec> {
+    let mut all = Vec::new();
+    all.extend(health::routes());
+    all.extend(users::routes());
+    all
+}
+
+#[derive(Clone)]
+struct RouterContext {
+    state: AppState,
+    listener: Listener,
+    meta: Arc<HashMap<&'static str, RouteMeta>>,
+}
+
+/// The router of one listener, ready to serve (gateway aliases included).
+pub fn build_router(state: AppState, listener: Listener) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    let mut meta = HashMap::new();
+    for spec in routes() {
+        if spec.access == Access::Private && listener == Listener::Public {
+            continue;
+        }
+        meta.insert(
+            spec.path,
+            RouteMeta {
+                operation: spec.operation,
+                access: spec.access,
+            },
+        );
+        router = router.route(spec.path, spec.handlers);
+    }
+    let context = RouterContext {
+        state: state.clone(),
+        listener,
+        meta: Arc::new(meta),
+    };
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            state.request_timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(context, sunbird_middleware))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError(DomainError::rule(
+        ErrorCode::resourceNotFound,
+        &[uri.path()],
+    ))
+}
+
+/// Gateway paths (`/api/user/v1/create`, `/api/org/v1/read`, ...) rewritten to service paths,
+/// as Kong does in a Sunbird deployment, so a deployment needs no gateway.
+pub fn gateway_to_service(path: &str) -> Option<String> {
+    const EXACT: &[(&str, &str)] = &[
+        ("/api/user/v1/role/assign", "/v1/user/assign/role"),
+        ("/api/user/v1/managed/create", "/v1/manageduser/create"),
+        ("/api/user/v1/sso/create", "/v1/ssouser/create"),
+        (
+            "/api/user/v1/account/merge",
+            "/private/user/v1/account/merge",
+        ),
+        ("/api/data/v1/index/sync", "/v1/data/sync"),
+    ];
+    const PREFIXES: &[(&str, &str)] = &[
+        ("/api/data/v1/location/", "/v1/location/"),
+        ("/api/data/v1/system/settings/", "/v1/system/settings/"),
+    ];
+    if let Some((_, service)) = EXACT.iter().find(|(gateway, _)| *gateway == path) {
+        return Some((*service).to_string());
+    }
+    for (gateway, service) in PREFIXES {
+        if let Some(rest) = path.strip_prefix(gateway) {
+            return Some(format!("{service}{rest}"));
+        }
+    }
+    // `/api/<service>/<version>/<rest>` -> `/<version>/<service>/<rest>`.
+    let rest = path.strip_prefix("/api/")?;
+    let mut parts = rest.splitn(3, '/');
+    let service = parts.next()?;
+    let version = parts.next()?;
+    let tail = parts.next().unwrap_or_default();
+    let known = matches!(service, "user" | "org" | "otp" | "notification");
+    let is_version = version.len() == 2 && version.starts_with('v');
+    if !known || !is_version {
+        return None;
+    }
+    Some(if tail.is_empty() {
+        format!("/{version}/{service}")
+    } else {
+        format!("/{version}/{service}/{tail}")
+    })
+}
+
+/// Applied before routing: rewrites gateway paths to service paths.
+pub fn rewrite_gateway_path<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    if let Some(service_path) = gateway_to_service(request.uri().path()) {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{service_path}?{query}"),
+            None => service_path,
+        };
+        if let Ok(uri) = path_and_query.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+fn request_id_of(request: &Request) -> String {
+    for header in ["x-request-id", "x-msgid"] {
+        if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
+            let value = value.trim();
+            // A request id is echoed back: keep it short and printable.
+            if !value.is_empty()
+                && value.len() <= 128
+                && value.chars().all(|c| c.is_ascii_graphic())
+            {
+                return value.to_string();
+            }
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Authenticates the request for its route, runs it, and writes the Sunbird envelope and the
+/// access log line.
+async fn sunbird_middleware(
+    State(context): State<RouterContext>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_of(&request);
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let meta = template
+        .as_deref()
+        .and_then(|t| context.meta.get(t))
+        .copied();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default();
+    let user_agent = request
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect::<String>();
+
+    let token = request
+        .headers()
+        .get("x-authenticated-user-token")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| bearer_or_raw(v).to_string())
+        .filter(|t| !t.is_empty());
+    let (mut response, caller) =
+        match authenticate(&context, token.as_deref(), meta.map(|m| m.access)).await {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller.clone());
+                (next.run(request).await, Some(caller))
+            }
+            Err(error) => (error.into_response(), None),
+        };
+
+    let status = response.status().as_u16();
+    let body = match response.extensions_mut().remove::<EnvelopeBody>() {
+        Some(body) => Some(body),
+        None if response.status().is_success() => None,
+        None => Some(envelope_for_bare_status(response.status())),
+    };
+    if let Some(cause) = response.extensions().get::<InternalCause>() {
+        tracing::error!(
+            request.id = %request_id,
+            http.route = template.as_deref().unwrap_or("unmatched"),
+            error = %cause.0,
+            "request failed"
+        );
+    }
+    let user_id = caller
+        .as_ref()
+        .and_then(|c| c.user_id().map(str::to_string));
+    tracing::info!(
+        log.kind = "access",
+        request.id = %request_id,
+        client.ip = %peer,
+        user_agent = %user_agent,
+        user.id = user_id.as_deref().unwrap_or("-"),
+        http.method = %method,
+        http.route = template.as_deref().unwrap_or("unmatched"),
+        http.status = status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let mut response = match body {
+        Some(body) => {
+            let json = render(&path, &request_id, status, &body, meta.map(|m| m.operation));
+            let bytes = serde_json::to_vec(&json).unwrap_or_default();
+            let length = bytes.len();
+            let mut rendered = (response.status(), bytes).into_response();
+            let headers = rendered.headers_mut();
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&length.to_string()) {
+                headers.insert(HeaderName::from_static("x-response-length"), value);
+            }
+            rendered
+        }
+        None => response,
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("access-control-allow-origin"),
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+/// Envelope for responses produced without one (axum's 405, the timeout layer's 504, a panic).
+fn envelope_for_bare_status(status: StatusCode) -> EnvelopeBody {
+    let (code, message) = match status.as_u16() {
+        404 => (
+            ErrorCode::resourceNotFound,
+            ErrorCode::resourceNotFound.format(&[""]),
+        ),
+        405 => (
+            ErrorCode::invalidOperationName,
+            ErrorCode::invalidOperationName.template().to_string(),
+        ),
+        413 => (
+            ErrorCode::dataSizeError,
+            ErrorCode::dataSizeError.format(&["the configured limit"]),
+        ),
+        504 => (
+            ErrorCode::operationTimeout,
+            ErrorCode::operationTimeout.template().to_string(),
+        ),
+        503 => (
+            ErrorCode::serviceUnAvailable,
+            ErrorCode::serviceUnAvailable.template().to_string(),
+        ),
+        400..=499 => (
+            ErrorCode::invalidRequestData,
+            ErrorCode::invalidRequestData.template().to_string(),
+        ),
+        _ => (
+            ErrorCode::serverError,
+            ErrorCode::serverError.template().to_string(),
+        ),
+    };
+    EnvelopeBody::Failure {
+        code,
+        message,
+        result: serde_json::Map::new(),
+    }
+}
+
+/// The caller of a request, by the route's access class. Tokens are checked offline, and the
+/// user must still exist and be active, so a blocked or deleted user's token stops working at
+/// once.
+async fn authenticate(
+    context: &RouterContext,
+    token: Option<&str>,
+    access: Option<Access>,
+) -> Result<Caller, ApiError> {
+    let verified = match token {
+        Some(token) => match context.state.verifier.verify(token) {
+            Ok(verified) => Some(verified.user_id),
+            Err(error) => {
+                tracing::info!(reason = error.reason(), "token rejected");
+                None
+            }
+        },
+        None => None,
+    };
+    let active_user = match verified {
+        Some(user_id) => match context.state.store.get(Table::User, &user_id).await {
+            Ok(Some(row))
+                if row.doc.get("status").and_then(serde_json::Value::as_i64) == Some(1) =>
+            {
+                Some(user_id)
+            }
+            Ok(_) => {
+                tracing::info!(reason = "inactive_or_unknown_user", "token rejected");
+                None
+            }
+            Err(error) => return Err(ApiError(DomainError::internal(error))),
+        },
+        None => None,
+    };
+    let unauthorized = || ApiError(DomainError::unauthorized());
+    match (access, active_user) {
+        (_, Some(user_id)) => Ok(Caller::User(user_id)),
+        (Some(Access::Token), None) => Err(unauthorized()),
+        (Some(Access::Private), None) if context.listener == Listener::Internal => {
+            Ok(Caller::Internal)
+        }
+        (Some(Access::Private), None) => Err(unauthorized()),
+        (_, None) if context.listener == Listener::Internal => Ok(Caller::Internal),
+        (_, None) => Ok(Caller::Anonymous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_paths_map_to_service_paths() {
+        assert_eq!(
+            gateway_to_service("/api/user/v1/create").as_deref(),
+            Some("/v1/user/create")
+        );
+        assert_eq!(
+            gateway_to_service("/api/user/v5/read/abc").as_deref(),
+            Some("/v5/user/read/abc")
+        );
+        assert_eq!(
+            gateway_to_service("/api/org/v1/read").as_deref(),
+            Some("/v1/org/read")
+        );
+        assert_eq!(
+            gateway_to_service("/api/otp/v1/generate").as_deref(),
+            Some("/v1/otp/generate")
+        );
+        assert_eq!(
+            gateway_to_service("/api/user/v1/role/assign").as_deref(),
+            Some("/v1/user/assign/role")
+        );
+        assert_eq!(
+            gateway_to_service("/api/data/v1/location/search").as_deref(),
+            Some("/v1/location/search")
+        );
+        assert_eq!(
+            gateway_to_service("/api/data/v1/system/settings/get/x").as_deref(),
+            Some("/v1/system/settings/get/x")
+        );
+        assert_eq!(
+            gateway_to_service("/api/data/v1/index/sync").as_deref(),
+            Some("/v1/data/sync")
+        );
+        assert_eq!(gateway_to_service("/v1/user/create"), None);
+        assert_eq!(gateway_to_service("/api/unknown/v1/x"), None);
+    }
+}

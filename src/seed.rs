@@ -1,0 +1,280 @@
+//! First start on an empty data dir: what Sunbird needs seeded by hand (roles and role groups,
+//! the custodian organisation and channel, the system settings of reference §8.15/§10) and a
+//! bootstrap administrator, so the service works right away.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::actors::user_owner::{ASSOCIATION_SSO, NewUser, UserOwners};
+use crate::clock::{Clock, sunbird_timestamp};
+use crate::config::Settings;
+use crate::domain::contact::Email;
+use crate::domain::rules::{new_timestamp_id, new_user_id};
+use crate::services::indexing::ORGANISATION_TOPIC;
+use crate::services::orgs::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, channel_claim, setting};
+use crate::services::users::input::CreateRequest;
+use crate::storage::{ClaimKind, Expect, Store, Table, Transaction};
+
+/// The roles Sunbird's migration scripts insert, with their display names.
+pub const DEFAULT_ROLES: &[(&str, &str)] = &[
+    ("ADMIN", "Admin"),
+    ("ORG_ADMIN", "Org Admin"),
+    ("ORG_MODERATOR", "Org Moderator"),
+    ("CONTENT_CREATOR", "Content Creator"),
+    ("CONTENT_REVIEWER", "Content Reviewer"),
+    ("COURSE_MENTOR", "Course Mentor"),
+    ("FLAG_REVIEWER", "Flag Reviewer"),
+    ("COURSE_ADMIN", "Course Admin"),
+    ("COURSE_CREATOR", "Course Creator"),
+    ("PUBLIC", "Public"),
+    ("ANNOUNCEMENT_SENDER", "Announcement Sender"),
+    ("PROGRAM_MANAGER", "Program Manager"),
+    ("PROGRAM_DESIGNER", "Program Designer"),
+    ("BOOK_CREATOR", "Book Creator"),
+    ("BOOK_REVIEWER", "Book Reviewer"),
+    ("REPORT_VIEWER", "Report Viewer"),
+    ("REPORT_ADMIN", "Report Admin"),
+    (
+        "OFFICIAL_TEXTBOOK_BADGE_ISSUER",
+        "Official TextBook Badge Issuer",
+    ),
+    ("TEACHER_BADGE_ISSUER", "Teacher Badge Issuer"),
+];
+
+/// Role groups beyond the one-group-per-role convention.
+const EXTRA_GROUPS: &[(&str, &str)] = &[
+    ("SYSTEM_ADMINISTRATION", "System Administration"),
+    ("ORG_MANAGEMENT", "Org Management"),
+    ("MEMBERSHIP_MANAGEMENT", "Membership Management"),
+];
+
+fn role_groups_of(role: &str) -> Vec<&'static str> {
+    match role {
+        "ADMIN" => vec!["SYSTEM_ADMINISTRATION", "ORG_MANAGEMENT"],
+        "ORG_ADMIN" => vec!["ORG_MANAGEMENT", "MEMBERSHIP_MANAGEMENT"],
+        _ => Vec::new(),
+    }
+}
+
+/// The system settings Sunbird's setup guide seeds, as `(id, JSON or text value)`.
+fn default_settings(custodian_id: &str, custodian_channel: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (CUSTODIAN_ORG_ID, custodian_id.to_string()),
+        (CUSTODIAN_ORG_CHANNEL, custodian_channel.to_string()),
+        (
+            "orgTypeConfig",
+            json!({"fields": [
+                {"name": "School", "value": 2, "description": "School", "displayName": "School", "flagNameList": ["isSchool"]},
+                {"name": "Board", "value": 5, "description": "Board", "displayName": "Board", "flagNameList": ["isBoard"]}
+            ]})
+            .to_string(),
+        ),
+        (
+            "userProfileConfig",
+            json!({
+                "fields": ["firstName", "lastName", "profileSummary", "avatar", "countryCode", "dob", "email", "gender", "grade", "language", "location", "phone", "subject", "userName", "webPages", "jobProfile", "address", "education", "skills", "badgeAssertions"],
+                "publicFields": ["firstName", "lastName", "profileSummary", "userName"],
+                "privateFields": ["email", "phone"],
+                "csv": {
+                    "supportedColumns": {"NAME": "firstName", "MOBILE PHONE": "phone", "EMAIL": "email", "SCHOOL ID": "orgId", "USER_TYPE": "userType", "ROLES": "roles", "USER ID": "userId", "SCHOOL EXTERNAL ID": "orgExternalId"},
+                    "outputColumns": {"userId": "USER ID", "firstName": "NAME", "phone": "MOBILE PHONE", "email": "EMAIL", "orgId": "SCHOOL ID", "orgName": "SCHOOL NAME", "userType": "USER_TYPE", "orgExternalId": "SCHOOL EXTERNAL ID"},
+                    "outputColumnsOrder": ["userId", "firstName", "phone", "email", "organisationId", "orgName", "userType", "orgExternalId"],
+                    "mandatoryColumns": ["firstName", "userType", "roles"]
+                },
+                "read": {"excludedFields": ["avatar", "jobProfile", "address", "education", "webPages", "skills"]},
+                "framework": {"fields": ["board", "gradeLevel", "medium", "subject", "id"], "mandatoryFields": ["id"]}
+            })
+            .to_string(),
+        ),
+        (
+            "orgProfileConfig",
+            json!({"csv": {
+                "supportedColumns": {"SCHOOL NAME": "orgName", "BLOCK CODE": "locationCode", "STATUS": "status", "SCHOOL ID": "organisationId", "EXTERNAL ID": "externalId", "DESCRIPTION": "description", "ORGANISATION TYPE": "organisationType"},
+                "outputColumns": {"organisationId": "SCHOOL ID", "orgName": "SCHOOL NAME", "locationCode": "BLOCK CODE", "locationName": "BLOCK NAME", "externalId": "EXTERNAL ID", "organisationType": "ORGANISATION TYPE"},
+                "outputColumnsOrder": ["organisationId", "orgName", "locationCode", "locationName", "externalId", "organisationType"],
+                "mandatoryColumns": ["orgName", "locationCode", "status", "organisationType"]
+            }})
+            .to_string(),
+        ),
+        (
+            "tncConfig",
+            json!({"latestVersion": "v1", "v1": {"url": "http://localhost:9000/terms-and-conditions-v1.html"}}).to_string(),
+        ),
+        (
+            "orgAdminTnc",
+            json!({"latestVersion": "v1", "v1": {"url": "http://localhost:9000/terms-and-conditions-v1.html#administratorGuidelines"}}).to_string(),
+        ),
+        (
+            "groupsTnc",
+            json!({"latestVersion": "v1", "v1": {"url": "http://localhost:9000/terms-and-conditions-v1.html#groupGuidelines"}}).to_string(),
+        ),
+        (
+            "reportViewerTnc",
+            json!({"latestVersion": "v1", "v1": {"url": "http://localhost:9000/terms-and-conditions-v1.html#reportViewerGuidelines"}}).to_string(),
+        ),
+        ("phoneUnique", "true".to_string()),
+        ("emailUnique", "true".to_string()),
+    ]
+}
+
+/// Where the bootstrap administrator's id is written for `userorg token --admin`.
+pub fn bootstrap_admin_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("bootstrap-admin.json")
+}
+
+pub fn read_bootstrap_admin(data_dir: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(bootstrap_admin_file(data_dir))?;
+    let value: Value = serde_json::from_str(&text)?;
+    value
+        .get("userId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("bootstrap admin file has no userId"))
+}
+
+/// Seeds roles, the custodian organisation and the system settings in one transaction, unless
+/// a previous start did.
+pub async fn seed_reference_data(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<bool> {
+    if setting(store, CUSTODIAN_ORG_ID)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let now = sunbird_timestamp(clock.now());
+    let mut transaction = Transaction::default();
+    for (id, name) in DEFAULT_ROLES {
+        let mut groups = vec![(*id).to_string()];
+        groups.extend(role_groups_of(id).into_iter().map(str::to_string));
+        transaction.put(
+            Table::Role,
+            *id,
+            json!({"id": id, "name": name, "roleGroupId": groups, "status": 1}),
+            Expect::Any,
+        );
+        transaction.put(
+            Table::RoleGroup,
+            *id,
+            json!({"id": id, "name": name, "urlActionIds": []}),
+            Expect::Any,
+        );
+    }
+    for (id, name) in EXTRA_GROUPS {
+        transaction.put(
+            Table::RoleGroup,
+            *id,
+            json!({"id": id, "name": name, "urlActionIds": []}),
+            Expect::Any,
+        );
+    }
+    let org_id = new_timestamp_id();
+    let channel = settings.seed.custodian_channel.trim().to_string();
+    transaction.claim(ClaimKind::OrgChannel, channel_claim(&channel), &org_id);
+    transaction.claim(ClaimKind::OrgSlug, channel_claim(&channel), &org_id);
+    transaction.put(
+        Table::Organisation,
+        &org_id,
+        json!({
+            "id": org_id,
+            "orgName": settings.seed.custodian_org_name,
+            "description": settings.seed.custodian_org_name,
+            "channel": channel,
+            "slug": channel_claim(&channel),
+            "isTenant": true,
+            "isRootOrg": true,
+            "rootOrgId": org_id,
+            "hashTagId": org_id,
+            "status": 1,
+            "organisationType": 5,
+            "isSSOEnabled": false,
+            "createdDate": now,
+            "createdBy": null,
+        }),
+        Expect::Absent,
+    );
+    transaction.event(ORGANISATION_TOPIC, &org_id, 1);
+    for (id, value) in default_settings(&org_id, &channel) {
+        transaction.put(
+            Table::SystemSettings,
+            id,
+            json!({"id": id, "field": id, "value": value}),
+            Expect::Any,
+        );
+    }
+    store.commit(transaction).await?;
+    tracing::info!(org.id = %org_id, "seeded roles, the custodian organisation and system settings");
+    Ok(true)
+}
+
+/// Creates the bootstrap administrator (ADMIN in the custodian organisation) unless the data
+/// dir already records one. Returns its id.
+pub async fn seed_admin(
+    store: &Arc<dyn Store>,
+    owners: &UserOwners,
+    settings: &Settings,
+    vault: &crate::crypto::PiiVault,
+) -> anyhow::Result<String> {
+    if let Ok(id) = read_bootstrap_admin(&settings.data_dir) {
+        return Ok(id);
+    }
+    let email = Email::parse(&settings.seed.admin_email)
+        .ok_or_else(|| anyhow::anyhow!("invalid configuration key `seed.admin_email`"))?;
+    let custodian_id = setting(store, CUSTODIAN_ORG_ID)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| anyhow::anyhow!("custodian organisation not seeded"))?;
+    let channel = setting(store, CUSTODIAN_ORG_CHANNEL)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .unwrap_or_default();
+    // A crash between the user's commit and the file write leaves the email claimed: reuse it.
+    let token = vault.token("email", email.as_str());
+    let id = match store.claim_owner(ClaimKind::Email, &token).await? {
+        Some(existing) => existing,
+        None => {
+            let request = CreateRequest {
+                profile: serde_json::Map::new(),
+                first_name: "Admin".to_string(),
+                last_name: None,
+                email: Some(email),
+                email_verified: true,
+                phone: None,
+                phone_verified: false,
+                recovery_email: None,
+                recovery_phone: None,
+                username: Some("admin".to_string()),
+                password: None,
+                dob: None,
+                channel: None,
+                organisation_id: None,
+                roles: vec!["ADMIN".to_string()],
+                external_ids: Vec::new(),
+                managed_by: None,
+            };
+            owners
+                .create(NewUser {
+                    id: new_user_id(),
+                    request,
+                    password_hash: None,
+                    root_org_id: custodian_id,
+                    channel,
+                    association_type: ASSOCIATION_SSO,
+                    created_by: None,
+                    flags_value: 0,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?
+        }
+    };
+    let file = bootstrap_admin_file(&settings.data_dir);
+    std::fs::write(&file, json!({"userId": id}).to_string())?;
+    tracing::info!(user.id = %id, "bootstrap administrator ready");
+    Ok(id)
+}

@@ -1,0 +1,9 @@
+//! Stateless use cases over the store, the search index and the actor clients. Handlers call
+//! these; they validate input, authorise, and either read directly or send a command to the
+//! owning actor.
+
+pub mod access;
+pub mod indexing;
+pub mod json;
+pub mod orgs;
+pub mod users;

@@ -1,0 +1,85 @@
+//! Organisation reads shared by the user flows: by id, by channel, and the custodian
+//! organisation recorded in the system settings.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::domain::{DomainError, DomainResult};
+use crate::storage::{ClaimKind, Store, StoreError, Table};
+
+pub const CUSTODIAN_ORG_ID: &str = "custodianOrgId";
+pub const CUSTODIAN_ORG_CHANNEL: &str = "custodianOrgChannel";
+
+pub fn store_error(error: StoreError) -> DomainError {
+    match error {
+        StoreError::Unavailable(what) => DomainError::Unavailable(what),
+        StoreError::Indeterminate(what) => DomainError::Timeout(what),
+        other => DomainError::internal(other),
+    }
+}
+
+/// The claim value of a channel: channels are unique case-insensitively.
+pub fn channel_claim(channel: &str) -> String {
+    channel.trim().to_lowercase()
+}
+
+pub async fn get_org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Value>> {
+    Ok(store
+        .get(Table::Organisation, id)
+        .await
+        .map_err(store_error)?
+        .map(|row| row.doc))
+}
+
+/// The tenant (root) organisation that owns `channel`.
+pub async fn tenant_by_channel(
+    store: &Arc<dyn Store>,
+    channel: &str,
+) -> DomainResult<Option<Value>> {
+    let owner = store
+        .claim_owner(ClaimKind::OrgChannel, &channel_claim(channel))
+        .await
+        .map_err(store_error)?;
+    match owner {
+        Some(id) => get_org(store, &id).await,
+        None => Ok(None),
+    }
+}
+
+/// The raw string value of a system setting.
+pub async fn setting(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<String>> {
+    Ok(store
+        .get(Table::SystemSettings, id)
+        .await
+        .map_err(store_error)?
+        .and_then(|row| {
+            row.doc
+                .get("value")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }))
+}
+
+/// A system setting whose value is JSON text, parsed.
+pub async fn json_setting(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Value>> {
+    Ok(setting(store, id)
+        .await?
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// The custodian organisation: `(id, channel)` from the seeded system settings.
+pub async fn custodian(store: &Arc<dyn Store>) -> DomainResult<(String, String)> {
+    let id = setting(store, CUSTODIAN_ORG_ID).await?;
+    let channel = setting(store, CUSTODIAN_ORG_CHANNEL).await?;
+    match (id, channel) {
+        (Some(id), Some(channel)) => Ok((id, channel)),
+        _ => Err(DomainError::internal(anyhow::anyhow!(
+            "custodian organisation settings are missing"
+        ))),
+    }
+}
+
+pub fn org_str<'a>(org: &'a Value, field: &str) -> Option<&'a str> {
+    org.get(field).and_then(Value::as_str)
+}

@@ -1,0 +1,813 @@
+//! User use cases: create, read, update, status changes, search, lookups and existence checks.
+//! Validation and authorisation happen here; mutations are sent to the owning actor; reads go
+//! to the store (through the cache) and searches to the index.
+
+pub mod input;
+pub mod view;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::actors::user_owner::{
+    ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, NewUser, StatusChange, UserOwners, UserUpdate,
+    username_token,
+};
+use crate::clock::Clock;
+use crate::crypto::PiiVault;
+use crate::domain::contact::{Email, Phone};
+use crate::domain::rules::{PasswordPolicy, new_user_id};
+use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
+use crate::search::{Filter, IndexName, Scalar, SearchError, SearchIndex};
+use crate::services::access::{Authority, Caller, PUBLIC};
+use crate::services::json::{Body, opt_nonblank, opt_str_list};
+use crate::services::orgs::{
+    custodian, get_org, json_setting, org_str, store_error, tenant_by_channel,
+};
+use crate::storage::{ClaimKind, Store, Table, key_prefix};
+use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
+use view::{PII_TOKENS_FIELD, ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
+
+/// Sunbird's flag for users whose root organisation is a state tenant.
+const STATE_VALIDATED: i64 = 4;
+
+/// Settings the user flows read on every request.
+#[derive(Debug, Clone)]
+pub struct UserRules {
+    pub default_country_code: String,
+    pub search_limits: SearchLimits,
+}
+
+#[derive(Clone)]
+pub struct UserService {
+    store: Arc<dyn Store>,
+    search: Arc<dyn SearchIndex>,
+    owners: UserOwners,
+    vault: PiiVault,
+    policy: PasswordPolicy,
+    clock: Arc<dyn Clock>,
+    rules: UserRules,
+}
+
+fn success() -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("response".into(), json!("SUCCESS"));
+    result
+}
+
+fn response(value: Value) -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("response".into(), value);
+    result
+}
+
+fn rule_with_message(code: ErrorCode, message: String, status: u16) -> DomainError {
+    DomainError::Rule(RuleError {
+        code,
+        message,
+        status,
+        result: Map::new(),
+    })
+}
+
+/// Sunbird path ids may be federated (`f:<provider>:<uuid>`): the user id is the last segment.
+pub fn user_id_from_path(raw: &str) -> String {
+    raw.rsplit(':').next().unwrap_or(raw).trim().to_string()
+}
+
+/// Hashes a password with Argon2id on the blocking pool (it takes tens of milliseconds).
+async fn hash_password(password: String) -> DomainResult<String> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("password hashing failed: {e}"))
+    })
+    .await
+    .map_err(DomainError::internal)?
+    .map_err(DomainError::Internal)
+}
+
+fn dsl_error(error: DslError) -> DomainError {
+    match error {
+        DslError::MissingParameter(field) => DomainError::mandatory_missing(&field),
+        DslError::DataType { field, expected } => DomainError::data_type(&field, expected),
+        DslError::InvalidFilterValue(field) => {
+            DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
+        }
+    }
+}
+
+pub fn search_error(error: SearchError) -> DomainError {
+    match error {
+        SearchError::Unavailable(what) => DomainError::Unavailable(what),
+        SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
+    }
+}
+
+/// The blind-index namespace and normalised form of a PII filter value, or `None` for fields
+/// that are not PII.
+fn pii_token_input(field: &str, value: &str) -> Option<(&'static str, String)> {
+    let trimmed = value.trim();
+    match field {
+        "email" | "recoveryEmail" | "prevUsedEmail" => {
+            let kind = match field {
+                "email" => "email",
+                "recoveryEmail" => "recoveryEmail",
+                _ => "prevUsedEmail",
+            };
+            Some((kind, trimmed.to_lowercase()))
+        }
+        "phone" | "recoveryPhone" | "prevUsedPhone" => {
+            let kind = match field {
+                "phone" => "phone",
+                "recoveryPhone" => "recoveryPhone",
+                _ => "prevUsedPhone",
+            };
+            let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+            Some((kind, digits))
+        }
+        "userName" | "loginId" => Some(("userName", trimmed.to_lowercase())),
+        _ => None,
+    }
+}
+
+impl UserService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        search: Arc<dyn SearchIndex>,
+        owners: UserOwners,
+        vault: PiiVault,
+        policy: PasswordPolicy,
+        clock: Arc<dyn Clock>,
+        rules: UserRules,
+    ) -> Self {
+        UserService {
+            store,
+            search,
+            owners,
+            vault,
+            policy,
+            clock,
+            rules,
+        }
+    }
+
+    pub fn vault(&self) -> &PiiVault {
+        &self.vault
+    }
+
+    // ==== Create ====
+
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        route: CreateRoute,
+        body: &Body,
+    ) -> DomainResult<Map<String, Value>> {
+        let request = parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
+        let authority = Authority::of(&self.store, caller).await?;
+        let (custodian_id, custodian_channel) = custodian(&self.store).await?;
+
+        let (root_org_id, channel) = if route.is_signup() {
+            (custodian_id.clone(), custodian_channel.clone())
+        } else {
+            self.resolve_organisation(
+                &request.channel,
+                &request.organisation_id,
+                &custodian_id,
+                &custodian_channel,
+            )
+            .await?
+        };
+
+        // The original trusts an API gateway here; a standalone service must not let an
+        // anonymous caller place users in a tenant or grant roles.
+        let privileged_roles: Vec<&String> =
+            request.roles.iter().filter(|r| *r != PUBLIC).collect();
+        if !route.is_signup() {
+            if (root_org_id != custodian_id || !privileged_roles.is_empty())
+                && !authority.administers(&root_org_id)
+            {
+                return Err(DomainError::forbidden());
+            }
+            if let Some(parent) = &request.managed_by
+                && authority.caller.user_id() != Some(parent.as_str())
+                && !authority.is_admin()
+            {
+                return Err(DomainError::forbidden());
+            }
+        }
+        self.check_roles_exist(&request.roles).await?;
+
+        let password_hash = match &request.password {
+            Some(password) => Some(hash_password(password.clone()).await?),
+            None => None,
+        };
+        let association_type = if route.is_signup() {
+            ASSOCIATION_SELF_DECLARATION
+        } else {
+            ASSOCIATION_SSO
+        };
+        let flags_value = if root_org_id != custodian_id {
+            STATE_VALIDATED
+        } else {
+            0
+        };
+        let mut request = request;
+        request.roles.retain(|role| role != PUBLIC);
+        let id = self
+            .owners
+            .create(NewUser {
+                id: new_user_id(),
+                request,
+                password_hash,
+                root_org_id,
+                channel,
+                association_type,
+                created_by: caller.audit_id(),
+                flags_value,
+            })
+            .await?;
+        let mut result = success();
+        result.insert("userId".into(), json!(id));
+        if !route.is_signup() {
+            result.insert("errors".into(), json!([]));
+        }
+        Ok(result)
+    }
+
+    /// `(rootOrgId, channel)` for a create: from the channel, else from the organisation's
+    /// channel, else the custodian organisation.
+    async fn resolve_organisation(
+        &self,
+        channel: &Option<String>,
+        organisation_id: &Option<String>,
+        custodian_id: &str,
+        custodian_channel: &str,
+    ) -> DomainResult<(String, String)> {
+        let organisation = match organisation_id {
+            Some(id) => Some(get_org(&self.store, id).await?.ok_or_else(|| {
+                DomainError::rule(ErrorCode::invalidParameter, &["organisation"])
+            })?),
+            None => None,
+        };
+        let channel = match (channel, &organisation) {
+            (Some(channel), _) => Some(channel.clone()),
+            (None, Some(org)) => org_str(org, "channel").map(str::to_string),
+            (None, None) => None,
+        };
+        let Some(channel) = channel else {
+            return Ok((custodian_id.to_string(), custodian_channel.to_string()));
+        };
+        let tenant = tenant_by_channel(&self.store, &channel)
+            .await?
+            .ok_or_else(|| {
+                DomainError::rule(ErrorCode::invalidParameterValue, &[&channel, "channel"])
+            })?;
+        let tenant_id = org_str(&tenant, "id").unwrap_or_default().to_string();
+        if let Some(org) = &organisation {
+            let same_channel =
+                org_str(org, "channel").is_some_and(|c| c.eq_ignore_ascii_case(&channel));
+            let is_tenant = org
+                .get("isTenant")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !same_channel || (is_tenant && org_str(org, "id") != Some(tenant_id.as_str())) {
+                return Err(DomainError::rule(
+                    ErrorCode::parameterMismatch,
+                    &["channel, organisationId"],
+                ));
+            }
+        }
+        let tenant_channel = org_str(&tenant, "channel").unwrap_or(&channel).to_string();
+        Ok((tenant_id, tenant_channel))
+    }
+
+    async fn check_roles_exist(&self, roles: &[String]) -> DomainResult<()> {
+        for role in roles {
+            let known = self
+                .store
+                .get(Table::Role, role)
+                .await
+                .map_err(store_error)?
+                .is_some();
+            if !known {
+                return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
+            }
+        }
+        Ok(())
+    }
+
+    // ==== Read ====
+
+    async fn load_user(&self, id: &str) -> DomainResult<Value> {
+        self.store
+            .get(Table::User, id)
+            .await
+            .map_err(store_error)?
+            .map(|row| row.doc)
+            .ok_or_else(|| DomainError::not_found("user"))
+    }
+
+    async fn related_rows(&self, table: Table, user_id: &str) -> DomainResult<Vec<Value>> {
+        Ok(self
+            .store
+            .scan(table, &key_prefix(user_id), None, 10_000)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|row| row.doc)
+            .collect())
+    }
+
+    /// The read view of a loaded user document.
+    async fn view_of(
+        &self,
+        doc: &Value,
+        version: ReadVersion,
+        private: bool,
+        own_profile: bool,
+        fields: &[String],
+    ) -> DomainResult<Map<String, Value>> {
+        let id = doc.get("id").and_then(Value::as_str).unwrap_or_default();
+        let memberships = self.related_rows(Table::UserOrganisation, id).await?;
+        let roles = self.related_rows(Table::UserRoles, id).await?;
+        let root_org = match doc.get("rootOrgId").and_then(Value::as_str) {
+            Some(root) => get_org(&self.store, root).await?.map(|org| {
+                let mut org = crate::services::indexing::organisation_source(&org);
+                org.remove("contactDetail");
+                Value::Object(org)
+            }),
+            None => None,
+        };
+        let tnc_config = json_setting(&self.store, "tncConfig").await?;
+        Ok(read_view(
+            doc,
+            ReadContext {
+                vault: &self.vault,
+                version,
+                private,
+                own_profile,
+                fields,
+                root_org,
+                memberships,
+                roles,
+                tnc_config,
+                today: self.clock.today(),
+            },
+        ))
+    }
+
+    pub async fn read(
+        &self,
+        caller: &Caller,
+        raw_id: &str,
+        version: ReadVersion,
+        private: bool,
+        fields: &[String],
+    ) -> DomainResult<Map<String, Value>> {
+        let id = user_id_from_path(raw_id);
+        let doc = self.load_user(&id).await?;
+        if doc
+            .get("isDeleted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            return Err(DomainError::rule(ErrorCode::userAccountlocked, &[]));
+        }
+        let authority = Authority::of(&self.store, caller).await?;
+        let managed_by = doc.get("managedBy").and_then(Value::as_str);
+        let root = doc
+            .get("rootOrgId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !private {
+            authority.require(authority.may_act_on_user(&id, managed_by, root))?;
+        }
+        let own = authority.is_self_or_manager(&id, managed_by);
+        let view = self.view_of(&doc, version, private, own, fields).await?;
+        Ok(response(Value::Object(view)))
+    }
+
+    // ==== Update ====
+
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        route: UpdateRoute,
+        body: &Body,
+    ) -> DomainResult<Map<String, Value>> {
+        let request = parse_update(body, route, &self.rules.default_country_code)?;
+        let doc = self.load_user(&request.user_id).await?;
+        let authority = Authority::of(&self.store, caller).await?;
+        let managed_by = doc.get("managedBy").and_then(Value::as_str);
+        let root = doc
+            .get("rootOrgId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        authority.require(authority.may_act_on_user(&request.user_id, managed_by, root))?;
+        self.owners
+            .update(UserUpdate {
+                request,
+                updated_by: caller.audit_id(),
+            })
+            .await?;
+        let mut result = success();
+        result.insert("errors".into(), json!([]));
+        Ok(result)
+    }
+
+    // ==== Block, unblock, delete ====
+
+    pub async fn change_status(
+        &self,
+        caller: &Caller,
+        change: StatusChange,
+        body: &Body,
+    ) -> DomainResult<Map<String, Value>> {
+        let user_id = opt_nonblank(body, "userId")?
+            .ok_or_else(|| DomainError::mandatory_missing("userId"))?;
+        let doc = self
+            .store
+            .get(Table::User, &user_id)
+            .await
+            .map_err(store_error)?
+            .map(|row| row.doc)
+            .ok_or_else(|| rule_with_message(ErrorCode::resourceNotFound, "user".into(), 404))?;
+        let authority = Authority::of(&self.store, caller).await?;
+        let root = doc
+            .get("rootOrgId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let allowed = match change {
+            // Sunbird deletion is self-service; administrators may delete too.
+            StatusChange::Delete => {
+                authority.caller.user_id() == Some(user_id.as_str()) || authority.is_admin()
+            }
+            StatusChange::Block | StatusChange::Unblock => authority.administers(root),
+        };
+        authority.require(allowed)?;
+        self.owners
+            .change_status(user_id, change, caller.audit_id())
+            .await?;
+        Ok(success())
+    }
+
+    // ==== Search ====
+
+    fn rewrite_filter(&self, filter: Filter, version: SearchVersion) -> Filter {
+        let field_of = |field: String| -> String {
+            match (field.as_str(), version) {
+                ("organisations.roles", _) => "roles.role".to_string(),
+                ("userType", SearchVersion::V1) => "profileUserTypes.type".to_string(),
+                ("userSubType", SearchVersion::V1) => "profileUserTypes.subType".to_string(),
+                ("locationIds", SearchVersion::V1) => "profileLocation.id".to_string(),
+                _ => field,
+            }
+        };
+        let token = |field: &str, value: &Scalar| -> Option<Scalar> {
+            let Scalar::Str(text) = value else {
+                return None;
+            };
+            let (kind, normalised) = pii_token_input(field, text)?;
+            Some(Scalar::Str(self.vault.token(kind, &normalised)))
+        };
+        match filter {
+            Filter::Term { field, value } => match token(&field, &value) {
+                Some(tokenised) => Filter::Term {
+                    field: format!("{PII_TOKENS_FIELD}.{field}"),
+                    value: tokenised,
+                },
+                None => Filter::Term {
+                    field: field_of(field),
+                    value,
+                },
+            },
+            Filter::Terms { field, values } => {
+                if pii_token_input(&field, "").is_some() {
+                    let values = values
+                        .iter()
+                        .map(|v| token(&field, v).unwrap_or_else(|| v.clone()))
+                        .collect();
+                    Filter::Terms {
+                        field: format!("{PII_TOKENS_FIELD}.{field}"),
+                        values,
+                    }
+                } else {
+                    Filter::Terms {
+                        field: field_of(field),
+                        values,
+                    }
+                }
+            }
+            Filter::Or(clauses) => Filter::Or(
+                clauses
+                    .into_iter()
+                    .map(|clause| self.rewrite_filter(clause, version))
+                    .collect(),
+            ),
+            Filter::Range {
+                field,
+                gte,
+                gt,
+                lte,
+                lt,
+            } => Filter::Range {
+                field: field_of(field),
+                gte,
+                gt,
+                lte,
+                lt,
+            },
+            Filter::Prefix { field, prefix } => Filter::Prefix {
+                field: field_of(field),
+                prefix,
+            },
+            Filter::Suffix { field, suffix } => Filter::Suffix {
+                field: field_of(field),
+                suffix,
+            },
+            Filter::Exists(field) => Filter::Exists(field_of(field)),
+            Filter::NotExists(field) => Filter::NotExists(field_of(field)),
+        }
+    }
+
+    pub async fn search(
+        &self,
+        version: SearchVersion,
+        body: &Body,
+    ) -> DomainResult<Map<String, Value>> {
+        let mut query = parse_search_request(body, &self.rules.search_limits).map_err(dsl_error)?;
+        // The internal object type filter Sunbird's controller injects is not a field.
+        query
+            .filters
+            .retain(|f| !matches!(f, Filter::Term { field, .. } if field == "objectType"));
+        query.filters = std::mem::take(&mut query.filters)
+            .into_iter()
+            .map(|filter| self.rewrite_filter(filter, version))
+            .collect();
+        query
+            .exclude_fields
+            .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()));
+        let wants_facets = !query.facets.is_empty();
+        let found = self
+            .search
+            .search(IndexName::User, &query)
+            .await
+            .map_err(search_error)?;
+        let content: Vec<Value> = found
+            .content
+            .iter()
+            .map(|hit| Value::Object(search_hit_view(&self.vault, hit, version)))
+            .collect();
+        let mut result = Map::new();
+        result.insert("count".into(), json!(found.count));
+        result.insert("content".into(), Value::Array(content));
+        if wants_facets {
+            result.insert("facets".into(), json!(found.facets));
+        }
+        Ok(response(Value::Object(result)))
+    }
+
+    // ==== Lookups ====
+
+    /// The owner of a PII value through its blind-index claim.
+    async fn owner_of(
+        &self,
+        kind: ClaimKind,
+        token_kind: &str,
+        normalised: &str,
+    ) -> DomainResult<Option<String>> {
+        let token = self.vault.token(token_kind, normalised);
+        self.store
+            .claim_owner(kind, &token)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Resolves `key`/`value` (email, phone, username/loginId) to a user id.
+    async fn user_id_by_key(&self, key: &str, value: &str) -> DomainResult<Option<String>> {
+        match key.to_lowercase().as_str() {
+            "email" => match Email::parse(value) {
+                Some(email) => {
+                    self.owner_of(ClaimKind::Email, "email", email.as_str())
+                        .await
+                }
+                None => Ok(None),
+            },
+            "phone" => match Phone::parse(value, None, &self.rules.default_country_code) {
+                Ok(phone) => {
+                    self.owner_of(ClaimKind::Phone, "phone", phone.number())
+                        .await
+                }
+                Err(_) => Ok(None),
+            },
+            "username" | "loginid" => {
+                let token = username_token(&self.vault, &value.trim().to_lowercase());
+                self.store
+                    .claim_owner(ClaimKind::Username, &token)
+                    .await
+                    .map_err(store_error)
+            }
+            "id" => Ok(self
+                .store
+                .get(Table::User, value.trim())
+                .await
+                .map_err(store_error)?
+                .map(|_| value.trim().to_string())),
+            _ => Ok(None),
+        }
+    }
+
+    /// `POST /private/user/v1/lookup`: `{key, value, fields?}` to a list of users.
+    pub async fn lookup(&self, body: &Body) -> DomainResult<Map<String, Value>> {
+        if body.is_empty() {
+            return Err(DomainError::rule(ErrorCode::invalidRequestData, &[]));
+        }
+        let value =
+            opt_nonblank(body, "value")?.ok_or_else(|| DomainError::mandatory_missing("value"))?;
+        let key =
+            opt_nonblank(body, "key")?.ok_or_else(|| DomainError::mandatory_missing("key"))?;
+        if !["username", "email", "phone", "id"].contains(&key.as_str()) {
+            return Err(rule_with_message(
+                ErrorCode::invalidValue,
+                format!("Invalid key: {key}. Valid values are: [username, email, phone, id]."),
+                400,
+            ));
+        }
+        let fields = opt_str_list(body, "fields")?.unwrap_or_default();
+        let mut users = Vec::new();
+        if let Some(id) = self.user_id_by_key(&key, &value).await?
+            && let Some(row) = self
+                .store
+                .get(Table::User, &id)
+                .await
+                .map_err(store_error)?
+        {
+            let source = row.doc.as_object().cloned().unwrap_or_default();
+            let mut shown = search_hit_view(&self.vault, &source, SearchVersion::V3);
+            if !fields.is_empty() {
+                shown.retain(|field, _| fields.iter().any(|wanted| wanted == field));
+            }
+            users.push(Value::Object(shown));
+        }
+        Ok(response(Value::Array(users)))
+    }
+
+    fn validate_key_value(key: &str, value: &str) -> DomainResult<String> {
+        if key.trim().is_empty() || value.trim().is_empty() {
+            return Err(DomainError::mandatory_missing("key/value"));
+        }
+        let normalised = match key.to_lowercase().as_str() {
+            "email" => "email",
+            "phone" => "phone",
+            "loginid" => "loginId",
+            "username" => "userName",
+            _ => {
+                return Err(rule_with_message(
+                    ErrorCode::invalidValue,
+                    format!(
+                        "Invalid key: {key}. Valid values are: email, phone, loginId, userName."
+                    ),
+                    400,
+                ));
+            }
+        };
+        // Sunbird formats these two messages without filling the placeholder.
+        let unformatted = || {
+            rule_with_message(
+                ErrorCode::dataFormatError,
+                ErrorCode::dataFormatError.template().to_string(),
+                400,
+            )
+        };
+        if normalised == "email" && Email::parse(value).is_none() {
+            return Err(unformatted());
+        }
+        if normalised == "phone" && value.contains('+') {
+            return Err(unformatted());
+        }
+        Ok(normalised.to_string())
+    }
+
+    /// `GET /v1/user/exists/:key/:value` (`v2 = false`) and `/v2/...` (`v2 = true`).
+    pub async fn exists(
+        &self,
+        caller: &Caller,
+        key: &str,
+        value: &str,
+        v2: bool,
+    ) -> DomainResult<Map<String, Value>> {
+        let key = Self::validate_key_value(key, value)?;
+        // Sunbird leaves only the email and phone checks open to anonymous callers.
+        if matches!(caller, Caller::Anonymous) && !matches!(key.as_str(), "email" | "phone") {
+            return Err(DomainError::unauthorized());
+        }
+        let found = self.user_id_by_key(&key, value).await?;
+        let mut result = Map::new();
+        match found {
+            Some(id) if v2 => {
+                let doc = self
+                    .store
+                    .get(Table::User, &id)
+                    .await
+                    .map_err(store_error)?
+                    .map(|row| row.doc)
+                    .ok_or_else(|| {
+                        rule_with_message(ErrorCode::resourceNotFound, "user".into(), 404)
+                    })?;
+                let first = doc
+                    .get("firstName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let last = doc
+                    .get("lastName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let name = format!("{first} {last}").trim().to_string();
+                result.insert("exists".into(), json!(true));
+                result.insert("id".into(), json!(id));
+                result.insert("name".into(), json!(name));
+            }
+            Some(_) => {
+                result.insert("exists".into(), json!(true));
+            }
+            None => {
+                result.insert("exists".into(), json!(false));
+            }
+        }
+        Ok(result)
+    }
+
+    /// `GET /v1|v2/user/get/:idType/:id`: the v5 profile of the user holding that identifier.
+    pub async fn get_by_key(
+        &self,
+        caller: &Caller,
+        id_type: &str,
+        value: &str,
+    ) -> DomainResult<Map<String, Value>> {
+        let key = Self::validate_key_value(id_type, value)?;
+        if matches!(caller, Caller::Anonymous) && !matches!(key.as_str(), "email" | "phone") {
+            return Err(DomainError::unauthorized());
+        }
+        self.profile_by_key(&key, value).await
+    }
+
+    /// `POST /v1/user/getuser`: the v5 profile by login id.
+    pub async fn get_by_login_id(&self, body: &Body) -> DomainResult<Map<String, Value>> {
+        let login_id = opt_nonblank(body, "loginId")?
+            .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &["loginId"]))?;
+        self.profile_by_key("loginId", &login_id).await
+    }
+
+    async fn profile_by_key(&self, key: &str, value: &str) -> DomainResult<Map<String, Value>> {
+        let not_found = || DomainError::rule(ErrorCode::resourceNotFound, &[value]);
+        let id = self
+            .user_id_by_key(key, value)
+            .await?
+            .ok_or_else(not_found)?;
+        let doc = self.load_user(&id).await.map_err(|_| not_found())?;
+        if doc
+            .get("isDeleted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            return Err(not_found());
+        }
+        let view = self
+            .view_of(&doc, ReadVersion::V5, false, false, &[])
+            .await?;
+        Ok(response(Value::Object(view)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn federated_ids_keep_the_last_segment() {
+        assert_eq!(user_id_from_path("f:5a8a3f2b:1234"), "1234");
+        assert_eq!(user_id_from_path("abcd"), "abcd");
+    }
+
+    #[test]
+    fn pii_filters_are_normalised_before_tokenising() {
+        assert_eq!(
+            pii_token_input("email", " A@B.co "),
+            Some(("email", "a@b.co".to_string()))
+        );
+        assert_eq!(
+            pii_token_input("phone", "98765-43210"),
+            Some(("phone", "9876543210".to_string()))
+        );
+        assert_eq!(
+            pii_token_input("loginId", "X"),
+            Some(("userName", "x".to_string()))
+        );
+        assert_eq!(pii_token_input("firstName", "x"), None);
+    }
+}

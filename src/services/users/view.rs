@@ -1,0 +1,419 @@
+//! How stored user rows are shown: read responses (v1-v5, private), search hits and the search
+//! index document. PII is sealed in the store and in the index; it is opened here and masked the
+//! Sunbird way (email and phone keep only a few characters, usernames are shown in clear).
+
+use chrono::NaiveDate;
+use serde_json::{Map, Value, json};
+
+use crate::crypto::PiiVault;
+use crate::domain::contact::{mask_email, mask_phone};
+use crate::domain::rules::is_minor;
+use crate::services::access::scope_organisations;
+
+/// PII fields shown masked after opening.
+pub const MASKED_PII: [&str; 6] = [
+    "email",
+    "phone",
+    "recoveryEmail",
+    "recoveryPhone",
+    "prevUsedEmail",
+    "prevUsedPhone",
+];
+/// PII fields shown in clear after opening.
+pub const CLEAR_PII: [&str; 2] = ["userName", "loginId"];
+/// Stored fields never shown.
+pub const INTERNAL_FIELDS: [&str; 2] = ["passwordHash", "_index"];
+/// Fields Sunbird never returns from read or search (`ProjectUtil.excludes`).
+pub const EXCLUDED_FIELDS: [&str; 4] = [
+    "completeness",
+    "missingFields",
+    "profileVisibility",
+    "loginId",
+];
+/// The index document keeps blind-index tokens of PII here, for exact filters.
+pub const PII_TOKENS_FIELD: &str = "_pii";
+
+/// Keys Sunbird adds as null to v1-v3 reads when absent (`Util.getUserDefaultValue`).
+const READ_DEFAULT_NULLS: [&str; 15] = [
+    "avatar",
+    "gender",
+    "language",
+    "lastLoginTime",
+    "location",
+    "profileSummary",
+    "profileVisibility",
+    "tempPassword",
+    "thumbnail",
+    "registryId",
+    "accesscode",
+    "webPages",
+    "currentLoginTime",
+    "password",
+    "loginId",
+];
+
+/// The read routes' shape versions: v1, v2 and v3 (and private read) share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadVersion {
+    V3,
+    V4,
+    V5,
+}
+
+/// What a read may show beyond the basic shape.
+pub struct ReadContext<'a> {
+    pub vault: &'a PiiVault,
+    pub version: ReadVersion,
+    pub private: bool,
+    /// The caller is the user or their managing parent.
+    pub own_profile: bool,
+    pub fields: &'a [String],
+    pub root_org: Option<Value>,
+    pub memberships: Vec<Value>,
+    pub roles: Vec<Value>,
+    pub tnc_config: Option<Value>,
+    pub today: NaiveDate,
+}
+
+fn open_field(vault: &PiiVault, value: &Value) -> Option<String> {
+    let sealed = value.as_str().filter(|s| !s.is_empty())?;
+    vault.open(sealed).ok()
+}
+
+/// Opens sealed PII in `map`: contact fields masked, usernames in clear. Empty strings (a
+/// deleted user's scrubbed values) stay empty.
+pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
+    for field in MASKED_PII {
+        if let Some(value) = map.get(field) {
+            let shown = match open_field(vault, value) {
+                Some(plain) if field.to_lowercase().ends_with("email") => json!(mask_email(&plain)),
+                Some(plain) => json!(mask_phone(&plain)),
+                None if value.is_string() => json!(""),
+                None => Value::Null,
+            };
+            map.insert(field.to_string(), shown);
+        }
+    }
+    for field in CLEAR_PII {
+        if let Some(value) = map.get(field) {
+            let shown = match open_field(vault, value) {
+                Some(plain) => json!(plain),
+                None if value.is_string() => json!(""),
+                None => Value::Null,
+            };
+            map.insert(field.to_string(), shown);
+        }
+    }
+}
+
+fn membership_view(membership: &Value, role_names: Option<Vec<String>>) -> Value {
+    let mut view = membership.as_object().cloned().unwrap_or_default();
+    view.remove("roles");
+    if let Some(association) = view.get("associationType").and_then(Value::as_i64) {
+        view.insert("isSSO".into(), json!(association & 1 != 0));
+        view.insert("isSelfDeclaration".into(), json!(association & 2 != 0));
+        view.insert("isSystemUpload".into(), json!(association & 4 != 0));
+    }
+    if let Some(names) = role_names.filter(|names| !names.is_empty()) {
+        view.insert("roles".into(), json!(names));
+    }
+    Value::Object(view)
+}
+
+fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
+    roles
+        .iter()
+        .filter(|role| {
+            scope_organisations(role.get("scope"))
+                .iter()
+                .any(|org| org == organisation_id)
+        })
+        .filter_map(|role| role.get("role").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// A role row as v5 read and search show it.
+pub fn role_view(role: &Value) -> Value {
+    let mut view = Map::new();
+    for key in [
+        "role",
+        "scope",
+        "createdBy",
+        "createdDate",
+        "updatedBy",
+        "updatedDate",
+    ] {
+        view.insert(
+            key.to_string(),
+            role.get(key).cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(view)
+}
+
+fn is_deleted_membership(membership: &Value) -> bool {
+    membership
+        .get("isDeleted")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The user read response (`result.response`).
+pub fn read_view(doc: &Value, context: ReadContext<'_>) -> Map<String, Value> {
+    let mut view = doc.as_object().cloned().unwrap_or_default();
+    let encrypted_email = view.get("email").cloned();
+    let encrypted_phone = view.get("phone").cloned();
+    for field in INTERNAL_FIELDS.iter().chain(EXCLUDED_FIELDS.iter()) {
+        view.remove(*field);
+    }
+    view.remove("address");
+    reveal_pii(context.vault, &mut view);
+    if context.private {
+        view.insert("encEmail".into(), encrypted_email.unwrap_or(Value::Null));
+        view.insert("encPhone".into(), encrypted_phone.unwrap_or(Value::Null));
+    }
+
+    let user_id = view
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    view.insert("identifier".into(), json!(user_id));
+
+    // Organisations: active memberships, with per-organisation role names before v5.
+    let organisations: Vec<Value> = context
+        .memberships
+        .iter()
+        .filter(|m| !is_deleted_membership(m))
+        .map(|membership| {
+            let names = match context.version {
+                ReadVersion::V5 => None,
+                _ => membership
+                    .get("organisationId")
+                    .and_then(Value::as_str)
+                    .map(|org| role_names_for(&context.roles, org)),
+            };
+            membership_view(membership, names)
+        })
+        .collect();
+    view.insert("organisations".into(), Value::Array(organisations));
+
+    match context.version {
+        ReadVersion::V5 => {
+            let roles: Vec<Value> = context.roles.iter().map(role_view).collect();
+            view.insert("roles".into(), Value::Array(roles));
+        }
+        _ => {
+            view.remove("roles");
+        }
+    }
+
+    let has_root_org = context.root_org.is_some();
+    view.insert(
+        "rootOrg".into(),
+        context.root_org.clone().unwrap_or_else(|| json!({})),
+    );
+
+    match context.version {
+        ReadVersion::V3 => {
+            for key in ["userType", "userSubType"] {
+                view.entry(key.to_string()).or_insert(Value::Null);
+            }
+            let location_ids: Vec<Value> = view
+                .get("profileLocation")
+                .and_then(Value::as_array)
+                .map(|locations| {
+                    locations
+                        .iter()
+                        .filter_map(|l| l.get("id").cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            view.insert("locationIds".into(), Value::Array(location_ids));
+        }
+        ReadVersion::V4 | ReadVersion::V5 => {
+            for key in ["userType", "userSubType", "locationIds"] {
+                view.remove(key);
+            }
+        }
+    }
+
+    if context.version == ReadVersion::V3 || !has_root_org {
+        for key in READ_DEFAULT_NULLS {
+            view.entry(key.to_string()).or_insert(Value::Null);
+        }
+        for key in ["emailVerified", "phoneVerified"] {
+            view.entry(key.to_string()).or_insert(json!(true));
+        }
+    }
+
+    add_tnc_fields(&mut view, context.tnc_config.as_ref());
+    let flags = view.get("flagsValue").and_then(Value::as_i64).unwrap_or(0);
+    view.insert("stateValidated".into(), json!(flags & 4 != 0));
+    if let Some(dob) = view.get("dob").and_then(Value::as_str) {
+        let minor = is_minor(dob, context.today);
+        view.insert("isMinor".into(), json!(minor));
+    }
+    if !(context.own_profile && context.fields.is_empty()) {
+        view.remove("externalIds");
+    }
+    if !context.fields.is_empty() {
+        view.insert("lastLoginTime".into(), json!(0));
+        if context.fields.iter().any(|f| f == "topic" || f == "topics") {
+            view.insert("topics".into(), json!([]));
+        }
+    }
+    view
+}
+
+/// `tncLatestVersion`, `tncLatestVersionUrl` and `promptTnC` from the `tncConfig` setting.
+fn add_tnc_fields(view: &mut Map<String, Value>, tnc_config: Option<&Value>) {
+    let Some(config) = tnc_config else {
+        return;
+    };
+    let Some(latest) = config.get("latestVersion").and_then(Value::as_str) else {
+        return;
+    };
+    let url = config
+        .get(latest)
+        .and_then(|v| v.get("url"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let accepted = view.get("tncAcceptedVersion").and_then(Value::as_str);
+    let prompt = accepted != Some(latest);
+    view.insert("tncLatestVersion".into(), json!(latest));
+    view.insert("tncLatestVersionUrl".into(), url);
+    view.insert("promptTnC".into(), json!(prompt));
+}
+
+/// The versions of user search: v1 and v2 rebuild per-organisation roles, v3 keeps `roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchVersion {
+    V1,
+    V2,
+    V3,
+}
+
+/// One search hit as returned: tokens removed, PII opened and masked.
+pub fn search_hit_view(
+    vault: &PiiVault,
+    source: &Map<String, Value>,
+    version: SearchVersion,
+) -> Map<String, Value> {
+    let mut view = source.clone();
+    view.remove(PII_TOKENS_FIELD);
+    for field in INTERNAL_FIELDS.iter().chain(EXCLUDED_FIELDS.iter()) {
+        view.remove(*field);
+    }
+    view.remove("encEmail");
+    view.remove("encPhone");
+    reveal_pii(vault, &mut view);
+    if version != SearchVersion::V3 {
+        let roles: Vec<Value> = view
+            .get("roles")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(Value::Array(organisations)) = view.get_mut("organisations") {
+            for organisation in organisations.iter_mut() {
+                let names = organisation
+                    .get("organisationId")
+                    .and_then(Value::as_str)
+                    .map(|org| role_names_for(&roles, org))
+                    .unwrap_or_default();
+                if let Some(map) = organisation.as_object_mut() {
+                    map.insert("roles".into(), json!(names));
+                }
+            }
+        }
+        if view.contains_key("roles") {
+            view.insert("roles".into(), json!([]));
+        }
+    }
+    if version == SearchVersion::V1 {
+        for key in ["userType", "userSubType"] {
+            view.entry(key.to_string()).or_insert(Value::Null);
+        }
+    } else {
+        for key in ["userType", "userSubType", "locationIds"] {
+            view.remove(key);
+        }
+    }
+    view
+}
+
+/// The search document of a user: the stored row (PII still sealed, as Sunbird's index holds
+/// ciphertext), its active memberships, its roles, the root organisation's name, and the blind
+/// tokens under [`PII_TOKENS_FIELD`] so exact PII filters work without plaintext in the index.
+pub fn index_document(
+    doc: &Value,
+    memberships: &[Value],
+    roles: &[Value],
+    root_org_name: Option<&str>,
+) -> Map<String, Value> {
+    let mut source = doc.as_object().cloned().unwrap_or_default();
+    let tokens = source.remove("_index").unwrap_or_else(|| json!({}));
+    source.remove("passwordHash");
+    source.insert(PII_TOKENS_FIELD.into(), tokens);
+    let organisations: Vec<Value> = memberships
+        .iter()
+        .filter(|m| !is_deleted_membership(m))
+        .map(|m| membership_view(m, None))
+        .collect();
+    source.insert("organisations".into(), Value::Array(organisations));
+    source.insert(
+        "roles".into(),
+        Value::Array(roles.iter().map(role_view).collect()),
+    );
+    if let Some(name) = root_org_name {
+        source.insert("rootOrgName".into(), json!(name));
+    }
+    if let Some(id) = source.get("id").cloned() {
+        source.insert("identifier".into(), id);
+    }
+    source
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{BlindIndex, PiiCipher};
+
+    fn vault() -> PiiVault {
+        PiiVault::new(PiiCipher::new(&[3u8; 32]), BlindIndex::new(&[4u8; 32]))
+    }
+
+    #[test]
+    fn pii_is_opened_and_masked() {
+        let vault = vault();
+        let mut map = Map::new();
+        map.insert("email".into(), json!(vault.seal("asha.rao@example.org")));
+        map.insert("phone".into(), json!(vault.seal("9876543210")));
+        map.insert("userName".into(), json!(vault.seal("asharao_ab12")));
+        map.insert("prevUsedEmail".into(), json!(""));
+        reveal_pii(&vault, &mut map);
+        assert_eq!(map["email"], "as******@example.org");
+        assert_eq!(map["phone"], "******3210");
+        assert_eq!(map["userName"], "asharao_ab12");
+        assert_eq!(map["prevUsedEmail"], "");
+    }
+
+    #[test]
+    fn search_hits_never_carry_tokens_or_ciphertext() {
+        let vault = vault();
+        let doc = json!({
+            "id": "u1",
+            "email": vault.seal("asha.rao@example.org"),
+            "_index": {"email": "token"},
+            "passwordHash": "secret",
+            "roles": [{"role": "PUBLIC", "scope": [{"organisationId": "o1"}]}],
+        });
+        let source = index_document(&doc, &[json!({"organisationId": "o1"})], &[], Some("Org"));
+        assert_eq!(source["_pii"]["email"], "token");
+        assert!(source.get("passwordHash").is_none());
+        let hit = search_hit_view(&vault, &source, SearchVersion::V3);
+        assert!(hit.get("_pii").is_none());
+        assert_eq!(hit["email"], "as******@example.org");
+        assert_eq!(hit["rootOrgName"], "Org");
+    }
+}
