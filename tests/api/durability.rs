@@ -1,0 +1,186 @@
+//! The binary itself: `kill -9` after acknowledged creates loses nothing, and no email or phone
+//! of a test user is found in clear anywhere in the data dir.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use userorg::auth::{LocalSigner, MintClaims};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(data_dir: &Path, port: u16, internal: u16) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_userorg"))
+            .arg("serve")
+            .env("USERORG__DATA_DIR", data_dir)
+            .env("USERORG__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "USERORG__HTTP__INTERNAL_LISTEN",
+                format!("127.0.0.1:{internal}"),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(reply) = client.get(format!("{}/health", server.base)).send().await
+                && reply.status() == 200
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn kill_hard(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                stack.push(entry.expect("entry").path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && contains_bytes(&bytes, needle.as_bytes())
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_in_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let (port, internal) = (free_port(), free_port());
+    let server = Server::start(&data_dir, port, internal).await;
+    let signer =
+        LocalSigner::ensure(&data_dir, &data_dir.join("keys").join("public")).expect("signer");
+    let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
+    let token = signer
+        .mint(MintClaims::new(
+            admin_id,
+            "http://localhost:8080/auth/realms/sunbird",
+            3600,
+        ))
+        .expect("token");
+    let client = reqwest::Client::new();
+
+    let mut created: Vec<(String, String, String)> = Vec::new();
+    for n in 0..40u32 {
+        let email = format!(
+            "crashcanary{n}-{}@example.test",
+            uuid::Uuid::new_v4().simple()
+        );
+        let phone = format!("97{:08}", (n * 7919 + 12345) % 100_000_000);
+        let reply: Value = client
+            .post(format!("{}/v1/user/create", server.base))
+            .header("x-authenticated-user-token", &token)
+            .json(&json!({"request": {"firstName": format!("Crash{n}"), "email": email, "phone": phone, "password": "S3cret!pass"}}))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let id = reply["result"]["userId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{reply}"))
+            .to_string();
+        created.push((id, email, phone));
+    }
+    server.kill_hard();
+
+    let server = Server::start(&data_dir, port, internal).await;
+    for (id, email, _) in &created {
+        let reply: Value = client
+            .get(format!("{}/v1/user/read/{id}", server.base))
+            .header("x-authenticated-user-token", &token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(reply["result"]["response"]["id"], id.as_str(), "{reply}");
+        let started = Instant::now();
+        loop {
+            let found: Value = client
+                .post(format!("{}/v3/user/search", server.base))
+                .header("x-authenticated-user-token", &token)
+                .json(&json!({"request": {"filters": {"email": email}}}))
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("json");
+            if found["result"]["response"]["count"] == 1 {
+                assert_eq!(found["result"]["response"]["content"][0]["id"], id.as_str());
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{id} not searchable after restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    server.kill_hard();
+
+    for (_, email, phone) in &created {
+        assert_eq!(
+            files_containing(&data_dir, email),
+            Vec::<String>::new(),
+            "{email} in clear"
+        );
+        assert_eq!(
+            files_containing(&data_dir, phone),
+            Vec::<String>::new(),
+            "{phone} in clear"
+        );
+    }
+    assert!(
+        files_containing(&data_dir, "S3cret!pass").is_empty(),
+        "password in clear"
+    );
+}

@@ -1,0 +1,191 @@
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_envelope_shape};
+
+#[tokio::test]
+async fn health_answers_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/health", None).await;
+    let result = reply.assert_ok().clone();
+    assert_eq!(reply.body["id"], "api.all.health");
+    assert_eq!(reply.body["ver"], "health");
+    assert_eq!(result["response"]["healthy"], true);
+    let reply = app.get("/service/health", None).await;
+    reply.assert_ok();
+    assert_eq!(reply.body["id"], "api.userorg.service.health");
+    assert_eq!(reply.body["result"]["response"]["healthy"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_ids_follow_the_path() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .client
+        .post(format!("{}/v1/user/create", app.public))
+        .header("x-request-id", "req-123")
+        .json(&json!({"request": {"firstName": "A"}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    let body: serde_json::Value = reply.json().await.expect("json");
+    assert_envelope_shape(&body);
+    assert_eq!(body["id"], "api.user.create");
+    assert_eq!(body["ver"], "v1");
+    assert_eq!(body["params"]["msgid"], "req-123");
+    assert_eq!(body["params"]["resmsgid"], "req-123");
+
+    let reply = app
+        .client
+        .get(format!("{}/v5/user/read/abc", app.public))
+        .header("X-msgId", "msg-9")
+        .header("x-authenticated-user-token", &app.admin_token)
+        .send()
+        .await
+        .expect("sent");
+    let body: serde_json::Value = reply.json().await.expect("json");
+    assert_eq!(body["id"], "api.user.read.abc");
+    assert_eq!(body["ver"], "v5");
+    assert_eq!(body["params"]["msgid"], "msg-9");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_answered_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/v1/user/create", app.public);
+
+    let not_json = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(not_json.status(), 400);
+    let body: serde_json::Value = not_json.json().await.expect("envelope, not text");
+    assert_envelope_shape(&body);
+    assert_eq!(body["params"]["err"], "UOS_USRCRT0028");
+    assert_eq!(
+        body["params"]["errmsg"],
+        "Requested data for this operation is not valid."
+    );
+    assert_eq!(body["responseCode"], "CLIENT_ERROR");
+
+    let reply = app
+        .send(
+            reqwest::Method::POST,
+            url.clone(),
+            Some(json!({"firstName": "A"})),
+            None,
+        )
+        .await;
+    reply.assert_error(
+        400,
+        "UOS_USRCRT0030",
+        "Mandatory parameter request is missing.",
+    );
+
+    let reply = app
+        .send(
+            reqwest::Method::POST,
+            url.clone(),
+            Some(json!({"request": "x"})),
+            None,
+        )
+        .await;
+    reply.assert_error(400, "UOS_USRCRT0003", "Data type of request should be Map.");
+
+    let reply = app
+        .post(
+            "/v1/user/create",
+            json!({"firstName": ["A"], "email": "a@b.co"}),
+            None,
+        )
+        .await;
+    reply.assert_error(
+        400,
+        "UOS_USRCRT0003",
+        "Data type of firstName should be String.",
+    );
+
+    let text = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{\"request\":{}}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(text.status(), 415);
+    let body: serde_json::Value = text.json().await.expect("envelope");
+    assert_eq!(body["params"]["err"], "UOS_USRCRT0061");
+    assert_eq!(
+        body["params"]["errmsg"],
+        "Mandatory header parameter Content-Type with value application/json is missing."
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_answered_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/v1/no/such/route", None).await;
+    reply.assert_error(
+        404,
+        "UOS_0013",
+        "Requested /v1/no/such/route resource not found",
+    );
+    assert_eq!(reply.body["responseCode"], "RESOURCE_NOT_FOUND");
+
+    let reply = app.get("/v1/user/create", None).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.err(), "UOS_USRCRT0027");
+    assert_envelope_shape(&reply.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_in_the_envelope() {
+    let app = TestApp::spawn_with(&[("USERORG__HTTP__BODY_LIMIT_BYTES", "2048")]).await;
+    let big = "x".repeat(4096);
+    let reply = app
+        .post("/v1/user/create", json!({"firstName": big}), None)
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(reply.err(), "UOS_USRCRT0007");
+    assert_envelope_shape(&reply.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_paths_are_served_as_aliases() {
+    let app = TestApp::spawn().await;
+    let email = crate::helpers::unique_email();
+    let reply = app
+        .post(
+            "/api/user/v1/create",
+            json!({"firstName": "Gate", "email": email}),
+            Some(&app.admin_token),
+        )
+        .await;
+    let result = reply.assert_ok().clone();
+    assert_eq!(
+        reply.body["id"], "api.user.create",
+        "id of the service path"
+    );
+    let id = result["userId"].as_str().expect("id");
+    let read = app
+        .get(&format!("/api/user/v5/read/{id}"), Some(&app.admin_token))
+        .await;
+    read.assert_ok();
+    assert_eq!(read.body["result"]["response"]["id"], id);
+    // The merge alias points at a private route: never served on the public listener.
+    let merge = app
+        .post("/api/user/v1/account/merge", json!({}), None)
+        .await;
+    assert_eq!(merge.status, 404);
+    app.stop().await;
+}

@@ -1,0 +1,153 @@
+use serde_json::json;
+
+use crate::helpers::{TestApp, unique_email};
+
+#[tokio::test]
+async fn private_lookup_finds_users_by_key() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "Look", "email": email, "phone": "9988776655", "userName": "look_up"}))
+        .await;
+    for (key, value) in [
+        ("email", email.to_uppercase()),
+        ("phone", "9988776655".into()),
+        ("username", "LOOK_UP".into()),
+        ("id", id.clone()),
+    ] {
+        let reply = app
+            .post_internal(
+                "/private/user/v1/lookup",
+                json!({"key": key, "value": value}),
+            )
+            .await;
+        let result = reply.assert_ok().clone();
+        assert_eq!(reply.body["id"], ".private.user.v1.lookup");
+        assert_eq!(result["response"][0]["id"], id.as_str(), "{key}");
+        assert_eq!(result["response"][0]["phone"], "******6655");
+    }
+    let only = app
+        .post_internal(
+            "/private/user/v1/lookup",
+            json!({"key": "email", "value": email, "fields": ["firstName"]}),
+        )
+        .await;
+    assert_eq!(only.assert_ok()["response"], json!([{"firstName": "Look"}]));
+    let none = app
+        .post_internal(
+            "/private/user/v1/lookup",
+            json!({"key": "email", "value": unique_email()}),
+        )
+        .await;
+    assert_eq!(none.assert_ok()["response"], json!([]));
+    app.post_internal("/private/user/v1/lookup", json!({"key": "email"}))
+        .await
+        .assert_error(
+            400,
+            "UOS_USRLKP0030",
+            "Mandatory parameter value is missing.",
+        );
+    app.post_internal("/private/user/v1/lookup", json!({"value": "x"}))
+        .await
+        .assert_error(400, "UOS_USRLKP0030", "Mandatory parameter key is missing.");
+    app.post_internal(
+        "/private/user/v1/lookup",
+        json!({"key": "nick", "value": "x"}),
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRLKP0018",
+        "Invalid key: nick. Valid values are: [username, email, phone, id].",
+    );
+    app.post_internal("/private/user/v1/lookup", json!({}))
+        .await
+        .assert_error(
+            400,
+            "UOS_USRLKP0028",
+            "Requested data for this operation is not valid.",
+        );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn existence_checks_answer_v1_and_v2_shapes() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(
+            json!({"firstName": "Ex", "lastName": "Ists", "email": email, "userName": "ex_ists"}),
+        )
+        .await;
+    let reply = app
+        .get(&format!("/v1/user/exists/email/{email}"), None)
+        .await;
+    assert_eq!(reply.assert_ok(), &json!({"exists": true}));
+    assert_eq!(reply.body["id"], format!("api.user.exists.email.{email}"));
+    let reply = app
+        .get(&format!("/v1/user/exists/email/{}", unique_email()), None)
+        .await;
+    assert_eq!(reply.assert_ok(), &json!({"exists": false}));
+    let reply = app
+        .get("/v2/user/exists/userName/ex_ists", Some(&app.admin_token))
+        .await;
+    assert_eq!(
+        reply.assert_ok(),
+        &json!({"exists": true, "id": id, "name": "Ex Ists"})
+    );
+    app.get("/v1/user/exists/userName/ex_ists", None)
+        .await
+        .assert_error(401, "UOS_0070", "You are not authorized.");
+    app.get("/v1/user/exists/nick/x", None).await.assert_error(
+        400,
+        "UOS_UEXIST0018",
+        "Invalid key: nick. Valid values are: email, phone, loginId, userName.",
+    );
+    app.get("/v1/user/exists/email/not-an-email", None)
+        .await
+        .assert_error(400, "UOS_UEXIST0009", "Invalid format for given {0}.");
+    app.get("/v2/user/exists/email/x@y.co", None)
+        .await
+        .assert_error(401, "UOS_0070", "You are not authorized.");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_by_key_and_getuser_return_the_v5_profile() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "Key", "email": email, "userName": "key_user"}))
+        .await;
+    let reply = app.get(&format!("/v1/user/get/email/{email}"), None).await;
+    let user = reply.assert_ok()["response"].clone();
+    assert_eq!(user["id"], id.as_str());
+    assert!(user.get("roles").is_some(), "v5 shape has roles");
+    let reply = app
+        .get("/v2/user/get/userName/key_user", Some(&app.admin_token))
+        .await;
+    assert_eq!(reply.assert_ok()["response"]["id"], id.as_str());
+    let missing = unique_email();
+    app.get(&format!("/v1/user/get/email/{missing}"), None)
+        .await
+        .assert_error(
+            404,
+            "UOS_USRRED0013",
+            &format!("Requested {missing} resource not found"),
+        );
+    let reply = app
+        .post("/v1/user/getuser", json!({"loginId": "KEY_USER"}), None)
+        .await;
+    assert_eq!(reply.assert_ok()["response"]["id"], id.as_str());
+    app.post("/v1/user/getuser", json!({"loginId": ""}), None)
+        .await
+        .assert_error(400, "UOS_USRRED0019", "Please provide valid loginId.");
+    app.post("/v1/user/getuser", json!({"loginId": "nobody_here"}), None)
+        .await
+        .assert_error(
+            404,
+            "UOS_USRRED0013",
+            "Requested nobody_here resource not found",
+        );
+    app.stop().await;
+}

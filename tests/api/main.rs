@@ -1,0 +1,13 @@
+//! API tests through the real router: the whole application on random ports, embedded engines,
+//! exact Sunbird envelopes, codes and messages.
+
+mod auth;
+mod durability;
+mod envelope;
+mod helpers;
+mod lookup;
+mod user_create;
+mod user_read;
+mod user_search;
+mod user_status;
+mod user_update;
