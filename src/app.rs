@@ -18,6 +18,8 @@ use crate::actors::indexer::IndexerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorTree, TreeSettings, spawn_tree};
 use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
+use crate::cache::Cache;
+use crate::cache::moka_cache::MokaCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::PiiVault;
@@ -45,9 +47,10 @@ pub fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
     let redb = RedbStore::open(&settings.data_dir.join("store.redb"))
         .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
     let outbox_head = Some(redb.outbox_head());
+    let cache: Arc<dyn Cache> = Arc::new(MokaCache::new(settings.cache.max_entries));
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         Arc::new(redb),
-        settings.cache.max_entries,
+        cache,
         Duration::from_secs(settings.cache.ttl_seconds),
     ));
     let search: Arc<dyn SearchIndex> = Arc::new(

@@ -7,7 +7,8 @@
 //! - [`services`]: use cases (validation, authorisation, reads, search) over the traits.
 //! - [`actors`]: the supervisor, the user owners (keyed factory) and the indexer.
 //! - [`domain`]: pure types and rules, and the Sunbird error table.
-//! - [`storage`]: the store trait, the redb engine, the cache decorator.
+//! - [`storage`]: the store trait, the redb engine, the read-through cache decorator.
+//! - [`cache`]: the cache trait and its moka engine.
 //! - [`search`]: the Sunbird search DSL, the search index trait and the tantivy engine.
 //! - [`crypto`]: PII sealing and the blind index.
 //! - [`auth`]: offline RS256 token verification and the local signing key.
@@ -16,6 +17,7 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -310,6 +310,11 @@ impl IndexerClient {
         IndexerClient { slot, timeout }
     }
 
+    /// The indexer's current reference (tests use it to kill the actor).
+    pub fn current(&self) -> Option<ActorRef<IndexerMessage>> {
+        self.slot.get()
+    }
+
     /// Waits until every outbox record up to `sequence` is in the index.
     pub async fn wait_for(&self, sequence: u64) -> DomainResult<()> {
         call_actor(&self.slot, self.timeout, "indexer", |reply| {

@@ -250,3 +250,59 @@ pub async fn spawn_tree(settings: TreeSettings) -> anyhow::Result<ActorTree> {
         handle,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::crypto::{BlindIndex, PiiCipher, PiiVault};
+    use crate::search::tantivy_index::TantivyIndex;
+    use crate::storage::redb_store::RedbStore;
+
+    #[tokio::test]
+    async fn a_killed_child_is_restarted_and_clients_follow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redb = RedbStore::open(&dir.path().join("store.redb")).expect("store");
+        let head = redb.outbox_head();
+        let store: Arc<dyn crate::storage::Store> = Arc::new(redb);
+        let search: Arc<dyn crate::search::SearchIndex> =
+            Arc::new(TantivyIndex::in_memory().expect("index"));
+        let tree = spawn_tree(TreeSettings {
+            user_owner_context: Arc::new(UserOwnerContext {
+                store: Arc::clone(&store),
+                vault: PiiVault::new(PiiCipher::new(&[1; 32]), BlindIndex::new(&[2; 32])),
+                clock: Arc::new(SystemClock),
+                username_suffix_length: 4,
+                deletion_allowed_roles: vec!["PUBLIC".into()],
+            }),
+            user_owner_workers: 2,
+            indexer_context: Arc::new(IndexerContext {
+                store,
+                search,
+                outbox_head: Some(head),
+            }),
+            call_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("tree");
+        tree.indexer.wait_for(0).await.expect("indexer answers");
+        let first = tree.indexer.current().expect("running");
+        first.kill();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(current) = tree.indexer.current()
+                && current.get_id() != first.get_id()
+                && tree.indexer.wait_for(0).await.is_ok()
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "indexer not restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // While nothing runs, calls fail fast with "unavailable", never hang.
+        tree.shutdown().await;
+    }
+}

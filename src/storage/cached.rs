@@ -1,5 +1,6 @@
 //! A read-through cache in front of any [`Store`], as a decorator: reads of cacheable tables go to
-//! the cache first, and every committed write invalidates the rows it touched.
+//! the cache (any [`Cache`] engine) first, and every committed write invalidates the rows it
+//! touched. A cache failure is never an error: the read falls back to the store.
 //!
 //! A reader that loaded a row before a concurrent commit must not put that stale row into the
 //! cache after the commit invalidated it; an epoch counter bumped on every commit guards the
@@ -10,26 +11,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moka::future::Cache;
 
 use super::{
     ClaimKind, CommitInfo, OutboxRecord, Row, Store, StoreError, Table, Transaction, Write,
 };
+use crate::cache::Cache;
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
-    rows: Cache<(Table, String), Arc<Row>>,
+    cache: Arc<dyn Cache>,
+    ttl: Duration,
     epoch: AtomicU64,
 }
 
+fn cache_key(table: Table, key: &str) -> String {
+    format!("row:{}:{key}", table.name())
+}
+
 impl CachedStore {
-    pub fn new(inner: Arc<dyn Store>, max_entries: u64, ttl: Duration) -> CachedStore {
+    pub fn new(inner: Arc<dyn Store>, cache: Arc<dyn Cache>, ttl: Duration) -> CachedStore {
         CachedStore {
             inner,
-            rows: Cache::builder()
-                .max_capacity(max_entries)
-                .time_to_live(ttl)
-                .build(),
+            cache,
+            ttl,
             epoch: AtomicU64::new(0),
         }
     }
@@ -50,21 +54,23 @@ impl CachedStore {
 #[async_trait]
 impl Store for CachedStore {
     async fn commit(&self, transaction: Transaction) -> Result<CommitInfo, StoreError> {
-        let touched: Vec<(Table, String)> = transaction
+        let touched: Vec<String> = transaction
             .writes
             .iter()
-            .map(|write| match write {
+            .filter_map(|write| match write {
                 Write::Put { table, key, .. } | Write::Delete { table, key, .. } => {
-                    (*table, key.clone())
+                    Self::cacheable(*table).then(|| cache_key(*table, key))
                 }
             })
-            .filter(|(table, _)| Self::cacheable(*table))
             .collect();
         // Bump before and after: a load that started before the commit finished sees a change.
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.commit(transaction).await;
         for key in touched {
-            self.rows.invalidate(&key).await;
+            if let Err(error) = self.cache.delete(&key).await {
+                // The entry expires with its time to live; until then other instances may see it.
+                tracing::warn!(error = %error, "cache invalidation failed");
+            }
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         outcome
@@ -74,16 +80,20 @@ impl Store for CachedStore {
         if !Self::cacheable(table) {
             return self.inner.get(table, key).await;
         }
-        let cache_key = (table, key.to_string());
-        if let Some(row) = self.rows.get(&cache_key).await {
-            return Ok(Some((*row).clone()));
+        let cache_key = cache_key(table, key);
+        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
+            && let Ok(row) = serde_json::from_slice::<Row>(&bytes)
+        {
+            return Ok(Some(row));
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let loaded = self.inner.get(table, key).await?;
         if let Some(row) = &loaded
             && self.epoch.load(Ordering::SeqCst) == epoch
+            && let Ok(bytes) = serde_json::to_vec(row)
+            && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl).await
         {
-            self.rows.insert(cache_key, Arc::new(row.clone())).await;
+            tracing::debug!(error = %error, "cache fill failed");
         }
         Ok(loaded)
     }
@@ -126,27 +136,35 @@ impl Store for CachedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::moka_cache::MokaCache;
+    use crate::storage::Expect;
     use crate::storage::redb_store::RedbStore;
+
+    fn cached(dir: &std::path::Path) -> CachedStore {
+        let store = RedbStore::open(&dir.join("store.redb")).expect("open");
+        CachedStore::new(
+            Arc::new(store),
+            Arc::new(MokaCache::new(1000)),
+            Duration::from_secs(60),
+        )
+    }
 
     #[tokio::test]
     async fn cached_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
-        let cached = CachedStore::new(Arc::new(store), 1000, Duration::from_secs(60));
-        crate::storage::conformance::run_store_conformance(Arc::new(cached)).await;
+        crate::storage::conformance::run_store_conformance(Arc::new(cached(dir.path()))).await;
     }
 
     #[tokio::test]
     async fn a_commit_replaces_what_readers_see() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
-        let cached = CachedStore::new(Arc::new(store), 1000, Duration::from_secs(60));
+        let cached = cached(dir.path());
         let mut insert = Transaction::default();
         insert.put(
             Table::User,
             "u",
             serde_json::json!({"n": 1}),
-            crate::storage::Expect::Absent,
+            Expect::Absent,
         );
         cached.commit(insert).await.expect("insert");
         let first = cached
@@ -160,7 +178,7 @@ mod tests {
             Table::User,
             "u",
             serde_json::json!({"n": 2}),
-            crate::storage::Expect::Version(1),
+            Expect::Version(1),
         );
         cached.commit(update).await.expect("update");
         let second = cached

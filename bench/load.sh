@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Load figures for userorg: starts a release build on a fresh data dir, seeds users, and prints
+# requests/s with p50/p99 latency for user create, read by id, and search, measured with wrk.
+#
+#   bench/load.sh                      # defaults below
+#   DURATION=30s CONNECTIONS=64 bench/load.sh
+#
+# The server is pinned to CPU 0 and wrk to CPU 1 when `taskset` exists, so the figures mean
+# "server on one core".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+SEED_USERS=${SEED_USERS:-1000}
+PORT=${PORT:-19000}
+INTERNAL_PORT=${INTERNAL_PORT:-19001}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --locked --quiet
+
+WORK=$(mktemp -d)
+DATA="$WORK/data"
+export USERORG__DATA_DIR="$DATA"
+export USERORG__HTTP__LISTEN="127.0.0.1:$PORT"
+export USERORG__HTTP__INTERNAL_LISTEN="127.0.0.1:$INTERNAL_PORT"
+export RUST_LOG=warn
+BASE="http://127.0.0.1:$PORT"
+
+SERVER_PIN=""; LOAD_PIN=""
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  SERVER_PIN="taskset -c 0"; LOAD_PIN="taskset -c 1"
+fi
+
+$SERVER_PIN ./target/release/userorg serve >"$WORK/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 200); do
+  curl -sf "$BASE/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "$BASE/health" >/dev/null || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
+TOKEN=$(./target/release/userorg token --admin)
+export TOKEN
+
+# Seed users and keep their ids for the read benchmark.
+python3 - "$BASE" "$SEED_USERS" "$WORK/ids.txt" <<'PY'
+import json, os, sys, urllib.request, concurrent.futures
+base, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+token = os.environ["TOKEN"]
+def create(n):
+    body = json.dumps({"request": {"firstName": f"Seed{n}", "lastName": "Bench",
+                                    "email": f"seed{n}@bench.test", "phone": f"9{n:09d}"}}).encode()
+    req = urllib.request.Request(base + "/v1/user/create", data=body, method="POST",
+        headers={"content-type": "application/json", "x-authenticated-user-token": token})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["result"]["userId"]
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    ids = list(pool.map(create, range(count)))
+with open(out, "w") as f:
+    f.write("\n".join(ids) + "\n")
+PY
+
+cat >"$WORK/create.lua" <<'LUA'
+local counter = 0
+local thread_tag = tostring(math.random(1, 1000000000))
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-authenticated-user-token"] = os.getenv("TOKEN")
+request = function()
+  counter = counter + 1
+  local body = string.format('{"request":{"firstName":"Load","lastName":"Bench","email":"load%s_%d@bench.test"}}', thread_tag, counter)
+  return wrk.format(nil, "/v1/user/create", nil, body)
+end
+LUA
+
+cat >"$WORK/read.lua" <<LUA
+local ids = {}
+for line in io.lines("$WORK/ids.txt") do ids[#ids + 1] = line end
+wrk.headers["x-authenticated-user-token"] = os.getenv("TOKEN")
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/user/read/" .. ids[(n % #ids) + 1])
+end
+LUA
+
+cat >"$WORK/search.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-authenticated-user-token"] = os.getenv("TOKEN")
+local n = 0
+request = function()
+  n = n + 1
+  local body
+  if n % 2 == 0 then
+    body = string.format('{"request":{"filters":{"email":"seed%d@bench.test"}}}', n % 500)
+  else
+    body = '{"request":{"filters":{"lastName":"Bench","firstName":{"startsWith":"seed1"}},"limit":20,"sort_by":{"createdDate":"desc"}}}'
+  end
+  return wrk.format(nil, "/v3/user/search", nil, body)
+end
+LUA
+
+run() {
+  local name=$1 script=$2
+  $LOAD_PIN wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$BASE" >"$WORK/$name.txt" 2>&1
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.txt")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/$name.txt")
+  printf '%-12s %10s req/s   p50 %-9s p99 %-9s errors %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+
+echo "userorg load: $SEED_USERS seeded users, wrk -c$CONNECTIONS -d$DURATION, server ${SERVER_PIN:-unpinned}"
+run create "$WORK/create.lua"
+run read-by-id "$WORK/read.lua"
+run search "$WORK/search.lua"

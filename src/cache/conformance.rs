@@ -1,0 +1,73 @@
+//! The behaviour every [`Cache`] must have (moka always; Redis when a server is reachable).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Cache;
+
+/// Panics naming the broken property. Keys carry a random prefix so a shared server works.
+pub async fn run_cache_conformance(cache: Arc<dyn Cache>) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let key = |name: &str| format!("conformance:{run}:{name}");
+    let long = Duration::from_secs(60);
+
+    assert_eq!(
+        cache.get(&key("missing")).await.expect("get"),
+        None,
+        "a missing key is a miss"
+    );
+
+    cache
+        .set(&key("a"), b"one".to_vec(), long)
+        .await
+        .expect("set");
+    assert_eq!(
+        cache.get(&key("a")).await.expect("get").as_deref(),
+        Some(&b"one"[..])
+    );
+    cache
+        .set(&key("a"), b"two".to_vec(), long)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        cache.get(&key("a")).await.expect("get").as_deref(),
+        Some(&b"two"[..])
+    );
+    assert_eq!(
+        cache.get(&key("b")).await.expect("get"),
+        None,
+        "keys are independent"
+    );
+
+    cache.delete(&key("a")).await.expect("delete");
+    assert_eq!(cache.get(&key("a")).await.expect("get"), None, "deleted");
+    cache
+        .delete(&key("never-set"))
+        .await
+        .expect("deleting a missing key is fine");
+
+    let big = vec![7u8; 256 * 1024];
+    cache
+        .set(&key("big"), big.clone(), long)
+        .await
+        .expect("set big");
+    assert_eq!(
+        cache.get(&key("big")).await.expect("get"),
+        Some(big),
+        "binary values round-trip"
+    );
+
+    cache
+        .set(&key("short"), b"x".to_vec(), Duration::from_millis(300))
+        .await
+        .expect("set short");
+    assert!(cache.get(&key("short")).await.expect("get").is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        cache.get(&key("short")).await.expect("get"),
+        None,
+        "entries expire"
+    );
+
+    assert!(cache.healthy().await);
+}
