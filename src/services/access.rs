@@ -145,11 +145,13 @@ impl Authority {
         self.is_self_or_manager(user_id, managed_by) || self.administers(root_org_id)
     }
 
+    /// Refuses with 401 when the caller is anonymous (a token could help) and 403 when an
+    /// authenticated caller lacks the right.
     pub fn require(&self, allowed: bool) -> DomainResult<()> {
-        if allowed {
-            Ok(())
-        } else {
-            Err(DomainError::forbidden())
+        match (allowed, &self.caller) {
+            (true, _) => Ok(()),
+            (false, Caller::Anonymous) => Err(DomainError::unauthorized()),
+            (false, _) => Err(DomainError::forbidden()),
         }
     }
 }

@@ -66,3 +66,17 @@ pub fn doc_str<'a>(doc: &'a Value, field: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
+
+/// `{"response": "SUCCESS"}`, the usual result of a write.
+pub fn success() -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("response".into(), Value::String("SUCCESS".into()));
+    result
+}
+
+/// `{"response": value}`.
+pub fn response(value: Value) -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("response".into(), value);
+    result
+}

@@ -31,10 +31,14 @@ pub enum Table {
     RoleGroup,
     SystemSettings,
     TenantPreference,
+    /// `parentId␟childId` rows, so a location's children are one prefix scan away.
+    LocationChildren,
+    /// Uploaded files (organisation encryption keys): the embedded stand-in for cloud storage.
+    File,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -44,6 +48,8 @@ impl Table {
         Table::RoleGroup,
         Table::SystemSettings,
         Table::TenantPreference,
+        Table::LocationChildren,
+        Table::File,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,8 @@ impl Table {
             Table::RoleGroup => "role_group",
             Table::SystemSettings => "system_settings",
             Table::TenantPreference => "tenant_preference_v2",
+            Table::LocationChildren => "location_children",
+            Table::File => "file",
         }
     }
 }

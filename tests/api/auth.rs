@@ -171,11 +171,18 @@ async fn users_cannot_read_or_change_other_users() {
     )
     .await
     .assert_error(403, "UOS_USRDLT0071", forbidden);
-    // Anonymous callers may not grant roles or place users in a tenant.
+    // Anonymous callers may not grant roles or place users in a tenant; a user may not either.
     app.post(
         "/v1/user/create",
         json!({"firstName": "X", "email": unique_email(), "roles": ["ADMIN"]}),
         None,
+    )
+    .await
+    .assert_error(401, "UOS_0070", "You are not authorized.");
+    app.post(
+        "/v1/user/create",
+        json!({"firstName": "X", "email": unique_email(), "roles": ["ADMIN"]}),
+        Some(&alice_token),
     )
     .await
     .assert_error(403, "UOS_USRCRT0071", forbidden);

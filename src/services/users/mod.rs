@@ -21,7 +21,7 @@ use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
 use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchError, SearchIndex};
 use crate::services::access::{Authority, Caller, PUBLIC};
-use crate::services::json::{Body, opt_nonblank, opt_str_list};
+use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::orgs::{
     custodian, get_org, json_setting, org_str, store_error, tenant_by_channel,
 };
@@ -48,18 +48,6 @@ pub struct UserService {
     policy: PasswordPolicy,
     clock: Arc<dyn Clock>,
     rules: UserRules,
-}
-
-fn success() -> Map<String, Value> {
-    let mut result = Map::new();
-    result.insert("response".into(), json!("SUCCESS"));
-    result
-}
-
-fn response(value: Value) -> Map<String, Value> {
-    let mut result = Map::new();
-    result.insert("response".into(), value);
-    result
 }
 
 fn rule_with_message(code: ErrorCode, message: String, status: u16) -> DomainError {
@@ -188,16 +176,12 @@ impl UserService {
         let privileged_roles: Vec<&String> =
             request.roles.iter().filter(|r| *r != PUBLIC).collect();
         if !route.is_signup() {
-            if (root_org_id != custodian_id || !privileged_roles.is_empty())
-                && !authority.administers(&root_org_id)
-            {
-                return Err(DomainError::forbidden());
-            }
-            if let Some(parent) = &request.managed_by
-                && authority.caller.user_id() != Some(parent.as_str())
-                && !authority.is_admin()
-            {
-                return Err(DomainError::forbidden());
+            let placing = root_org_id != custodian_id || !privileged_roles.is_empty();
+            authority.require(!placing || authority.administers(&root_org_id))?;
+            if let Some(parent) = &request.managed_by {
+                authority.require(
+                    authority.caller.user_id() == Some(parent.as_str()) || authority.is_admin(),
+                )?;
             }
         }
         self.check_roles_exist(&request.roles).await?;
