@@ -64,14 +64,19 @@ with open(out, "w") as f:
 PY
 
 cat >"$WORK/create.lua" <<'LUA'
+-- Every wrk thread gets its own number, so emails never repeat across threads.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local counter = 0
-local thread_tag = tostring(math.random(1, 1000000000))
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.headers["x-authenticated-user-token"] = os.getenv("TOKEN")
 request = function()
   counter = counter + 1
-  local body = string.format('{"request":{"firstName":"Load","lastName":"Bench","email":"load%s_%d@bench.test"}}', thread_tag, counter)
+  local body = string.format('{"request":{"firstName":"Load","lastName":"Bench","email":"load%s_%d@bench.test"}}', tostring(tid), counter)
   return wrk.format(nil, "/v1/user/create", nil, body)
 end
 LUA

@@ -15,6 +15,7 @@ use tower::Layer;
 use tower::util::MapRequestLayer;
 
 use crate::actors::indexer::IndexerContext;
+use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorTree, TreeSettings, spawn_tree};
 use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
@@ -29,6 +30,8 @@ use crate::search::SearchIndex;
 use crate::search::dsl::SearchLimits;
 use crate::search::tantivy_index::TantivyIndex;
 use crate::seed;
+use crate::services::organisations::OrgService;
+use crate::services::roles::RoleService;
 use crate::services::users::{UserRules, UserService};
 use crate::storage::Store;
 use crate::storage::cached::CachedStore;
@@ -109,6 +112,11 @@ impl Application {
                 deletion_allowed_roles: settings.users.deletion_allowed_roles.clone(),
             }),
             user_owner_workers: settings.actors.user_owner_workers,
+            org_owner_context: Arc::new(OrgOwnerContext {
+                store: Arc::clone(&engines.store),
+                clock: Arc::clone(&clock),
+            }),
+            org_owner_workers: settings.actors.org_owner_workers,
             indexer_context: Arc::new(IndexerContext {
                 store: Arc::clone(&engines.store),
                 search: Arc::clone(&engines.search),
@@ -141,10 +149,28 @@ impl Application {
                 },
             },
         );
+        let search_limits = SearchLimits {
+            default_limit: settings.search.default_limit,
+            max_limit: settings.search.max_limit,
+            max_offset: settings.search.max_offset,
+        };
+        let orgs = OrgService::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&engines.search),
+            tree.org_owners.clone(),
+            search_limits,
+        );
+        let roles = RoleService::new(
+            Arc::clone(&engines.store),
+            tree.user_owners.clone(),
+            settings.roles.single_organisation,
+        );
         let state = AppState(Arc::new(AppInner {
             store: engines.store,
             search: engines.search,
             users,
+            orgs,
+            roles,
             indexer: tree.indexer.clone(),
             verifier,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),

@@ -23,7 +23,13 @@ pub struct Settings {
     pub search: SearchSettings,
     pub cache: CacheSettings,
     pub actors: ActorSettings,
+    pub roles: RoleSettings,
     pub seed: SeedSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleSettings {
+    pub single_organisation: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +82,7 @@ pub struct CacheSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActorSettings {
     pub user_owner_workers: usize,
+    pub org_owner_workers: usize,
     pub call_timeout_ms: u64,
 }
 
@@ -203,6 +210,9 @@ impl Settings {
         }
         if self.actors.user_owner_workers == 0 {
             return Err(invalid("actors.user_owner_workers", "must be positive"));
+        }
+        if self.actors.org_owner_workers == 0 {
+            return Err(invalid("actors.org_owner_workers", "must be positive"));
         }
         if self.actors.call_timeout_ms == 0 {
             return Err(invalid("actors.call_timeout_ms", "must be positive"));

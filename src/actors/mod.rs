@@ -5,6 +5,8 @@
 //! ractor's default supervision stops the parent when a child dies; the root overrides it.
 
 pub mod indexer;
+pub mod keyed;
+pub mod org_owner;
 pub mod slot;
 pub mod user_owner;
 
@@ -15,6 +17,7 @@ use ractor::factory::FactoryRef;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use indexer::{Indexer, IndexerClient, IndexerContext, IndexerMessage};
+use org_owner::{OrgMessage, OrgOwnerContext, OrgOwners, spawn_org_owners};
 use slot::ActorSlot;
 use user_owner::{UserMessage, UserOwnerContext, UserOwners, spawn_user_owners};
 
@@ -25,6 +28,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub struct TreeSettings {
     pub user_owner_context: Arc<UserOwnerContext>,
     pub user_owner_workers: usize,
+    pub org_owner_context: Arc<OrgOwnerContext>,
+    pub org_owner_workers: usize,
     pub indexer_context: Arc<IndexerContext>,
     pub call_timeout: Duration,
 }
@@ -32,6 +37,7 @@ pub struct TreeSettings {
 /// The running tree: clients for callers, and the root for shutdown.
 pub struct ActorTree {
     pub user_owners: UserOwners,
+    pub org_owners: OrgOwners,
     pub indexer: IndexerClient,
     root: ActorRef<RootMessage>,
     handle: ractor::concurrency::JoinHandle<()>,
@@ -53,8 +59,11 @@ impl ActorTree {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Child {
     UserOwners,
+    OrgOwners,
     Indexer,
 }
+
+const CHILDREN: [Child; 3] = [Child::UserOwners, Child::OrgOwners, Child::Indexer];
 
 pub enum RootMessage {
     Restart(ChildId),
@@ -65,19 +74,34 @@ pub enum RootMessage {
 #[derive(Debug, Clone, Copy)]
 pub struct ChildId(Child);
 
+/// The published references of the children.
+#[derive(Clone)]
+struct Slots {
+    users: ActorSlot<FactoryRef<String, UserMessage>>,
+    orgs: ActorSlot<FactoryRef<String, OrgMessage>>,
+    indexer: ActorSlot<ActorRef<IndexerMessage>>,
+}
+
+impl Slots {
+    fn clear(&self, child: Child) {
+        match child {
+            Child::UserOwners => self.users.set(None),
+            Child::OrgOwners => self.orgs.set(None),
+            Child::Indexer => self.indexer.set(None),
+        }
+    }
+}
+
 struct RootArguments {
     settings: TreeSettings,
-    user_slot: ActorSlot<FactoryRef<String, UserMessage>>,
-    indexer_slot: ActorSlot<ActorRef<IndexerMessage>>,
+    slots: Slots,
 }
 
 struct RootState {
     settings: TreeSettings,
-    user_slot: ActorSlot<FactoryRef<String, UserMessage>>,
-    indexer_slot: ActorSlot<ActorRef<IndexerMessage>>,
-    user_owners: Option<ractor::ActorCell>,
-    indexer: Option<ractor::ActorCell>,
-    backoff: [Duration; 2],
+    slots: Slots,
+    cells: [Option<ractor::ActorCell>; 3],
+    backoff: [Duration; 3],
     stopping: bool,
 }
 
@@ -90,7 +114,7 @@ impl Root {
         state: &mut RootState,
         child: Child,
     ) -> Result<(), ActorProcessingErr> {
-        match child {
+        let cell = match child {
             Child::UserOwners => {
                 let (factory, _handle) = spawn_user_owners(
                     Arc::clone(&state.settings.user_owner_context),
@@ -98,8 +122,20 @@ impl Root {
                     myself.get_cell(),
                 )
                 .await?;
-                state.user_owners = Some(factory.get_cell());
-                state.user_slot.set(Some(factory));
+                let cell = factory.get_cell();
+                state.slots.users.set(Some(factory));
+                cell
+            }
+            Child::OrgOwners => {
+                let (factory, _handle) = spawn_org_owners(
+                    Arc::clone(&state.settings.org_owner_context),
+                    state.settings.org_owner_workers,
+                    myself.get_cell(),
+                )
+                .await?;
+                let cell = factory.get_cell();
+                state.slots.orgs.set(Some(factory));
+                cell
             }
             Child::Indexer => {
                 let (indexer, _handle) = Actor::spawn_linked(
@@ -109,10 +145,12 @@ impl Root {
                     myself.get_cell(),
                 )
                 .await?;
-                state.indexer = Some(indexer.get_cell());
-                state.indexer_slot.set(Some(indexer));
+                let cell = indexer.get_cell();
+                state.slots.indexer.set(Some(indexer));
+                cell
             }
-        }
+        };
+        state.cells[child_index(child)] = Some(cell);
         Ok(())
     }
 }
@@ -120,7 +158,8 @@ impl Root {
 fn child_index(child: Child) -> usize {
     match child {
         Child::UserOwners => 0,
-        Child::Indexer => 1,
+        Child::OrgOwners => 1,
+        Child::Indexer => 2,
     }
 }
 
@@ -136,15 +175,14 @@ impl Actor for Root {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = RootState {
             settings: arguments.settings,
-            user_slot: arguments.user_slot,
-            indexer_slot: arguments.indexer_slot,
-            user_owners: None,
-            indexer: None,
-            backoff: [FIRST_BACKOFF; 2],
+            slots: arguments.slots,
+            cells: [None, None, None],
+            backoff: [FIRST_BACKOFF; 3],
             stopping: false,
         };
-        self.start(&myself, &mut state, Child::UserOwners).await?;
-        self.start(&myself, &mut state, Child::Indexer).await?;
+        for child in CHILDREN {
+            self.start(&myself, &mut state, child).await?;
+        }
         Ok(state)
     }
 
@@ -169,13 +207,11 @@ impl Actor for Root {
             }
             RootMessage::Shutdown => {
                 state.stopping = true;
-                state.user_slot.set(None);
-                state.indexer_slot.set(None);
-                for cell in [state.user_owners.take(), state.indexer.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    cell.stop(Some("shutdown".into()));
+                for child in CHILDREN {
+                    state.slots.clear(child);
+                    if let Some(cell) = state.cells[child_index(child)].take() {
+                        cell.stop(Some("shutdown".into()));
+                    }
                 }
                 myself.stop(Some("shutdown".into()));
             }
@@ -199,17 +235,16 @@ impl Actor for Root {
         if state.stopping {
             return Ok(());
         }
-        let child = if state.user_owners.as_ref().map(|c| c.get_id()) == Some(cell.get_id()) {
-            state.user_owners = None;
-            state.user_slot.set(None);
-            Child::UserOwners
-        } else if state.indexer.as_ref().map(|c| c.get_id()) == Some(cell.get_id()) {
-            state.indexer = None;
-            state.indexer_slot.set(None);
-            Child::Indexer
-        } else {
+        let Some(child) = CHILDREN.into_iter().find(|child| {
+            state.cells[child_index(*child)]
+                .as_ref()
+                .map(|c| c.get_id())
+                == Some(cell.get_id())
+        }) else {
             return Ok(());
         };
+        state.cells[child_index(child)] = None;
+        state.slots.clear(child);
         tracing::error!(child = ?child, reason = %reason, "actor stopped, restarting");
         schedule_restart(&myself, state, child);
         Ok(())
@@ -229,23 +264,26 @@ fn schedule_restart(myself: &ActorRef<RootMessage>, state: &mut RootState, child
 
 /// Starts the whole tree and returns its clients.
 pub async fn spawn_tree(settings: TreeSettings) -> anyhow::Result<ActorTree> {
-    let user_slot = ActorSlot::new();
-    let indexer_slot = ActorSlot::new();
+    let slots = Slots {
+        users: ActorSlot::new(),
+        orgs: ActorSlot::new(),
+        indexer: ActorSlot::new(),
+    };
     let timeout = settings.call_timeout;
     let (root, handle) = Actor::spawn(
         None,
         Root,
         RootArguments {
             settings,
-            user_slot: user_slot.clone(),
-            indexer_slot: indexer_slot.clone(),
+            slots: slots.clone(),
         },
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the actor tree: {e}"))?;
     Ok(ActorTree {
-        user_owners: UserOwners::new(user_slot, timeout),
-        indexer: IndexerClient::new(indexer_slot, timeout),
+        user_owners: UserOwners::new(slots.users, timeout),
+        org_owners: OrgOwners::new(slots.orgs, timeout),
+        indexer: IndexerClient::new(slots.indexer, timeout),
         root,
         handle,
     })
@@ -276,6 +314,11 @@ mod tests {
                 deletion_allowed_roles: vec!["PUBLIC".into()],
             }),
             user_owner_workers: 2,
+            org_owner_context: Arc::new(OrgOwnerContext {
+                store: Arc::clone(&store),
+                clock: Arc::new(SystemClock),
+            }),
+            org_owner_workers: 2,
             indexer_context: Arc::new(IndexerContext {
                 store,
                 search,

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::factory::{
-    Factory, FactoryArguments, FactoryRef, Job, Worker, WorkerId, queues, routing, worker_builder,
-};
-use ractor::{Actor, ActorCell, ActorProcessingErr, RpcReplyPort};
+use ractor::factory::{FactoryRef, Job, Worker, WorkerId};
+use ractor::{ActorCell, ActorProcessingErr, RpcReplyPort};
 use serde_json::{Map, Value, json};
 
+use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
@@ -75,8 +74,37 @@ pub enum StatusChange {
     Delete,
 }
 
+/// A role assignment (reference §8.8).
+#[derive(Debug, Clone)]
+pub enum RoleAssignment {
+    /// v1: `roles` is the complete set of the user's roles in `organisation_id`.
+    ReplaceForOrganisation {
+        organisation_id: String,
+        roles: Vec<String>,
+    },
+    /// v2: scopes added to or removed from single roles.
+    Scopes(Vec<ScopeChange>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScopeChange {
+    pub role: String,
+    pub add: bool,
+    pub organisations: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct AssignRoles {
+    pub user_id: String,
+    pub assignment: RoleAssignment,
+    pub by: Option<String>,
+    /// Sunbird's `sunbird_disable_multiple_org_role`: roles in one organisation only.
+    pub single_organisation: bool,
+}
+
 pub enum UserMessage {
     Create(Box<NewUser>, RpcReplyPort<DomainResult<String>>),
+    AssignRoles(Box<AssignRoles>, RpcReplyPort<DomainResult<()>>),
     Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
     ChangeStatus {
         user_id: String,
@@ -102,6 +130,14 @@ impl UserOwners {
         let key = user.id.clone();
         call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
             UserMessage::Create(Box::new(user), reply)
+        })
+        .await?
+    }
+
+    pub async fn assign_roles(&self, assignment: AssignRoles) -> DomainResult<()> {
+        let key = assignment.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+            UserMessage::AssignRoles(Box::new(assignment), reply)
         })
         .await?
     }
@@ -169,6 +205,12 @@ impl Worker for UserOwnerWorker {
                     tracing::debug!(user.id = %key, "create reply dropped by caller");
                 }
             }
+            UserMessage::AssignRoles(assignment, reply) => {
+                let outcome = assign_roles(context, *assignment).await;
+                if reply.send(outcome).is_err() {
+                    tracing::debug!(user.id = %key, "role reply dropped by caller");
+                }
+            }
             UserMessage::Update(update, reply) => {
                 let outcome = update_user(context, *update).await;
                 if reply.send(outcome).is_err() {
@@ -203,24 +245,12 @@ pub async fn spawn_user_owners(
     ),
     ActorProcessingErr,
 > {
-    let factory = Factory::<
-        String,
-        UserMessage,
-        Arc<UserOwnerContext>,
-        UserOwnerWorker,
-        routing::KeyPersistentRouting<String, UserMessage>,
-        queues::DefaultQueue<String, UserMessage>,
-    >::default();
-    let arguments = FactoryArguments::builder()
-        .worker_builder(Box::new(worker_builder(move |_wid| {
-            (UserOwnerWorker, Arc::clone(&context))
-        })))
-        .queue(Default::default())
-        .router(Default::default())
-        .num_initial_workers(workers)
-        .build();
-    let (factory_ref, handle) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
-    Ok((factory_ref, handle))
+    spawn_keyed_factory(
+        move || (UserOwnerWorker, Arc::clone(&context)),
+        workers,
+        supervisor,
+    )
+    .await
 }
 
 // ==== Command execution ====
@@ -865,4 +895,186 @@ fn build_status_change(
     );
     transaction.event(USER_TOPIC, user_id, row.version + 1);
     transaction
+}
+
+async fn assign_roles(context: &UserOwnerContext, assignment: AssignRoles) -> DomainResult<()> {
+    for _ in 0..WRITE_RETRIES {
+        let user = load_user(context, &assignment.user_id).await?;
+        if is_deleted(&user.doc) {
+            return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
+        }
+        let transaction = build_role_assignment(context, &user, &assignment).await?;
+        match context.store.commit(transaction).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(store_error(other)),
+        }
+    }
+    Err(DomainError::Unavailable(
+        "user roles changed concurrently too often".into(),
+    ))
+}
+
+async fn build_role_assignment(
+    context: &UserOwnerContext,
+    user: &Row,
+    assignment: &AssignRoles,
+) -> DomainResult<Transaction> {
+    use std::collections::BTreeMap;
+    let user_id = assignment.user_id.as_str();
+    let now = sunbird_timestamp(context.clock.now());
+    let prefix = crate::storage::key_prefix(user_id);
+    let stored = context
+        .store
+        .scan(Table::UserRoles, &prefix, None, 1000)
+        .await
+        .map_err(store_error)?;
+    // role -> (stored row, organisations after the change)
+    let mut roles: BTreeMap<String, (Option<Row>, Vec<String>)> = BTreeMap::new();
+    for row in stored {
+        let Some(role) = row
+            .doc
+            .get("role")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let organisations = crate::services::access::scope_organisations(row.doc.get("scope"));
+        roles.insert(role, (Some(row), organisations));
+    }
+    let before: BTreeMap<String, Vec<String>> = roles
+        .iter()
+        .map(|(role, (_, orgs))| (role.clone(), orgs.clone()))
+        .collect();
+    match &assignment.assignment {
+        RoleAssignment::ReplaceForOrganisation {
+            organisation_id,
+            roles: wanted,
+        } => {
+            for (role, (_, organisations)) in roles.iter_mut() {
+                let keep = wanted.contains(role);
+                let has = organisations.contains(organisation_id);
+                if keep && !has {
+                    organisations.push(organisation_id.clone());
+                } else if !keep && has {
+                    organisations.retain(|o| o != organisation_id);
+                }
+            }
+            for role in wanted {
+                roles
+                    .entry(role.clone())
+                    .or_insert_with(|| (None, vec![organisation_id.clone()]));
+            }
+        }
+        RoleAssignment::Scopes(changes) => {
+            for change in changes {
+                let entry = roles
+                    .entry(change.role.clone())
+                    .or_insert((None, Vec::new()));
+                for organisation in &change.organisations {
+                    let has = entry.1.contains(organisation);
+                    if change.add && !has {
+                        entry.1.push(organisation.clone());
+                    } else if !change.add && has {
+                        entry.1.retain(|o| o != organisation);
+                    }
+                }
+            }
+        }
+    }
+    if assignment.single_organisation {
+        let distinct: std::collections::HashSet<&String> =
+            roles.values().flat_map(|(_, orgs)| orgs.iter()).collect();
+        if distinct.len() > 1 {
+            return Err(DomainError::rule(
+                ErrorCode::roleProcessingInvalidOrgError,
+                &[],
+            ));
+        }
+    }
+
+    let mut transaction = Transaction::default();
+    let mut new_organisations: Vec<String> = Vec::new();
+    for (role, (row, organisations)) in &roles {
+        let key = compose_key(&[user_id, role]);
+        let previous = before.get(role).cloned().unwrap_or_default();
+        if organisations == &previous && row.is_some() {
+            continue;
+        }
+        for organisation in organisations {
+            if !previous.contains(organisation) && !new_organisations.contains(organisation) {
+                new_organisations.push(organisation.clone());
+            }
+        }
+        let scope: Vec<Value> = organisations
+            .iter()
+            .map(|org| json!({"organisationId": org}))
+            .collect();
+        match (row, organisations.is_empty()) {
+            (Some(row), true) => {
+                transaction.delete(Table::UserRoles, key, Expect::Version(row.version));
+            }
+            (None, true) => {}
+            (Some(row), false) => {
+                let mut doc = row.doc.as_object().cloned().unwrap_or_default();
+                doc.insert("scope".into(), Value::Array(scope));
+                doc.insert("updatedBy".into(), json!(assignment.by));
+                doc.insert("updatedDate".into(), json!(now));
+                transaction.put(
+                    Table::UserRoles,
+                    key,
+                    Value::Object(doc),
+                    Expect::Version(row.version),
+                );
+            }
+            (None, false) => {
+                transaction.put(
+                    Table::UserRoles,
+                    key,
+                    json!({
+                        "userId": user_id,
+                        "role": role,
+                        "scope": scope,
+                        "createdBy": assignment.by,
+                        "createdDate": now,
+                        "updatedBy": null,
+                        "updatedDate": null,
+                    }),
+                    Expect::Absent,
+                );
+            }
+        }
+    }
+    // A role in an organisation makes the user a member of it.
+    for organisation in new_organisations {
+        let key = compose_key(&[user_id, &organisation]);
+        let existing = context
+            .store
+            .get(Table::UserOrganisation, &key)
+            .await
+            .map_err(store_error)?;
+        let active = existing.as_ref().is_some_and(|row| {
+            !row.doc
+                .get("isDeleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        });
+        if !active {
+            transaction.put(
+                Table::UserOrganisation,
+                key,
+                membership_doc(
+                    user_id,
+                    &organisation,
+                    ASSOCIATION_SSO,
+                    &now,
+                    assignment.by.as_deref(),
+                ),
+                Expect::Any,
+            );
+        }
+    }
+    transaction.event(USER_TOPIC, user_id, user.version);
+    Ok(transaction)
 }

@@ -80,6 +80,7 @@ error_codes! {
     errorNoFrameworkFound => "0032", 400, "No framework found.";
     unupdatableField => "0033", 400, "Update of {0} is not allowed.";
     parentNotAllowed => "0034", 400, "For top level location, {0} is not allowed.";
+    conflictingOrgLocations => "0038", 400, "An organisation cannot be associated to two conflicting locations ({0}, {1}) at {2} level. ";
     rootOrgAssociationError => "0040", 400, "No root organisation found which is associated with given {0}.";
     dependentParameterMissing => "0041", 400, "Missing parameter {0} which is dependent on {1}.";
     externalIdAssignedToOtherUser => "0042", 400, "External ID (id: {0}, idType: {1}, provider: {2}) already assigned to another user.";

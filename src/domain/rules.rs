@@ -55,6 +55,25 @@ pub fn username_candidate(base: &str, suffix_length: usize) -> String {
     format!("{base}_{suffix}")
 }
 
+/// Sunbird's slug of a channel (`Slug.makeSlug`): ASCII transliteration, whitespace to `-`,
+/// only letters, digits, `_`, `-` and `.` kept, runs of `-` collapsed, no `-` at either end,
+/// lower case. `"My Channel"` -> `my-channel`.
+pub fn slugify(text: &str) -> String {
+    let ascii = deunicode::deunicode(text.trim());
+    let mut slug = String::with_capacity(ascii.len());
+    for c in ascii.chars() {
+        let c = if c.is_whitespace() { '-' } else { c };
+        if !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+            continue;
+        }
+        if c == '-' && slug.ends_with('-') {
+            continue;
+        }
+        slug.push(c.to_ascii_lowercase());
+    }
+    slug.trim_matches('-').to_string()
+}
+
 /// A username given by the caller, transliterated to ASCII and lower-cased as Sunbird stores it.
 pub fn normalise_username(raw: &str) -> String {
     deunicode::deunicode(raw.trim()).to_lowercase()
@@ -149,6 +168,15 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
         );
         assert_eq!(normalise_username("  Ásha_R "), "asha_r");
+    }
+
+    #[test]
+    fn slugs_follow_sunbird() {
+        assert_eq!(slugify("My Channel"), "my-channel");
+        assert_eq!(slugify("  Ünïcode  Chännel!! "), "unicode-channel");
+        assert_eq!(slugify("a--b__c.d"), "a-b__c.d");
+        assert_eq!(slugify("-x-"), "x");
+        assert_eq!(slugify("***"), "");
     }
 
     #[test]

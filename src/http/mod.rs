@@ -8,6 +8,8 @@
 pub mod envelope;
 pub mod extract;
 pub mod health;
+pub mod orgs;
+pub mod roles;
 pub mod users;
 
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::{DomainError, ErrorCode};
 use crate::search::SearchIndex;
 use crate::services::access::Caller;
+use crate::services::organisations::OrgService;
+use crate::services::roles::RoleService;
 use crate::services::users::UserService;
 use crate::storage::{Store, Table};
 use envelope::{ApiError, EnvelopeBody, InternalCause, render};
@@ -59,6 +63,8 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     pub search: Arc<dyn SearchIndex>,
     pub users: UserService,
+    pub orgs: OrgService,
+    pub roles: RoleService,
     pub indexer: IndexerClient,
     pub verifier: TokenVerifier,
     pub request_timeout: Duration,
@@ -103,6 +109,8 @@ pub fn routes() -> Vec<RouteSpec> {
     let mut all = Vec::new();
     all.extend(health::routes());
     all.extend(users::routes());
+    all.extend(orgs::routes());
+    all.extend(roles::routes());
     all
 }
 

@@ -5,5 +5,7 @@
 pub mod access;
 pub mod indexing;
 pub mod json;
+pub mod organisations;
 pub mod orgs;
+pub mod roles;
 pub mod users;

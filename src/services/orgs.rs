@@ -83,3 +83,77 @@ pub async fn custodian(store: &Arc<dyn Store>) -> DomainResult<(String, String)>
 pub fn org_str<'a>(org: &'a Value, field: &str) -> Option<&'a str> {
     org.get(field).and_then(Value::as_str)
 }
+
+/// One entry of the `orgTypeConfig` setting: `{name, value, flagNameList}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgType {
+    pub name: String,
+    pub value: i64,
+    pub flags: Vec<String>,
+}
+
+/// The organisation types of the `orgTypeConfig` setting, in configuration order.
+pub async fn org_types(store: &Arc<dyn Store>) -> DomainResult<Vec<OrgType>> {
+    let config = json_setting(store, "orgTypeConfig")
+        .await?
+        .unwrap_or(Value::Null);
+    Ok(config
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|field| {
+                    Some(OrgType {
+                        name: field.get("name")?.as_str()?.to_string(),
+                        value: field.get("value")?.as_i64()?,
+                        flags: field
+                            .get("flagNameList")
+                            .and_then(Value::as_array)
+                            .map(|flags| {
+                                flags
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The value of a type name, case-insensitively (the original only accepts the lower-cased
+/// name; accepting `School` too breaks no client).
+pub fn org_type_value(types: &[OrgType], name: &str) -> Option<i64> {
+    types
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name.trim()))
+        .map(|t| t.value)
+}
+
+/// `[school, board]`: the valid names as Sunbird lists them in messages.
+pub fn org_type_names(types: &[OrgType]) -> String {
+    let names: Vec<String> = types.iter().map(|t| t.name.to_lowercase()).collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// The tenant an organisation belongs to: itself for a tenant, the tenant owning its channel
+/// otherwise.
+pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &Value) -> DomainResult<Option<String>> {
+    if org
+        .get("isTenant")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Ok(org_str(org, "id").map(str::to_string));
+    }
+    match org_str(org, "channel") {
+        Some(channel) => Ok(tenant_by_channel(store, channel)
+            .await?
+            .and_then(|tenant| org_str(&tenant, "id").map(str::to_string))),
+        None => Ok(None),
+    }
+}

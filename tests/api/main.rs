@@ -6,6 +6,8 @@ mod durability;
 mod envelope;
 mod helpers;
 mod lookup;
+mod orgs;
+mod roles;
 mod user_create;
 mod user_read;
 mod user_search;
