@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 SEED_USERS=${SEED_USERS:-1000}
+SEED_ORGS=${SEED_ORGS:-300}
 PORT=${PORT:-19000}
 INTERNAL_PORT=${INTERNAL_PORT:-19001}
 
@@ -63,6 +64,23 @@ with open(out, "w") as f:
     f.write("\n".join(ids) + "\n")
 PY
 
+# Seed organisations (schools and boards under the custodian channel) for the org search run.
+python3 - "$BASE" "$SEED_ORGS" <<'PY'
+import json, os, sys, urllib.request, concurrent.futures
+base, count = sys.argv[1], int(sys.argv[2])
+token = os.environ["TOKEN"]
+def create(n):
+    kind = "school" if n % 3 else "board"
+    body = json.dumps({"request": {"orgName": f"Bench Org {n}", "isTenant": False, "channel": "sunbird",
+                                    "organisationType": kind, "externalId": f"bench-{n}"}}).encode()
+    req = urllib.request.Request(base + "/v1/org/create", data=body, method="POST",
+        headers={"content-type": "application/json", "x-authenticated-user-token": token})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["result"]["organisationId"]
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    list(pool.map(create, range(count)))
+PY
+
 cat >"$WORK/create.lua" <<'LUA'
 -- Every wrk thread gets its own number, so emails never repeat across threads.
 local threads = 0
@@ -109,6 +127,22 @@ request = function()
 end
 LUA
 
+cat >"$WORK/orgsearch.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  local body
+  if n % 2 == 0 then
+    body = '{"request":{"filters":{"channel":"sunbird","isSchool":true},"limit":20,"sort_by":{"orgName":"asc"}}}'
+  else
+    body = string.format('{"request":{"filters":{"externalId":"bench-%d"},"facets":[{"organisationType":null}]}}', n % 300)
+  end
+  return wrk.format(nil, "/v2/org/search", nil, body)
+end
+LUA
+
 run() {
   local name=$1 script=$2
   $LOAD_PIN wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$BASE" >"$WORK/$name.txt" 2>&1
@@ -120,7 +154,8 @@ run() {
   printf '%-12s %10s req/s   p50 %-9s p99 %-9s errors %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 
-echo "userorg load: $SEED_USERS seeded users, wrk -c$CONNECTIONS -d$DURATION, server ${SERVER_PIN:-unpinned}"
+echo "userorg load: $SEED_USERS seeded users, $SEED_ORGS organisations, wrk -c$CONNECTIONS -d$DURATION, server ${SERVER_PIN:-unpinned}"
 run create "$WORK/create.lua"
 run read-by-id "$WORK/read.lua"
 run search "$WORK/search.lua"
+run org-search "$WORK/orgsearch.lua"
