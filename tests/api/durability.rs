@@ -184,3 +184,81 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_in_clear() {
         "password in clear"
     );
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_a_lost_index_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let (port, internal) = (free_port(), free_port());
+    let server = Server::start(&data_dir, port, internal).await;
+    let signer =
+        LocalSigner::ensure(&data_dir, &data_dir.join("keys").join("public")).expect("signer");
+    let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
+    let token = signer
+        .mint(MintClaims::new(
+            admin_id,
+            "http://localhost:8080/auth/realms/sunbird",
+            3600,
+        ))
+        .expect("token");
+    let client = reqwest::Client::new();
+    let email = format!("reindex-{}@example.test", uuid::Uuid::new_v4().simple());
+    let created: Value = client
+        .post(format!("{}/v1/user/create", server.base))
+        .header("x-authenticated-user-token", &token)
+        .json(&json!({"request": {"firstName": "Re", "email": email}}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let id = created["result"]["userId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    server.kill_hard();
+
+    std::fs::remove_dir_all(data_dir.join("index")).expect("index removed");
+    let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .arg("reindex")
+        .env("USERORG__DATA_DIR", &data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("reindex runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("reindexed "), "{printed}");
+
+    let server = Server::start(&data_dir, port, internal).await;
+    let found: Value = client
+        .post(format!("{}/v3/user/search", server.base))
+        .header("x-authenticated-user-token", &token)
+        .json(&json!({"request": {"filters": {"email": email}}}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        found["result"]["response"]["content"][0]["id"],
+        id.as_str(),
+        "{found}"
+    );
+    let orgs: Value = client
+        .post(format!("{}/v2/org/search", server.base))
+        .json(&json!({"request": {"filters": {"channel": "sunbird", "isTenant": true}}}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orgs["result"]["response"]["count"], 1, "{orgs}");
+    server.kill_hard();
+}

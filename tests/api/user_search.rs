@@ -171,3 +171,36 @@ async fn search_errors_match_sunbird() {
     capped.assert_ok();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_private_search_is_served_on_the_internal_listener() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "Priv", "email": email}))
+        .await;
+    app.search_until(
+        json!({"filters": {"email": email}}),
+        Duration::from_secs(2),
+        |b| b["result"]["response"]["count"] == 1,
+    )
+    .await;
+    let reply = app
+        .post_internal(
+            "/private/user/v1/search",
+            json!({"filters": {"email": email}}),
+        )
+        .await;
+    let result = reply.assert_ok()["response"].clone();
+    assert_eq!(reply.body["id"], ".private.user.v1.search");
+    assert_eq!(result["content"][0]["id"], id.as_str());
+    let public = app
+        .post(
+            "/private/user/v1/search",
+            json!({"filters": {}}),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(public.status, 404);
+    app.stop().await;
+}
