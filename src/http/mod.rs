@@ -5,9 +5,13 @@
 //! in [`routes`] with its operation code (for `UOS_<OPCODE><NNNN>` error codes) and its access
 //! class; the middleware looks the matched route up to authenticate and to write errors.
 
+pub mod data_sync;
 pub mod envelope;
 pub mod extract;
 pub mod health;
+pub mod locations;
+pub mod preferences;
+pub mod settings;
 pub mod users;
 
 use std::collections::HashMap;
@@ -27,6 +31,10 @@ use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::{DomainError, ErrorCode};
 use crate::search::SearchIndex;
 use crate::services::access::Caller;
+use crate::services::data_sync::DataSyncService;
+use crate::services::locations::LocationService;
+use crate::services::preferences::PreferenceService;
+use crate::services::settings::SettingsService;
 use crate::services::users::UserService;
 use crate::storage::{Store, Table};
 use envelope::{ApiError, EnvelopeBody, InternalCause, render};
@@ -59,6 +67,10 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     pub search: Arc<dyn SearchIndex>,
     pub users: UserService,
+    pub locations: LocationService,
+    pub preferences: PreferenceService,
+    pub settings: SettingsService,
+    pub data_sync: DataSyncService,
     pub indexer: IndexerClient,
     pub verifier: TokenVerifier,
     pub request_timeout: Duration,
@@ -103,6 +115,10 @@ pub fn routes() -> Vec<RouteSpec> {
     let mut all = Vec::new();
     all.extend(health::routes());
     all.extend(users::routes());
+    all.extend(locations::routes());
+    all.extend(preferences::routes());
+    all.extend(settings::routes());
+    all.extend(data_sync::routes());
     all
 }
 

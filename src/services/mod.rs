@@ -3,7 +3,11 @@
 //! owning actor.
 
 pub mod access;
+pub mod data_sync;
 pub mod indexing;
 pub mod json;
+pub mod locations;
 pub mod orgs;
+pub mod preferences;
+pub mod settings;
 pub mod users;

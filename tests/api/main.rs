@@ -2,10 +2,14 @@
 //! exact Sunbird envelopes, codes and messages.
 
 mod auth;
+mod data_sync;
 mod durability;
 mod envelope;
 mod helpers;
+mod locations;
 mod lookup;
+mod preferences;
+mod settings;
 mod user_create;
 mod user_read;
 mod user_search;
