@@ -1,6 +1,7 @@
 //! POST /v1/data/sync (reference §1.10, §8.15): re-index given users, organisations or
 //! locations from the store, or rebuild a whole index when no ids are given.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -18,7 +19,7 @@ const SYNC_CHUNK: usize = 500;
 
 #[derive(Clone)]
 pub struct DataSyncService {
-    store: std::sync::Arc<dyn Store>,
+    store: Arc<dyn Store>,
     indexer: IndexerClient,
     rebuild_timeout: Duration,
 }
@@ -99,7 +100,7 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
 
 impl DataSyncService {
     pub fn new(
-        store: std::sync::Arc<dyn Store>,
+        store: Arc<dyn Store>,
         indexer: IndexerClient,
         rebuild_timeout: Duration,
     ) -> DataSyncService {

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::domain::data_security::{validate_against_default, validate_policy};
 use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
 use crate::services::access::{Authority, Caller};
-use crate::services::json::{Body, success};
+use crate::services::json::{Body, response, success};
 use crate::services::orgs::{get_org, org_str, store_error};
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
@@ -256,7 +256,7 @@ impl PreferenceService {
             row = self.get_row(DEFAULT_ORG, &request.key).await?;
         }
         match row {
-            Some(row) => Ok(crate::services::json::response(row.doc)),
+            Some(row) => Ok(response(row.doc)),
             None if special => Err(param_exists(&request.key, &request.org_id)),
             None => Err(preference_not_found(&request.key, &request.org_id)),
         }
