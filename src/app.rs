@@ -24,14 +24,19 @@ use crate::cache::moka_cache::MokaCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::PiiVault;
+use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
 use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
 use crate::search::SearchIndex;
 use crate::search::dsl::SearchLimits;
 use crate::search::tantivy_index::TantivyIndex;
 use crate::seed;
+use crate::services::data_sync::DataSyncService;
+use crate::services::locations::LocationService;
 use crate::services::organisations::OrgService;
+use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
+use crate::services::settings::SettingsService;
 use crate::services::users::{UserRules, UserService};
 use crate::storage::Store;
 use crate::storage::cached::CachedStore;
@@ -165,12 +170,35 @@ impl Application {
             tree.user_owners.clone(),
             settings.roles.single_organisation,
         );
+        let location_types = LocationTypes::new(&settings.locations.types)
+            .map_err(|e| anyhow::anyhow!("invalid configuration key `locations.types`: {e}"))?;
+        let locations = LocationService::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&engines.search),
+            location_types,
+            SearchLimits {
+                default_limit: settings.search.default_limit,
+                max_limit: settings.search.max_limit,
+                max_offset: settings.search.max_offset,
+            },
+        );
+        let preferences = PreferenceService::new(Arc::clone(&engines.store), Arc::clone(&clock));
+        let system_settings = SettingsService::new(Arc::clone(&engines.store));
+        let data_sync = DataSyncService::new(
+            Arc::clone(&engines.store),
+            tree.indexer.clone(),
+            Duration::from_secs(settings.sync.rebuild_timeout_seconds),
+        );
         let state = AppState(Arc::new(AppInner {
             store: engines.store,
             search: engines.search,
             users,
             orgs,
             roles,
+            locations,
+            preferences,
+            settings: system_settings,
+            data_sync,
             indexer: tree.indexer.clone(),
             verifier,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),

@@ -25,6 +25,8 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub roles: RoleSettings,
     pub seed: SeedSettings,
+    pub locations: LocationSettings,
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +95,16 @@ pub struct SeedSettings {
     pub admin_email: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct LocationSettings {
+    pub types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncSettings {
+    pub rebuild_timeout_seconds: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot load configuration: {0}")]
@@ -135,6 +147,7 @@ impl Settings {
                 .with_list_parse_key("auth.extra_issuers")
                 .with_list_parse_key("auth.audience")
                 .with_list_parse_key("users.deletion_allowed_roles")
+                .with_list_parse_key("locations.types")
                 .try_parsing(true)
                 .source(Some(env_vars)),
         );
@@ -219,6 +232,11 @@ impl Settings {
         }
         if self.seed.custodian_channel.trim().is_empty() {
             return Err(invalid("seed.custodian_channel", "must not be empty"));
+        }
+        crate::domain::location::LocationTypes::new(&self.locations.types)
+            .map_err(|e| invalid("locations.types", e.to_string()))?;
+        if self.sync.rebuild_timeout_seconds == 0 {
+            return Err(invalid("sync.rebuild_timeout_seconds", "must be positive"));
         }
         Ok(())
     }
@@ -305,6 +323,30 @@ mod tests {
             .expect_err("zero workers");
         assert!(
             err.to_string().contains("actors.user_owner_workers"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn location_types_are_a_checked_list() {
+        let settings = Settings::load(None, &HashMap::new()).expect("defaults");
+        assert_eq!(
+            settings.locations.types,
+            ["state", "district", "block", "cluster", "school"]
+        );
+        let settings = Settings::load(None, &env(&[("USERORG__LOCATIONS__TYPES", "state,zone")]))
+            .expect("env list");
+        assert_eq!(settings.locations.types, ["state", "zone"]);
+        let err = Settings::load(None, &env(&[("USERORG__LOCATIONS__TYPES", "state,State")]))
+            .expect_err("duplicate type");
+        assert!(err.to_string().contains("locations.types"), "{err}");
+        let err = Settings::load(
+            None,
+            &env(&[("USERORG__SYNC__REBUILD_TIMEOUT_SECONDS", "0")]),
+        )
+        .expect_err("zero timeout");
+        assert!(
+            err.to_string().contains("sync.rebuild_timeout_seconds"),
             "{err}"
         );
     }

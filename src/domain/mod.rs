@@ -2,7 +2,9 @@
 //! by construction.
 
 pub mod contact;
+pub mod data_security;
 pub mod error;
+pub mod location;
 pub mod rules;
 
 pub use error::{DomainError, DomainResult, ErrorCode, RuleError};

@@ -5,11 +5,15 @@
 //! in [`routes`] with its operation code (for `UOS_<OPCODE><NNNN>` error codes) and its access
 //! class; the middleware looks the matched route up to authenticate and to write errors.
 
+pub mod data_sync;
 pub mod envelope;
 pub mod extract;
 pub mod health;
+pub mod locations;
 pub mod orgs;
+pub mod preferences;
 pub mod roles;
+pub mod settings;
 pub mod users;
 
 use std::collections::HashMap;
@@ -29,8 +33,12 @@ use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::{DomainError, ErrorCode};
 use crate::search::SearchIndex;
 use crate::services::access::Caller;
+use crate::services::data_sync::DataSyncService;
+use crate::services::locations::LocationService;
 use crate::services::organisations::OrgService;
+use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
+use crate::services::settings::SettingsService;
 use crate::services::users::UserService;
 use crate::storage::{Store, Table};
 use envelope::{ApiError, EnvelopeBody, InternalCause, render};
@@ -65,6 +73,10 @@ pub struct AppInner {
     pub users: UserService,
     pub orgs: OrgService,
     pub roles: RoleService,
+    pub locations: LocationService,
+    pub preferences: PreferenceService,
+    pub settings: SettingsService,
+    pub data_sync: DataSyncService,
     pub indexer: IndexerClient,
     pub verifier: TokenVerifier,
     pub request_timeout: Duration,
@@ -111,6 +123,10 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(users::routes());
     all.extend(orgs::routes());
     all.extend(roles::routes());
+    all.extend(locations::routes());
+    all.extend(preferences::routes());
+    all.extend(settings::routes());
+    all.extend(data_sync::routes());
     all
 }
 

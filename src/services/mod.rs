@@ -3,9 +3,13 @@
 //! owning actor.
 
 pub mod access;
+pub mod data_sync;
 pub mod indexing;
 pub mod json;
+pub mod locations;
 pub mod organisations;
 pub mod orgs;
+pub mod preferences;
 pub mod roles;
+pub mod settings;
 pub mod users;

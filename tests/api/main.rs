@@ -2,12 +2,16 @@
 //! exact Sunbird envelopes, codes and messages.
 
 mod auth;
+mod data_sync;
 mod durability;
 mod envelope;
 mod helpers;
+mod locations;
 mod lookup;
 mod orgs;
+mod preferences;
 mod roles;
+mod settings;
 mod user_create;
 mod user_read;
 mod user_search;

@@ -1,0 +1,173 @@
+//! POST /v1/data/sync (reference §1.10, §8.15): re-index given users, organisations or
+//! locations from the store, or rebuild a whole index when no ids are given.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::actors::indexer::IndexerClient;
+use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::search::IndexName;
+use crate::services::access::{Authority, Caller};
+use crate::services::indexing::{LOCATION_TOPIC, ORGANISATION_TOPIC, USER_TOPIC};
+use crate::services::json::{Body, success};
+use crate::storage::Store;
+
+/// Ids handed to the indexer per call, so one call stays well inside the actor timeout.
+const SYNC_CHUNK: usize = 500;
+
+#[derive(Clone)]
+pub struct DataSyncService {
+    store: Arc<dyn Store>,
+    indexer: IndexerClient,
+    rebuild_timeout: Duration,
+}
+
+/// What to sync.
+struct SyncRequest {
+    topic: &'static str,
+    index: IndexName,
+    ids: Vec<String>,
+    /// `operationType: "sync"`: answer with `esSyncResponse`.
+    report: bool,
+}
+
+fn parse(body: &Body) -> DomainResult<SyncRequest> {
+    let (topic, index) = match body.get("objectType") {
+        None | Some(Value::Null) => {
+            // Sunbird throws this template unformatted.
+            return Err(DomainError::Rule(RuleError {
+                code: ErrorCode::dataTypeError,
+                message: ErrorCode::dataTypeError.template().to_string(),
+                status: 400,
+                result: Map::new(),
+            }));
+        }
+        Some(Value::String(kind)) if kind == USER_TOPIC => (USER_TOPIC, IndexName::User),
+        Some(Value::String(kind)) if kind == ORGANISATION_TOPIC => {
+            (ORGANISATION_TOPIC, IndexName::Organisation)
+        }
+        Some(Value::String(kind)) if kind == LOCATION_TOPIC => {
+            (LOCATION_TOPIC, IndexName::Location)
+        }
+        Some(_) => return Err(DomainError::rule(ErrorCode::invalidObjectType, &[])),
+    };
+    let ids = match body.get("objectIds") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut ids: Vec<String> = Vec::with_capacity(items.len());
+            let mut seen = std::collections::HashSet::new();
+            for item in items {
+                match item {
+                    Value::String(id) if !id.trim().is_empty() => {
+                        let id = id.trim().to_string();
+                        if seen.insert(id.clone()) {
+                            ids.push(id);
+                        }
+                    }
+                    Value::String(_) => {}
+                    _ => return Err(DomainError::data_type("objectIds", "List of String")),
+                }
+            }
+            ids
+        }
+        Some(_) => return Err(DomainError::data_type("objectIds", "List")),
+    };
+    let report = match body.get("operationType") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(kind)) if kind.trim().is_empty() => false,
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("sync") => true,
+        // Sunbird waits ten seconds for an answer that never comes and fails with a 500.
+        Some(other) => {
+            let shown = other
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| other.to_string());
+            return Err(DomainError::rule(
+                ErrorCode::invalidValue,
+                &["operationType", &shown, "[sync]"],
+            ));
+        }
+    };
+    Ok(SyncRequest {
+        topic,
+        index,
+        ids,
+        report,
+    })
+}
+
+impl DataSyncService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        indexer: IndexerClient,
+        rebuild_timeout: Duration,
+    ) -> DataSyncService {
+        DataSyncService {
+            store,
+            indexer,
+            rebuild_timeout,
+        }
+    }
+
+    /// Sunbird leaves sync open; it rewrites whole indexes, so here it needs a system
+    /// administrator.
+    pub async fn sync(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
+        let authority = Authority::of(&self.store, caller).await?;
+        authority.require(authority.is_admin())?;
+        let request = parse(body)?;
+        if request.ids.is_empty() {
+            return self.rebuild(request).await;
+        }
+        let mut indexed: Vec<String> = Vec::new();
+        for chunk in request.ids.chunks(SYNC_CHUNK) {
+            indexed.extend(self.indexer.sync(request.topic, chunk.to_vec()).await?);
+        }
+        tracing::info!(
+            sync.topic = request.topic,
+            sync.requested = request.ids.len(),
+            sync.indexed = indexed.len(),
+            "data sync done"
+        );
+        let mut result = Map::new();
+        if request.report {
+            let report: Map<String, Value> =
+                indexed.into_iter().map(|id| (id, json!(true))).collect();
+            result.insert("esSyncResponse".into(), Value::Object(report));
+        }
+        result.extend(success());
+        Ok(result)
+    }
+
+    /// No ids: rebuild the whole index from the store. With `operationType: "sync"` the answer
+    /// waits for the rebuild; otherwise it runs in the background, as Sunbird's sync does.
+    async fn rebuild(&self, request: SyncRequest) -> DomainResult<Map<String, Value>> {
+        if request.report {
+            let count = self
+                .indexer
+                .rebuild(Some(request.index), self.rebuild_timeout)
+                .await?;
+            tracing::info!(
+                sync.topic = request.topic,
+                sync.indexed = count,
+                "index rebuilt"
+            );
+            return Ok(success());
+        }
+        let indexer = self.indexer.clone();
+        let timeout = self.rebuild_timeout;
+        let topic = request.topic;
+        tokio::spawn(async move {
+            match indexer.rebuild(Some(request.index), timeout).await {
+                Ok(count) => {
+                    tracing::info!(sync.topic = topic, sync.indexed = count, "index rebuilt")
+                }
+                Err(error) => {
+                    tracing::error!(sync.topic = topic, error = %error, "index rebuild failed")
+                }
+            }
+        });
+        Ok(success())
+    }
+}
