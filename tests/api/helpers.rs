@@ -125,8 +125,24 @@ impl TestApp {
 
     pub async fn spawn_with(extra_env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(template_keys(), &dir.path().join("data"));
+        Self::start_in(dir, extra_env).await
+    }
+
+    /// Stops the server and starts a new one on the same data dir.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        Self::start_in(dir, &[]).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> TestApp {
         let data_dir = dir.path().join("data");
-        copy_dir(template_keys(), &data_dir);
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("USERORG__DATA_DIR".into(), data_dir.display().to_string());
         env.insert("USERORG__HTTP__LISTEN".into(), "127.0.0.1:0".into());
@@ -140,7 +156,19 @@ impl TestApp {
         }
         let settings = Settings::load(None, &env).expect("test settings");
         let issuer = settings.auth.issuer.clone();
-        let app = Application::build(settings).await.expect("app builds");
+        // After a restart the previous instance may still be letting go of its files.
+        let mut attempts = 0;
+        let app = loop {
+            match Application::build(settings.clone()).await {
+                Ok(app) => break app,
+                Err(error) if attempts < 100 => {
+                    attempts += 1;
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("app builds: {error:#}"),
+            }
+        };
         let public = format!("http://{}", app.public_addr());
         let internal = format!("http://{}", app.internal_addr());
         let signer = app.signer().clone();

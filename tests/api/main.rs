@@ -10,6 +10,7 @@ mod locations;
 mod lookup;
 mod orgs;
 mod preferences;
+mod restart;
 mod roles;
 mod settings;
 mod user_create;
