@@ -15,9 +15,10 @@ use tokio::sync::watch;
 
 use super::slot::{ActorSlot, call_actor};
 use crate::domain::{DomainError, DomainResult};
-use crate::search::{IndexDoc, IndexName, SearchError, SearchIndex};
+use crate::search::{IndexDoc, IndexName, SearchIndex};
+use crate::services::errors::{search_error, store_error};
 use crate::services::indexing::{IndexChange, document_for, topic_target};
-use crate::storage::{INDEXER_CONSUMER, Store, StoreError, Table};
+use crate::storage::{INDEXER_CONSUMER, Store, Table};
 
 const BATCH: usize = 500;
 /// How often the indexer looks at the outbox without being woken (retries after a failure).
@@ -49,20 +50,6 @@ pub struct IndexerState {
 }
 
 pub struct Indexer;
-
-fn search_error(error: SearchError) -> DomainError {
-    match error {
-        SearchError::Unavailable(what) => DomainError::Unavailable(what),
-        SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
-    }
-}
-
-fn store_error(error: StoreError) -> DomainError {
-    match error {
-        StoreError::Unavailable(what) => DomainError::Unavailable(what),
-        other => DomainError::internal(other),
-    }
-}
 
 impl Actor for Indexer {
     type Msg = IndexerMessage;

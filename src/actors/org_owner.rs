@@ -14,9 +14,10 @@ use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::rules::slugify;
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::services::errors::store_error;
 use crate::services::indexing::ORGANISATION_TOPIC;
-use crate::services::orgs::{channel_claim, store_error};
+use crate::services::orgs::channel_claim;
 use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
 const WRITE_RETRIES: usize = 3;
@@ -534,12 +535,10 @@ async fn assign_keys(
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
             {
-                return Err(DomainError::Rule(RuleError {
-                    code: ErrorCode::invalidRequestData,
-                    message: "Please provide valid organisationid.".into(),
-                    status: 400,
-                    result: Map::new(),
-                }));
+                return Err(DomainError::with_message(
+                    ErrorCode::invalidRequestData,
+                    "Please provide valid organisationid.",
+                ));
             }
             let mut keys = keys_of(doc);
             keys.insert("signKeys".into(), Value::Array(sign_keys.clone()));

@@ -19,6 +19,7 @@ use crate::domain::contact::{Email, Phone};
 use crate::domain::rules::username_candidate;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::load_roles;
+use crate::services::errors::store_error;
 use crate::services::users::input::{
     CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest,
 };
@@ -254,14 +255,6 @@ pub async fn spawn_user_owners(
 }
 
 // ==== Command execution ====
-
-fn store_error(error: StoreError) -> DomainError {
-    match error {
-        StoreError::Unavailable(what) => DomainError::Unavailable(what),
-        StoreError::Indeterminate(what) => DomainError::Timeout(what),
-        other => DomainError::internal(other),
-    }
-}
 
 fn claim_message(kind: ClaimKind, external_ids: &[ExternalId], value: &str) -> DomainError {
     match kind {
@@ -773,14 +766,7 @@ async fn change_status(
             .await
             .map_err(store_error)?
             // Sunbird answers a missing user here with the bare word as the message.
-            .ok_or_else(|| {
-                DomainError::Rule(crate::domain::RuleError {
-                    code: ErrorCode::resourceNotFound,
-                    message: "user".into(),
-                    status: 404,
-                    result: Map::new(),
-                })
-            })?;
+            .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
         let status = row.doc.get("status").and_then(Value::as_i64).unwrap_or(1);
         if is_deleted(&row.doc) {
             return Err(DomainError::rule(ErrorCode::userStatusError, &["deleted"]));

@@ -164,6 +164,22 @@ impl DomainError {
         })
     }
 
+    /// A rule whose message is not the filled template (Sunbird builds some by hand).
+    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {
+        DomainError::Rule(RuleError {
+            code,
+            message: message.into(),
+            status: code.status(),
+            result: serde_json::Map::new(),
+        })
+    }
+
+    /// A rule answered with its template as is: Sunbird throws some without filling the
+    /// placeholders, and clients of the original see exactly that text.
+    pub fn unfilled(code: ErrorCode) -> Self {
+        Self::with_message(code, code.template())
+    }
+
     /// The same rule with another HTTP status (Sunbird picks the status at the throw site).
     pub fn with_status(self, status: u16) -> Self {
         match self {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::actors::indexer::IndexerClient;
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::IndexName;
 use crate::services::access::{Authority, Caller};
 use crate::services::indexing::{LOCATION_TOPIC, ORGANISATION_TOPIC, USER_TOPIC};
@@ -37,12 +37,7 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
     let (topic, index) = match body.get("objectType") {
         None | Some(Value::Null) => {
             // Sunbird throws this template unformatted.
-            return Err(DomainError::Rule(RuleError {
-                code: ErrorCode::dataTypeError,
-                message: ErrorCode::dataTypeError.template().to_string(),
-                status: 400,
-                result: Map::new(),
-            }));
+            return Err(DomainError::unfilled(ErrorCode::dataTypeError));
         }
         Some(Value::String(kind)) if kind == USER_TOPIC => (USER_TOPIC, IndexName::User),
         Some(Value::String(kind)) if kind == ORGANISATION_TOPIC => {

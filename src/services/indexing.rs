@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::domain::{DomainError, DomainResult};
+use crate::domain::DomainResult;
 use crate::search::{IndexDoc, IndexName};
+use crate::services::errors::store_error;
 use crate::services::users::view::index_document;
-use crate::storage::{Store, StoreError, Table, key_prefix};
+use crate::storage::{Store, Table, key_prefix};
 
 pub const USER_TOPIC: &str = "user";
 pub const ORGANISATION_TOPIC: &str = "organisation";
@@ -21,13 +22,6 @@ pub fn topic_target(topic: &str) -> Option<(IndexName, Table)> {
         ORGANISATION_TOPIC => Some((IndexName::Organisation, Table::Organisation)),
         LOCATION_TOPIC => Some((IndexName::Location, Table::Location)),
         _ => None,
-    }
-}
-
-fn store_error(error: StoreError) -> DomainError {
-    match error {
-        StoreError::Unavailable(what) => DomainError::Unavailable(what),
-        other => DomainError::internal(other),
     }
 }
 

@@ -17,12 +17,12 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::location::{LocationTypes, location_code_claim};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
-use crate::search::{IndexName, SearchError, SearchIndex, SortOrder};
+use crate::search::dsl::{SearchLimits, parse_search_request};
+use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
+use crate::services::errors::{dsl_error, search_error, store_error};
 use crate::services::indexing::LOCATION_TOPIC;
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
-use crate::services::orgs::store_error;
 use crate::storage::{
     ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key, key_prefix,
 };
@@ -57,23 +57,6 @@ fn invalid_request() -> DomainError {
 /// Rows kept moving under every attempt: the caller may simply retry.
 fn too_much_contention() -> DomainError {
     DomainError::Unavailable("location rows kept changing during the write".into())
-}
-
-fn dsl_error(error: DslError) -> DomainError {
-    match error {
-        DslError::MissingParameter(field) => DomainError::mandatory_missing(&field),
-        DslError::DataType { field, expected } => DomainError::data_type(&field, expected),
-        DslError::InvalidFilterValue(field) => {
-            DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
-        }
-    }
-}
-
-fn search_error(error: SearchError) -> DomainError {
-    match error {
-        SearchError::Unavailable(what) => DomainError::Unavailable(what),
-        SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
-    }
 }
 
 /// A location's parent as the request names it. When both are given Sunbird resolves the code

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod data_sync;
+pub mod errors;
 pub mod indexing;
 pub mod json;
 pub mod locations;

@@ -10,17 +10,17 @@ use serde_json::{Map, Value, json};
 use crate::actors::org_owner::{NewOrg, OrgChanges, OrgOwners};
 use crate::domain::contact::Email;
 use crate::domain::rules::new_timestamp_id;
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
+use crate::services::errors::{search_error, store_error};
 use crate::services::indexing::organisation_source;
 use crate::services::json::{Body, opt_bool, opt_nonblank, present, response, success};
 use crate::services::orgs::{
-    OrgType, get_org, org_str, org_type_names, org_type_value, org_types, store_error,
-    tenant_by_channel, tenant_id_of,
+    OrgType, get_org, org_str, org_type_names, org_type_value, org_types, tenant_by_channel,
+    tenant_id_of,
 };
-use crate::services::users::search_error;
 use crate::storage::{ClaimKind, Store, Table};
 
 /// Keys Sunbird adds as null to an organisation read (`Util.getOrgDefaultValue`).
@@ -55,15 +55,6 @@ pub struct OrgService {
     search: Arc<dyn SearchIndex>,
     owners: OrgOwners,
     limits: SearchLimits,
-}
-
-fn rule_message(code: ErrorCode, message: &str) -> DomainError {
-    DomainError::Rule(RuleError {
-        code,
-        message: message.to_string(),
-        status: code.status(),
-        result: Map::new(),
-    })
 }
 
 fn invalid_request() -> DomainError {
@@ -382,10 +373,7 @@ impl OrgService {
             && root.as_str().is_some_and(|s| s.trim().is_empty())
         {
             // Sunbird formats this message with String.format, leaving the placeholders.
-            return Err(rule_message(
-                ErrorCode::invalidParameterValue,
-                ErrorCode::invalidParameterValue.template(),
-            ));
+            return Err(DomainError::unfilled(ErrorCode::invalidParameterValue));
         }
         if present(body, "status") {
             return Err(DomainError::rule(

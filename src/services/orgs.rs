@@ -6,18 +6,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::domain::{DomainError, DomainResult};
-use crate::storage::{ClaimKind, Store, StoreError, Table};
+use crate::services::errors::store_error;
+use crate::storage::{ClaimKind, Store, Table};
 
 pub const CUSTODIAN_ORG_ID: &str = "custodianOrgId";
 pub const CUSTODIAN_ORG_CHANNEL: &str = "custodianOrgChannel";
-
-pub fn store_error(error: StoreError) -> DomainError {
-    match error {
-        StoreError::Unavailable(what) => DomainError::Unavailable(what),
-        StoreError::Indeterminate(what) => DomainError::Timeout(what),
-        other => DomainError::internal(other),
-    }
-}
 
 /// The claim value of a channel: channels are unique case-insensitively.
 pub fn channel_claim(channel: &str) -> String {

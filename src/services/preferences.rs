@@ -8,10 +8,11 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::domain::data_security::{validate_against_default, validate_policy};
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
+use crate::services::errors::store_error;
 use crate::services::json::{Body, response, success};
-use crate::services::orgs::{get_org, org_str, store_error};
+use crate::services::orgs::{get_org, org_str};
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
 /// The organisation id holding the system-wide preferences.
@@ -35,23 +36,13 @@ fn preference_message(key: &str, org_id: &str) -> String {
 }
 
 fn preference_not_found(key: &str, org_id: &str) -> DomainError {
-    DomainError::Rule(RuleError {
-        code: ErrorCode::resourceNotFound,
-        message: preference_message(key, org_id),
-        status: 404,
-        result: Map::new(),
-    })
+    DomainError::with_message(ErrorCode::resourceNotFound, preference_message(key, org_id))
 }
 
 /// Sunbird answers a duplicate create, and a missing special key on read, with the code of
 /// `errorParamExists` and the "not found" message; clients match on both, so both are kept.
 fn param_exists(key: &str, org_id: &str) -> DomainError {
-    DomainError::Rule(RuleError {
-        code: ErrorCode::errorParamExists,
-        message: preference_message(key, org_id),
-        status: 400,
-        result: Map::new(),
-    })
+    DomainError::with_message(ErrorCode::errorParamExists, preference_message(key, org_id))
 }
 
 /// A mandatory string field of the request, named `request.<field>` in messages as Sunbird's

@@ -8,10 +8,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
 use crate::actors::user_owner::{AssignRoles, RoleAssignment, ScopeChange, UserOwners};
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{ADMIN, Authority, Caller, ORG_ADMIN};
+use crate::services::errors::store_error;
 use crate::services::json::{Body, opt_nonblank, success};
-use crate::services::orgs::{get_org, store_error, tenant_id_of};
+use crate::services::orgs::{get_org, tenant_id_of};
 use crate::services::users::user_id_from_path;
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
 
@@ -28,12 +29,7 @@ pub struct RoleService {
 
 fn literal_missing() -> DomainError {
     // Sunbird's v2 validator throws the template without filling it.
-    DomainError::Rule(RuleError {
-        code: ErrorCode::mandatoryParamsMissing,
-        message: ErrorCode::mandatoryParamsMissing.template().to_string(),
-        status: 400,
-        result: Map::new(),
-    })
+    DomainError::unfilled(ErrorCode::mandatoryParamsMissing)
 }
 
 fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
@@ -46,6 +42,27 @@ fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(DomainError::data_type("roles", "List")),
     }
+}
+
+/// Refuses unknown roles with Sunbird's "Please provide valid role.". A role is known when a
+/// role or a role group has that id (Sunbird's role map holds both).
+pub async fn check_roles_exist(store: &Arc<dyn Store>, roles: &[String]) -> DomainResult<()> {
+    for role in roles {
+        let known = store
+            .get(Table::Role, role)
+            .await
+            .map_err(store_error)?
+            .is_some()
+            || store
+                .get(Table::RoleGroup, role)
+                .await
+                .map_err(store_error)?
+                .is_some();
+        if !known {
+            return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
+        }
+    }
+    Ok(())
 }
 
 impl RoleService {
@@ -154,28 +171,6 @@ impl RoleService {
         Ok(result)
     }
 
-    /// A role is known when a role or a role group has that id (Sunbird's role map holds both).
-    async fn check_roles(&self, roles: &[String]) -> DomainResult<()> {
-        for role in roles {
-            let known = self
-                .store
-                .get(Table::Role, role)
-                .await
-                .map_err(store_error)?
-                .is_some()
-                || self
-                    .store
-                    .get(Table::RoleGroup, role)
-                    .await
-                    .map_err(store_error)?
-                    .is_some();
-            if !known {
-                return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
-            }
-        }
-        Ok(())
-    }
-
     /// The caller may assign roles in every organisation of the request: ADMIN, or ORG_ADMIN of
     /// the organisation or of its tenant. Only an ADMIN may hand out ADMIN.
     async fn authorise(
@@ -272,7 +267,7 @@ impl RoleService {
                 }
             }
         };
-        self.check_roles(&roles).await?;
+        check_roles_exist(&self.store, &roles).await?;
         self.check_user(&user_id).await?;
         self.check_organisations(std::slice::from_ref(&organisation_id))
             .await?;
@@ -366,7 +361,7 @@ impl RoleService {
             .map(|c| c.role.clone())
             .collect();
         // Unknown roles are refused only when added, as Sunbird does.
-        self.check_roles(&added).await?;
+        check_roles_exist(&self.store, &added).await?;
         self.check_user(&user_id).await?;
         let mut organisations: Vec<String> = changes
             .iter()

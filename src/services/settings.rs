@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
+use crate::services::errors::store_error;
 use crate::services::json::{Body, response, success};
-use crate::services::orgs::store_error;
 use crate::storage::{Expect, Store, Table, Transaction};
 
 /// Settings Sunbird's cache always holds, whatever the table says.
@@ -60,12 +60,7 @@ impl SettingsService {
             return Ok(response(setting_doc(id, value)));
         }
         // Sunbird throws the template without filling it in, so the placeholder is the message.
-        Err(DomainError::Rule(RuleError {
-            code: ErrorCode::resourceNotFound,
-            message: ErrorCode::resourceNotFound.template().to_string(),
-            status: 404,
-            result: Map::new(),
-        }))
+        Err(DomainError::unfilled(ErrorCode::resourceNotFound))
     }
 
     /// GET /v1/system/settings/list: `{"response": [{"id", "field", "value"}, ...]}` in id order.

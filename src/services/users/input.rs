@@ -341,14 +341,10 @@ pub fn parse_create(
         // Sunbird's sign-up validator formats this message without filling the placeholder;
         // clients of the original see exactly this text.
         match email_raw.as_deref() {
-            Some(raw) => Some(Email::parse(raw).ok_or_else(|| {
-                DomainError::Rule(crate::domain::RuleError {
-                    code: ErrorCode::dataFormatError,
-                    message: ErrorCode::dataFormatError.template().to_string(),
-                    status: 400,
-                    result: Map::new(),
-                })
-            })?),
+            Some(raw) => Some(
+                Email::parse(raw)
+                    .ok_or_else(|| DomainError::unfilled(ErrorCode::dataFormatError))?,
+            ),
             None => None,
         }
     } else {

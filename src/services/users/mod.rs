@@ -17,14 +17,13 @@ use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::rules::{PasswordPolicy, new_user_id};
-use crate::domain::{DomainError, DomainResult, ErrorCode, RuleError};
-use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
-use crate::search::{Filter, IndexName, Scalar, SearchError, SearchIndex};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::search::dsl::{SearchLimits, parse_search_request};
+use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller, PUBLIC};
+use crate::services::errors::{dsl_error, search_error, store_error};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
-use crate::services::orgs::{
-    custodian, get_org, json_setting, org_str, store_error, tenant_by_channel,
-};
+use crate::services::orgs::{custodian, get_org, json_setting, org_str, tenant_by_channel};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
 use view::{PII_TOKENS_FIELD, ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
@@ -50,15 +49,6 @@ pub struct UserService {
     rules: UserRules,
 }
 
-fn rule_with_message(code: ErrorCode, message: String, status: u16) -> DomainError {
-    DomainError::Rule(RuleError {
-        code,
-        message,
-        status,
-        result: Map::new(),
-    })
-}
-
 /// Sunbird path ids may be federated (`f:<provider>:<uuid>`): the user id is the last segment.
 pub fn user_id_from_path(raw: &str) -> String {
     raw.rsplit(':').next().unwrap_or(raw).trim().to_string()
@@ -76,23 +66,6 @@ async fn hash_password(password: String) -> DomainResult<String> {
     .await
     .map_err(DomainError::internal)?
     .map_err(DomainError::Internal)
-}
-
-fn dsl_error(error: DslError) -> DomainError {
-    match error {
-        DslError::MissingParameter(field) => DomainError::mandatory_missing(&field),
-        DslError::DataType { field, expected } => DomainError::data_type(&field, expected),
-        DslError::InvalidFilterValue(field) => {
-            DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
-        }
-    }
-}
-
-pub fn search_error(error: SearchError) -> DomainError {
-    match error {
-        SearchError::Unavailable(what) => DomainError::Unavailable(what),
-        SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
-    }
 }
 
 /// The blind-index namespace and normalised form of a PII filter value, or `None` for fields
@@ -184,7 +157,7 @@ impl UserService {
                 )?;
             }
         }
-        self.check_roles_exist(&request.roles).await?;
+        crate::services::roles::check_roles_exist(&self.store, &request.roles).await?;
 
         let password_hash = match &request.password {
             Some(password) => Some(hash_password(password.clone()).await?),
@@ -268,21 +241,6 @@ impl UserService {
         }
         let tenant_channel = org_str(&tenant, "channel").unwrap_or(&channel).to_string();
         Ok((tenant_id, tenant_channel))
-    }
-
-    async fn check_roles_exist(&self, roles: &[String]) -> DomainResult<()> {
-        for role in roles {
-            let known = self
-                .store
-                .get(Table::Role, role)
-                .await
-                .map_err(store_error)?
-                .is_some();
-            if !known {
-                return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
-            }
-        }
-        Ok(())
     }
 
     // ==== Read ====
@@ -420,7 +378,7 @@ impl UserService {
             .await
             .map_err(store_error)?
             .map(|row| row.doc)
-            .ok_or_else(|| rule_with_message(ErrorCode::resourceNotFound, "user".into(), 404))?;
+            .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
         let authority = Authority::of(&self.store, caller).await?;
         let root = doc
             .get("rootOrgId")
@@ -616,10 +574,9 @@ impl UserService {
         let key =
             opt_nonblank(body, "key")?.ok_or_else(|| DomainError::mandatory_missing("key"))?;
         if !["username", "email", "phone", "id"].contains(&key.as_str()) {
-            return Err(rule_with_message(
+            return Err(DomainError::with_message(
                 ErrorCode::invalidValue,
                 format!("Invalid key: {key}. Valid values are: [username, email, phone, id]."),
-                400,
             ));
         }
         let fields = opt_str_list(body, "fields")?.unwrap_or_default();
@@ -651,23 +608,16 @@ impl UserService {
             "loginid" => "loginId",
             "username" => "userName",
             _ => {
-                return Err(rule_with_message(
+                return Err(DomainError::with_message(
                     ErrorCode::invalidValue,
                     format!(
                         "Invalid key: {key}. Valid values are: email, phone, loginId, userName."
                     ),
-                    400,
                 ));
             }
         };
         // Sunbird formats these two messages without filling the placeholder.
-        let unformatted = || {
-            rule_with_message(
-                ErrorCode::dataFormatError,
-                ErrorCode::dataFormatError.template().to_string(),
-                400,
-            )
-        };
+        let unformatted = || DomainError::unfilled(ErrorCode::dataFormatError);
         if normalised == "email" && Email::parse(value).is_none() {
             return Err(unformatted());
         }
@@ -701,7 +651,7 @@ impl UserService {
                     .map_err(store_error)?
                     .map(|row| row.doc)
                     .ok_or_else(|| {
-                        rule_with_message(ErrorCode::resourceNotFound, "user".into(), 404)
+                        DomainError::with_message(ErrorCode::resourceNotFound, "user")
                     })?;
                 let first = doc
                     .get("firstName")
