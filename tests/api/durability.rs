@@ -21,8 +21,37 @@ struct Server {
     base: String,
 }
 
+/// Where a server's output goes: nowhere, or a log file that tests read afterwards.
+fn log_target(log: Option<&Path>) -> (Stdio, Stdio) {
+    match log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("log file");
+            (
+                Stdio::from(file.try_clone().expect("clone log handle")),
+                Stdio::from(file),
+            )
+        }
+        None => (Stdio::null(), Stdio::null()),
+    }
+}
+
 impl Server {
     async fn start(data_dir: &Path, port: u16, internal: u16) -> Server {
+        Self::start_logging(data_dir, port, internal, None).await
+    }
+
+    /// Starts the binary; with a log path, everything it prints at debug level goes there.
+    async fn start_logging(
+        data_dir: &Path,
+        port: u16,
+        internal: u16,
+        log: Option<&Path>,
+    ) -> Server {
+        let (stdout, stderr) = log_target(log);
         let child = Command::new(env!("CARGO_BIN_EXE_userorg"))
             .arg("serve")
             .env("USERORG__DATA_DIR", data_dir)
@@ -31,9 +60,9 @@ impl Server {
                 "USERORG__HTTP__INTERNAL_LISTEN",
                 format!("127.0.0.1:{internal}"),
             )
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", if log.is_some() { "debug" } else { "warn" })
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("binary starts");
         let server = Server {
@@ -88,11 +117,12 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_in_clear() {
+async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_clear() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
+    let log = dir.path().join("server.log");
     let (port, internal) = (free_port(), free_port());
-    let server = Server::start(&data_dir, port, internal).await;
+    let server = Server::start_logging(&data_dir, port, internal, Some(&log)).await;
     let signer =
         LocalSigner::ensure(&data_dir, &data_dir.join("keys").join("public")).expect("signer");
     let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
@@ -128,9 +158,18 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_in_clear() {
             .to_string();
         created.push((id, email, phone));
     }
+    // A bad token and a lookup by email on a public route: nothing of either may be logged.
+    let _ = client
+        .get(format!(
+            "{}/v1/user/exists/email/{}",
+            server.base, created[0].1
+        ))
+        .header("x-authenticated-user-token", format!("{token}x"))
+        .send()
+        .await;
     server.kill_hard();
 
-    let server = Server::start(&data_dir, port, internal).await;
+    let server = Server::start_logging(&data_dir, port, internal, Some(&log)).await;
     for (id, email, _) in &created {
         let reply: Value = client
             .get(format!("{}/v1/user/read/{id}", server.base))
