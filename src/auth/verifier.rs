@@ -142,6 +142,20 @@ pub struct TokenVerifier {
     // keeps a consistent snapshot and the lock is held only for a pointer copy.
     keys: Arc<RwLock<Arc<KeyRing>>>,
     settings: Arc<VerifierSettings>,
+    // Clients send the same token with every request, and an RSA check costs far more than the
+    // rest of a request: the SHA-256 of every token whose signature held is remembered, so a
+    // repeated token skips only the signature check. Every claim (expiry included) is checked
+    // again on each use, and a key change forgets everything.
+    verified_signatures: moka::sync::Cache<[u8; 32], ()>,
+}
+
+/// Tokens whose signature is remembered at most, and for how long.
+const VERIFIED_SIGNATURE_CAPACITY: u64 = 100_000;
+const VERIFIED_SIGNATURE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -161,6 +175,10 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             settings: Arc::new(settings),
+            verified_signatures: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_SIGNATURE_CAPACITY)
+                .time_to_live(VERIFIED_SIGNATURE_TTL)
+                .build(),
         })
     }
 
@@ -178,6 +196,8 @@ impl TokenVerifier {
     /// Replaces the key ring; tokens verified afterwards use the new keys.
     pub fn replace_keys(&self, keys: KeyRing) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        // A removed key must not keep vouching for tokens it signed.
+        self.verified_signatures.invalidate_all();
     }
 
     /// Reads the key directory again and swaps the new ring in; returns the number of keys.
@@ -243,17 +263,21 @@ impl TokenVerifier {
         if signature.len() != key.modulus_bytes {
             return Err(AuthError::BadSignature);
         }
-        // The signing input is the two first segments exactly as sent, dot included.
-        let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-        let signature_holds = jsonwebtoken::crypto::verify(
-            signature_b64,
-            signing_input.as_bytes(),
-            &key.decoding_key,
-            Algorithm::RS256,
-        )
-        .unwrap_or(false);
-        if !signature_holds {
-            return Err(AuthError::BadSignature);
+        let digest = token_digest(token);
+        if !self.verified_signatures.contains_key(&digest) {
+            // The signing input is the two first segments exactly as sent, dot included.
+            let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
+            let signature_holds = jsonwebtoken::crypto::verify(
+                signature_b64,
+                signing_input.as_bytes(),
+                &key.decoding_key,
+                Algorithm::RS256,
+            )
+            .unwrap_or(false);
+            if !signature_holds {
+                return Err(AuthError::BadSignature);
+            }
+            self.verified_signatures.insert(digest, ());
         }
 
         // Claims are parsed only from a token whose signature holds.
@@ -436,6 +460,35 @@ mod tests {
         assert_eq!(verified.issuer, ISSUER);
         assert_eq!(verified.expires_at, NOW + 300);
         assert_eq!(verified.claims.get("azp"), Some(&json!("portal")));
+    }
+
+    #[test]
+    fn a_remembered_signature_never_skips_the_claim_checks() {
+        let verifier = verifier();
+        let token = token(&access_claims(NOW));
+        verifier
+            .verify_at(&token, NOW)
+            .expect("first use verifies the signature");
+        verifier
+            .verify_at(&token, NOW)
+            .expect("second use is remembered");
+        // The same token later than its expiry is refused even though its signature held.
+        assert!(matches!(
+            verifier.verify_at(&token, NOW + 3600),
+            Err(AuthError::Expired)
+        ));
+        // A token differing in one signature character is a different token.
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).expect("ascii");
+        assert!(matches!(
+            reject(&verifier, &forged),
+            AuthError::BadSignature
+        ));
+        // Replacing the keys forgets every remembered signature.
+        verifier.replace_keys(KeyRing::new());
+        assert!(matches!(reject(&verifier, &token), AuthError::UnknownKey));
     }
 
     #[test]

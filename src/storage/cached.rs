@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ClaimKind, CommitInfo, OutboxRecord, Row, Store, StoreError, Table, Transaction, Write,
+    ClaimKind, CommitInfo, KEY_SEPARATOR, OutboxRecord, Row, Store, StoreError, Table, Transaction,
+    Write, key_prefix,
 };
 use crate::cache::Cache;
 
@@ -26,6 +27,25 @@ pub struct CachedStore {
 
 fn cache_key(table: Table, key: &str) -> String {
     format!("row:{}:{key}", table.name())
+}
+
+fn scan_cache_key(table: Table, prefix: &str) -> String {
+    format!("scan:{}:{prefix}", table.name())
+}
+
+/// A partition is cached whole only when it has fewer rows than this.
+const SCAN_CACHE_ROWS: usize = 1000;
+
+/// Tables whose rows are read by partition (`parent␟child` keys: a user's memberships and
+/// roles), so the whole partition can be cached and invalidated by any write into it.
+fn scan_cacheable(table: Table) -> bool {
+    matches!(table, Table::UserRoles | Table::UserOrganisation)
+}
+
+/// The partition prefix (`parent␟`) of a composite key.
+fn partition_prefix(key: &str) -> Option<String> {
+    key.split_once(KEY_SEPARATOR)
+        .map(|(partition, _)| key_prefix(partition))
 }
 
 impl CachedStore {
@@ -59,7 +79,13 @@ impl Store for CachedStore {
             .iter()
             .filter_map(|write| match write {
                 Write::Put { table, key, .. } | Write::Delete { table, key, .. } => {
-                    Self::cacheable(*table).then(|| cache_key(*table, key))
+                    if Self::cacheable(*table) {
+                        Some(cache_key(*table, key))
+                    } else if scan_cacheable(*table) {
+                        partition_prefix(key).map(|prefix| scan_cache_key(*table, &prefix))
+                    } else {
+                        None
+                    }
                 }
             })
             .collect();
@@ -105,7 +131,37 @@ impl Store for CachedStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Row>, StoreError> {
-        self.inner.scan(table, prefix, start_after, limit).await
+        let whole_partition = start_after.is_none()
+            && prefix.ends_with(KEY_SEPARATOR)
+            && prefix.matches(KEY_SEPARATOR).count() == 1;
+        if !(scan_cacheable(table) && whole_partition) {
+            return self.inner.scan(table, prefix, start_after, limit).await;
+        }
+        let cache_key = scan_cache_key(table, prefix);
+        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
+            && let Ok(rows) = serde_json::from_slice::<Vec<Row>>(&bytes)
+        {
+            return Ok(rows.into_iter().take(limit).collect());
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let rows = self
+            .inner
+            .scan(table, prefix, None, SCAN_CACHE_ROWS)
+            .await?;
+        if rows.len() < SCAN_CACHE_ROWS {
+            if self.epoch.load(Ordering::SeqCst) == epoch
+                && let Ok(bytes) = serde_json::to_vec(&rows)
+                && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl).await
+            {
+                tracing::debug!(error = %error, "cache fill failed");
+            }
+            return Ok(rows.into_iter().take(limit).collect());
+        }
+        // A partition too large to cache is read as asked.
+        if limit <= rows.len() {
+            return Ok(rows.into_iter().take(limit).collect());
+        }
+        self.inner.scan(table, prefix, None, limit).await
     }
 
     async fn claim_owner(
@@ -153,6 +209,61 @@ mod tests {
     async fn cached_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::storage::conformance::run_store_conformance(Arc::new(cached(dir.path()))).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_into_a_partition_refreshes_its_cached_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cached = cached(dir.path());
+        let prefix = key_prefix("u1");
+        let mut first = Transaction::default();
+        first.put(
+            Table::UserRoles,
+            crate::storage::compose_key(&["u1", "A"]),
+            serde_json::json!({"role": "A"}),
+            Expect::Absent,
+        );
+        cached.commit(first).await.expect("first");
+        let rows = cached
+            .scan(Table::UserRoles, &prefix, None, 100)
+            .await
+            .expect("scan");
+        assert_eq!(rows.len(), 1);
+        let mut second = Transaction::default();
+        second.put(
+            Table::UserRoles,
+            crate::storage::compose_key(&["u1", "B"]),
+            serde_json::json!({"role": "B"}),
+            Expect::Absent,
+        );
+        cached.commit(second).await.expect("second");
+        let rows = cached
+            .scan(Table::UserRoles, &prefix, None, 100)
+            .await
+            .expect("scan");
+        assert_eq!(rows.len(), 2, "the cached partition was invalidated");
+        assert_eq!(
+            cached
+                .scan(Table::UserRoles, &prefix, None, 1)
+                .await
+                .expect("scan")
+                .len(),
+            1,
+            "the limit applies to cached partitions"
+        );
+        let mut delete = Transaction::default();
+        delete.delete(
+            Table::UserRoles,
+            crate::storage::compose_key(&["u1", "A"]),
+            Expect::Any,
+        );
+        cached.commit(delete).await.expect("delete");
+        let rows = cached
+            .scan(Table::UserRoles, &prefix, None, 100)
+            .await
+            .expect("scan");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].doc["role"], "B");
     }
 
     #[tokio::test]
