@@ -156,6 +156,25 @@ run() {
 
 echo "userorg load: $SEED_USERS seeded users, $SEED_ORGS organisations, wrk -c$CONNECTIONS -d$DURATION, server ${SERVER_PIN:-unpinned}"
 run create "$WORK/create.lua"
+# Let the indexer catch up with the creates before measuring reads, so the figures below are
+# not shared with background indexing.
+python3 - "$BASE" <<'PY'
+import json, os, sys, time, urllib.request
+base, token = sys.argv[1], os.environ["TOKEN"]
+def count():
+    body = json.dumps({"request": {"filters": {"lastName": "Bench"}, "limit": 1}}).encode()
+    req = urllib.request.Request(base + "/v3/user/search", data=body, method="POST",
+        headers={"content-type": "application/json", "x-authenticated-user-token": token})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["result"]["response"]["count"]
+last, stable = -1, 0
+while stable < 3:
+    now = count()
+    stable = stable + 1 if now == last else 0
+    last = now
+    time.sleep(0.5)
+print(f"indexed users: {last}")
+PY
 run read-by-id "$WORK/read.lua"
 run search "$WORK/search.lua"
 run org-search "$WORK/orgsearch.lua"

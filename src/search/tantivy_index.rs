@@ -796,10 +796,29 @@ impl<'a> QueryBuilder<'a> {
         for value in values {
             self.value_terms(field, value, &mut terms);
         }
-        if terms.is_empty() {
-            return Box::new(EmptyQuery);
+        match terms.len() {
+            0 => Box::new(EmptyQuery),
+            // A term set builds an automaton and a document bitset per segment on every query;
+            // for the usual one or few values, plain term queries are far cheaper. Filters never
+            // weigh in the relevance of free text, hence the constant score.
+            1..=SMALL_TERM_SET => {
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
+                    .into_iter()
+                    .map(|term| {
+                        let query: Box<dyn Query> = Box::new(ConstScoreQuery::new(
+                            Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                            1.0,
+                        ));
+                        (Occur::Should, query)
+                    })
+                    .collect();
+                if clauses.len() == 1 {
+                    return clauses.remove(0).1;
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
+            _ => Box::new(TermSetQuery::new(terms)),
         }
-        Box::new(TermSetQuery::new(terms))
     }
 
     /// Every indexed form the value may have: the lower-cased string, and the number or boolean
@@ -1031,6 +1050,9 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Matches documents holding a term of `field` whose dictionary key lies in `[lower, upper)` and,
 /// optionally, ends with a suffix. It serves prefixes (a key range), suffixes (a scan of one JSON
 /// path's strings, like Sunbird's `regexp` on `.raw`) and free-text prefixes.
+/// Up to this many values, an "any of" filter is a union of term queries rather than a term set.
+const SMALL_TERM_SET: usize = 16;
+
 #[derive(Clone, Debug)]
 struct TermScanQuery {
     field: Field,
