@@ -44,7 +44,12 @@ use crate::storage::redb_store::RedbStore;
 
 /// The engines of an embedded install, opened from the data dir.
 pub struct Engines {
+    /// The store behind the read-through cache: what request handling and owners use.
     pub store: Arc<dyn Store>,
+    /// The same store without the cache. The indexer reads through this one: it is woken the
+    /// moment a commit lands, before the committing side has invalidated the cache, and a
+    /// document built from a stale cached row would stay stale in the index.
+    pub uncached_store: Arc<dyn Store>,
     pub search: Arc<dyn SearchIndex>,
     pub outbox_head: Option<tokio::sync::watch::Receiver<u64>>,
 }
@@ -55,9 +60,10 @@ pub fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
     let redb = RedbStore::open(&settings.data_dir.join("store.redb"))
         .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
     let outbox_head = Some(redb.outbox_head());
+    let uncached_store: Arc<dyn Store> = Arc::new(redb);
     let cache: Arc<dyn Cache> = Arc::new(MokaCache::new(settings.cache.max_entries));
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
-        Arc::new(redb),
+        Arc::clone(&uncached_store),
         cache,
         Duration::from_secs(settings.cache.ttl_seconds),
     ));
@@ -67,6 +73,7 @@ pub fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
     );
     Ok(Engines {
         store,
+        uncached_store,
         search,
         outbox_head,
     })
@@ -123,7 +130,7 @@ impl Application {
             }),
             org_owner_workers: settings.actors.org_owner_workers,
             indexer_context: Arc::new(IndexerContext {
-                store: Arc::clone(&engines.store),
+                store: Arc::clone(&engines.uncached_store),
                 search: Arc::clone(&engines.search),
                 outbox_head: engines.outbox_head.clone(),
             }),

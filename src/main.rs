@@ -125,7 +125,8 @@ async fn reindex(settings: Settings) -> anyhow::Result<()> {
     init_tracing();
     let engines = userorg::app::open_engines(&settings)?;
     let started = std::time::Instant::now();
-    let count = userorg::actors::indexer::rebuild_all(&engines.store, &engines.search).await?;
+    let count =
+        userorg::actors::indexer::rebuild_all(&engines.uncached_store, &engines.search).await?;
     println!(
         "reindexed {count} documents in {:.1}s",
         started.elapsed().as_secs_f64()
