@@ -21,6 +21,7 @@ use crate::actors::{ActorTree, TreeSettings, spawn_tree};
 use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
 use crate::cache::Cache;
 use crate::cache::moka_cache::MokaCache;
+use crate::cache::redis_cache::RedisCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::PiiVault;
@@ -54,14 +55,22 @@ pub struct Engines {
     pub outbox_head: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
-/// Opens the embedded store (with its read-through cache) and the search index.
-pub fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
+/// Opens the embedded store (with its read-through cache on the configured cache engine) and
+/// the search index.
+pub async fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let redb = RedbStore::open(&settings.data_dir.join("store.redb"))
         .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
     let outbox_head = Some(redb.outbox_head());
     let uncached_store: Arc<dyn Store> = Arc::new(redb);
-    let cache: Arc<dyn Cache> = Arc::new(MokaCache::new(settings.cache.max_entries));
+    let cache: Arc<dyn Cache> = match settings.cache.engine.as_str() {
+        "redis" => Arc::new(
+            RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?,
+        ),
+        _ => Arc::new(MokaCache::new(settings.cache.max_entries)),
+    };
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         Arc::clone(&uncached_store),
         cache,
@@ -112,7 +121,7 @@ impl Application {
                 ..VerifierSettings::default()
             },
         )?;
-        let engines = open_engines(&settings)?;
+        let engines = open_engines(&settings).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let tree = spawn_tree(TreeSettings {

@@ -77,8 +77,11 @@ pub struct SearchSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CacheSettings {
+    pub engine: String,
     pub max_entries: u64,
     pub ttl_seconds: u64,
+    pub redis_url: String,
+    pub redis_key_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +221,15 @@ impl Settings {
                 "must be positive and not above search.max_limit",
             ));
         }
+        if !matches!(self.cache.engine.as_str(), "moka" | "redis") {
+            return Err(invalid("cache.engine", "must be \"moka\" or \"redis\""));
+        }
+        if self.cache.engine == "redis" && !self.cache.redis_url.starts_with("redis") {
+            return Err(invalid(
+                "cache.redis_url",
+                "must be a redis:// or rediss:// URL",
+            ));
+        }
         if self.cache.max_entries == 0 {
             return Err(invalid("cache.max_entries", "must be positive"));
         }
@@ -319,6 +331,9 @@ mod tests {
         let err = Settings::load(None, &env(&[("USERORG__SECURITY__PASSWORD_REGEX", "(")]))
             .expect_err("invalid regex");
         assert!(err.to_string().contains("security.password_regex"), "{err}");
+        let err = Settings::load(None, &env(&[("USERORG__CACHE__ENGINE", "memcached")]))
+            .expect_err("unknown cache engine");
+        assert!(err.to_string().contains("cache.engine"), "{err}");
         let err = Settings::load(None, &env(&[("USERORG__ACTORS__USER_OWNER_WORKERS", "0")]))
             .expect_err("zero workers");
         assert!(

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod moka_cache;
+pub mod redis_cache;
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ mod locations;
 mod lookup;
 mod orgs;
 mod preferences;
+mod redis_cache;
 mod restart;
 mod roles;
 mod settings;
