@@ -385,6 +385,10 @@ pub fn parse_create(
     profile.remove("firstName");
     let last_name = opt_nonblank(body, "lastName")?;
     profile.remove("lastName");
+    if route == CreateRoute::Sso {
+        // The SSO route derives the user type and sub-type from the first profile user type.
+        apply_first_profile_user_type(&mut profile);
+    }
     let username = opt_nonblank(body, "userName")?.map(|raw| normalise_username(&raw));
     if let Some(name) = &username
         && name.is_empty()
@@ -423,6 +427,24 @@ pub fn parse_create(
 impl CreateRequest {
     pub fn username_base(&self) -> String {
         username_base(&self.first_name, self.last_name.as_deref())
+    }
+}
+
+/// `userType`/`userSubType` from the first entry of `profileUserTypes`, when there is one.
+fn apply_first_profile_user_type(profile: &mut Map<String, Value>) {
+    if let Some(first) = profile
+        .get("profileUserTypes")
+        .and_then(Value::as_array)
+        .and_then(|types| types.first())
+        .cloned()
+    {
+        if let Some(kind) = first.get("type") {
+            profile.insert("userType".into(), kind.clone());
+        }
+        profile.insert(
+            "userSubType".into(),
+            first.get("subType").cloned().unwrap_or(Value::Null),
+        );
     }
 }
 
@@ -502,20 +524,7 @@ pub fn parse_update(
         }
         UpdateRoute::V3 => {
             profile.remove("profileUserType");
-            if let Some(first) = profile
-                .get("profileUserTypes")
-                .and_then(Value::as_array)
-                .and_then(|types| types.first())
-                .cloned()
-            {
-                if let Some(kind) = first.get("type") {
-                    profile.insert("userType".into(), kind.clone());
-                }
-                profile.insert(
-                    "userSubType".into(),
-                    first.get("subType").cloned().unwrap_or(Value::Null),
-                );
-            }
+            apply_first_profile_user_type(&mut profile);
         }
     }
     if profile.contains_key("userType") && !profile.contains_key("userSubType") {
@@ -651,6 +660,30 @@ mod tests {
             "status is not client-settable"
         );
         assert_eq!(request.username_base(), "asharao");
+    }
+
+    #[test]
+    fn sso_create_derives_the_user_type_from_profile_user_types() {
+        let policy = PasswordPolicy::new(POLICY).expect("policy");
+        let request = parse_create(
+            &body(json!({
+                "firstName": "S", "email": "s@b.co",
+                "profileUserTypes": [{"type": "teacher", "subType": "hm"}, {"type": "parent"}]
+            })),
+            CreateRoute::Sso,
+            &policy,
+            "91",
+        )
+        .expect("valid");
+        assert_eq!(request.profile.get("userType"), Some(&json!("teacher")));
+        assert_eq!(request.profile.get("userSubType"), Some(&json!("hm")));
+        let admin = parse_create(
+            &body(json!({"firstName": "S", "email": "s@b.co", "profileUserTypes": []})),
+            CreateRoute::Admin,
+            &policy,
+            "91",
+        );
+        assert!(admin.is_err(), "the admin route refuses profileUserTypes");
     }
 
     #[test]
