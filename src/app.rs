@@ -216,6 +216,8 @@ impl Application {
             settings: system_settings,
             data_sync,
             indexer: tree.indexer.clone(),
+            user_owners: tree.user_owners.clone(),
+            org_owners: tree.org_owners.clone(),
             verifier,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,

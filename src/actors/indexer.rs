@@ -297,6 +297,12 @@ impl IndexerClient {
         IndexerClient { slot, timeout }
     }
 
+    /// True when the indexer runs. A liveness check that never waits on the actor, which may be
+    /// busy with a long rebuild.
+    pub fn alive(&self) -> bool {
+        self.slot.alive()
+    }
+
     /// The indexer's current reference (tests use it to kill the actor).
     pub fn current(&self) -> Option<ActorRef<IndexerMessage>> {
         self.slot.get()

@@ -90,6 +90,11 @@ impl OrgOwners {
         OrgOwners { slot, timeout }
     }
 
+    /// True when the factory runs (for `/health`).
+    pub fn alive(&self) -> bool {
+        self.slot.alive()
+    }
+
     pub async fn create(&self, org: NewOrg) -> DomainResult<String> {
         let key = org.id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {

@@ -51,6 +51,14 @@ impl<R: Clone> ActorSlot<R> {
     }
 }
 
+impl<M: Message> ActorSlot<ActorRef<M>> {
+    /// True when the current actor runs: a liveness check that never waits on it.
+    pub fn alive(&self) -> bool {
+        self.get()
+            .is_some_and(|actor| actor.get_status() == ractor::ActorStatus::Running)
+    }
+}
+
 fn unavailable(what: &str) -> DomainError {
     DomainError::Unavailable(format!("{what} not running"))
 }

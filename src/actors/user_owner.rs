@@ -127,6 +127,11 @@ impl UserOwners {
         UserOwners { slot, timeout }
     }
 
+    /// True when the factory runs (for `/health`).
+    pub fn alive(&self) -> bool {
+        self.slot.alive()
+    }
+
     pub async fn create(&self, user: NewUser) -> DomainResult<String> {
         let key = user.id.clone();
         call_factory(&self.slot, key, self.timeout, "user owners", |reply| {

@@ -27,7 +27,7 @@ fn check(name: &str, healthy: bool) -> serde_json::Value {
 async fn health(State(state): State<AppState>) -> ApiResponse {
     let store = state.store.healthy().await;
     let search = state.search.healthy().await;
-    let actors = state.indexer.wait_for(0).await.is_ok();
+    let actors = state.indexer.alive() && state.user_owners.alive() && state.org_owners.alive();
     let healthy = store && search && actors;
     if !healthy {
         return Err(ApiError(DomainError::Unavailable(format!(

@@ -29,6 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
 use crate::actors::indexer::IndexerClient;
+use crate::actors::org_owner::OrgOwners;
+use crate::actors::user_owner::UserOwners;
 use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::{DomainError, ErrorCode};
 use crate::search::SearchIndex;
@@ -78,6 +80,8 @@ pub struct AppInner {
     pub settings: SettingsService,
     pub data_sync: DataSyncService,
     pub indexer: IndexerClient,
+    pub user_owners: UserOwners,
+    pub org_owners: OrgOwners,
     pub verifier: TokenVerifier,
     pub request_timeout: Duration,
     pub body_limit: usize,
