@@ -23,7 +23,9 @@ use crate::services::errors::store_error;
 use crate::services::users::input::{
     CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest,
 };
-use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key};
+use crate::storage::{
+    ClaimKind, CommitInfo, Expect, Row, Store, StoreError, Table, Transaction, compose_key,
+};
 
 /// Topic of user change events in the outbox.
 pub const USER_TOPIC: &str = "user";
@@ -294,6 +296,23 @@ fn sealed_contact(
     tokens.insert(field.to_string(), json!(vault.token(field, plain)));
 }
 
+/// Recovery email and phone are sealed and tokenised like the primary ones, but never claimed:
+/// Sunbird does not make them unique.
+fn seal_recovery_contacts(
+    vault: &PiiVault,
+    doc: &mut Map<String, Value>,
+    tokens: &mut Map<String, Value>,
+    email: Option<&Email>,
+    phone: Option<&Phone>,
+) {
+    if let Some(email) = email {
+        sealed_contact(vault, doc, tokens, "recoveryEmail", email.as_str());
+    }
+    if let Some(phone) = phone {
+        sealed_contact(vault, doc, tokens, "recoveryPhone", phone.number());
+    }
+}
+
 fn email_token(vault: &PiiVault, email: &Email) -> String {
     vault.token("email", email.as_str())
 }
@@ -437,24 +456,13 @@ fn build_create(context: &UserOwnerContext, user: &NewUser, username: &str) -> T
         transaction.claim(ClaimKind::Email, email_token(vault, email), &user.id);
     }
     doc.insert("emailVerified".into(), json!(request.email_verified));
-    if let Some(recovery) = &request.recovery_email {
-        sealed_contact(
-            vault,
-            &mut doc,
-            &mut tokens,
-            "recoveryEmail",
-            recovery.as_str(),
-        );
-    }
-    if let Some(recovery) = &request.recovery_phone {
-        sealed_contact(
-            vault,
-            &mut doc,
-            &mut tokens,
-            "recoveryPhone",
-            recovery.number(),
-        );
-    }
+    seal_recovery_contacts(
+        vault,
+        &mut doc,
+        &mut tokens,
+        request.recovery_email.as_ref(),
+        request.recovery_phone.as_ref(),
+    );
     // Sunbird's login id is the username.
     doc.insert("userName".into(), json!(vault.seal(username)));
     doc.insert("loginId".into(), json!(vault.seal(username)));
@@ -563,6 +571,25 @@ fn token_of(doc: &Value, field: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What one commit attempt of a read-modify-write means: `None` to build again (another writer
+/// changed a row in between), `Some` to answer. A taken claim is answered by `on_claim`.
+fn settle(
+    outcome: Result<CommitInfo, StoreError>,
+    on_claim: impl Fn(ClaimKind) -> DomainError,
+) -> Option<DomainResult<()>> {
+    match outcome {
+        Ok(_) => Some(Ok(())),
+        Err(StoreError::Conflict { .. }) => None,
+        Err(StoreError::ClaimTaken { kind, .. }) => Some(Err(on_claim(kind))),
+        Err(other) => Some(Err(store_error(other))),
+    }
+}
+
+/// Every attempt met a concurrent writer: the caller may retry.
+fn contention() -> DomainError {
+    DomainError::Unavailable("user changed concurrently too often".into())
+}
+
 async fn update_user(context: &UserOwnerContext, update: UserUpdate) -> DomainResult<()> {
     for _ in 0..WRITE_RETRIES {
         let row = load_user(context, &update.request.user_id).await?;
@@ -590,18 +617,12 @@ async fn update_user(context: &UserOwnerContext, update: UserUpdate) -> DomainRe
             .iter()
             .map(|(_, id)| id.clone())
             .collect();
-        match context.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::ClaimTaken { kind, .. }) => {
-                return Err(claim_message(kind, &external_ids, ""));
-            }
-            Err(other) => return Err(store_error(other)),
+        let outcome = context.store.commit(transaction).await;
+        if let Some(done) = settle(outcome, |kind| claim_message(kind, &external_ids, "")) {
+            return done;
         }
     }
-    Err(DomainError::Unavailable(
-        "user changed concurrently too often".into(),
-    ))
+    Err(contention())
 }
 
 fn build_update(
@@ -656,24 +677,13 @@ fn build_update(
     if let Some(verified) = request.email_verified {
         doc.insert("emailVerified".into(), json!(verified));
     }
-    if let Some(recovery) = &request.recovery_email {
-        sealed_contact(
-            vault,
-            &mut doc,
-            &mut tokens,
-            "recoveryEmail",
-            recovery.as_str(),
-        );
-    }
-    if let Some(recovery) = &request.recovery_phone {
-        sealed_contact(
-            vault,
-            &mut doc,
-            &mut tokens,
-            "recoveryPhone",
-            recovery.number(),
-        );
-    }
+    seal_recovery_contacts(
+        vault,
+        &mut doc,
+        &mut tokens,
+        request.recovery_email.as_ref(),
+        request.recovery_phone.as_ref(),
+    );
     if (request.email.is_some() || request.phone.is_some())
         && doc.get("managedBy").is_some_and(|m| !m.is_null())
     {
@@ -801,15 +811,12 @@ async fn change_status(
             }
         }
         let transaction = build_status_change(context, &row, change, by.as_deref());
-        match context.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(store_error(other)),
+        let outcome = context.store.commit(transaction).await;
+        if let Some(done) = settle(outcome, |kind| DomainError::already_exists(kind.name())) {
+            return done;
         }
     }
-    Err(DomainError::Unavailable(
-        "user changed concurrently too often".into(),
-    ))
+    Err(contention())
 }
 
 fn build_status_change(
@@ -895,15 +902,12 @@ async fn assign_roles(context: &UserOwnerContext, assignment: AssignRoles) -> Do
             return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
         }
         let transaction = build_role_assignment(context, &user, &assignment).await?;
-        match context.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(store_error(other)),
+        let outcome = context.store.commit(transaction).await;
+        if let Some(done) = settle(outcome, |kind| DomainError::already_exists(kind.name())) {
+            return done;
         }
     }
-    Err(DomainError::Unavailable(
-        "user roles changed concurrently too often".into(),
-    ))
+    Err(contention())
 }
 
 async fn build_role_assignment(
