@@ -649,12 +649,15 @@ fn build_update(
         doc.insert("dob".into(), json!(dob));
     }
     if let Some(phone) = &request.phone {
-        let token = phone_token(vault, phone);
-        if token_of(&row.doc, "phone").as_deref() != Some(token.as_str()) {
-            if let Some(old) = token_of(&row.doc, "phone") {
-                transaction.release(ClaimKind::Phone, old, user_id);
-            }
-            transaction.claim(ClaimKind::Phone, &token, user_id);
+        let changed = move_contact_claim(
+            &mut transaction,
+            &row.doc,
+            ClaimKind::Phone,
+            "phone",
+            phone_token(vault, phone),
+            user_id,
+        );
+        if changed {
             sealed_contact(vault, &mut doc, &mut tokens, "phone", phone.number());
             doc.insert("maskedPhone".into(), json!(phone.masked()));
             doc.insert("countryCode".into(), json!(phone.country_code()));
@@ -664,12 +667,15 @@ fn build_update(
         doc.insert("phoneVerified".into(), json!(verified));
     }
     if let Some(email) = &request.email {
-        let token = email_token(vault, email);
-        if token_of(&row.doc, "email").as_deref() != Some(token.as_str()) {
-            if let Some(old) = token_of(&row.doc, "email") {
-                transaction.release(ClaimKind::Email, old, user_id);
-            }
-            transaction.claim(ClaimKind::Email, &token, user_id);
+        let changed = move_contact_claim(
+            &mut transaction,
+            &row.doc,
+            ClaimKind::Email,
+            "email",
+            email_token(vault, email),
+            user_id,
+        );
+        if changed {
             sealed_contact(vault, &mut doc, &mut tokens, "email", email.as_str());
             doc.insert("maskedEmail".into(), json!(email.masked()));
         }
@@ -758,6 +764,27 @@ fn build_update(
     );
     transaction.event(USER_TOPIC, user_id, row.version + 1);
     Ok(transaction)
+}
+
+/// Moves the claim of a primary contact to `token` (releasing the stored one) unless the value
+/// is unchanged. True when it changed.
+fn move_contact_claim(
+    transaction: &mut Transaction,
+    stored: &Value,
+    kind: ClaimKind,
+    field: &str,
+    token: String,
+    user_id: &str,
+) -> bool {
+    let old = token_of(stored, field);
+    if old.as_deref() == Some(token.as_str()) {
+        return false;
+    }
+    if let Some(old) = old {
+        transaction.release(kind, old, user_id);
+    }
+    transaction.claim(kind, token, user_id);
+    true
 }
 
 fn stored_external_id(value: &Value) -> Option<ExternalId> {

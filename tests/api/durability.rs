@@ -93,6 +93,21 @@ impl Server {
     }
 }
 
+/// A token for the bootstrap admin of a data dir the binary has started on, signed with the
+/// local key the binary created there (what `userorg token --admin` prints).
+fn admin_token(data_dir: &Path) -> String {
+    let signer =
+        LocalSigner::ensure(data_dir, &data_dir.join("keys").join("public")).expect("signer");
+    let admin_id = userorg::seed::read_bootstrap_admin(data_dir).expect("admin id");
+    signer
+        .mint(MintClaims::new(
+            admin_id,
+            "http://localhost:8080/auth/realms/sunbird",
+            3600,
+        ))
+        .expect("token")
+}
+
 fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -123,16 +138,7 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
     let log = dir.path().join("server.log");
     let (port, internal) = (free_port(), free_port());
     let server = Server::start_logging(&data_dir, port, internal, Some(&log)).await;
-    let signer =
-        LocalSigner::ensure(&data_dir, &data_dir.join("keys").join("public")).expect("signer");
-    let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
-    let token = signer
-        .mint(MintClaims::new(
-            admin_id,
-            "http://localhost:8080/auth/realms/sunbird",
-            3600,
-        ))
-        .expect("token");
+    let token = admin_token(&data_dir);
     let client = reqwest::Client::new();
 
     let mut created: Vec<(String, String, String)> = Vec::new();
@@ -230,16 +236,7 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
     let data_dir = dir.path().join("data");
     let (port, internal) = (free_port(), free_port());
     let server = Server::start(&data_dir, port, internal).await;
-    let signer =
-        LocalSigner::ensure(&data_dir, &data_dir.join("keys").join("public")).expect("signer");
-    let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
-    let token = signer
-        .mint(MintClaims::new(
-            admin_id,
-            "http://localhost:8080/auth/realms/sunbird",
-            3600,
-        ))
-        .expect("token");
+    let token = admin_token(&data_dir);
     let client = reqwest::Client::new();
     let email = format!("reindex-{}@example.test", uuid::Uuid::new_v4().simple());
     let created: Value = client
