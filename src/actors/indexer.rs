@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use super::slot::{ActorSlot, call_actor};
 use crate::domain::{DomainError, DomainResult};
 use crate::search::{IndexDoc, IndexName, SearchIndex};
-use crate::services::errors::{search_error, store_error};
 use crate::services::indexing::{IndexChange, document_for, topic_target};
 use crate::storage::{INDEXER_CONSUMER, Store, Table};
 
@@ -160,8 +159,7 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
             .context
             .store
             .read_outbox(state.position, BATCH)
-            .await
-            .map_err(store_error)?;
+            .await?;
         let Some(last) = records.last().map(|r| r.sequence) else {
             return Ok(());
         };
@@ -177,8 +175,7 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
             .context
             .store
             .acknowledge(INDEXER_CONSUMER, last)
-            .await
-            .map_err(store_error)?;
+            .await?;
         state.position = last;
     }
 }
@@ -215,18 +212,10 @@ async fn apply(
         }
     }
     for (index, docs) in upserts {
-        context
-            .search
-            .upsert(index, docs)
-            .await
-            .map_err(search_error)?;
+        context.search.upsert(index, docs).await?;
     }
     for (index, ids) in deletes {
-        context
-            .search
-            .delete(index, ids)
-            .await
-            .map_err(search_error)?;
+        context.search.delete(index, ids).await?;
     }
     Ok(indexed)
 }
@@ -253,14 +242,13 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
         if only.is_some_and(|wanted| wanted != index) {
             continue;
         }
-        context.search.clear(index).await.map_err(search_error)?;
+        context.search.clear(index).await?;
         let mut after: Option<String> = None;
         loop {
             let rows = context
                 .store
                 .scan(table, "", after.as_deref(), BATCH)
-                .await
-                .map_err(store_error)?;
+                .await?;
             let Some(last) = rows.last().map(|row| row.key.clone()) else {
                 break;
             };

@@ -15,7 +15,6 @@ use super::slot::{ActorSlot, call_factory};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::rules::slugify;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::services::errors::store_error;
 use crate::services::indexing::ORGANISATION_TOPIC;
 use crate::services::orgs::channel_claim;
 use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key};
@@ -319,7 +318,7 @@ async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> 
         Err(StoreError::ClaimTaken { kind, .. }) => {
             Err(claim_error(kind, &org.channel, org.external_id.as_deref()))
         }
-        Err(other) => Err(store_error(other)),
+        Err(other) => Err(DomainError::from(other)),
     }
 }
 
@@ -332,7 +331,7 @@ async fn load(context: &OrgOwnerContext, id: &str) -> DomainResult<Option<Row>> 
         .store
         .get(Table::Organisation, id)
         .await
-        .map_err(store_error)
+        .map_err(DomainError::from)
 }
 
 fn text<'a>(doc: &'a Value, field: &str) -> Option<&'a str> {
@@ -430,7 +429,7 @@ async fn update(context: &OrgOwnerContext, changes: OrgChanges) -> DomainResult<
             Err(StoreError::ClaimTaken { kind, .. }) => {
                 return Err(claim_error(kind, &new_channel, new_external.as_deref()));
             }
-            Err(other) => return Err(store_error(other)),
+            Err(other) => return Err(DomainError::from(other)),
         }
     }
     Err(DomainError::Unavailable(
@@ -480,7 +479,7 @@ async fn modify(
         match context.store.commit(transaction).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(store_error(other)),
+            Err(other) => return Err(DomainError::from(other)),
         }
     }
     Err(DomainError::Unavailable(

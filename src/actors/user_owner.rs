@@ -19,7 +19,6 @@ use crate::domain::contact::{Email, Phone};
 use crate::domain::rules::username_candidate;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::load_roles;
-use crate::services::errors::store_error;
 use crate::services::users::input::{
     CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest,
 };
@@ -335,8 +334,7 @@ async fn generate_username(context: &UserOwnerContext, base: &str) -> DomainResu
             let owner = context
                 .store
                 .claim_owner(ClaimKind::Username, &token)
-                .await
-                .map_err(store_error)?;
+                .await?;
             if owner.is_none() {
                 return Ok(candidate);
             }
@@ -403,7 +401,7 @@ async fn create_user(context: &UserOwnerContext, user: NewUser) -> DomainResult<
                     "user id collision on create"
                 )));
             }
-            Err(other) => return Err(store_error(other)),
+            Err(other) => return Err(DomainError::from(other)),
         }
     }
 }
@@ -552,8 +550,7 @@ async fn load_user(context: &UserOwnerContext, user_id: &str) -> DomainResult<Ro
     context
         .store
         .get(Table::User, user_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| DomainError::not_found("user"))
 }
 
@@ -581,7 +578,7 @@ fn settle(
         Ok(_) => Some(Ok(())),
         Err(StoreError::Conflict { .. }) => None,
         Err(StoreError::ClaimTaken { kind, .. }) => Some(Err(on_claim(kind))),
-        Err(other) => Some(Err(store_error(other))),
+        Err(other) => Some(Err(DomainError::from(other))),
     }
 }
 
@@ -600,8 +597,7 @@ async fn update_user(context: &UserOwnerContext, update: UserUpdate) -> DomainRe
             let exists = context
                 .store
                 .get(Table::Organisation, organisation)
-                .await
-                .map_err(store_error)?
+                .await?
                 .is_some();
             if !exists {
                 return Err(DomainError::rule(
@@ -805,8 +801,7 @@ async fn change_status(
         let row = context
             .store
             .get(Table::User, user_id)
-            .await
-            .map_err(store_error)?
+            .await?
             // Sunbird answers a missing user here with the bare word as the message.
             .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
         let status = row.doc.get("status").and_then(Value::as_i64).unwrap_or(1);
@@ -949,8 +944,7 @@ async fn build_role_assignment(
     let stored = context
         .store
         .scan(Table::UserRoles, &prefix, None, 1000)
-        .await
-        .map_err(store_error)?;
+        .await?;
     // role -> (stored row, organisations after the change)
     let mut roles: BTreeMap<String, (Option<Row>, Vec<String>)> = BTreeMap::new();
     for row in stored {
@@ -1071,11 +1065,7 @@ async fn build_role_assignment(
     // A role in an organisation makes the user a member of it.
     for organisation in new_organisations {
         let key = compose_key(&[user_id, &organisation]);
-        let existing = context
-            .store
-            .get(Table::UserOrganisation, &key)
-            .await
-            .map_err(store_error)?;
+        let existing = context.store.get(Table::UserOrganisation, &key).await?;
         let active = existing.as_ref().is_some_and(|row| {
             !row.doc
                 .get("isDeleted")

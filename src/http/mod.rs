@@ -433,7 +433,7 @@ async fn authenticate(
                 tracing::info!(reason = "inactive_or_unknown_user", "token rejected");
                 None
             }
-            Err(error) => return Err(ApiError(DomainError::internal(error))),
+            Err(error) => return Err(ApiError(DomainError::from(error))),
         },
         None => None,
     };

@@ -58,6 +58,20 @@ pub enum DslError {
     InvalidFilterValue(String),
 }
 
+/// A refused search request, with Sunbird's codes.
+impl From<DslError> for crate::domain::DomainError {
+    fn from(error: DslError) -> Self {
+        use crate::domain::{DomainError, ErrorCode};
+        match error {
+            DslError::MissingParameter(field) => DomainError::mandatory_missing(&field),
+            DslError::DataType { field, expected } => DomainError::data_type(&field, expected),
+            DslError::InvalidFilterValue(field) => {
+                DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
+            }
+        }
+    }
+}
+
 const LIST: &str = "List";
 const MAP: &str = "Map";
 const STRING: &str = "String";

@@ -171,6 +171,17 @@ pub enum SearchError {
     Internal(String),
 }
 
+/// An unreachable engine is 503; anything else is an internal error logged at the edge.
+impl From<SearchError> for crate::domain::DomainError {
+    fn from(error: SearchError) -> Self {
+        use crate::domain::DomainError;
+        match error {
+            SearchError::Unavailable(what) => DomainError::Unavailable(what),
+            SearchError::Internal(what) => DomainError::internal(anyhow::anyhow!(what)),
+        }
+    }
+}
+
 #[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
     /// Insert or replace documents (by id), skipping any whose version is lower than the stored

@@ -69,8 +69,7 @@ impl Roles {
 pub async fn load_roles(store: &Arc<dyn Store>, user_id: &str) -> DomainResult<Roles> {
     let rows = store
         .scan(Table::UserRoles, &key_prefix(user_id), None, 1000)
-        .await
-        .map_err(DomainError::internal)?;
+        .await?;
     Ok(Roles(
         rows.iter()
             .filter_map(|row| {

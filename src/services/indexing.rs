@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::domain::DomainResult;
 use crate::search::{IndexDoc, IndexName};
-use crate::services::errors::store_error;
 use crate::services::users::view::index_document;
 use crate::storage::{Store, Table, key_prefix};
 
@@ -40,7 +39,7 @@ pub async fn document_for(
     let Some((index, table)) = topic_target(topic) else {
         return Ok(None);
     };
-    let Some(row) = store.get(table, id).await.map_err(store_error)? else {
+    let Some(row) = store.get(table, id).await? else {
         return Ok(Some(IndexChange::Delete(index, id.to_string())));
     };
     let source = match index {
@@ -66,29 +65,23 @@ async fn user_source(
     let prefix = key_prefix(id);
     let memberships: Vec<Value> = store
         .scan(Table::UserOrganisation, &prefix, None, 10_000)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|row| row.doc)
         .collect();
     let roles: Vec<Value> = store
         .scan(Table::UserRoles, &prefix, None, 1_000)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|row| row.doc)
         .collect();
     let root_org_name = match doc.get("rootOrgId").and_then(Value::as_str) {
-        Some(root) => store
-            .get(Table::Organisation, root)
-            .await
-            .map_err(store_error)?
-            .and_then(|org| {
-                org.doc
-                    .get("orgName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            }),
+        Some(root) => store.get(Table::Organisation, root).await?.and_then(|org| {
+            org.doc
+                .get("orgName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
         None => None,
     };
     Ok(index_document(

@@ -20,7 +20,6 @@ use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
-use crate::services::errors::{dsl_error, search_error, store_error};
 use crate::services::indexing::LOCATION_TOPIC;
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
 use crate::storage::{
@@ -105,7 +104,7 @@ impl LocationService {
         self.store
             .get(Table::Location, id)
             .await
-            .map_err(store_error)
+            .map_err(DomainError::from)
     }
 
     /// The parent row a request names, or the Sunbird error for a dangling reference.
@@ -115,8 +114,7 @@ impl LocationService {
             ParentRef::Code(code) => (
                 self.store
                     .claim_owner(ClaimKind::LocationCode, &location_code_claim(code))
-                    .await
-                    .map_err(store_error)?,
+                    .await?,
                 PARENT_CODE,
             ),
         };
@@ -142,8 +140,7 @@ impl LocationService {
         let holder = self
             .store
             .claim_owner(ClaimKind::LocationCode, &location_code_claim(code))
-            .await
-            .map_err(store_error)?;
+            .await?;
         match holder {
             Some(holder) if Some(holder.as_str()) != owner => Err(duplicate_code(code)),
             _ => Ok(()),
@@ -232,7 +229,7 @@ impl LocationService {
                 Err(StoreError::ClaimTaken { .. }) => return Err(duplicate_code(&code)),
                 // The parent changed (a child added, an edit) or went away: look again.
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(store_error(other)),
+                Err(other) => return Err(DomainError::from(other)),
             }
         }
         Err(too_much_contention())
@@ -323,7 +320,7 @@ impl LocationService {
                     return Err(duplicate_code(code.as_deref().unwrap_or_default()));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(store_error(other)),
+                Err(other) => return Err(DomainError::from(other)),
             }
         }
         Err(too_much_contention())
@@ -347,8 +344,7 @@ impl LocationService {
             let children = self
                 .store
                 .scan(Table::LocationChildren, &key_prefix(id), None, 1)
-                .await
-                .map_err(store_error)?;
+                .await?;
             if !children.is_empty() {
                 return Err(DomainError::rule(
                     ErrorCode::invalidLocationDeleteRequest,
@@ -375,7 +371,7 @@ impl LocationService {
                     return Ok(success());
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(store_error(other)),
+                Err(other) => return Err(DomainError::from(other)),
             }
         }
         Err(too_much_contention())
@@ -397,15 +393,11 @@ impl LocationService {
             Some(Value::Object(filters)) => filters.contains_key("type"),
             Some(_) => return Err(invalid_request()),
         };
-        let mut query = parse_search_request(&request, &self.limits).map_err(dsl_error)?;
+        let mut query = parse_search_request(&request, &self.limits)?;
         if filters_have_type && query.sort_by.is_empty() {
             query.sort_by = vec![("name".to_string(), SortOrder::Asc)];
         }
-        let found = self
-            .search
-            .search(IndexName::Location, &query)
-            .await
-            .map_err(search_error)?;
+        let found = self.search.search(IndexName::Location, &query).await?;
         let mut result = Map::new();
         result.insert("count".into(), json!(found.count));
         result.insert(

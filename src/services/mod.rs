@@ -4,7 +4,6 @@
 
 pub mod access;
 pub mod data_sync;
-pub mod errors;
 pub mod indexing;
 pub mod json;
 pub mod locations;

@@ -11,10 +11,9 @@ use crate::actors::org_owner::{NewOrg, OrgChanges, OrgOwners};
 use crate::domain::contact::Email;
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::search::dsl::{DslError, SearchLimits, parse_search_request};
+use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::errors::{search_error, store_error};
 use crate::services::indexing::organisation_source;
 use crate::services::json::{Body, opt_bool, opt_nonblank, present, response, success};
 use crate::services::orgs::{
@@ -138,8 +137,7 @@ impl OrgService {
         Ok(self
             .store
             .get(Table::Location, id)
-            .await
-            .map_err(store_error)?
+            .await?
             .map(|row| row.doc))
     }
 
@@ -147,8 +145,7 @@ impl OrgService {
         let owner = self
             .store
             .claim_owner(ClaimKind::LocationCode, &code.trim().to_lowercase())
-            .await
-            .map_err(store_error)?;
+            .await?;
         match owner {
             Some(id) => self.location_by_id(&id).await,
             None => Ok(None),
@@ -539,13 +536,7 @@ impl OrgService {
         version: OrgSearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let mut query = parse_search_request(body, &self.limits).map_err(|error| match error {
-            DslError::MissingParameter(field) => DomainError::mandatory_missing(&field),
-            DslError::DataType { field, expected } => DomainError::data_type(&field, expected),
-            DslError::InvalidFilterValue(field) => {
-                DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
-            }
-        })?;
+        let mut query = parse_search_request(body, &self.limits)?;
         let types = org_types(&self.store).await?;
         let school = org_type_value(&types, "school");
         query.filters = std::mem::take(&mut query.filters)
@@ -555,11 +546,7 @@ impl OrgService {
             .collect();
         let fields = query.fields.clone();
         let wants_facets = !query.facets.is_empty();
-        let found = self
-            .search
-            .search(IndexName::Organisation, &query)
-            .await
-            .map_err(search_error)?;
+        let found = self.search.search(IndexName::Organisation, &query).await?;
         let content: Vec<Value> = found
             .content
             .into_iter()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::domain::{DomainError, DomainResult};
-use crate::services::errors::store_error;
 use crate::storage::{ClaimKind, Store, Table};
 
 pub const CUSTODIAN_ORG_ID: &str = "custodianOrgId";
@@ -18,11 +17,7 @@ pub fn channel_claim(channel: &str) -> String {
 }
 
 pub async fn get_org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Value>> {
-    Ok(store
-        .get(Table::Organisation, id)
-        .await
-        .map_err(store_error)?
-        .map(|row| row.doc))
+    Ok(store.get(Table::Organisation, id).await?.map(|row| row.doc))
 }
 
 /// The tenant (root) organisation that owns `channel`.
@@ -32,8 +27,7 @@ pub async fn tenant_by_channel(
 ) -> DomainResult<Option<Value>> {
     let owner = store
         .claim_owner(ClaimKind::OrgChannel, &channel_claim(channel))
-        .await
-        .map_err(store_error)?;
+        .await?;
     match owner {
         Some(id) => get_org(store, &id).await,
         None => Ok(None),
@@ -42,16 +36,12 @@ pub async fn tenant_by_channel(
 
 /// The raw string value of a system setting.
 pub async fn setting(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<String>> {
-    Ok(store
-        .get(Table::SystemSettings, id)
-        .await
-        .map_err(store_error)?
-        .and_then(|row| {
-            row.doc
-                .get("value")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }))
+    Ok(store.get(Table::SystemSettings, id).await?.and_then(|row| {
+        row.doc
+            .get("value")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }))
 }
 
 /// A system setting whose value is JSON text, parsed.

@@ -10,7 +10,6 @@ use crate::clock::Clock;
 use crate::domain::data_security::{validate_against_default, validate_policy};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
-use crate::services::errors::store_error;
 use crate::services::json::{Body, response, success};
 use crate::services::orgs::{get_org, org_str};
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
@@ -108,7 +107,7 @@ impl PreferenceService {
         self.store
             .get(Table::TenantPreference, &preference_key(org_id, key))
             .await
-            .map_err(store_error)
+            .map_err(DomainError::from)
     }
 
     /// Sunbird leaves preference writes to its gateway; here they need ADMIN, or ORG_ADMIN of
@@ -192,7 +191,7 @@ impl PreferenceService {
             Err(StoreError::Conflict { .. }) => {
                 return Err(param_exists(&request.key, &request.org_id));
             }
-            Err(other) => return Err(store_error(other)),
+            Err(other) => return Err(DomainError::from(other)),
         }
         tracing::info!(org.id = %request.org_id, preference.key = %request.key, "tenant preference created");
         let mut result = Map::new();
@@ -229,7 +228,7 @@ impl PreferenceService {
                     return Ok(success());
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(store_error(other)),
+                Err(other) => return Err(DomainError::from(other)),
             }
         }
         Err(DomainError::Unavailable(

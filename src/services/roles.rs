@@ -10,7 +10,6 @@ use tokio::sync::RwLock;
 use crate::actors::user_owner::{AssignRoles, RoleAssignment, ScopeChange, UserOwners};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{ADMIN, Authority, Caller, ORG_ADMIN};
-use crate::services::errors::store_error;
 use crate::services::json::{Body, opt_nonblank, success};
 use crate::services::orgs::{get_org, tenant_id_of};
 use crate::services::users::user_id_from_path;
@@ -48,16 +47,8 @@ fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
 /// role or a role group has that id (Sunbird's role map holds both).
 pub async fn check_roles_exist(store: &Arc<dyn Store>, roles: &[String]) -> DomainResult<()> {
     for role in roles {
-        let known = store
-            .get(Table::Role, role)
-            .await
-            .map_err(store_error)?
-            .is_some()
-            || store
-                .get(Table::RoleGroup, role)
-                .await
-                .map_err(store_error)?
-                .is_some();
+        let known = store.get(Table::Role, role).await?.is_some()
+            || store.get(Table::RoleGroup, role).await?.is_some();
         if !known {
             return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
         }
@@ -92,11 +83,7 @@ impl RoleService {
     }
 
     async fn build_catalogue(&self) -> DomainResult<Value> {
-        let rows = self
-            .store
-            .scan(Table::Role, "", None, 10_000)
-            .await
-            .map_err(store_error)?;
+        let rows = self.store.scan(Table::Role, "", None, 10_000).await?;
         let mut roles = Vec::with_capacity(rows.len());
         for row in rows {
             let groups = row
@@ -107,12 +94,7 @@ impl RoleService {
                 .unwrap_or_default();
             let mut action_groups = Vec::new();
             for group in groups.iter().filter_map(Value::as_str) {
-                if let Some(group_row) = self
-                    .store
-                    .get(Table::RoleGroup, group)
-                    .await
-                    .map_err(store_error)?
-                {
+                if let Some(group_row) = self.store.get(Table::RoleGroup, group).await? {
                     action_groups.push(json!({
                         "id": group_row.doc.get("id"),
                         "name": group_row.doc.get("name"),
@@ -135,8 +117,7 @@ impl RoleService {
         let rows = self
             .store
             .scan(Table::UserRoles, &key_prefix(&user_id), None, 1000)
-            .await
-            .map_err(store_error)?;
+            .await?;
         let roles: Vec<Value> = rows
             .iter()
             .map(|row| {
@@ -149,13 +130,7 @@ impl RoleService {
         let mut result = Map::new();
         let has_roles = !roles.is_empty();
         result.insert("roles".into(), Value::Array(roles));
-        if has_roles
-            && let Some(user) = self
-                .store
-                .get(Table::User, &user_id)
-                .await
-                .map_err(store_error)?
-        {
+        if has_roles && let Some(user) = self.store.get(Table::User, &user_id).await? {
             let first = user
                 .doc
                 .get("firstName")
@@ -216,8 +191,7 @@ impl RoleService {
     async fn check_user(&self, user_id: &str) -> DomainResult<()> {
         self.store
             .get(Table::User, user_id)
-            .await
-            .map_err(store_error)?
+            .await?
             .map(|_| ())
             .ok_or_else(|| DomainError::not_found("user"))
     }
@@ -251,8 +225,7 @@ impl RoleService {
                             ClaimKind::OrgExternalId,
                             &crate::actors::org_owner::external_id_claim(&provider, &external_id),
                         )
-                        .await
-                        .map_err(store_error)?
+                        .await?
                         .ok_or_else(|| {
                             DomainError::rule(
                                 ErrorCode::invalidParameterValue,

@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
-use crate::services::errors::store_error;
 use crate::services::json::{Body, response, success};
 use crate::storage::{Expect, Store, Table, Transaction};
 
@@ -48,11 +47,7 @@ impl SettingsService {
 
     /// GET /v1/system/settings/get/{field}: `{"response": {"id", "field", "value"}}`.
     pub async fn get(&self, field: &str) -> DomainResult<Map<String, Value>> {
-        let row = self
-            .store
-            .get(Table::SystemSettings, field)
-            .await
-            .map_err(store_error)?;
+        let row = self.store.get(Table::SystemSettings, field).await?;
         if let Some(row) = row {
             return Ok(response(row.doc));
         }
@@ -71,8 +66,7 @@ impl SettingsService {
             let rows = self
                 .store
                 .scan(Table::SystemSettings, "", after.as_deref(), PAGE)
-                .await
-                .map_err(store_error)?;
+                .await?;
             let Some(last) = rows.last().map(|row| row.key.clone()) else {
                 break;
             };
@@ -107,7 +101,7 @@ impl SettingsService {
             json!({"id": id, "field": field, "value": value}),
             Expect::Any,
         );
-        self.store.commit(transaction).await.map_err(store_error)?;
+        self.store.commit(transaction).await?;
         tracing::info!(setting.id = %id, "system setting set");
         let mut result = success();
         result.insert("id".into(), json!(id));

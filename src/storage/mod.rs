@@ -254,6 +254,20 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// How a store failure reaches a client: an unreachable engine is 503, an outcome-unknown write
+/// is 504, anything else is an internal error logged at the edge. `?` does the mapping, so no
+/// layer can map a store error by hand.
+impl From<StoreError> for crate::domain::DomainError {
+    fn from(error: StoreError) -> Self {
+        use crate::domain::DomainError;
+        match error {
+            StoreError::Unavailable(what) => DomainError::Unavailable(what),
+            StoreError::Indeterminate(what) => DomainError::Timeout(what),
+            other => DomainError::internal(other),
+        }
+    }
+}
+
 impl StoreError {
     /// True when the transaction certainly left no trace (safe to retry as is).
     pub fn certainly_not_applied(&self) -> bool {

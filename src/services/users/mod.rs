@@ -21,7 +21,6 @@ use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller, PUBLIC};
-use crate::services::errors::{dsl_error, search_error, store_error};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::orgs::{custodian, get_org, json_setting, org_str, tenant_by_channel};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
@@ -248,8 +247,7 @@ impl UserService {
     async fn load_user(&self, id: &str) -> DomainResult<Value> {
         self.store
             .get(Table::User, id)
-            .await
-            .map_err(store_error)?
+            .await?
             .map(|row| row.doc)
             .ok_or_else(|| DomainError::not_found("user"))
     }
@@ -258,8 +256,7 @@ impl UserService {
         Ok(self
             .store
             .scan(table, &key_prefix(user_id), None, 10_000)
-            .await
-            .map_err(store_error)?
+            .await?
             .into_iter()
             .map(|row| row.doc)
             .collect())
@@ -375,8 +372,7 @@ impl UserService {
         let doc = self
             .store
             .get(Table::User, &user_id)
-            .await
-            .map_err(store_error)?
+            .await?
             .map(|row| row.doc)
             .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
         let authority = Authority::of(&self.store, caller).await?;
@@ -482,7 +478,7 @@ impl UserService {
         version: SearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let mut query = parse_search_request(body, &self.rules.search_limits).map_err(dsl_error)?;
+        let mut query = parse_search_request(body, &self.rules.search_limits)?;
         // The internal object type filter Sunbird's controller injects is not a field.
         query
             .filters
@@ -495,11 +491,7 @@ impl UserService {
             .exclude_fields
             .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()));
         let wants_facets = !query.facets.is_empty();
-        let found = self
-            .search
-            .search(IndexName::User, &query)
-            .await
-            .map_err(search_error)?;
+        let found = self.search.search(IndexName::User, &query).await?;
         let content: Vec<Value> = found
             .content
             .iter()
@@ -527,7 +519,7 @@ impl UserService {
         self.store
             .claim_owner(kind, &token)
             .await
-            .map_err(store_error)
+            .map_err(DomainError::from)
     }
 
     /// Resolves `key`/`value` (email, phone, username/loginId) to a user id.
@@ -552,13 +544,12 @@ impl UserService {
                 self.store
                     .claim_owner(ClaimKind::Username, &token)
                     .await
-                    .map_err(store_error)
+                    .map_err(DomainError::from)
             }
             "id" => Ok(self
                 .store
                 .get(Table::User, value.trim())
-                .await
-                .map_err(store_error)?
+                .await?
                 .map(|_| value.trim().to_string())),
             _ => Ok(None),
         }
@@ -582,11 +573,7 @@ impl UserService {
         let fields = opt_str_list(body, "fields")?.unwrap_or_default();
         let mut users = Vec::new();
         if let Some(id) = self.user_id_by_key(&key, &value).await?
-            && let Some(row) = self
-                .store
-                .get(Table::User, &id)
-                .await
-                .map_err(store_error)?
+            && let Some(row) = self.store.get(Table::User, &id).await?
         {
             let source = row.doc.as_object().cloned().unwrap_or_default();
             let mut shown = search_hit_view(&self.vault, &source, SearchVersion::V3);
@@ -647,8 +634,7 @@ impl UserService {
                 let doc = self
                     .store
                     .get(Table::User, &id)
-                    .await
-                    .map_err(store_error)?
+                    .await?
                     .map(|row| row.doc)
                     .ok_or_else(|| {
                         DomainError::with_message(ErrorCode::resourceNotFound, "user")
