@@ -103,7 +103,11 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)?;
         let keys_dir = settings.data_dir.join("keys");
         let public_keys_dir = settings.public_keys_dir();
-        let vault = PiiVault::from_settings(&settings.security, &keys_dir)?;
+        let vault = PiiVault::load(
+            &settings.security.pii_encryption_key,
+            &settings.security.blind_index_key,
+            &keys_dir,
+        )?;
         let signer = {
             let data_dir = settings.data_dir.clone();
             let public_keys_dir = public_keys_dir.clone();

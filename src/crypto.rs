@@ -147,6 +147,48 @@ impl std::fmt::Debug for BlindIndex {
     }
 }
 
+/// Both halves of PII handling behind one handle: sealing for storage, tokens for lookups.
+#[derive(Clone, Debug)]
+pub struct PiiVault {
+    cipher: PiiCipher,
+    index: BlindIndex,
+}
+
+impl PiiVault {
+    pub fn new(cipher: PiiCipher, index: BlindIndex) -> Self {
+        PiiVault { cipher, index }
+    }
+
+    /// Loads (or creates on first start) the two keys under `keys_dir`, unless configured
+    /// (base64 of 32 bytes; an empty string means "use the key file").
+    pub fn load(
+        encryption_key: &str,
+        blind_index_key: &str,
+        keys_dir: &Path,
+    ) -> anyhow::Result<PiiVault> {
+        let encryption = load_or_create_key(encryption_key, &keys_dir.join("pii.key"))?;
+        let blind = load_or_create_key(blind_index_key, &keys_dir.join("blind-index.key"))?;
+        Ok(PiiVault::new(
+            PiiCipher::new(&encryption),
+            BlindIndex::new(&blind),
+        ))
+    }
+
+    pub fn seal(&self, plaintext: &str) -> String {
+        self.cipher.seal(plaintext)
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
+        self.cipher.open(sealed)
+    }
+
+    /// The lookup token of an already normalised value (lower-cased email, national phone
+    /// digits, lower-cased username...).
+    pub fn token(&self, kind: &str, normalised: &str) -> String {
+        self.index.token(kind, normalised)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,47 +252,5 @@ mod tests {
             [9u8; 32]
         );
         assert!(decode_key("short").is_err());
-    }
-}
-
-/// Both halves of PII handling behind one handle: sealing for storage, tokens for lookups.
-#[derive(Clone, Debug)]
-pub struct PiiVault {
-    cipher: PiiCipher,
-    index: BlindIndex,
-}
-
-impl PiiVault {
-    pub fn new(cipher: PiiCipher, index: BlindIndex) -> Self {
-        PiiVault { cipher, index }
-    }
-
-    /// Loads (or creates on first start) the two keys under `keys_dir`, unless configured.
-    pub fn from_settings(
-        security: &crate::config::SecuritySettings,
-        keys_dir: &Path,
-    ) -> anyhow::Result<PiiVault> {
-        let encryption =
-            load_or_create_key(&security.pii_encryption_key, &keys_dir.join("pii.key"))?;
-        let blind =
-            load_or_create_key(&security.blind_index_key, &keys_dir.join("blind-index.key"))?;
-        Ok(PiiVault::new(
-            PiiCipher::new(&encryption),
-            BlindIndex::new(&blind),
-        ))
-    }
-
-    pub fn seal(&self, plaintext: &str) -> String {
-        self.cipher.seal(plaintext)
-    }
-
-    pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
-        self.cipher.open(sealed)
-    }
-
-    /// The lookup token of an already normalised value (lower-cased email, national phone
-    /// digits, lower-cased username...).
-    pub fn token(&self, kind: &str, normalised: &str) -> String {
-        self.index.token(kind, normalised)
     }
 }

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::actors::user_owner::{ASSOCIATION_SSO, NewUser, UserOwners};
+use crate::actors::user_owner::UserOwners;
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::config::Settings;
 use crate::domain::contact::Email;
+use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, channel_claim};
 use crate::domain::rules::{new_timestamp_id, new_user_id};
-use crate::services::indexing::ORGANISATION_TOPIC;
-use crate::services::orgs::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, channel_claim, setting};
-use crate::services::users::input::CreateRequest;
-use crate::storage::{ClaimKind, Expect, Store, Table, Transaction};
+use crate::domain::user::{ASSOCIATION_SSO, CreateRequest, NewUser};
+use crate::storage::records::setting;
+use crate::storage::{ClaimKind, Expect, Store, Table, Topic, Transaction};
 
 /// The roles Sunbird's migration scripts insert, with their display names.
 pub const DEFAULT_ROLES: &[(&str, &str)] = &[
@@ -199,7 +199,7 @@ pub async fn seed_reference_data(
         }),
         Expect::Absent,
     );
-    transaction.event(ORGANISATION_TOPIC, &org_id, 1);
+    transaction.event(Topic::Organisation, &org_id, 1);
     for (id, value) in default_settings(&org_id, &channel) {
         transaction.put(
             Table::SystemSettings,

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use super::slot::{ActorSlot, call_actor};
 use crate::domain::{DomainError, DomainResult};
+use crate::search::documents::{index_document, organisation_document};
 use crate::search::{IndexDoc, IndexName, SearchIndex};
-use crate::services::indexing::{IndexChange, document_for, topic_target};
-use crate::storage::{INDEXER_CONSUMER, Store, Table};
+use crate::storage::{INDEXER_CONSUMER, Store, Table, Topic, key_prefix};
 
 const BATCH: usize = 500;
 /// How often the indexer looks at the outbox without being woken (retries after a failure).
@@ -38,7 +38,7 @@ pub enum IndexerMessage {
     /// Clear and rebuild one index (or all) from the store.
     Rebuild(Option<IndexName>, RpcReplyPort<DomainResult<u64>>),
     /// Re-index the given ids of one table (`/v1/data/sync`); answers how many were indexed.
-    Sync(String, Vec<String>, RpcReplyPort<DomainResult<Vec<String>>>),
+    Sync(Topic, Vec<String>, RpcReplyPort<DomainResult<Vec<String>>>),
 }
 
 pub struct IndexerState {
@@ -135,7 +135,7 @@ impl Actor for Indexer {
                 let _ = reply.send(outcome);
             }
             IndexerMessage::Sync(topic, ids, reply) => {
-                let outcome = sync_ids(&state.context, &topic, ids).await;
+                let outcome = sync_ids(&state.context, topic, ids).await;
                 let _ = reply.send(outcome);
             }
         }
@@ -164,9 +164,8 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
             return Ok(());
         };
         let mut seen = HashSet::new();
-        let targets: Vec<(String, String)> = records
+        let targets: Vec<(Topic, String)> = records
             .into_iter()
-            .filter(|r| topic_target(&r.event.topic).is_some())
             .map(|r| (r.event.topic, r.event.entity_id))
             .filter(|key| seen.insert(key.clone()))
             .collect();
@@ -182,15 +181,12 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
 
 /// Builds and writes the documents of `targets`, grouped by index. An entity whose document
 /// cannot be built is logged and skipped: one bad row must not stop indexing for everyone.
-async fn apply(
-    context: &IndexerContext,
-    targets: &[(String, String)],
-) -> DomainResult<Vec<String>> {
+async fn apply(context: &IndexerContext, targets: &[(Topic, String)]) -> DomainResult<Vec<String>> {
     let mut upserts: Vec<(IndexName, Vec<IndexDoc>)> = Vec::new();
     let mut deletes: Vec<(IndexName, Vec<String>)> = Vec::new();
     let mut indexed = Vec::new();
     for (topic, id) in targets {
-        match document_for(&context.store, topic, id).await {
+        match document_for(&context.store, *topic, id).await {
             Ok(Some(IndexChange::Upsert(index, doc))) => {
                 indexed.push(id.clone());
                 match upserts.iter_mut().find(|(name, _)| *name == index) {
@@ -207,7 +203,7 @@ async fn apply(
             Ok(None) => {}
             Err(DomainError::Unavailable(what)) => return Err(DomainError::Unavailable(what)),
             Err(error) => {
-                tracing::error!(entity.topic = %topic, entity.id = %id, error = %error, "cannot build search document");
+                tracing::error!(entity.topic = topic.name(), entity.id = %id, error = %error, "cannot build search document");
             }
         }
     }
@@ -220,25 +216,87 @@ async fn apply(
     Ok(indexed)
 }
 
+/// The index an outbox topic feeds.
+fn index_of(topic: Topic) -> IndexName {
+    match topic {
+        Topic::User => IndexName::User,
+        Topic::Organisation => IndexName::Organisation,
+        Topic::Location => IndexName::Location,
+    }
+}
+
+/// What the index should hold for one entity: a document, or nothing (the row is gone).
+enum IndexChange {
+    Upsert(IndexName, IndexDoc),
+    Delete(IndexName, String),
+}
+
+/// The current document of `id` under `topic`, read from the store: the index is always a
+/// function of the store.
+async fn document_for(
+    store: &Arc<dyn Store>,
+    topic: Topic,
+    id: &str,
+) -> DomainResult<Option<IndexChange>> {
+    let index = index_of(topic);
+    let Some(row) = store.get(topic.table(), id).await? else {
+        return Ok(Some(IndexChange::Delete(index, id.to_string())));
+    };
+    let source = match topic {
+        Topic::User => user_document(store, &row.doc, id).await?,
+        Topic::Organisation => organisation_document(&row.doc),
+        Topic::Location => row.doc.as_object().cloned().unwrap_or_default(),
+    };
+    Ok(Some(IndexChange::Upsert(
+        index,
+        IndexDoc {
+            id: id.to_string(),
+            version: row.version,
+            source,
+        },
+    )))
+}
+
+/// A user's document with its memberships, roles and root organisation name.
+async fn user_document(
+    store: &Arc<dyn Store>,
+    doc: &serde_json::Value,
+    id: &str,
+) -> DomainResult<serde_json::Map<String, serde_json::Value>> {
+    let prefix = key_prefix(id);
+    let memberships: Vec<serde_json::Value> = store
+        .scan(Table::UserOrganisation, &prefix, None, 10_000)
+        .await?
+        .into_iter()
+        .map(|row| row.doc)
+        .collect();
+    let roles: Vec<serde_json::Value> = store
+        .scan(Table::UserRoles, &prefix, None, 1_000)
+        .await?
+        .into_iter()
+        .map(|row| row.doc)
+        .collect();
+    let root_org_name = match doc.get("rootOrgId").and_then(serde_json::Value::as_str) {
+        Some(root) => store.get(Table::Organisation, root).await?.and_then(|org| {
+            org.doc
+                .get("orgName")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        }),
+        None => None,
+    };
+    Ok(index_document(
+        doc,
+        &memberships,
+        &roles,
+        root_org_name.as_deref(),
+    ))
+}
+
 async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainResult<u64> {
     let mut total = 0u64;
-    for (topic, index, table) in [
-        (
-            crate::services::indexing::USER_TOPIC,
-            IndexName::User,
-            Table::User,
-        ),
-        (
-            crate::services::indexing::ORGANISATION_TOPIC,
-            IndexName::Organisation,
-            Table::Organisation,
-        ),
-        (
-            crate::services::indexing::LOCATION_TOPIC,
-            IndexName::Location,
-            Table::Location,
-        ),
-    ] {
+    for topic in Topic::ALL {
+        let (index, table) = (index_of(topic), topic.table());
         if only.is_some_and(|wanted| wanted != index) {
             continue;
         }
@@ -252,10 +310,8 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
             let Some(last) = rows.last().map(|row| row.key.clone()) else {
                 break;
             };
-            let targets: Vec<(String, String)> = rows
-                .into_iter()
-                .map(|row| (topic.to_string(), row.key))
-                .collect();
+            let targets: Vec<(Topic, String)> =
+                rows.into_iter().map(|row| (topic, row.key)).collect();
             total += apply(context, &targets).await?.len() as u64;
             after = Some(last);
         }
@@ -265,11 +321,10 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
 
 async fn sync_ids(
     context: &IndexerContext,
-    topic: &str,
+    topic: Topic,
     ids: Vec<String>,
 ) -> DomainResult<Vec<String>> {
-    let targets: Vec<(String, String)> =
-        ids.into_iter().map(|id| (topic.to_string(), id)).collect();
+    let targets: Vec<(Topic, String)> = ids.into_iter().map(|id| (topic, id)).collect();
     apply(context, &targets).await
 }
 
@@ -311,8 +366,7 @@ impl IndexerClient {
         .await?
     }
 
-    pub async fn sync(&self, topic: &str, ids: Vec<String>) -> DomainResult<Vec<String>> {
-        let topic = topic.to_string();
+    pub async fn sync(&self, topic: Topic, ids: Vec<String>) -> DomainResult<Vec<String>> {
         call_actor(&self.slot, self.timeout, "indexer", |reply| {
             IndexerMessage::Sync(topic, ids, reply)
         })

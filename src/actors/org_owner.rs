@@ -13,11 +13,11 @@ use serde_json::{Map, Value, json};
 use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
 use crate::clock::{Clock, sunbird_timestamp};
+use crate::domain::org::channel_claim;
 use crate::domain::rules::slugify;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::services::indexing::ORGANISATION_TOPIC;
-use crate::services::orgs::channel_claim;
-use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key};
+use crate::storage::records::external_id_claim;
+use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Topic, Transaction};
 
 const WRITE_RETRIES: usize = 3;
 
@@ -259,11 +259,6 @@ fn duplicate(value: &str, field: &str) -> DomainError {
     DomainError::rule(ErrorCode::errorDuplicateEntry, &[value, field])
 }
 
-/// The claim value of an external id: unique within a channel.
-pub fn external_id_claim(channel: &str, external_id: &str) -> String {
-    compose_key(&[&channel_claim(channel), &external_id.to_lowercase()])
-}
-
 fn claim_error(kind: ClaimKind, channel: &str, external_id: Option<&str>) -> DomainError {
     match kind {
         ClaimKind::OrgChannel => duplicate(channel, "channel"),
@@ -312,7 +307,7 @@ async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> 
         Value::Object(doc),
         Expect::Absent,
     );
-    transaction.event(ORGANISATION_TOPIC, &org.id, 1);
+    transaction.event(Topic::Organisation, &org.id, 1);
     match context.store.commit(transaction).await {
         Ok(_) => Ok(org.id),
         Err(StoreError::ClaimTaken { kind, .. }) => {
@@ -422,7 +417,7 @@ async fn update(context: &OrgOwnerContext, changes: OrgChanges) -> DomainResult<
             Value::Object(doc),
             Expect::Version(row.version),
         );
-        transaction.event(ORGANISATION_TOPIC, &changes.id, row.version + 1);
+        transaction.event(Topic::Organisation, &changes.id, row.version + 1);
         match context.store.commit(transaction).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
@@ -475,7 +470,7 @@ async fn modify(
             Value::Object(doc),
             Expect::Version(row.version),
         );
-        transaction.event(ORGANISATION_TOPIC, id, row.version + 1);
+        transaction.event(Topic::Organisation, id, row.version + 1);
         match context.store.commit(transaction).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,

@@ -16,23 +16,17 @@ use super::slot::{ActorSlot, call_factory};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
+use crate::domain::role::scope_organisations;
 use crate::domain::rules::username_candidate;
+use crate::domain::user::{
+    ASSOCIATION_SSO, AssignRoles, ExternalId, ExternalIdOperation, NewUser, RoleAssignment,
+    StatusChange, UserUpdate,
+};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::services::access::load_roles;
-use crate::services::users::input::{
-    CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest,
-};
+use crate::storage::records::load_roles;
 use crate::storage::{
-    ClaimKind, CommitInfo, Expect, Row, Store, StoreError, Table, Transaction, compose_key,
+    ClaimKind, CommitInfo, Expect, Row, Store, StoreError, Table, Topic, Transaction, compose_key,
 };
-
-/// Topic of user change events in the outbox.
-pub const USER_TOPIC: &str = "user";
-
-/// Membership association bits (Sunbird `AssociationMechanism`).
-pub const ASSOCIATION_SSO: i64 = 1;
-pub const ASSOCIATION_SELF_DECLARATION: i64 = 2;
-pub const ASSOCIATION_SYSTEM_UPLOAD: i64 = 4;
 
 /// Rounds of ten username candidates tried before giving up (Sunbird tries 10 x 10).
 const USERNAME_ROUNDS: usize = 10;
@@ -48,60 +42,6 @@ pub struct UserOwnerContext {
     pub clock: Arc<dyn Clock>,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,
-}
-
-/// A user to create, validated and resolved by the service.
-#[derive(Debug)]
-pub struct NewUser {
-    pub id: String,
-    pub request: CreateRequest,
-    pub password_hash: Option<String>,
-    pub root_org_id: String,
-    pub channel: String,
-    pub association_type: i64,
-    pub created_by: Option<String>,
-    pub flags_value: i64,
-}
-
-#[derive(Debug)]
-pub struct UserUpdate {
-    pub request: UpdateRequest,
-    pub updated_by: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusChange {
-    Block,
-    Unblock,
-    Delete,
-}
-
-/// A role assignment (reference §8.8).
-#[derive(Debug, Clone)]
-pub enum RoleAssignment {
-    /// v1: `roles` is the complete set of the user's roles in `organisation_id`.
-    ReplaceForOrganisation {
-        organisation_id: String,
-        roles: Vec<String>,
-    },
-    /// v2: scopes added to or removed from single roles.
-    Scopes(Vec<ScopeChange>),
-}
-
-#[derive(Debug, Clone)]
-pub struct ScopeChange {
-    pub role: String,
-    pub add: bool,
-    pub organisations: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct AssignRoles {
-    pub user_id: String,
-    pub assignment: RoleAssignment,
-    pub by: Option<String>,
-    /// Sunbird's `sunbird_disable_multiple_org_role`: roles in one organisation only.
-    pub single_organisation: bool,
 }
 
 pub enum UserMessage {
@@ -542,7 +482,7 @@ fn build_create(context: &UserOwnerContext, user: &NewUser, username: &str) -> T
             Expect::Any,
         );
     }
-    transaction.event(USER_TOPIC, &user.id, 1);
+    transaction.event(Topic::User, &user.id, 1);
     transaction
 }
 
@@ -758,7 +698,7 @@ fn build_update(
         Value::Object(doc),
         Expect::Version(row.version),
     );
-    transaction.event(USER_TOPIC, user_id, row.version + 1);
+    transaction.event(Topic::User, user_id, row.version + 1);
     Ok(transaction)
 }
 
@@ -913,7 +853,7 @@ fn build_status_change(
         Value::Object(doc),
         Expect::Version(row.version),
     );
-    transaction.event(USER_TOPIC, user_id, row.version + 1);
+    transaction.event(Topic::User, user_id, row.version + 1);
     transaction
 }
 
@@ -956,7 +896,7 @@ async fn build_role_assignment(
         else {
             continue;
         };
-        let organisations = crate::services::access::scope_organisations(row.doc.get("scope"));
+        let organisations = scope_organisations(row.doc.get("scope"));
         roles.insert(role, (Some(row), organisations));
     }
     let before: BTreeMap<String, Vec<String>> = roles
@@ -1087,6 +1027,6 @@ async fn build_role_assignment(
             );
         }
     }
-    transaction.event(USER_TOPIC, user_id, user.version);
+    transaction.event(Topic::User, user_id, user.version);
     Ok(transaction)
 }

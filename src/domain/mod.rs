@@ -5,6 +5,9 @@ pub mod contact;
 pub mod data_security;
 pub mod error;
 pub mod location;
+pub mod org;
+pub mod role;
 pub mod rules;
+pub mod user;
 
 pub use error::{DomainError, DomainResult, ErrorCode, RuleError};

@@ -6,7 +6,7 @@ use axum::routing::{get, patch, post};
 use super::envelope::{ApiResponse, ApiResult};
 use super::extract::{QueryMap, SunbirdBody};
 use super::{Access, AppState, RouteSpec, route};
-use crate::actors::user_owner::StatusChange;
+use crate::domain::user::StatusChange;
 use crate::services::access::Caller;
 use crate::services::users::input::{CreateRoute, UpdateRoute};
 use crate::services::users::view::{ReadVersion, SearchVersion};

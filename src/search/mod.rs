@@ -9,6 +9,7 @@
 //! implements the same trait; [`conformance`] is the suite every engine must pass.
 
 pub mod conformance;
+pub mod documents;
 pub mod dsl;
 pub mod tantivy_index;
 

@@ -3,14 +3,10 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
+use crate::domain::role::{ADMIN, ORG_ADMIN, Roles};
 use crate::domain::{DomainError, DomainResult};
-use crate::storage::{Store, Table, key_prefix};
-
-pub const ADMIN: &str = "ADMIN";
-pub const ORG_ADMIN: &str = "ORG_ADMIN";
-pub const PUBLIC: &str = "PUBLIC";
+use crate::storage::Store;
+use crate::storage::records::load_roles;
 
 /// The authenticated party of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,66 +32,6 @@ impl Caller {
     pub fn audit_id(&self) -> Option<String> {
         self.user_id().map(str::to_string)
     }
-}
-
-/// One stored role of a user with the organisations it is scoped to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopedRole {
-    pub role: String,
-    pub organisations: Vec<String>,
-}
-
-/// Every role a user holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Roles(pub Vec<ScopedRole>);
-
-impl Roles {
-    pub fn has(&self, role: &str) -> bool {
-        self.0.iter().any(|r| r.role == role)
-    }
-
-    pub fn has_in(&self, role: &str, organisation_id: &str) -> bool {
-        self.0
-            .iter()
-            .any(|r| r.role == role && r.organisations.iter().any(|o| o == organisation_id))
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.0.iter().map(|r| r.role.clone()).collect()
-    }
-}
-
-/// Reads the `user_roles` rows of a user.
-pub async fn load_roles(store: &Arc<dyn Store>, user_id: &str) -> DomainResult<Roles> {
-    let rows = store
-        .scan(Table::UserRoles, &key_prefix(user_id), None, 1000)
-        .await?;
-    Ok(Roles(
-        rows.iter()
-            .filter_map(|row| {
-                let role = row.doc.get("role")?.as_str()?.to_string();
-                let organisations = scope_organisations(row.doc.get("scope"));
-                Some(ScopedRole {
-                    role,
-                    organisations,
-                })
-            })
-            .collect(),
-    ))
-}
-
-/// The organisation ids of a stored scope list `[{"organisationId": ..}]`.
-pub fn scope_organisations(scope: Option<&Value>) -> Vec<String> {
-    scope
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| item.get("organisationId").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The access a caller has over users of one root organisation.

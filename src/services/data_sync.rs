@@ -10,9 +10,8 @@ use crate::actors::indexer::IndexerClient;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::IndexName;
 use crate::services::access::{Authority, Caller};
-use crate::services::indexing::{LOCATION_TOPIC, ORGANISATION_TOPIC, USER_TOPIC};
 use crate::services::json::{Body, success};
-use crate::storage::Store;
+use crate::storage::{Store, Topic};
 
 /// Ids handed to the indexer per call, so one call stays well inside the actor timeout.
 const SYNC_CHUNK: usize = 500;
@@ -26,7 +25,7 @@ pub struct DataSyncService {
 
 /// What to sync.
 struct SyncRequest {
-    topic: &'static str,
+    topic: Topic,
     index: IndexName,
     ids: Vec<String>,
     /// `operationType: "sync"`: answer with `esSyncResponse`.
@@ -39,13 +38,12 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
             // Sunbird throws this template unformatted.
             return Err(DomainError::unfilled(ErrorCode::dataTypeError));
         }
-        Some(Value::String(kind)) if kind == USER_TOPIC => (USER_TOPIC, IndexName::User),
-        Some(Value::String(kind)) if kind == ORGANISATION_TOPIC => {
-            (ORGANISATION_TOPIC, IndexName::Organisation)
-        }
-        Some(Value::String(kind)) if kind == LOCATION_TOPIC => {
-            (LOCATION_TOPIC, IndexName::Location)
-        }
+        Some(Value::String(kind)) => match Topic::from_name(kind) {
+            Some(Topic::User) => (Topic::User, IndexName::User),
+            Some(Topic::Organisation) => (Topic::Organisation, IndexName::Organisation),
+            Some(Topic::Location) => (Topic::Location, IndexName::Location),
+            None => return Err(DomainError::rule(ErrorCode::invalidObjectType, &[])),
+        },
         Some(_) => return Err(DomainError::rule(ErrorCode::invalidObjectType, &[])),
     };
     let ids = match body.get("objectIds") {
@@ -120,7 +118,7 @@ impl DataSyncService {
             indexed.extend(self.indexer.sync(request.topic, chunk.to_vec()).await?);
         }
         tracing::info!(
-            sync.topic = request.topic,
+            sync.topic = request.topic.name(),
             sync.requested = request.ids.len(),
             sync.indexed = indexed.len(),
             "data sync done"
@@ -144,7 +142,7 @@ impl DataSyncService {
                 .rebuild(Some(request.index), self.rebuild_timeout)
                 .await?;
             tracing::info!(
-                sync.topic = request.topic,
+                sync.topic = request.topic.name(),
                 sync.indexed = count,
                 "index rebuilt"
             );
@@ -156,10 +154,14 @@ impl DataSyncService {
         tokio::spawn(async move {
             match indexer.rebuild(Some(request.index), timeout).await {
                 Ok(count) => {
-                    tracing::info!(sync.topic = topic, sync.indexed = count, "index rebuilt")
+                    tracing::info!(
+                        sync.topic = topic.name(),
+                        sync.indexed = count,
+                        "index rebuilt"
+                    )
                 }
                 Err(error) => {
-                    tracing::error!(sync.topic = topic, error = %error, "index rebuild failed")
+                    tracing::error!(sync.topic = topic.name(), error = %error, "index rebuild failed")
                 }
             }
         });

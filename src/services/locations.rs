@@ -20,10 +20,9 @@ use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
-use crate::services::indexing::LOCATION_TOPIC;
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
 use crate::storage::{
-    ClaimKind, Expect, Row, Store, StoreError, Table, Transaction, compose_key, key_prefix,
+    ClaimKind, Expect, Row, Store, StoreError, Table, Topic, Transaction, compose_key, key_prefix,
 };
 
 /// Attempts of one write when concurrent writes keep moving the rows it read.
@@ -218,7 +217,7 @@ impl LocationService {
             if let Some(parent) = &parent {
                 Self::link_to_parent(&mut transaction, parent, &id);
             }
-            transaction.event(LOCATION_TOPIC, &id, 1);
+            transaction.event(Topic::Location, &id, 1);
             match self.store.commit(transaction).await {
                 Ok(_) => {
                     tracing::info!(location.id = %id, location.kind = %location_type, "location created");
@@ -310,7 +309,7 @@ impl LocationService {
                 Value::Object(doc),
                 Expect::Version(current.version),
             );
-            transaction.event(LOCATION_TOPIC, &id, current.version + 1);
+            transaction.event(Topic::Location, &id, current.version + 1);
             match self.store.commit(transaction).await {
                 Ok(_) => {
                     tracing::info!(location.id = %id, "location updated");
@@ -364,7 +363,7 @@ impl LocationService {
                     Expect::Any,
                 );
             }
-            transaction.event(LOCATION_TOPIC, id, current.version + 1);
+            transaction.event(Topic::Location, id, current.version + 1);
             match self.store.commit(transaction).await {
                 Ok(_) => {
                     tracing::info!(location.id = %id, "location deleted");

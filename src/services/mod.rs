@@ -4,11 +4,9 @@
 
 pub mod access;
 pub mod data_sync;
-pub mod indexing;
 pub mod json;
 pub mod locations;
 pub mod organisations;
-pub mod orgs;
 pub mod preferences;
 pub mod roles;
 pub mod settings;

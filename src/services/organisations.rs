@@ -9,17 +9,15 @@ use serde_json::{Map, Value, json};
 
 use crate::actors::org_owner::{NewOrg, OrgChanges, OrgOwners};
 use crate::domain::contact::Email;
+use crate::domain::org::{OrgType, org_type_names, org_type_value};
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::search::documents::organisation_document;
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::indexing::organisation_source;
 use crate::services::json::{Body, opt_bool, opt_nonblank, present, response, success};
-use crate::services::orgs::{
-    OrgType, get_org, org_str, org_type_names, org_type_value, org_types, tenant_by_channel,
-    tenant_id_of,
-};
+use crate::storage::records::{get_org, org_str, org_types, tenant_by_channel, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table};
 
 /// Keys Sunbird adds as null to an organisation read (`Util.getOrgDefaultValue`).
@@ -488,7 +486,7 @@ impl OrgService {
             .await?
             .ok_or_else(|| DomainError::not_found("organisation"))?;
         let types = org_types(&self.store).await?;
-        let mut view = organisation_source(&org);
+        let mut view = organisation_document(&org);
         view.remove("contactDetail");
         if !view.get("orgLocation").is_some_and(Value::is_array) {
             view.insert("orgLocation".into(), json!([]));

@@ -11,7 +11,7 @@ use crate::domain::data_security::{validate_against_default, validate_policy};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, response, success};
-use crate::services::orgs::{get_org, org_str};
+use crate::storage::records::{get_org, org_str};
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
 /// The organisation id holding the system-wide preferences.

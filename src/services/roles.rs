@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
-use crate::actors::user_owner::{AssignRoles, RoleAssignment, ScopeChange, UserOwners};
+use crate::actors::user_owner::UserOwners;
+use crate::domain::role::{ADMIN, ORG_ADMIN};
+use crate::domain::user::{AssignRoles, RoleAssignment, ScopeChange, user_id_from_path};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::services::access::{ADMIN, Authority, Caller, ORG_ADMIN};
+use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, success};
-use crate::services::orgs::{get_org, tenant_id_of};
-use crate::services::users::user_id_from_path;
+use crate::storage::records::{check_roles_exist, get_org, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
 
 /// How long the role catalogue is served from memory (roles change only by migration).
@@ -41,19 +42,6 @@ fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(DomainError::data_type("roles", "List")),
     }
-}
-
-/// Refuses unknown roles with Sunbird's "Please provide valid role.". A role is known when a
-/// role or a role group has that id (Sunbird's role map holds both).
-pub async fn check_roles_exist(store: &Arc<dyn Store>, roles: &[String]) -> DomainResult<()> {
-    for role in roles {
-        let known = store.get(Table::Role, role).await?.is_some()
-            || store.get(Table::RoleGroup, role).await?.is_some();
-        if !known {
-            return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
-        }
-    }
-    Ok(())
 }
 
 impl RoleService {
@@ -223,7 +211,7 @@ impl RoleService {
                         .store
                         .claim_owner(
                             ClaimKind::OrgExternalId,
-                            &crate::actors::org_owner::external_id_claim(&provider, &external_id),
+                            &crate::storage::records::external_id_claim(&provider, &external_id),
                         )
                         .await?
                         .ok_or_else(|| {

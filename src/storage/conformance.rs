@@ -228,7 +228,7 @@ async fn failed_transactions_leave_no_trace(store: &dyn Store, run: &str) {
     doomed.claim(ClaimKind::Phone, &free, "me");
     doomed.claim(ClaimKind::Username, &taken, "me");
     doomed.put(Table::User, &key, json!({}), Expect::Absent);
-    doomed.event("user", &key, 1);
+    doomed.event(super::Topic::User, &key, 1);
     let head_before = store
         .read_outbox(0, usize::MAX)
         .await
@@ -333,7 +333,7 @@ async fn outbox_is_ordered_and_trimmed_after_acknowledgement(store: &dyn Store, 
         .expect("position");
     let mut transaction = Transaction::default();
     for n in 0..3u64 {
-        transaction.event("user", format!("{run}-event-{n}"), n + 1);
+        transaction.event(super::Topic::User, format!("{run}-event-{n}"), n + 1);
     }
     let info = store.commit(transaction).await.expect("events");
     assert_eq!(info.sequences.len(), 3);

@@ -13,6 +13,7 @@
 
 pub mod cached;
 pub mod conformance;
+pub mod records;
 pub mod redb_store;
 
 use async_trait::async_trait;
@@ -154,11 +155,47 @@ pub struct Claim {
     pub owner: String,
 }
 
+/// The streams of the change outbox, one per kind of entity whose derived views (search
+/// documents) follow the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    User,
+    Organisation,
+    Location,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 3] = [Topic::User, Topic::Organisation, Topic::Location];
+
+    /// The name on the wire and in `/v1/data/sync`'s `objectType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::User => "user",
+            Topic::Organisation => "organisation",
+            Topic::Location => "location",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|topic| topic.name() == name)
+    }
+
+    /// The table holding the entities of this topic.
+    pub fn table(self) -> Table {
+        match self {
+            Topic::User => Table::User,
+            Topic::Organisation => Table::Organisation,
+            Topic::Location => Table::Location,
+        }
+    }
+}
+
 /// A change for the outbox consumers (indexer, notifications): the entity that changed and the
 /// version it reached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeEvent {
-    pub topic: String,
+    pub topic: Topic,
     pub entity_id: String,
     pub version: u64,
     #[serde(default)]
@@ -218,9 +255,9 @@ impl Transaction {
         });
     }
 
-    pub fn event(&mut self, topic: &str, entity_id: impl Into<String>, version: u64) {
+    pub fn event(&mut self, topic: Topic, entity_id: impl Into<String>, version: u64) {
         self.events.push(ChangeEvent {
-            topic: topic.to_string(),
+            topic,
             entity_id: entity_id.into(),
             version,
             payload: Value::Null,

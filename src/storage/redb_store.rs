@@ -543,7 +543,7 @@ mod tests {
                 serde_json::json!({"a": 1}),
                 Expect::Absent,
             );
-            transaction.event("user", "u1", 1);
+            transaction.event(super::super::Topic::User, "u1", 1);
             store.commit(transaction).await.expect("commit");
         }
         // The writer thread holds the database until its channel closes; wait for it to let go.

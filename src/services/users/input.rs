@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 
 use crate::domain::contact::{Email, Phone, PhoneError};
-use crate::domain::rules::{PasswordPolicy, normalise_username, parse_dob, username_base};
+use crate::domain::rules::{PasswordPolicy, normalise_username, parse_dob};
+use crate::domain::user::{CreateRequest, ExternalId, ExternalIdOperation, UpdateRequest};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::json::{Body, opt_bool, opt_nonblank, opt_str, present};
 
@@ -62,75 +63,6 @@ pub enum UpdateRoute {
     V1,
     V2,
     V3,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalId {
-    pub id: String,
-    pub id_type: String,
-    pub provider: String,
-}
-
-impl ExternalId {
-    /// The uniqueness key of an external id: provider, type and id, case-insensitively.
-    pub fn claim_value(&self) -> String {
-        format!(
-            "{}@{}@{}",
-            self.id.to_lowercase(),
-            self.id_type.to_lowercase(),
-            self.provider.to_lowercase()
-        )
-    }
-
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({"id": self.id, "idType": self.id_type, "provider": self.provider})
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExternalIdOperation {
-    Add,
-    Edit,
-    Remove,
-}
-
-/// A validated create request, before organisation resolution.
-#[derive(Debug, Clone)]
-pub struct CreateRequest {
-    pub profile: Map<String, Value>,
-    pub first_name: String,
-    pub last_name: Option<String>,
-    pub email: Option<Email>,
-    pub email_verified: bool,
-    pub phone: Option<Phone>,
-    pub phone_verified: bool,
-    pub recovery_email: Option<Email>,
-    pub recovery_phone: Option<Phone>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub dob: Option<String>,
-    pub channel: Option<String>,
-    pub organisation_id: Option<String>,
-    pub roles: Vec<String>,
-    pub external_ids: Vec<ExternalId>,
-    pub managed_by: Option<String>,
-}
-
-/// A validated update request.
-#[derive(Debug, Clone)]
-pub struct UpdateRequest {
-    pub user_id: String,
-    /// Plain profile fields to set (a null value clears the field).
-    pub profile: Map<String, Value>,
-    pub email: Option<Email>,
-    pub email_verified: Option<bool>,
-    pub phone: Option<Phone>,
-    pub phone_verified: Option<bool>,
-    pub recovery_email: Option<Email>,
-    pub recovery_phone: Option<Phone>,
-    pub dob: Option<String>,
-    pub organisation_id: Option<String>,
-    pub external_ids: Vec<(ExternalIdOperation, ExternalId)>,
 }
 
 fn invalid_parameter(what: &str) -> DomainError {
@@ -422,12 +354,6 @@ pub fn parse_create(
         external_ids,
         managed_by,
     })
-}
-
-impl CreateRequest {
-    pub fn username_base(&self) -> String {
-        username_base(&self.first_name, self.last_name.as_deref())
-    }
 }
 
 /// `userType`/`userSubType` from the first entry of `profileUserTypes`, when there is one.

@@ -9,23 +9,28 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::actors::user_owner::{
-    ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, NewUser, StatusChange, UserOwners, UserUpdate,
-    username_token,
-};
+use crate::actors::user_owner::{UserOwners, username_token};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
+use crate::domain::role::PUBLIC;
 use crate::domain::rules::{PasswordPolicy, new_user_id};
+use crate::domain::user::{
+    ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, NewUser, StatusChange, UserUpdate,
+    user_id_from_path,
+};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
-use crate::services::access::{Authority, Caller, PUBLIC};
+use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
-use crate::services::orgs::{custodian, get_org, json_setting, org_str, tenant_by_channel};
+use crate::storage::records::{
+    check_roles_exist, custodian, get_org, json_setting, org_str, tenant_by_channel,
+};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
-use view::{PII_TOKENS_FIELD, ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
+use view::{ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
 
 /// Sunbird's flag for users whose root organisation is a state tenant.
 const STATE_VALIDATED: i64 = 4;
@@ -46,11 +51,6 @@ pub struct UserService {
     policy: PasswordPolicy,
     clock: Arc<dyn Clock>,
     rules: UserRules,
-}
-
-/// Sunbird path ids may be federated (`f:<provider>:<uuid>`): the user id is the last segment.
-pub fn user_id_from_path(raw: &str) -> String {
-    raw.rsplit(':').next().unwrap_or(raw).trim().to_string()
 }
 
 /// Hashes a password with Argon2id on the blocking pool (it takes tens of milliseconds).
@@ -156,7 +156,7 @@ impl UserService {
                 )?;
             }
         }
-        crate::services::roles::check_roles_exist(&self.store, &request.roles).await?;
+        check_roles_exist(&self.store, &request.roles).await?;
 
         let password_hash = match &request.password {
             Some(password) => Some(hash_password(password.clone()).await?),
@@ -276,7 +276,7 @@ impl UserService {
         let roles = self.related_rows(Table::UserRoles, id).await?;
         let root_org = match doc.get("rootOrgId").and_then(Value::as_str) {
             Some(root) => get_org(&self.store, root).await?.map(|org| {
-                let mut org = crate::services::indexing::organisation_source(&org);
+                let mut org = crate::search::documents::organisation_document(&org);
                 org.remove("contactDetail");
                 Value::Object(org)
             }),

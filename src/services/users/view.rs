@@ -7,8 +7,11 @@ use serde_json::{Map, Value, json};
 
 use crate::crypto::PiiVault;
 use crate::domain::contact::{mask_email, mask_phone};
+use crate::domain::role::scope_organisations;
 use crate::domain::rules::is_minor;
-use crate::services::access::scope_organisations;
+use crate::search::documents::{
+    PII_TOKENS_FIELD, is_deleted_membership, membership_view, role_view,
+};
 
 /// PII fields shown masked after opening.
 pub const MASKED_PII: [&str; 6] = [
@@ -30,9 +33,6 @@ pub const EXCLUDED_FIELDS: [&str; 4] = [
     "profileVisibility",
     "loginId",
 ];
-/// The index document keeps blind-index tokens of PII here, for exact filters.
-pub const PII_TOKENS_FIELD: &str = "_pii";
-
 /// Keys Sunbird adds as null to v1-v3 reads when absent (`Util.getUserDefaultValue`).
 const READ_DEFAULT_NULLS: [&str; 15] = [
     "avatar",
@@ -106,20 +106,6 @@ pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
     }
 }
 
-fn membership_view(membership: &Value, role_names: Option<Vec<String>>) -> Value {
-    let mut view = membership.as_object().cloned().unwrap_or_default();
-    view.remove("roles");
-    if let Some(association) = view.get("associationType").and_then(Value::as_i64) {
-        view.insert("isSSO".into(), json!(association & 1 != 0));
-        view.insert("isSelfDeclaration".into(), json!(association & 2 != 0));
-        view.insert("isSystemUpload".into(), json!(association & 4 != 0));
-    }
-    if let Some(names) = role_names.filter(|names| !names.is_empty()) {
-        view.insert("roles".into(), json!(names));
-    }
-    Value::Object(view)
-}
-
 fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
     roles
         .iter()
@@ -130,32 +116,6 @@ fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
         })
         .filter_map(|role| role.get("role").and_then(Value::as_str).map(str::to_string))
         .collect()
-}
-
-/// A role row as v5 read and search show it.
-pub fn role_view(role: &Value) -> Value {
-    let mut view = Map::new();
-    for key in [
-        "role",
-        "scope",
-        "createdBy",
-        "createdDate",
-        "updatedBy",
-        "updatedDate",
-    ] {
-        view.insert(
-            key.to_string(),
-            role.get(key).cloned().unwrap_or(Value::Null),
-        );
-    }
-    Value::Object(view)
-}
-
-fn is_deleted_membership(membership: &Value) -> bool {
-    membership
-        .get("isDeleted")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// The user read response (`result.response`).
@@ -342,42 +302,11 @@ pub fn search_hit_view(
     view
 }
 
-/// The search document of a user: the stored row (PII still sealed, as Sunbird's index holds
-/// ciphertext), its active memberships, its roles, the root organisation's name, and the blind
-/// tokens under [`PII_TOKENS_FIELD`] so exact PII filters work without plaintext in the index.
-pub fn index_document(
-    doc: &Value,
-    memberships: &[Value],
-    roles: &[Value],
-    root_org_name: Option<&str>,
-) -> Map<String, Value> {
-    let mut source = doc.as_object().cloned().unwrap_or_default();
-    let tokens = source.remove("_index").unwrap_or_else(|| json!({}));
-    source.remove("passwordHash");
-    source.insert(PII_TOKENS_FIELD.into(), tokens);
-    let organisations: Vec<Value> = memberships
-        .iter()
-        .filter(|m| !is_deleted_membership(m))
-        .map(|m| membership_view(m, None))
-        .collect();
-    source.insert("organisations".into(), Value::Array(organisations));
-    source.insert(
-        "roles".into(),
-        Value::Array(roles.iter().map(role_view).collect()),
-    );
-    if let Some(name) = root_org_name {
-        source.insert("rootOrgName".into(), json!(name));
-    }
-    if let Some(id) = source.get("id").cloned() {
-        source.insert("identifier".into(), id);
-    }
-    source
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::{BlindIndex, PiiCipher};
+    use crate::search::documents::index_document;
 
     fn vault() -> PiiVault {
         PiiVault::new(PiiCipher::new(&[3u8; 32]), BlindIndex::new(&[4u8; 32]))

@@ -1,19 +1,19 @@
-//! Organisation reads shared by the user flows: by id, by channel, and the custodian
-//! organisation recorded in the system settings.
+//! Typed reads of the store shared by owners and services: organisations by id and channel,
+//! system settings, the custodian organisation, organisation types, a user's roles and the role
+//! catalogue. Engine errors become domain errors here (`?`), so callers only see `DomainError`.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::domain::{DomainError, DomainResult};
-use crate::storage::{ClaimKind, Store, Table};
+use super::{ClaimKind, Store, Table, compose_key, key_prefix};
+use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, OrgType, channel_claim};
+use crate::domain::role::{Roles, ScopedRole, scope_organisations};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 
-pub const CUSTODIAN_ORG_ID: &str = "custodianOrgId";
-pub const CUSTODIAN_ORG_CHANNEL: &str = "custodianOrgChannel";
-
-/// The claim value of a channel: channels are unique case-insensitively.
-pub fn channel_claim(channel: &str) -> String {
-    channel.trim().to_lowercase()
+/// The claim value of an organisation's external id: unique within a channel.
+pub fn external_id_claim(channel: &str, external_id: &str) -> String {
+    compose_key(&[&channel_claim(channel), &external_id.to_lowercase()])
 }
 
 pub async fn get_org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Value>> {
@@ -67,14 +67,6 @@ pub fn org_str<'a>(org: &'a Value, field: &str) -> Option<&'a str> {
     org.get(field).and_then(Value::as_str)
 }
 
-/// One entry of the `orgTypeConfig` setting: `{name, value, flagNameList}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrgType {
-    pub name: String,
-    pub value: i64,
-    pub flags: Vec<String>,
-}
-
 /// The organisation types of the `orgTypeConfig` setting, in configuration order.
 pub async fn org_types(store: &Arc<dyn Store>) -> DomainResult<Vec<OrgType>> {
     let config = json_setting(store, "orgTypeConfig")
@@ -108,21 +100,6 @@ pub async fn org_types(store: &Arc<dyn Store>) -> DomainResult<Vec<OrgType>> {
         .unwrap_or_default())
 }
 
-/// The value of a type name, case-insensitively (the original only accepts the lower-cased
-/// name; accepting `School` too breaks no client).
-pub fn org_type_value(types: &[OrgType], name: &str) -> Option<i64> {
-    types
-        .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(name.trim()))
-        .map(|t| t.value)
-}
-
-/// `[school, board]`: the valid names as Sunbird lists them in messages.
-pub fn org_type_names(types: &[OrgType]) -> String {
-    let names: Vec<String> = types.iter().map(|t| t.name.to_lowercase()).collect();
-    format!("[{}]", names.join(", "))
-}
-
 /// The tenant an organisation belongs to: itself for a tenant, the tenant owning its channel
 /// otherwise.
 pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &Value) -> DomainResult<Option<String>> {
@@ -139,4 +116,36 @@ pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &Value) -> DomainResult<O
             .and_then(|tenant| org_str(&tenant, "id").map(str::to_string))),
         None => Ok(None),
     }
+}
+
+/// Reads the `user_roles` rows of a user.
+pub async fn load_roles(store: &Arc<dyn Store>, user_id: &str) -> DomainResult<Roles> {
+    let rows = store
+        .scan(Table::UserRoles, &key_prefix(user_id), None, 1000)
+        .await?;
+    Ok(Roles(
+        rows.iter()
+            .filter_map(|row| {
+                let role = row.doc.get("role")?.as_str()?.to_string();
+                let organisations = scope_organisations(row.doc.get("scope"));
+                Some(ScopedRole {
+                    role,
+                    organisations,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Refuses unknown roles with Sunbird's "Please provide valid role.". A role is known when a
+/// role or a role group has that id (Sunbird's role map holds both).
+pub async fn check_roles_exist(store: &Arc<dyn Store>, roles: &[String]) -> DomainResult<()> {
+    for role in roles {
+        let known = store.get(Table::Role, role).await?.is_some()
+            || store.get(Table::RoleGroup, role).await?.is_some();
+        if !known {
+            return Err(DomainError::rule(ErrorCode::invalidParameter, &["role"]));
+        }
+    }
+    Ok(())
 }
