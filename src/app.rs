@@ -32,7 +32,9 @@ use crate::search::SearchIndex;
 use crate::search::dsl::SearchLimits;
 use crate::search::tantivy_index::TantivyIndex;
 use crate::seed;
+use crate::services::access::CallerResolver;
 use crate::services::data_sync::DataSyncService;
+use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
@@ -205,13 +207,20 @@ impl Application {
         let preferences = PreferenceService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let system_settings = SettingsService::new(Arc::clone(&engines.store));
         let data_sync = DataSyncService::new(
-            Arc::clone(&engines.store),
             tree.indexer.clone(),
             Duration::from_secs(settings.sync.rebuild_timeout_seconds),
         );
+        let liveness = {
+            let (indexer, user_owners, org_owners) = (
+                tree.indexer.clone(),
+                tree.user_owners.clone(),
+                tree.org_owners.clone(),
+            );
+            Arc::new(move || indexer.alive() && user_owners.alive() && org_owners.alive())
+        };
         let state = AppState(Arc::new(AppInner {
-            store: engines.store,
-            search: engines.search,
+            callers: CallerResolver::new(verifier, Arc::clone(&engines.store)),
+            health: HealthService::new(engines.store, engines.search, liveness),
             users,
             orgs,
             roles,
@@ -219,10 +228,6 @@ impl Application {
             preferences,
             settings: system_settings,
             data_sync,
-            indexer: tree.indexer.clone(),
-            user_owners: tree.user_owners.clone(),
-            org_owners: tree.org_owners.clone(),
-            verifier,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
         }));

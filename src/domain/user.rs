@@ -11,6 +11,24 @@ pub const ASSOCIATION_SSO: i64 = 1;
 pub const ASSOCIATION_SELF_DECLARATION: i64 = 2;
 pub const ASSOCIATION_SYSTEM_UPLOAD: i64 = 4;
 
+/// Sunbird's user status values: 1 active, 0 blocked, 2 deleted.
+pub const STATUS_BLOCKED: i64 = 0;
+pub const STATUS_ACTIVE: i64 = 1;
+pub const STATUS_DELETED: i64 = 2;
+
+/// Deleted: Sunbird marks a deleted user with `isDeleted` and status 2; either counts.
+pub fn is_deleted(user: &Value) -> bool {
+    user.get("isDeleted")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || user.get("status").and_then(Value::as_i64) == Some(STATUS_DELETED)
+}
+
+/// Active: not deleted and not blocked. Only an active user's token is accepted.
+pub fn is_active(user: &Value) -> bool {
+    !is_deleted(user) && user.get("status").and_then(Value::as_i64) == Some(STATUS_ACTIVE)
+}
+
 /// Sunbird path ids may be federated (`f:<provider>:<uuid>`): the user id is the last segment.
 pub fn user_id_from_path(raw: &str) -> String {
     raw.rsplit(':').next().unwrap_or(raw).trim().to_string()

@@ -25,10 +25,9 @@ fn check(name: &str, healthy: bool) -> serde_json::Value {
 }
 
 async fn health(State(state): State<AppState>) -> ApiResponse {
-    let store = state.store.healthy().await;
-    let search = state.search.healthy().await;
-    let actors = state.indexer.alive() && state.user_owners.alive() && state.org_owners.alive();
-    let healthy = store && search && actors;
+    let report = state.health.check().await;
+    let (store, search, actors) = (report.store, report.search, report.actors);
+    let healthy = report.healthy();
     if !healthy {
         return Err(ApiError(DomainError::Unavailable(format!(
             "health check failed: store={store} search={search} actors={actors}"

@@ -28,21 +28,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
-use crate::actors::indexer::IndexerClient;
-use crate::actors::org_owner::OrgOwners;
-use crate::actors::user_owner::UserOwners;
-use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::{DomainError, ErrorCode};
-use crate::search::SearchIndex;
-use crate::services::access::Caller;
+use crate::services::access::{Caller, CallerResolver};
 use crate::services::data_sync::DataSyncService;
+use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::users::UserService;
-use crate::storage::{Store, Table};
 use envelope::{ApiError, EnvelopeBody, InternalCause, render};
 
 /// Who may call a route without more checks in the service.
@@ -70,8 +65,8 @@ pub enum Listener {
 }
 
 pub struct AppInner {
-    pub store: Arc<dyn Store>,
-    pub search: Arc<dyn SearchIndex>,
+    pub callers: CallerResolver,
+    pub health: HealthService,
     pub users: UserService,
     pub orgs: OrgService,
     pub roles: RoleService,
@@ -79,10 +74,6 @@ pub struct AppInner {
     pub preferences: PreferenceService,
     pub settings: SettingsService,
     pub data_sync: DataSyncService,
-    pub indexer: IndexerClient,
-    pub user_owners: UserOwners,
-    pub org_owners: OrgOwners,
-    pub verifier: TokenVerifier,
     pub request_timeout: Duration,
     pub body_limit: usize,
 }
@@ -292,8 +283,7 @@ async fn sunbird_middleware(
         .headers()
         .get("x-authenticated-user-token")
         .and_then(|v| v.to_str().ok())
-        .map(|v| bearer_or_raw(v).to_string())
-        .filter(|t| !t.is_empty());
+        .map(str::to_string);
     let (mut response, caller) =
         match authenticate(&context, token.as_deref(), meta.map(|m| m.access)).await {
             Ok(caller) => {
@@ -404,42 +394,23 @@ fn envelope_for_bare_status(status: StatusCode) -> EnvelopeBody {
     }
 }
 
-/// The caller of a request, by the route's access class. Tokens are checked offline, and the
-/// user must still exist and be active, so a blocked or deleted user's token stops working at
-/// once.
+/// The caller of a request, by the route's access class. A token counts only while its user
+/// exists and is active (the resolver decides), so a blocked or deleted user's token stops
+/// working at once.
 async fn authenticate(
     context: &RouterContext,
     token: Option<&str>,
     access: Option<Access>,
 ) -> Result<Caller, ApiError> {
-    let verified = match token {
-        Some(token) => match context.state.verifier.verify(token) {
-            Ok(verified) => Some(verified.user_id),
-            Err(error) => {
-                tracing::info!(reason = error.reason(), "token rejected");
-                None
-            }
-        },
-        None => None,
-    };
-    let active_user = match verified {
-        Some(user_id) => match context.state.store.get(Table::User, &user_id).await {
-            Ok(Some(row))
-                if row.doc.get("status").and_then(serde_json::Value::as_i64) == Some(1) =>
-            {
-                Some(user_id)
-            }
-            Ok(_) => {
-                tracing::info!(reason = "inactive_or_unknown_user", "token rejected");
-                None
-            }
-            Err(error) => return Err(ApiError(DomainError::from(error))),
-        },
-        None => None,
-    };
+    let user = context
+        .state
+        .callers
+        .user_of(token)
+        .await
+        .map_err(ApiError)?;
     let unauthorized = || ApiError(DomainError::unauthorized());
-    match (access, active_user) {
-        (_, Some(user_id)) => Ok(Caller::User(user_id)),
+    match (access, user) {
+        (_, Some(principal)) => Ok(Caller::User(principal)),
         (Some(Access::Token), None) => Err(unauthorized()),
         (Some(Access::Private), None) if context.listener == Listener::Internal => {
             Ok(Caller::Internal)

@@ -1,20 +1,35 @@
-//! Who is calling and what they may do. Roles are read from the store, never from the token, so a
-//! role change takes effect at once.
+//! Who is calling and what they may do. The caller is resolved once per request
+//! ([`CallerResolver`]): the token is verified offline, the user must exist and be active, and
+//! the roles are read from the store, never from the token, so a role change or a block takes
+//! effect at once. Services decide with [`Authority`] and read nothing more.
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::role::{ADMIN, ORG_ADMIN, Roles};
+use crate::domain::user::is_active;
 use crate::domain::{DomainError, DomainResult};
-use crate::storage::Store;
 use crate::storage::records::load_roles;
+use crate::storage::{Store, Table};
+
+/// A verified user token of an active user, with the user's row and current roles.
+#[derive(Debug, PartialEq)]
+pub struct Principal {
+    pub id: String,
+    /// The stored user document at the time of the request.
+    pub user: Value,
+    pub roles: Roles,
+}
 
 /// The authenticated party of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
     /// No (valid) token on a public route.
     Anonymous,
-    /// A verified user token.
-    User(String),
+    /// A verified user token of an active user.
+    User(Arc<Principal>),
     /// A request on the internal listener without a user token: another service of the cluster,
     /// trusted as Sunbird trusts `/private` routes.
     Internal,
@@ -23,7 +38,7 @@ pub enum Caller {
 impl Caller {
     pub fn user_id(&self) -> Option<&str> {
         match self {
-            Caller::User(id) => Some(id),
+            Caller::User(principal) => Some(&principal.id),
             _ => None,
         }
     }
@@ -31,6 +46,56 @@ impl Caller {
     /// The id written to `createdBy`/`updatedBy`.
     pub fn audit_id(&self) -> Option<String> {
         self.user_id().map(str::to_string)
+    }
+
+    /// The caller's roles (none for anonymous and internal callers).
+    pub fn roles(&self) -> Roles {
+        match self {
+            Caller::User(principal) => principal.roles.clone(),
+            _ => Roles::default(),
+        }
+    }
+}
+
+/// Turns the token of a request into the user behind it, once per request.
+#[derive(Clone)]
+pub struct CallerResolver {
+    verifier: TokenVerifier,
+    store: Arc<dyn Store>,
+}
+
+impl CallerResolver {
+    pub fn new(verifier: TokenVerifier, store: Arc<dyn Store>) -> Self {
+        CallerResolver { verifier, store }
+    }
+
+    /// The active user behind a token header value (`Bearer <jwt>` or the bare token). `None`
+    /// for a missing or invalid token and for an unknown, blocked or deleted user: such a token
+    /// counts as no token. A store failure is an error (503 when the store is unreachable).
+    pub async fn user_of(&self, header: Option<&str>) -> DomainResult<Option<Arc<Principal>>> {
+        let Some(token) = header.map(bearer_or_raw).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let user_id = match self.verifier.verify(token) {
+            Ok(verified) => verified.user_id,
+            Err(error) => {
+                tracing::info!(reason = error.reason(), "token rejected");
+                return Ok(None);
+            }
+        };
+        let user = match self.store.get(Table::User, &user_id).await? {
+            Some(row) if is_active(&row.doc) => row.doc,
+            _ => {
+                tracing::info!(reason = "inactive_or_unknown_user", "token rejected");
+                return Ok(None);
+            }
+        };
+        let roles = load_roles(&self.store, &user_id).await?;
+        Ok(Some(Arc::new(Principal {
+            id: user_id,
+            user,
+            roles,
+        })))
     }
 }
 
@@ -41,15 +106,11 @@ pub struct Authority {
 }
 
 impl Authority {
-    pub async fn of(store: &Arc<dyn Store>, caller: &Caller) -> DomainResult<Authority> {
-        let roles = match caller {
-            Caller::User(id) => load_roles(store, id).await?,
-            _ => Roles::default(),
-        };
-        Ok(Authority {
+    pub fn of(caller: &Caller) -> Authority {
+        Authority {
             caller: caller.clone(),
-            roles,
-        })
+            roles: caller.roles(),
+        }
     }
 
     /// System administration: the internal listener or the ADMIN role.

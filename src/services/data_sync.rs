@@ -1,7 +1,6 @@
 //! POST /v1/data/sync (reference §1.10, §8.15): re-index given users, organisations or
 //! locations from the store, or rebuild a whole index when no ids are given.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -11,14 +10,13 @@ use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::IndexName;
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, success};
-use crate::storage::{Store, Topic};
+use crate::storage::Topic;
 
 /// Ids handed to the indexer per call, so one call stays well inside the actor timeout.
 const SYNC_CHUNK: usize = 500;
 
 #[derive(Clone)]
 pub struct DataSyncService {
-    store: Arc<dyn Store>,
     indexer: IndexerClient,
     rebuild_timeout: Duration,
 }
@@ -92,13 +90,8 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
 }
 
 impl DataSyncService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        indexer: IndexerClient,
-        rebuild_timeout: Duration,
-    ) -> DataSyncService {
+    pub fn new(indexer: IndexerClient, rebuild_timeout: Duration) -> DataSyncService {
         DataSyncService {
-            store,
             indexer,
             rebuild_timeout,
         }
@@ -107,7 +100,7 @@ impl DataSyncService {
     /// Sunbird leaves sync open; it rewrites whole indexes, so here it needs a system
     /// administrator.
     pub async fn sync(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         authority.require(authority.is_admin())?;
         let request = parse(body)?;
         if request.ids.is_empty() {

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod data_sync;
+pub mod health;
 pub mod json;
 pub mod locations;
 pub mod organisations;

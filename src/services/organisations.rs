@@ -288,7 +288,7 @@ impl OrgService {
         };
         let channel = channel.ok_or_else(|| DomainError::mandatory_missing("channel"))?;
 
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         if tenant {
             authority.require(authority.is_admin())?;
         } else {
@@ -352,7 +352,7 @@ impl OrgService {
         let org = get_org(&self.store, id)
             .await?
             .ok_or_else(invalid_request)?;
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let tenant = tenant_id_of(&self.store, &org).await?;
         let allowed = authority.is_admin()
             || tenant.as_deref().is_some_and(|t| authority.administers(t))
@@ -607,7 +607,7 @@ impl OrgService {
         let sign_keys = Self::key_list(body, "signKeys")?;
         let enc_keys = Self::key_list(body, "encKeys")?;
         // The original leaves this route to its gateway; keys are a system administrator's job.
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         authority.require(authority.is_admin())?;
         self.owners
             .assign_keys(id, sign_keys, enc_keys, caller.audit_id())
@@ -640,7 +640,7 @@ impl OrgService {
         let org = get_org(&self.store, &id)
             .await?
             .ok_or_else(|| DomainError::rule(ErrorCode::rootOrgAssociationError, &[&id]))?;
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let tenant = tenant_id_of(&self.store, &org).await?;
         authority.require(
             authority.is_admin() || tenant.as_deref().is_some_and(|t| authority.administers(t)),

@@ -142,7 +142,7 @@ impl RoleService {
         organisations: &[String],
         roles: &[String],
     ) -> DomainResult<()> {
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         if authority.is_admin() {
             return Ok(());
         }

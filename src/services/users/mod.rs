@@ -128,7 +128,7 @@ impl UserService {
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
         let request = parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let (custodian_id, custodian_channel) = custodian(&self.store).await?;
 
         let (root_org_id, channel) = if route.is_signup() {
@@ -317,7 +317,7 @@ impl UserService {
         {
             return Err(DomainError::rule(ErrorCode::userAccountlocked, &[]));
         }
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let managed_by = doc.get("managedBy").and_then(Value::as_str);
         let root = doc
             .get("rootOrgId")
@@ -341,7 +341,7 @@ impl UserService {
     ) -> DomainResult<Map<String, Value>> {
         let request = parse_update(body, route, &self.rules.default_country_code)?;
         let doc = self.load_user(&request.user_id).await?;
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let managed_by = doc.get("managedBy").and_then(Value::as_str);
         let root = doc
             .get("rootOrgId")
@@ -375,7 +375,7 @@ impl UserService {
             .await?
             .map(|row| row.doc)
             .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
-        let authority = Authority::of(&self.store, caller).await?;
+        let authority = Authority::of(caller);
         let root = doc
             .get("rootOrgId")
             .and_then(Value::as_str)
