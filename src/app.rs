@@ -19,18 +19,14 @@ use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorTree, TreeSettings, spawn_tree};
 use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
-use crate::cache::Cache;
-use crate::cache::moka_cache::MokaCache;
-use crate::cache::redis_cache::RedisCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
+use crate::engines;
 use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
-use crate::search::SearchIndex;
 use crate::search::dsl::SearchLimits;
-use crate::search::tantivy_index::TantivyIndex;
 use crate::seed;
 use crate::services::access::CallerResolver;
 use crate::services::data_sync::DataSyncService;
@@ -41,54 +37,7 @@ use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::users::{UserRules, UserService};
-use crate::storage::Store;
-use crate::storage::cached::CachedStore;
-use crate::storage::redb_store::RedbStore;
-
-/// The engines of an embedded install, opened from the data dir.
-pub struct Engines {
-    /// The store behind the read-through cache: what request handling and owners use.
-    pub store: Arc<dyn Store>,
-    /// The same store without the cache. The indexer reads through this one: it is woken the
-    /// moment a commit lands, before the committing side has invalidated the cache, and a
-    /// document built from a stale cached row would stay stale in the index.
-    pub uncached_store: Arc<dyn Store>,
-    pub search: Arc<dyn SearchIndex>,
-    pub outbox_head: Option<tokio::sync::watch::Receiver<u64>>,
-}
-
-/// Opens the embedded store (with its read-through cache on the configured cache engine) and
-/// the search index.
-pub async fn open_engines(settings: &Settings) -> anyhow::Result<Engines> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let redb = RedbStore::open(&settings.data_dir.join("store.redb"))
-        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
-    let outbox_head = Some(redb.outbox_head());
-    let uncached_store: Arc<dyn Store> = Arc::new(redb);
-    let cache: Arc<dyn Cache> = match settings.cache.engine.as_str() {
-        "redis" => Arc::new(
-            RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?,
-        ),
-        _ => Arc::new(MokaCache::new(settings.cache.max_entries)),
-    };
-    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
-        Arc::clone(&uncached_store),
-        cache,
-        Duration::from_secs(settings.cache.ttl_seconds),
-    ));
-    let search: Arc<dyn SearchIndex> = Arc::new(
-        TantivyIndex::open(&settings.data_dir.join("index"))
-            .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?,
-    );
-    Ok(Engines {
-        store,
-        uncached_store,
-        search,
-        outbox_head,
-    })
-}
+use crate::storage::ConsumerMode;
 
 pub struct Application {
     public: TcpListener,
@@ -127,7 +76,8 @@ impl Application {
                 ..VerifierSettings::default()
             },
         )?;
-        let engines = open_engines(&settings).await?;
+        let engines = engines::open(&settings).await?;
+        let instance = instance_id(&settings.data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let tree = spawn_tree(TreeSettings {
@@ -147,7 +97,14 @@ impl Application {
             indexer_context: Arc::new(IndexerContext {
                 store: Arc::clone(&engines.uncached_store),
                 search: Arc::clone(&engines.search),
-                outbox_head: engines.outbox_head.clone(),
+                clock: Arc::clone(&clock),
+                instance,
+                mode: if engines.search.shared_across_instances() {
+                    ConsumerMode::Competing
+                } else {
+                    ConsumerMode::EachInstance
+                },
+                lease_ttl_ms: settings.store.lease_ttl_ms,
             }),
             call_timeout,
         })
@@ -317,6 +274,20 @@ impl Application {
         public_result?;
         internal_result?;
         Ok(())
+    }
+}
+
+/// This instance's id, kept in the data dir so an instance-local consumer (the embedded index's
+/// indexer) resumes under the same name after a restart.
+pub fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let file = data_dir.join("instance-id");
+    match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&file, &id)?;
+            Ok(id)
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub security: SecuritySettings,
     pub users: UserSettings,
+    pub store: StoreSettings,
     pub search: SearchSettings,
     pub cache: CacheSettings,
     pub actors: ActorSettings,
@@ -68,8 +69,40 @@ pub struct UserSettings {
     pub deletion_allowed_roles: Vec<String>,
 }
 
+/// The store engines (`[store] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    /// The embedded redb file under the data dir.
+    Redb,
+}
+
+/// The search engines (`[search] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    /// The embedded tantivy index under the data dir.
+    Tantivy,
+}
+
+/// The cache engines (`[cache] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheEngine {
+    Moka,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    pub engine: StoreEngine,
+    /// How long a competing outbox consumer's lease lasts without renewal, in milliseconds.
+    pub lease_ttl_ms: i64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SearchSettings {
+    pub engine: SearchEngine,
     pub default_limit: usize,
     pub max_limit: usize,
     pub max_offset: usize,
@@ -77,7 +110,7 @@ pub struct SearchSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CacheSettings {
-    pub engine: String,
+    pub engine: CacheEngine,
     pub max_entries: u64,
     pub ttl_seconds: u64,
     pub redis_url: String,
@@ -221,10 +254,10 @@ impl Settings {
                 "must be positive and not above search.max_limit",
             ));
         }
-        if !matches!(self.cache.engine.as_str(), "moka" | "redis") {
-            return Err(invalid("cache.engine", "must be \"moka\" or \"redis\""));
+        if self.store.lease_ttl_ms <= 0 {
+            return Err(invalid("store.lease_ttl_ms", "must be positive"));
         }
-        if self.cache.engine == "redis" && !self.cache.redis_url.starts_with("redis") {
+        if self.cache.engine == CacheEngine::Redis && !self.cache.redis_url.starts_with("redis") {
             return Err(invalid(
                 "cache.redis_url",
                 "must be a redis:// or rediss:// URL",

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod engines;
 pub mod http;
 pub mod search;
 pub mod seed;

@@ -123,7 +123,7 @@ fn token(
 
 async fn reindex(settings: Settings) -> anyhow::Result<()> {
     init_tracing();
-    let engines = userorg::app::open_engines(&settings).await?;
+    let engines = userorg::engines::open(&settings).await?;
     let started = std::time::Instant::now();
     let count =
         userorg::actors::indexer::rebuild_all(&engines.uncached_store, &engines.search).await?;

@@ -3,8 +3,11 @@
 //!
 //! Each batch re-reads the current state of every changed entity, so replaying an event (after a
 //! crash before the acknowledgement) rewrites the same document, and the index's version check
-//! keeps an older document from replacing a newer one. The outbox position is acknowledged only
+//! keeps an older document from replacing a newer one. The outbox cursor is acknowledged only
 //! after the index committed the batch.
+//!
+//! It is an outbox consumer named `indexer`: each-instance for an index every instance keeps for
+//! itself (tantivy), competing for one index several instances share (Elasticsearch).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,27 +17,45 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
 use super::slot::{ActorSlot, call_actor};
+use crate::clock::Clock;
 use crate::domain::{DomainError, DomainResult};
 use crate::search::documents::{index_document, organisation_document};
 use crate::search::{IndexDoc, IndexName, SearchIndex};
-use crate::storage::{INDEXER_CONSUMER, Store, Table, Topic, key_prefix};
+use crate::storage::consumer::OutboxConsumer;
+use crate::storage::{ConsumerMode, OutboxCursor, Store, StoreError, Table, Topic, key_prefix};
+
+/// The outbox consumer name of the indexer.
+pub const INDEXER_CONSUMER: &str = "indexer";
 
 const BATCH: usize = 500;
 /// How often the indexer looks at the outbox without being woken (retries after a failure).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct IndexerContext {
+    /// The store behind the cache (see `app::Engines::uncached_store`).
     pub store: Arc<dyn Store>,
     pub search: Arc<dyn SearchIndex>,
-    /// Follows the newest outbox position when the store can tell (the embedded one can).
-    pub outbox_head: Option<watch::Receiver<u64>>,
+    pub clock: Arc<dyn Clock>,
+    /// This instance's id: the holder of a competing lease, the suffix of an each-instance
+    /// consumer.
+    pub instance: String,
+    pub mode: ConsumerMode,
+    pub lease_ttl_ms: i64,
+}
+
+impl IndexerContext {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
 }
 
 pub enum IndexerMessage {
     /// Something may be waiting in the outbox.
     Wake,
-    /// Wait until everything up to this outbox position is indexed.
-    WaitFor(u64, RpcReplyPort<DomainResult<()>>),
+    /// Wait until everything up to this outbox cursor is indexed.
+    WaitFor(OutboxCursor, RpcReplyPort<DomainResult<()>>),
+    /// Wait until everything committed before this message is indexed.
+    CatchUp(RpcReplyPort<DomainResult<()>>),
     /// Clear and rebuild one index (or all) from the store.
     Rebuild(Option<IndexName>, RpcReplyPort<DomainResult<u64>>),
     /// Re-index the given ids of one table (`/v1/data/sync`); answers how many were indexed.
@@ -43,8 +64,8 @@ pub enum IndexerMessage {
 
 pub struct IndexerState {
     context: Arc<IndexerContext>,
-    position: u64,
-    waiters: Vec<(u64, RpcReplyPort<DomainResult<()>>)>,
+    consumer: OutboxConsumer,
+    waiters: Vec<(OutboxCursor, RpcReplyPort<DomainResult<()>>)>,
     watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -60,13 +81,18 @@ impl Actor for Indexer {
         myself: ActorRef<Self::Msg>,
         context: Arc<IndexerContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let position = context
-            .store
-            .consumer_position(INDEXER_CONSUMER)
-            .await
-            .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
-        // A small task turns outbox commits and a slow timer into wake-ups.
-        let mut head = context.outbox_head.clone();
+        let consumer = OutboxConsumer::start(
+            Arc::clone(&context.store),
+            INDEXER_CONSUMER,
+            context.mode,
+            &context.instance,
+            context.lease_ttl_ms,
+            context.now_ms(),
+        )
+        .await
+        .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
+        // A small task turns local commits and a slow timer into wake-ups.
+        let mut head: Option<watch::Receiver<u64>> = context.store.commit_signal();
         let me = myself.clone();
         let watcher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -91,21 +117,10 @@ impl Actor for Indexer {
         myself.cast(IndexerMessage::Wake)?;
         Ok(IndexerState {
             context,
-            position,
+            consumer,
             waiters: Vec::new(),
             watcher: Some(watcher),
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(watcher) = state.watcher.take() {
-            watcher.abort();
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -120,49 +135,68 @@ impl Actor for Indexer {
                     tracing::warn!(error = %error, "indexing paused, will retry");
                 }
             }
-            IndexerMessage::WaitFor(sequence, reply) => {
+            IndexerMessage::WaitFor(cursor, reply) => {
                 if let Err(error) = drain_outbox(state).await {
                     tracing::warn!(error = %error, "indexing paused, will retry");
                 }
-                if state.position >= sequence {
-                    let _ = reply.send(Ok(()));
-                } else {
-                    state.waiters.push((sequence, reply));
-                }
+                state.waiters.push((cursor, reply));
             }
+            IndexerMessage::CatchUp(reply) => match state.context.store.outbox_head().await {
+                Ok(head) => {
+                    if let Err(error) = drain_outbox(state).await {
+                        tracing::warn!(error = %error, "indexing paused, will retry");
+                    }
+                    state.waiters.push((head, reply));
+                }
+                Err(error) => answer(reply, Err(error.into())),
+            },
             IndexerMessage::Rebuild(index, reply) => {
-                let outcome = rebuild(&state.context, index).await;
-                let _ = reply.send(outcome);
+                answer(reply, rebuild(&state.context, index).await);
             }
             IndexerMessage::Sync(topic, ids, reply) => {
-                let outcome = sync_ids(&state.context, topic, ids).await;
-                let _ = reply.send(outcome);
+                answer(reply, sync_ids(&state.context, topic, ids).await);
             }
         }
-        let position = state.position;
+        let position = state.consumer.cursor().clone();
         let (ready, waiting): (Vec<_>, Vec<_>) = state
             .waiters
             .drain(..)
-            .partition(|(sequence, _)| *sequence <= position);
+            .partition(|(cursor, _)| *cursor <= position);
         state.waiters = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
+            answer(reply, Ok(()));
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(watcher) = state.watcher.take() {
+            watcher.abort();
         }
         Ok(())
     }
 }
 
-/// Applies outbox records until none is left (or the index refuses).
+/// A closed reply port only means the caller gave up (timeout): not the indexer's failure.
+fn answer<T>(reply: RpcReplyPort<DomainResult<T>>, outcome: DomainResult<T>) {
+    if reply.send(outcome).is_err() {
+        tracing::debug!("indexer reply dropped by caller");
+    }
+}
+
+/// Applies outbox records until none is left, the index refuses, or (competing) another
+/// instance holds the stream.
 async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
     loop {
-        let records = state
-            .context
-            .store
-            .read_outbox(state.position, BATCH)
-            .await?;
-        let Some(last) = records.last().map(|r| r.sequence) else {
+        let now = state.context.now_ms();
+        let Some(records) = state.consumer.next_batch(BATCH, now).await? else {
             return Ok(());
         };
+        let last = records.last().map(|r| r.cursor.clone()).unwrap_or_default();
         let mut seen = HashSet::new();
         let targets: Vec<(Topic, String)> = records
             .into_iter()
@@ -170,12 +204,18 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
             .filter(|key| seen.insert(key.clone()))
             .collect();
         apply(&state.context, &targets).await?;
-        state
-            .context
-            .store
-            .acknowledge(INDEXER_CONSUMER, last)
-            .await?;
-        state.position = last;
+        match state
+            .consumer
+            .acknowledge(&last, state.context.now_ms())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::info!("another instance took the indexing stream over");
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 
@@ -351,12 +391,17 @@ impl IndexerClient {
         self.slot.get()
     }
 
-    /// Waits until every outbox record up to `sequence` is in the index.
-    pub async fn wait_for(&self, sequence: u64) -> DomainResult<()> {
+    /// Waits until every outbox record up to `cursor` is in the index.
+    pub async fn wait_for(&self, cursor: OutboxCursor) -> DomainResult<()> {
         call_actor(&self.slot, self.timeout, "indexer", |reply| {
-            IndexerMessage::WaitFor(sequence, reply)
+            IndexerMessage::WaitFor(cursor, reply)
         })
         .await?
+    }
+
+    /// Waits until everything committed before this call is in the index.
+    pub async fn catch_up(&self) -> DomainResult<()> {
+        call_actor(&self.slot, self.timeout, "indexer", IndexerMessage::CatchUp).await?
     }
 
     pub async fn rebuild(&self, index: Option<IndexName>, timeout: Duration) -> DomainResult<u64> {
@@ -382,7 +427,10 @@ pub async fn rebuild_all(
     let context = IndexerContext {
         store: Arc::clone(store),
         search: Arc::clone(search),
-        outbox_head: None,
+        clock: Arc::new(crate::clock::SystemClock),
+        instance: String::new(),
+        mode: ConsumerMode::EachInstance,
+        lease_ttl_ms: 0,
     };
     rebuild(&context, None)
         .await

@@ -301,7 +301,6 @@ mod tests {
     async fn a_killed_child_is_restarted_and_clients_follow() {
         let dir = tempfile::tempdir().expect("tempdir");
         let redb = RedbStore::open(&dir.path().join("store.redb")).expect("store");
-        let head = redb.outbox_head();
         let store: Arc<dyn crate::storage::Store> = Arc::new(redb);
         let search: Arc<dyn crate::search::SearchIndex> =
             Arc::new(TantivyIndex::in_memory().expect("index"));
@@ -322,20 +321,23 @@ mod tests {
             indexer_context: Arc::new(IndexerContext {
                 store,
                 search,
-                outbox_head: Some(head),
+                clock: Arc::new(SystemClock),
+                instance: "test".into(),
+                mode: crate::storage::ConsumerMode::EachInstance,
+                lease_ttl_ms: 1_000,
             }),
             call_timeout: Duration::from_secs(5),
         })
         .await
         .expect("tree");
-        tree.indexer.wait_for(0).await.expect("indexer answers");
+        tree.indexer.catch_up().await.expect("indexer answers");
         let first = tree.indexer.current().expect("running");
         first.kill();
         let started = std::time::Instant::now();
         loop {
             if let Some(current) = tree.indexer.current()
                 && current.get_id() != first.get_id()
-                && tree.indexer.wait_for(0).await.is_ok()
+                && tree.indexer.catch_up().await.is_ok()
             {
                 break;
             }

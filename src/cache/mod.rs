@@ -2,6 +2,7 @@
 //! moka (in process); Redis implements the same trait for deployments with several instances.
 //! Nothing may depend on the cache for correctness: a miss or an error falls back to the store.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod moka_cache;
 pub mod redis_cache;

@@ -8,6 +8,7 @@
 //! Engines: [`tantivy_index::TantivyIndex`] (embedded, default). Elasticsearch comes later and
 //! implements the same trait; [`conformance`] is the suite every engine must pass.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod documents;
 pub mod dsl;
@@ -201,4 +202,9 @@ pub trait SearchIndex: Send + Sync + 'static {
     async fn clear(&self, index: IndexName) -> Result<(), SearchError>;
     /// Cheap liveness check for `/health`.
     async fn healthy(&self) -> bool;
+    /// True when several instances write this one index (Elasticsearch): their indexers then
+    /// compete for the outbox stream; an instance-local index (tantivy) is fed by each instance.
+    fn shared_across_instances(&self) -> bool {
+        false
+    }
 }

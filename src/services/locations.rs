@@ -414,92 +414,14 @@ mod tests {
 
     use std::sync::Mutex;
 
-    use async_trait::async_trait;
-    use futures::future::BoxFuture;
-
     use super::*;
     use crate::search::tantivy_index::TantivyIndex;
     use crate::storage::redb_store::RedbStore;
-    use crate::storage::{ClaimKind, CommitInfo, OutboxRecord};
-
-    type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
-
-    /// Runs `hook` once, right after the first read of `table` that follows `arm`.
-    struct InterleavingStore {
-        inner: Arc<dyn Store>,
-        armed: Mutex<Option<(Table, Hook)>>,
-    }
-
-    impl InterleavingStore {
-        fn arm(&self, table: Table, hook: Hook) {
-            *self.armed.lock().expect("lock") = Some((table, hook));
-        }
-
-        async fn after_read(&self, table: Table) {
-            let hook = {
-                let mut armed = self.armed.lock().expect("lock");
-                match armed.take() {
-                    Some((wanted, hook)) if wanted == table => Some(hook),
-                    other => {
-                        *armed = other;
-                        None
-                    }
-                }
-            };
-            if let Some(hook) = hook {
-                hook().await;
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Store for InterleavingStore {
-        async fn commit(&self, transaction: Transaction) -> Result<CommitInfo, StoreError> {
-            self.inner.commit(transaction).await
-        }
-        async fn get(&self, table: Table, key: &str) -> Result<Option<Row>, StoreError> {
-            let row = self.inner.get(table, key).await;
-            self.after_read(table).await;
-            row
-        }
-        async fn scan(
-            &self,
-            table: Table,
-            prefix: &str,
-            start_after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<Row>, StoreError> {
-            let rows = self.inner.scan(table, prefix, start_after, limit).await;
-            self.after_read(table).await;
-            rows
-        }
-        async fn claim_owner(
-            &self,
-            kind: ClaimKind,
-            value: &str,
-        ) -> Result<Option<String>, StoreError> {
-            self.inner.claim_owner(kind, value).await
-        }
-        async fn read_outbox(
-            &self,
-            after: u64,
-            limit: usize,
-        ) -> Result<Vec<OutboxRecord>, StoreError> {
-            self.inner.read_outbox(after, limit).await
-        }
-        async fn consumer_position(&self, consumer: &str) -> Result<u64, StoreError> {
-            self.inner.consumer_position(consumer).await
-        }
-        async fn acknowledge(&self, consumer: &str, sequence: u64) -> Result<(), StoreError> {
-            self.inner.acknowledge(consumer, sequence).await
-        }
-        async fn healthy(&self) -> bool {
-            true
-        }
-    }
+    use crate::storage::testing::{FaultyStore, StoreFaults};
 
     struct Fixture {
-        store: Arc<InterleavingStore>,
+        store: Arc<dyn Store>,
+        faults: Arc<StoreFaults>,
         service: LocationService,
         _dir: tempfile::TempDir,
     }
@@ -507,20 +429,19 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let redb = RedbStore::open(&dir.path().join("store.redb")).expect("store");
-        let store = Arc::new(InterleavingStore {
-            inner: Arc::new(redb),
-            armed: Mutex::new(None),
-        });
+        let (store, faults) = FaultyStore::new(Arc::new(redb));
+        let store: Arc<dyn Store> = Arc::new(store);
         let search = TantivyIndex::open(&dir.path().join("index")).expect("index");
         let types = LocationTypes::new(&["state", "district", "block"]).expect("types");
         let service = LocationService::new(
-            store.clone(),
+            Arc::clone(&store),
             Arc::new(search),
             types,
             SearchLimits::default(),
         );
         Fixture {
             store,
+            faults,
             service,
             _dir: dir,
         }
@@ -556,7 +477,7 @@ mod tests {
         let child = Arc::new(Mutex::new(None));
         let child_slot = Arc::clone(&child);
         // The delete has just seen no children; a child commits before the delete does.
-        fixture.store.arm(
+        fixture.faults.after_next_read(
             Table::LocationChildren,
             Box::new(move || {
                 Box::pin(async move {
@@ -610,7 +531,7 @@ mod tests {
         let service = fixture.service.clone();
         let parent = state.clone();
         // The create has just read its parent; the parent is deleted before the create commits.
-        fixture.store.arm(
+        fixture.faults.after_next_read(
             Table::Location,
             Box::new(move || {
                 Box::pin(async move {

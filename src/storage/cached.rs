@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ClaimKind, CommitInfo, KEY_SEPARATOR, OutboxRecord, Row, Store, StoreError, Table, Transaction,
-    Write, key_prefix,
+    Acknowledgement, ClaimKind, CommitInfo, KEY_SEPARATOR, Lease, OutboxCursor, OutboxRecord, Row,
+    Store, StoreError, Table, Transaction, Write, key_prefix,
 };
 use crate::cache::Cache;
 
@@ -172,16 +172,48 @@ impl Store for CachedStore {
         self.inner.claim_owner(kind, value).await
     }
 
-    async fn read_outbox(&self, after: u64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+    async fn read_outbox(
+        &self,
+        after: &OutboxCursor,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         self.inner.read_outbox(after, limit).await
     }
 
-    async fn consumer_position(&self, consumer: &str) -> Result<u64, StoreError> {
-        self.inner.consumer_position(consumer).await
+    async fn outbox_head(&self) -> Result<OutboxCursor, StoreError> {
+        self.inner.outbox_head().await
     }
 
-    async fn acknowledge(&self, consumer: &str, sequence: u64) -> Result<(), StoreError> {
-        self.inner.acknowledge(consumer, sequence).await
+    async fn register_consumer(&self, consumer: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.inner.register_consumer(consumer, now_ms).await
+    }
+
+    async fn consumer_cursor(&self, consumer: &str) -> Result<OutboxCursor, StoreError> {
+        self.inner.consumer_cursor(consumer).await
+    }
+
+    async fn acknowledge(&self, acknowledgement: Acknowledgement<'_>) -> Result<(), StoreError> {
+        self.inner.acknowledge(acknowledgement).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.inner
+            .acquire_lease(consumer, holder, now_ms, ttl_ms)
+            .await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.release_lease(lease).await
+    }
+
+    fn commit_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.commit_signal()
     }
 
     async fn healthy(&self) -> bool {
@@ -208,7 +240,12 @@ mod tests {
     #[tokio::test]
     async fn cached_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
-        crate::storage::conformance::run_store_conformance(Arc::new(cached(dir.path()))).await;
+        let path = dir.path().to_path_buf();
+        let open = move || -> futures::future::BoxFuture<'static, Arc<dyn Store>> {
+            let store: Arc<dyn Store> = Arc::new(cached(&path));
+            Box::pin(async move { store })
+        };
+        crate::storage::conformance::run_store_conformance(&open).await;
     }
 
     #[tokio::test]

@@ -1,28 +1,72 @@
 //! The behaviour every [`Store`] must have, run against each implementation (the embedded one
-//! always; Scylla when `USERORG_TEST_SCYLLA` points at a cluster).
+//! always; PostgreSQL and Scylla when their test tier points at a server).
+//!
+//! Keys and consumer names carry a random prefix, and consumers use times in January 1970 (so
+//! they look long gone to a real deployment's consumers), so the suite can run against a shared
+//! cluster. The trimming check assumes no other consumer of the store lags behind.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use serde_json::json;
 
+use super::consumer::OutboxConsumer;
 use super::{
-    ClaimKind, Expect, INDEXER_CONSUMER, Store, StoreError, Table, Transaction, compose_key,
-    key_prefix,
+    Acknowledgement, CONSUMER_RETENTION_MS, ClaimKind, ConsumerMode, Expect, OutboxCursor, Store,
+    StoreError, Table, Topic, Transaction, compose_key, key_prefix,
 };
 
-/// Runs every check; panics with a message naming the failed property. Uses keys with a random
-/// prefix so it can run against a shared cluster.
-pub async fn run_store_conformance(store: Arc<dyn Store>) {
+/// Opens the store under test; called again to check what survives a restart (the suite drops
+/// every handle of the previous store first).
+pub type OpenStore<'a> = &'a (dyn Fn() -> BoxFuture<'static, Arc<dyn Store>> + Sync);
+
+/// Times of the suite's consumers: each check gets its own era, more than a retention period
+/// after the previous one, so consumers of earlier checks never hold back a later one's outbox.
+fn era(n: i64) -> i64 {
+    1_000_000 + n * 2 * CONSUMER_RETENTION_MS
+}
+
+/// Runs every check; panics with a message naming the failed property.
+pub async fn run_store_conformance(open: OpenStore<'_>) {
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let store = open().await;
     insert_read_update_delete(&*store, &run).await;
     version_expectations_are_enforced(&*store, &run).await;
     claims_are_exclusive_and_released_by_owner_only(&*store, &run).await;
     failed_transactions_leave_no_trace(&*store, &run).await;
     prefix_scans_page_in_key_order(&*store, &run).await;
+    commits_report_their_cursor_and_events_their_versions(&*store, &run).await;
+    leases_are_exclusive_until_they_expire(&*store, &run).await;
+    competing_consumers_apply_each_event_once_and_hand_over(store.clone(), &run).await;
+    each_instance_consumers_all_see_every_event(store.clone(), &run).await;
     outbox_is_ordered_and_trimmed_after_acknowledgement(&*store, &run).await;
     concurrent_claims_have_exactly_one_winner(store.clone(), &run).await;
     assert!(store.healthy().await, "store reports healthy");
+    let consumer = format!("{run}-restart");
+    store
+        .register_consumer(&consumer, era(6))
+        .await
+        .expect("register");
+    let mut transaction = Transaction::default();
+    transaction.event(Topic::User, format!("{run}-restart"), 1);
+    let cursor = store
+        .commit(transaction)
+        .await
+        .expect("event")
+        .cursor
+        .expect("cursor");
+    store
+        .acknowledge(Acknowledgement {
+            consumer: &consumer,
+            cursor: &cursor,
+            lease: None,
+            now_ms: era(6),
+        })
+        .await
+        .expect("ack");
+    drop(store);
+    cursors_and_rows_survive_a_restart(open().await, &run, &consumer, &cursor).await;
 }
 
 async fn insert_read_update_delete(store: &dyn Store, run: &str) {
@@ -229,11 +273,7 @@ async fn failed_transactions_leave_no_trace(store: &dyn Store, run: &str) {
     doomed.claim(ClaimKind::Username, &taken, "me");
     doomed.put(Table::User, &key, json!({}), Expect::Absent);
     doomed.event(super::Topic::User, &key, 1);
-    let head_before = store
-        .read_outbox(0, usize::MAX)
-        .await
-        .expect("outbox")
-        .len();
+    let head_before = store.outbox_head().await.expect("head");
     assert!(store.commit(doomed).await.is_err());
     assert!(
         store.get(Table::User, &key).await.expect("get").is_none(),
@@ -247,13 +287,13 @@ async fn failed_transactions_leave_no_trace(store: &dyn Store, run: &str) {
             .is_none(),
         "no partial claim"
     );
-    assert_eq!(
+    assert!(
         store
-            .read_outbox(0, usize::MAX)
+            .read_outbox(&head_before, usize::MAX)
             .await
             .expect("outbox")
-            .len(),
-        head_before,
+            .iter()
+            .all(|r| r.event.entity_id != key),
         "no event"
     );
 
@@ -326,61 +366,356 @@ async fn prefix_scans_page_in_key_order(store: &dyn Store, run: &str) {
     assert_eq!(rest[0].doc["organisationId"], "o3");
 }
 
-async fn outbox_is_ordered_and_trimmed_after_acknowledgement(store: &dyn Store, run: &str) {
-    let start = store
-        .consumer_position(INDEXER_CONSUMER)
+async fn commits_report_their_cursor_and_events_their_versions(store: &dyn Store, run: &str) {
+    let before = store.outbox_head().await.expect("head");
+    let mut quiet = Transaction::default();
+    quiet.put(
+        Table::User,
+        format!("{run}-quiet"),
+        json!({}),
+        Expect::Absent,
+    );
+    assert_eq!(
+        store.commit(quiet).await.expect("commit").cursor,
+        None,
+        "a commit without events has no cursor"
+    );
+    let mut transaction = Transaction::default();
+    transaction.put(Table::User, format!("{run}-v"), json!({}), Expect::Absent);
+    transaction.event(Topic::User, format!("{run}-v"), 1);
+    transaction.event(Topic::Organisation, format!("{run}-o"), 7);
+    let cursor = store
+        .commit(transaction)
         .await
-        .expect("position");
+        .expect("commit")
+        .cursor
+        .expect("a commit with events reports where they end");
+    assert!(cursor > before, "the cursor moves forward");
+    assert!(store.outbox_head().await.expect("head") >= cursor);
+    let records = store.read_outbox(&before, 10_000).await.expect("read");
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.entity_id.starts_with(run))
+        .map(|r| (r.event.topic, r.event.entity_id.clone(), r.event.version))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            (Topic::User, format!("{run}-v"), 1),
+            (Topic::Organisation, format!("{run}-o"), 7)
+        ],
+        "events keep their topic, entity and version, in commit order"
+    );
+    let last = records
+        .iter()
+        .rfind(|r| r.event.entity_id.starts_with(run))
+        .expect("mine");
+    assert_eq!(
+        last.cursor, cursor,
+        "the last event's cursor is the commit's"
+    );
+    assert!(
+        store
+            .read_outbox(&cursor, 10_000)
+            .await
+            .expect("read")
+            .iter()
+            .all(|r| r.cursor > cursor),
+        "reading after a cursor starts after it"
+    );
+}
+
+async fn leases_are_exclusive_until_they_expire(store: &dyn Store, run: &str) {
+    let consumer = format!("{run}-leased");
+    let t = era(1);
+    let first = store
+        .acquire_lease(&consumer, "a", t, 1_000)
+        .await
+        .expect("acquire")
+        .expect("a free lease is granted");
+    assert_eq!(
+        (first.holder.as_str(), first.expires_at_ms),
+        ("a", t + 1_000)
+    );
+    assert_eq!(
+        store
+            .acquire_lease(&consumer, "b", t + 999, 1_000)
+            .await
+            .expect("acquire"),
+        None,
+        "a held lease is refused to others until it expires"
+    );
+    let renewed = store
+        .acquire_lease(&consumer, "a", t + 500, 1_000)
+        .await
+        .expect("renew")
+        .expect("the holder renews");
+    assert_eq!(
+        (renewed.token, renewed.expires_at_ms),
+        (first.token, t + 1_500),
+        "a renewal keeps the token and moves the expiry"
+    );
+    let taken = store
+        .acquire_lease(&consumer, "b", t + 1_500, 1_000)
+        .await
+        .expect("acquire")
+        .expect("an expired lease passes to another holder");
+    assert!(
+        taken.token > first.token,
+        "a new holder gets a larger token"
+    );
+    store
+        .register_consumer(&consumer, t)
+        .await
+        .expect("register");
+    let cursor = store.outbox_head().await.expect("head");
+    match store
+        .acknowledge(Acknowledgement {
+            consumer: &consumer,
+            cursor: &cursor,
+            lease: Some(&renewed),
+            now_ms: t + 1_600,
+        })
+        .await
+    {
+        Err(StoreError::LeaseLost(name)) => assert_eq!(name, consumer),
+        other => panic!("an earlier holder's acknowledgement must be refused, got {other:?}"),
+    }
+    store
+        .acknowledge(Acknowledgement {
+            consumer: &consumer,
+            cursor: &cursor,
+            lease: Some(&taken),
+            now_ms: t + 1_600,
+        })
+        .await
+        .expect("the holder acknowledges");
+    store.release_lease(&taken).await.expect("release");
+    let after_release = store
+        .acquire_lease(&consumer, "a", t + 1_601, 1_000)
+        .await
+        .expect("acquire")
+        .expect("a released lease is free at once");
+    assert!(after_release.token > taken.token);
+}
+
+/// Writes `count` events of this run and returns their entity ids.
+async fn write_events(store: &dyn Store, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in 0..count.div_ceil(10) {
+        let mut transaction = Transaction::default();
+        for n in chunk * 10..((chunk + 1) * 10).min(count) {
+            let id = format!("{prefix}-{n:04}");
+            transaction.event(Topic::User, id.clone(), 1);
+            ids.push(id);
+        }
+        store.commit(transaction).await.expect("events");
+    }
+    ids
+}
+
+/// Applies one batch of `consumer` (the events of this run only) into `applied`.
+async fn consume_once(
+    consumer: &mut OutboxConsumer,
+    prefix: &str,
+    applied: &Mutex<Vec<(String, String)>>,
+    who: &str,
+    now_ms: i64,
+) -> bool {
+    let Some(batch) = consumer.next_batch(7, now_ms).await.expect("batch") else {
+        return false;
+    };
+    {
+        let mut applied = applied.lock().expect("lock");
+        for record in &batch {
+            if record.event.entity_id.starts_with(prefix) {
+                applied.push((who.to_string(), record.event.entity_id.clone()));
+            }
+        }
+    }
+    let last = batch.last().expect("non-empty").cursor.clone();
+    consumer.acknowledge(&last, now_ms).await.expect("ack");
+    true
+}
+
+async fn competing_consumers_apply_each_event_once_and_hand_over(store: Arc<dyn Store>, run: &str) {
+    let name = format!("{run}-competing");
+    let prefix = format!("{run}-competed");
+    let t = era(2);
+    let ttl = 10_000;
+    let mut a = OutboxConsumer::start(store.clone(), &name, ConsumerMode::Competing, "a", ttl, t)
+        .await
+        .expect("a");
+    let mut b = OutboxConsumer::start(store.clone(), &name, ConsumerMode::Competing, "b", ttl, t)
+        .await
+        .expect("b");
+    let ids = write_events(&*store, &prefix, 40).await;
+    let applied = Mutex::new(Vec::new());
+    // Both poll in turn; only the lease holder gets batches. `a` stops after three of them.
+    let mut a_batches = 0;
+    for step in 0..6 {
+        let now = t + step;
+        if a_batches < 3 && consume_once(&mut a, &prefix, &applied, "a", now).await {
+            a_batches += 1;
+        }
+        assert!(
+            !consume_once(&mut b, &prefix, &applied, "b", now).await,
+            "b gets nothing while a holds the lease"
+        );
+    }
+    assert_eq!(a_batches, 3, "a applied three batches");
+    drop(a); // stopped mid-stream, without releasing its lease
+    assert!(
+        !consume_once(&mut b, &prefix, &applied, "b", t + ttl - 1).await,
+        "the lease of a stopped holder still counts until it expires"
+    );
+    let mut now = t + 6 + ttl;
+    while consume_once(&mut b, &prefix, &applied, "b", now).await {
+        now += 1;
+    }
+    let applied = applied.into_inner().expect("lock");
+    let seen: Vec<&String> = applied.iter().map(|(_, id)| id).collect();
+    let distinct: HashSet<&String> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), distinct.len(), "no event applied twice");
+    assert_eq!(distinct.len(), ids.len(), "every event applied");
+    assert!(applied.iter().any(|(who, _)| who == "a"));
+    assert!(
+        applied.iter().any(|(who, _)| who == "b"),
+        "b finished the stream after the lease expired"
+    );
+    assert_eq!(
+        store.consumer_cursor(&name).await.expect("cursor"),
+        *b.cursor()
+    );
+    b.stop().await.expect("stop");
+}
+
+async fn each_instance_consumers_all_see_every_event(store: Arc<dyn Store>, run: &str) {
+    let name = format!("{run}-tail");
+    let prefix = format!("{run}-tailed");
+    let t = era(3);
+    let mut consumers = Vec::new();
+    for instance in ["one", "two"] {
+        consumers.push(
+            OutboxConsumer::start(
+                store.clone(),
+                &name,
+                ConsumerMode::EachInstance,
+                instance,
+                1_000,
+                t,
+            )
+            .await
+            .expect("start"),
+        );
+    }
+    assert_ne!(consumers[0].name(), consumers[1].name());
+    let ids = write_events(&*store, &prefix, 25).await;
+    let applied = Mutex::new(Vec::new());
+    for (consumer, who) in consumers.iter_mut().zip(["one", "two"]) {
+        while consume_once(consumer, &prefix, &applied, who, t).await {}
+    }
+    let applied = applied.into_inner().expect("lock");
+    let mut by_instance: HashMap<&str, Vec<&String>> = HashMap::new();
+    for (who, id) in &applied {
+        by_instance.entry(who.as_str()).or_default().push(id);
+    }
+    let expected: Vec<&String> = ids.iter().collect();
+    assert_eq!(
+        by_instance.get("one"),
+        Some(&expected),
+        "instance one saw all, in order"
+    );
+    assert_eq!(
+        by_instance.get("two"),
+        Some(&expected),
+        "instance two saw all, in order"
+    );
+}
+
+async fn outbox_is_ordered_and_trimmed_after_acknowledgement(store: &dyn Store, run: &str) {
+    let consumer = format!("{run}-trimmer");
+    let t = era(4);
+    store
+        .register_consumer(&consumer, t)
+        .await
+        .expect("register");
+    let start = store.consumer_cursor(&consumer).await.expect("cursor");
     let mut transaction = Transaction::default();
     for n in 0..3u64 {
-        transaction.event(super::Topic::User, format!("{run}-event-{n}"), n + 1);
+        transaction.event(Topic::User, format!("{run}-event-{n}"), n + 1);
     }
-    let info = store.commit(transaction).await.expect("events");
-    assert_eq!(info.sequences.len(), 3);
-    assert!(
-        info.sequences.windows(2).all(|w| w[0] < w[1]),
-        "increasing positions"
-    );
-    let records = store.read_outbox(start, 1000).await.expect("read");
+    let last = store
+        .commit(transaction)
+        .await
+        .expect("events")
+        .cursor
+        .expect("cursor");
+    let records = store.read_outbox(&start, 1000).await.expect("read");
     let mine: Vec<_> = records
         .iter()
         .filter(|r| r.event.entity_id.starts_with(run))
         .collect();
     assert_eq!(mine.len(), 3);
-    assert!(mine.windows(2).all(|w| w[0].sequence < w[1].sequence));
-    let last = *info.sequences.last().expect("last");
+    assert!(mine.windows(2).all(|w| w[0].cursor < w[1].cursor));
     store
-        .acknowledge(INDEXER_CONSUMER, last)
+        .acknowledge(Acknowledgement {
+            consumer: &consumer,
+            cursor: &last,
+            lease: None,
+            now_ms: t,
+        })
         .await
         .expect("ack");
     assert_eq!(
-        store
-            .consumer_position(INDEXER_CONSUMER)
-            .await
-            .expect("position"),
+        store.consumer_cursor(&consumer).await.expect("cursor"),
         last
     );
     assert!(
         store
-            .read_outbox(0, 1000)
+            .read_outbox(&OutboxCursor::start(), 1000)
             .await
             .expect("read")
             .iter()
-            .all(|r| r.sequence > last),
+            .all(|r| r.cursor > last),
         "acknowledged records are trimmed"
     );
     store
-        .acknowledge(INDEXER_CONSUMER, 1)
+        .acknowledge(Acknowledgement {
+            consumer: &consumer,
+            cursor: &start,
+            lease: None,
+            now_ms: t,
+        })
         .await
         .expect("old ack");
     assert_eq!(
-        store
-            .consumer_position(INDEXER_CONSUMER)
-            .await
-            .expect("position"),
+        store.consumer_cursor(&consumer).await.expect("cursor"),
         last,
-        "positions never move back"
+        "cursors never move back"
     );
+}
+
+async fn cursors_and_rows_survive_a_restart(
+    store: Arc<dyn Store>,
+    run: &str,
+    consumer: &str,
+    cursor: &OutboxCursor,
+) {
+    assert_eq!(
+        store.consumer_cursor(consumer).await.expect("cursor"),
+        *cursor,
+        "a consumer resumes where it acknowledged"
+    );
+    assert!(
+        store
+            .get(Table::User, &format!("{run}-v"))
+            .await
+            .expect("get")
+            .is_some(),
+        "committed rows survive"
+    );
+    assert!(store.outbox_head().await.expect("head") >= *cursor);
 }
 
 async fn concurrent_claims_have_exactly_one_winner(store: Arc<dyn Store>, run: &str) {

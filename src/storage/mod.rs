@@ -1,20 +1,53 @@
 //! The system of record: a `Store` trait over tables of versioned JSON rows, uniqueness claims and
 //! a change outbox, all written together in one atomic [`Transaction`].
 //!
-//! The shape follows what both engines can do atomically:
-//! - embedded (redb, [`redb_store::RedbStore`]): one serialised write transaction checks every
-//!   claim and version expectation, then applies everything, so concurrent creates of one email
-//!   can never both win;
-//! - Scylla (later): claims as `INSERT ... IF NOT EXISTS` on lookup rows, row writes guarded by
-//!   `IF version = ?`, then a logged batch of rows and outbox.
+//! # The contract every engine keeps
+//!
+//! **One commit** is rows (each with a version expectation) + uniqueness claims and releases +
+//! outbox events. Either all of it is applied or, when [`Store::commit`] answers a business
+//! failure ([`StoreError::ClaimTaken`], [`StoreError::Conflict`]) or
+//! [`StoreError::Unavailable`], none of it. [`StoreError::Indeterminate`] means the engine cannot
+//! tell (a timeout): the caller must read before retrying. How each engine gives this:
+//! - redb ([`redb_store::RedbStore`]): one serialised write transaction checks every claim and
+//!   version expectation and then applies everything (several pending commits may share one
+//!   durable group commit; a failing one leaves no trace in it);
+//! - ScyllaDB (production engines issue): claims by `INSERT ... IF NOT EXISTS`, versioned rows by
+//!   `UPDATE ... IF version = ?`, then one logged batch of rows and outbox; a failure after some
+//!   claims were taken releases them (compensation), and a crash in between leaves claims whose
+//!   owner row does not exist, which a claim check treats as free after a grace period;
+//! - PostgreSQL: one transaction.
+//!
+//! **The outbox** is read with an opaque [`OutboxCursor`]: engine-defined bytes, ordered within
+//! one store, meaning "everything up to here". There is no global counter in the contract.
+//! Events carry the entity id and the version the entity reached, so a consumer that sees an
+//! event twice, or late, applies it idempotently (the search index refuses older versions). An
+//! engine whose writers may commit behind a reader's cursor (several Scylla instances) re-delivers
+//! a window behind the cursor: delivery is at least once, in cursor order.
+//!
+//! **Consumers** keep their cursor in the store ([`Store::consumer_cursor`],
+//! [`Store::acknowledge`]), in one of two [`ConsumerMode`]s:
+//! - *competing*: one instance at a time applies the stream, holding a lease with an expiry
+//!   ([`Store::acquire_lease`]); an acknowledgement carries the lease and is refused once
+//!   another holder took it ([`StoreError::LeaseLost`]), so a stalled instance cannot move the
+//!   cursor of its successor. For a shared Elasticsearch index, notifications, bulk jobs;
+//! - *each-instance*: every instance tails the stream under its own consumer name (no lease),
+//!   for an instance-local search index.
+//!
+//! The outbox is trimmed below the slowest consumer seen within [`CONSUMER_RETENTION_MS`], so an
+//! instance that went away for good stops holding the outbox back. Times are passed in by the
+//! caller (milliseconds since the epoch from its clock), so tests move time instead of sleeping.
 //!
 //! Rows are keyed by strings; composite keys are built with [`compose_key`] so a prefix scan over
 //! the first part lists the rest (a user's memberships, for instance).
 
 pub mod cached;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod consumer;
 pub mod records;
 pub mod redb_store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -202,12 +235,69 @@ pub struct ChangeEvent {
     pub payload: Value,
 }
 
-/// One outbox record with its position.
+/// A position in the outbox: engine-defined bytes, ordered within one store (a later position
+/// compares greater). Consumers only keep, compare and hand it back; the empty cursor is the
+/// start of the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OutboxCursor(Vec<u8>);
+
+impl OutboxCursor {
+    /// Before the first event.
+    pub fn start() -> Self {
+        OutboxCursor(Vec::new())
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        OutboxCursor(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_start(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One outbox record: its event and the cursor that resumes after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRecord {
-    pub sequence: u64,
+    pub cursor: OutboxCursor,
     pub event: ChangeEvent,
 }
+
+/// How a consumer shares its stream with the other instances (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerMode {
+    /// One instance at a time, under a lease.
+    Competing,
+    /// Every instance, each with its own cursor.
+    EachInstance,
+}
+
+/// A competing consumer's right to apply its stream until `expires_at_ms`. `token` grows each
+/// time the lease changes hands, and fences acknowledgements of an earlier holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub consumer: String,
+    pub holder: String,
+    pub token: u64,
+    pub expires_at_ms: i64,
+}
+
+/// A consumer's acknowledgement: everything up to `cursor` is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acknowledgement<'a> {
+    pub consumer: &'a str,
+    pub cursor: &'a OutboxCursor,
+    /// The lease of a competing consumer; `None` for an each-instance consumer.
+    pub lease: Option<&'a Lease>,
+    pub now_ms: i64,
+}
+
+/// A consumer not seen for this long (a week) no longer holds the outbox back.
+pub const CONSUMER_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Everything one command writes, applied all or nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -266,11 +356,11 @@ impl Transaction {
 }
 
 /// What a committed transaction produced: the versions the written rows reached, in write order
-/// (0 for deletes), and the outbox positions of its events.
+/// (0 for deletes), and the outbox cursor after its last event (`None` without events).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommitInfo {
     pub versions: Vec<u64>,
-    pub sequences: Vec<u64>,
+    pub cursor: Option<OutboxCursor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +377,9 @@ pub enum StoreError {
     /// The engine timed out: the transaction may or may not have been applied.
     #[error("store outcome unknown: {0}")]
     Indeterminate(String),
+    /// The acknowledging consumer's lease was taken by another holder; nothing was recorded.
+    #[error("lease of consumer {0} is held by another instance")]
+    LeaseLost(String),
     #[error("store failure: {0}")]
     Internal(String),
 }
@@ -312,10 +405,6 @@ impl StoreError {
     }
 }
 
-/// Which outbox consumers exist; the outbox is trimmed below the slowest of them.
-pub const OUTBOX_CONSUMERS: &[&str] = &[INDEXER_CONSUMER];
-pub const INDEXER_CONSUMER: &str = "indexer";
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies the transaction atomically and durably, or not at all.
@@ -332,12 +421,37 @@ pub trait Store: Send + Sync + 'static {
     /// The owner of a claimed value, if any.
     async fn claim_owner(&self, kind: ClaimKind, value: &str)
     -> Result<Option<String>, StoreError>;
-    /// Outbox records after `after`, oldest first.
-    async fn read_outbox(&self, after: u64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError>;
-    /// The last outbox position `consumer` has processed (0 when it never ran).
-    async fn consumer_position(&self, consumer: &str) -> Result<u64, StoreError>;
-    /// Records that `consumer` processed everything up to `sequence`, and trims outbox records
-    /// every registered consumer has processed.
-    async fn acknowledge(&self, consumer: &str, sequence: u64) -> Result<(), StoreError>;
+    /// Outbox records after `after`, in cursor order.
+    async fn read_outbox(
+        &self,
+        after: &OutboxCursor,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError>;
+    /// The cursor after the newest committed event: a consumer at this cursor is caught up.
+    async fn outbox_head(&self) -> Result<OutboxCursor, StoreError>;
+    /// Makes `consumer` known at `now_ms` (a new one starts at the oldest retained event), so
+    /// the outbox is kept for it from now on.
+    async fn register_consumer(&self, consumer: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Where `consumer` resumes: everything up to this cursor is applied.
+    async fn consumer_cursor(&self, consumer: &str) -> Result<OutboxCursor, StoreError>;
+    /// Records that the consumer applied everything up to its cursor (a cursor never moves back)
+    /// and trims what every consumer seen within [`CONSUMER_RETENTION_MS`] has applied. With a
+    /// lease, only while that lease is still the consumer's current one
+    /// ([`StoreError::LeaseLost`] otherwise, and nothing is recorded).
+    async fn acknowledge(&self, acknowledgement: Acknowledgement<'_>) -> Result<(), StoreError>;
+    /// Takes the lease of a competing consumer for `holder` until `now_ms + ttl_ms`, or renews
+    /// it when `holder` already has it. `None` while another holder's lease has not expired.
+    async fn acquire_lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Gives the lease up at once (a clean stop), so another instance need not wait for expiry.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Changes after every local commit that added outbox events, so in-process consumers wake
+    /// at once. `None` when the engine cannot tell (consumers poll).
+    fn commit_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
     async fn healthy(&self) -> bool;
 }

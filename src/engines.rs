@@ -1,0 +1,76 @@
+//! The engine resolver: builds the store, the search index and the cache named by the
+//! configuration (`[store] engine`, `[search] engine`, `[cache] engine`), in the quickwit
+//! "resolver" style. Adding an engine is one arm here plus its module and conformance run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::cache::moka_cache::MokaCache;
+use crate::cache::redis_cache::RedisCache;
+use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
+use crate::search::SearchIndex;
+use crate::search::tantivy_index::TantivyIndex;
+use crate::storage::Store;
+use crate::storage::cached::CachedStore;
+use crate::storage::redb_store::RedbStore;
+
+/// The engines of one instance.
+pub struct Engines {
+    /// The store behind the read-through cache: what request handling and owners use.
+    pub store: Arc<dyn Store>,
+    /// The same store without the cache. The indexer reads through this one: it is woken the
+    /// moment a commit lands, before the committing side has invalidated the cache, and a
+    /// document built from a stale cached row would stay stale in the index.
+    pub uncached_store: Arc<dyn Store>,
+    pub search: Arc<dyn SearchIndex>,
+}
+
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match settings.store.engine {
+        StoreEngine::Redb => {
+            let store = RedbStore::open(&settings.data_dir.join("store.redb"))
+                .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+pub async fn open_search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    match settings.search.engine {
+        SearchEngine::Tantivy => {
+            let index = TantivyIndex::open(&settings.data_dir.join("index"))
+                .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
+            Ok(Arc::new(index))
+        }
+    }
+}
+
+pub async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
+    match settings.cache.engine {
+        CacheEngine::Moka => Ok(Arc::new(MokaCache::new(settings.cache.max_entries))),
+        CacheEngine::Redis => Ok(Arc::new(
+            RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?,
+        )),
+    }
+}
+
+/// Opens every engine of the configuration, the store behind its read-through cache.
+pub async fn open(settings: &Settings) -> anyhow::Result<Engines> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let uncached_store = open_store(settings).await?;
+    let cache = open_cache(settings).await?;
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
+        Arc::clone(&uncached_store),
+        cache,
+        Duration::from_secs(settings.cache.ttl_seconds),
+    ));
+    let search = open_search(settings).await?;
+    Ok(Engines {
+        store,
+        uncached_store,
+        search,
+    })
+}

@@ -1,0 +1,238 @@
+//! Fault injection for tests: a store decorator whose failures are switched on and off while a
+//! test runs (DESIGN.md: "test fault injection is a decorator"). Compiled for tests and with the
+//! `testing` feature (the API tests enable it), never into the release binary.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+
+use super::{
+    Acknowledgement, ClaimKind, CommitInfo, Lease, OutboxCursor, OutboxRecord, Row, Store,
+    StoreError, Table, Transaction,
+};
+
+/// Work a test runs in the middle of an operation under test.
+pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// The switches of a [`FaultyStore`]; shared, so a test flips them while the app runs.
+#[derive(Default)]
+pub struct StoreFaults {
+    unavailable: AtomicBool,
+    commits_time_out: AtomicBool,
+    conflicts: AtomicUsize,
+    commits: AtomicUsize,
+    after_read: Mutex<Option<(Table, Hook)>>,
+}
+
+impl StoreFaults {
+    /// Every call fails with [`StoreError::Unavailable`] (the engine cannot be reached; nothing
+    /// is applied), and the store reports itself unhealthy.
+    pub fn set_unavailable(&self, on: bool) {
+        self.unavailable.store(on, Ordering::SeqCst);
+    }
+
+    /// Commits are applied, then answered [`StoreError::Indeterminate`]: the answer is lost, as
+    /// after a timeout.
+    pub fn set_commits_time_out(&self, on: bool) {
+        self.commits_time_out.store(on, Ordering::SeqCst);
+    }
+
+    /// The next `count` commits fail with [`StoreError::Conflict`] before reaching the engine,
+    /// as if another instance had written the row in between.
+    pub fn inject_conflicts(&self, count: usize) {
+        self.conflicts.store(count, Ordering::SeqCst);
+    }
+
+    /// Commits that reached the engine so far.
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// Runs `hook` once, right after the next read (get or scan) of `table`: forces an
+    /// interleaving an API test could only hope to hit.
+    pub fn after_next_read(&self, table: Table, hook: Hook) {
+        *self.lock_hook() = Some((table, hook));
+    }
+
+    fn lock_hook(&self) -> std::sync::MutexGuard<'_, Option<(Table, Hook)>> {
+        match self.after_read.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "injected: store unreachable".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn after_read(&self, table: Table) {
+        let hook = {
+            let mut armed = self.lock_hook();
+            match armed.take() {
+                Some((wanted, hook)) if wanted == table => Some(hook),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let Some(hook) = hook {
+            hook().await;
+        }
+    }
+}
+
+/// A store that fails on demand; otherwise a transparent decorator of `inner`.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    faults: Arc<StoreFaults>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> (FaultyStore, Arc<StoreFaults>) {
+        let faults = Arc::new(StoreFaults::default());
+        (
+            FaultyStore {
+                inner,
+                faults: Arc::clone(&faults),
+            },
+            faults,
+        )
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn commit(&self, transaction: Transaction) -> Result<CommitInfo, StoreError> {
+        self.faults.check()?;
+        let injected = self
+            .faults
+            .conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if injected {
+            return Err(StoreError::Conflict {
+                table: Table::User,
+                key: "injected".into(),
+            });
+        }
+        self.faults.commits.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.inner.commit(transaction).await;
+        if self.faults.commits_time_out.load(Ordering::SeqCst) {
+            return Err(StoreError::Indeterminate(
+                "injected: commit timed out".into(),
+            ));
+        }
+        outcome
+    }
+
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Row>, StoreError> {
+        self.faults.check()?;
+        let row = self.inner.get(table, key).await;
+        self.faults.after_read(table).await;
+        row
+    }
+
+    async fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.faults.check()?;
+        let rows = self.inner.scan(table, prefix, start_after, limit).await;
+        self.faults.after_read(table).await;
+        rows
+    }
+
+    async fn claim_owner(
+        &self,
+        kind: ClaimKind,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.faults.check()?;
+        self.inner.claim_owner(kind, value).await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: &OutboxCursor,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.faults.check()?;
+        self.inner.read_outbox(after, limit).await
+    }
+
+    async fn outbox_head(&self) -> Result<OutboxCursor, StoreError> {
+        self.faults.check()?;
+        self.inner.outbox_head().await
+    }
+
+    async fn register_consumer(&self, consumer: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.faults.check()?;
+        self.inner.register_consumer(consumer, now_ms).await
+    }
+
+    async fn consumer_cursor(&self, consumer: &str) -> Result<OutboxCursor, StoreError> {
+        self.faults.check()?;
+        self.inner.consumer_cursor(consumer).await
+    }
+
+    async fn acknowledge(&self, acknowledgement: Acknowledgement<'_>) -> Result<(), StoreError> {
+        self.faults.check()?;
+        self.inner.acknowledge(acknowledgement).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        consumer: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.faults.check()?;
+        self.inner
+            .acquire_lease(consumer, holder, now_ms, ttl_ms)
+            .await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.faults.check()?;
+        self.inner.release_lease(lease).await
+    }
+
+    fn commit_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.commit_signal()
+    }
+
+    async fn healthy(&self) -> bool {
+        self.faults.check().is_ok() && self.inner.healthy().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::redb_store::RedbStore;
+
+    #[tokio::test]
+    async fn a_faulty_store_without_faults_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.redb");
+        let open = move || -> BoxFuture<'static, Arc<dyn Store>> {
+            let inner: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("open"));
+            let store: Arc<dyn Store> = Arc::new(FaultyStore::new(inner).0);
+            Box::pin(async move { store })
+        };
+        crate::storage::conformance::run_store_conformance(&open).await;
+    }
+}
