@@ -543,6 +543,12 @@ async fn competing_consumers_apply_each_event_once_and_hand_over(store: Arc<dyn 
     let prefix = format!("{run}-competed");
     let t = era(2);
     let ttl = 10_000;
+    // A consumer that never moves keeps the outbox from being trimmed, so a successor that did
+    // not resume from the holder's cursor would see the holder's events again.
+    store
+        .register_consumer(&format!("{name}-laggard"), t)
+        .await
+        .expect("laggard");
     let mut a = OutboxConsumer::start(store.clone(), &name, ConsumerMode::Competing, "a", ttl, t)
         .await
         .expect("a");
