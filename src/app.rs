@@ -17,7 +17,7 @@ use tower::util::MapRequestLayer;
 use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::user_owner::UserOwnerContext;
-use crate::actors::{ActorTree, TreeSettings, spawn_tree};
+use crate::actors::{ActorSettings, Actors};
 use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -43,7 +43,7 @@ pub struct Application {
     public: TcpListener,
     internal: TcpListener,
     state: AppState,
-    tree: ActorTree,
+    tree: Actors,
     signer: LocalSigner,
     admin_user_id: String,
     settings: Settings,
@@ -80,7 +80,7 @@ impl Application {
         let instance = instance_id(&settings.data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
-        let tree = spawn_tree(TreeSettings {
+        let tree = crate::actors::start(ActorSettings {
             user_owner_context: Arc::new(UserOwnerContext {
                 store: Arc::clone(&engines.store),
                 vault: vault.clone(),
@@ -167,14 +167,7 @@ impl Application {
             tree.indexer.clone(),
             Duration::from_secs(settings.sync.rebuild_timeout_seconds),
         );
-        let liveness = {
-            let (indexer, user_owners, org_owners) = (
-                tree.indexer.clone(),
-                tree.user_owners.clone(),
-                tree.org_owners.clone(),
-            );
-            Arc::new(move || indexer.alive() && user_owners.alive() && org_owners.alive())
-        };
+        let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             callers: CallerResolver::new(verifier, Arc::clone(&engines.store)),
             health: HealthService::new(engines.store, engines.search, liveness),

@@ -17,6 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
 use super::slot::{ActorSlot, call_actor};
+use super::supervisor::{ChildSpec, Restart};
 use crate::clock::Clock;
 use crate::domain::{DomainError, DomainResult};
 use crate::search::documents::{index_document, organisation_document};
@@ -366,6 +367,21 @@ async fn sync_ids(
 ) -> DomainResult<Vec<String>> {
     let targets: Vec<(Topic, String)> = ids.into_iter().map(|id| (topic, id)).collect();
     apply(context, &targets).await
+}
+
+/// The indexer as a child of the root supervisor, published in `slot`.
+pub fn child_spec(
+    context: Arc<IndexerContext>,
+    slot: ActorSlot<ActorRef<IndexerMessage>>,
+) -> ChildSpec {
+    ChildSpec::new("indexer", Restart::Permanent, slot, move |supervisor| {
+        let context = Arc::clone(&context);
+        Box::pin(async move {
+            let (indexer, _handle) =
+                Actor::spawn_linked(None, Indexer, context, supervisor).await?;
+            Ok(indexer)
+        })
+    })
 }
 
 /// The typed client of the indexer.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::factory::{FactoryRef, Job, Worker, WorkerId};
-use ractor::{ActorCell, ActorProcessingErr, RpcReplyPort};
+use ractor::{ActorProcessingErr, RpcReplyPort};
 use serde_json::{Map, Value, json};
 
 use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
+use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::org::channel_claim;
 use crate::domain::rules::slugify;
@@ -234,23 +235,24 @@ impl Worker for OrgOwnerWorker {
     }
 }
 
-pub async fn spawn_org_owners(
+/// The organisation owners as a child of the root supervisor, published in `slot`.
+pub fn child_spec(
     context: Arc<OrgOwnerContext>,
     workers: usize,
-    supervisor: ActorCell,
-) -> Result<
-    (
-        FactoryRef<String, OrgMessage>,
-        ractor::concurrency::JoinHandle<()>,
-    ),
-    ActorProcessingErr,
-> {
-    spawn_keyed_factory(
-        move || (OrgOwnerWorker, Arc::clone(&context)),
-        workers,
-        supervisor,
-    )
-    .await
+    slot: ActorSlot<FactoryRef<String, OrgMessage>>,
+) -> ChildSpec {
+    ChildSpec::new(WHAT, Restart::Permanent, slot, move |supervisor| {
+        let context = Arc::clone(&context);
+        Box::pin(async move {
+            let (factory, _handle) = spawn_keyed_factory(
+                move || (OrgOwnerWorker, Arc::clone(&context)),
+                workers,
+                supervisor,
+            )
+            .await?;
+            Ok(factory)
+        })
+    })
 }
 
 // ==== Command execution ====

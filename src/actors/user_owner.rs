@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::factory::{FactoryRef, Job, Worker, WorkerId};
-use ractor::{ActorCell, ActorProcessingErr, RpcReplyPort};
+use ractor::{ActorProcessingErr, RpcReplyPort};
 use serde_json::{Map, Value, json};
 
 use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
+use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
@@ -34,6 +35,9 @@ const USERNAME_CANDIDATES: usize = 10;
 /// Retries after a lost race (a generated username claimed between check and commit, or a
 /// version conflict with another instance).
 const WRITE_RETRIES: usize = 3;
+
+/// The name of this actor in logs and errors.
+const WHAT: &str = "user owners";
 
 /// Everything a worker needs; shared by all workers.
 pub struct UserOwnerContext {
@@ -75,7 +79,7 @@ impl UserOwners {
 
     pub async fn create(&self, user: NewUser) -> DomainResult<String> {
         let key = user.id.clone();
-        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::Create(Box::new(user), reply)
         })
         .await?
@@ -83,7 +87,7 @@ impl UserOwners {
 
     pub async fn assign_roles(&self, assignment: AssignRoles) -> DomainResult<()> {
         let key = assignment.user_id.clone();
-        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::AssignRoles(Box::new(assignment), reply)
         })
         .await?
@@ -91,7 +95,7 @@ impl UserOwners {
 
     pub async fn update(&self, update: UserUpdate) -> DomainResult<()> {
         let key = update.request.user_id.clone();
-        call_factory(&self.slot, key, self.timeout, "user owners", |reply| {
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::Update(Box::new(update), reply)
         })
         .await?
@@ -103,18 +107,14 @@ impl UserOwners {
         change: StatusChange,
         by: Option<String>,
     ) -> DomainResult<()> {
-        call_factory(
-            &self.slot,
-            user_id.clone(),
-            self.timeout,
-            "user owners",
-            |reply| UserMessage::ChangeStatus {
+        call_factory(&self.slot, user_id.clone(), self.timeout, WHAT, |reply| {
+            UserMessage::ChangeStatus {
                 user_id,
                 change,
                 by,
                 reply,
-            },
-        )
+            }
+        })
         .await?
     }
 }
@@ -180,24 +180,24 @@ impl Worker for UserOwnerWorker {
     }
 }
 
-/// Spawns the factory linked to `supervisor`.
-pub async fn spawn_user_owners(
+/// The user owners as a child of the root supervisor, published in `slot`.
+pub fn child_spec(
     context: Arc<UserOwnerContext>,
     workers: usize,
-    supervisor: ActorCell,
-) -> Result<
-    (
-        FactoryRef<String, UserMessage>,
-        ractor::concurrency::JoinHandle<()>,
-    ),
-    ActorProcessingErr,
-> {
-    spawn_keyed_factory(
-        move || (UserOwnerWorker, Arc::clone(&context)),
-        workers,
-        supervisor,
-    )
-    .await
+    slot: ActorSlot<FactoryRef<String, UserMessage>>,
+) -> ChildSpec {
+    ChildSpec::new(WHAT, Restart::Permanent, slot, move |supervisor| {
+        let context = Arc::clone(&context);
+        Box::pin(async move {
+            let (factory, _handle) = spawn_keyed_factory(
+                move || (UserOwnerWorker, Arc::clone(&context)),
+                workers,
+                supervisor,
+            )
+            .await?;
+            Ok(factory)
+        })
+    })
 }
 
 // ==== Command execution ====

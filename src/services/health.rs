@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::actors::supervisor::Liveness;
 use crate::search::SearchIndex;
 use crate::storage::Store;
-
-/// True when every supervised actor currently runs.
-pub type ActorLiveness = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +25,11 @@ impl HealthReport {
 pub struct HealthService {
     store: Arc<dyn Store>,
     search: Arc<dyn SearchIndex>,
-    actors: ActorLiveness,
+    actors: Liveness,
 }
 
 impl HealthService {
-    pub fn new(store: Arc<dyn Store>, search: Arc<dyn SearchIndex>, actors: ActorLiveness) -> Self {
+    pub fn new(store: Arc<dyn Store>, search: Arc<dyn SearchIndex>, actors: Liveness) -> Self {
         HealthService {
             store,
             search,
