@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
-use crate::engines;
+use crate::engines::{self, Engines};
 use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
 use crate::search::dsl::SearchLimits;
 use crate::seed;
@@ -50,7 +50,15 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds the application on the engines its configuration names.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let engines = engines::open(&settings).await?;
+        Self::build_with(settings, engines).await
+    }
+
+    /// Builds the application on engines opened (and possibly decorated) by the caller: tests
+    /// wrap the store in a fault-injecting decorator this way.
+    pub async fn build_with(settings: Settings, engines: Engines) -> anyhow::Result<Application> {
         std::fs::create_dir_all(&settings.data_dir)?;
         let keys_dir = settings.data_dir.join("keys");
         let public_keys_dir = settings.public_keys_dir();
@@ -76,7 +84,6 @@ impl Application {
                 ..VerifierSettings::default()
             },
         )?;
-        let engines = engines::open(&settings).await?;
         let instance = instance_id(&settings.data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
@@ -209,6 +216,11 @@ impl Application {
     /// Signs tokens the service accepts (used by `userorg token` and by tests).
     pub fn signer(&self) -> &LocalSigner {
         &self.signer
+    }
+
+    /// The indexer's client: tests wait for the index to catch up with it.
+    pub fn indexer(&self) -> crate::actors::indexer::IndexerClient {
+        self.tree.indexer.clone()
     }
 
     pub fn admin_user_id(&self) -> &str {

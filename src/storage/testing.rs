@@ -24,6 +24,7 @@ pub struct StoreFaults {
     commits_time_out: AtomicBool,
     conflicts: AtomicUsize,
     commits: AtomicUsize,
+    spared: Mutex<Vec<Table>>,
     after_read: Mutex<Option<(Table, Hook)>>,
 }
 
@@ -32,6 +33,12 @@ impl StoreFaults {
     /// is applied), and the store reports itself unhealthy.
     pub fn set_unavailable(&self, on: bool) {
         self.unavailable.store(on, Ordering::SeqCst);
+    }
+
+    /// While the store is unavailable, reads of these tables still succeed: how a test lets
+    /// the caller be resolved (user and roles) and then finds the service's own reads failing.
+    pub fn spare_reads_of(&self, tables: &[Table]) {
+        *lock(&self.spared) = tables.to_vec();
     }
 
     /// Commits are applied, then answered [`StoreError::Indeterminate`]: the answer is lost, as
@@ -58,10 +65,7 @@ impl StoreFaults {
     }
 
     fn lock_hook(&self) -> std::sync::MutexGuard<'_, Option<(Table, Hook)>> {
-        match self.after_read.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.after_read)
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -71,6 +75,13 @@ impl StoreFaults {
             ));
         }
         Ok(())
+    }
+
+    fn check_read(&self, table: Table) -> Result<(), StoreError> {
+        if lock(&self.spared).contains(&table) {
+            return Ok(());
+        }
+        self.check()
     }
 
     async fn after_read(&self, table: Table) {
@@ -90,6 +101,13 @@ impl StoreFaults {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 /// A store that fails on demand; otherwise a transparent decorator of `inner`.
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
@@ -99,13 +117,12 @@ pub struct FaultyStore {
 impl FaultyStore {
     pub fn new(inner: Arc<dyn Store>) -> (FaultyStore, Arc<StoreFaults>) {
         let faults = Arc::new(StoreFaults::default());
-        (
-            FaultyStore {
-                inner,
-                faults: Arc::clone(&faults),
-            },
-            faults,
-        )
+        (FaultyStore::with_faults(inner, Arc::clone(&faults)), faults)
+    }
+
+    /// A decorator sharing switches with others (the cached and the uncached view of one store).
+    pub fn with_faults(inner: Arc<dyn Store>, faults: Arc<StoreFaults>) -> FaultyStore {
+        FaultyStore { inner, faults }
     }
 }
 
@@ -135,7 +152,7 @@ impl Store for FaultyStore {
     }
 
     async fn get(&self, table: Table, key: &str) -> Result<Option<Row>, StoreError> {
-        self.faults.check()?;
+        self.faults.check_read(table)?;
         let row = self.inner.get(table, key).await;
         self.faults.after_read(table).await;
         row
@@ -148,7 +165,7 @@ impl Store for FaultyStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Row>, StoreError> {
-        self.faults.check()?;
+        self.faults.check_read(table)?;
         let rows = self.inner.scan(table, prefix, start_after, limit).await;
         self.faults.after_read(table).await;
         rows

@@ -1,7 +1,5 @@
 //! POST /v1/data/sync: re-index given ids, or rebuild a whole index, as ADMIN.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, unique_email};
@@ -14,14 +12,8 @@ async fn location_count(app: &TestApp, id: &str) -> Value {
 }
 
 async fn wait_for_location(app: &TestApp, id: &str) {
-    let started = Instant::now();
-    while location_count(app, id).await != 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "indexed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_index().await;
+    assert_eq!(location_count(app, id).await, 1, "the location is indexed");
 }
 
 #[tokio::test]

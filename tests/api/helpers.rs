@@ -2,16 +2,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use userorg::actors::indexer::IndexerClient;
 use userorg::app::Application;
 use userorg::auth::{LocalSigner, MintClaims};
 use userorg::config::Settings;
+use userorg::engines::{self, Engines};
+use userorg::storage::Store;
+use userorg::storage::testing::{FaultyStore, StoreFaults};
 
 /// One signing key pair for the whole test binary: RSA generation is slow, and every app only
 /// needs to find a key in its data dir.
@@ -45,6 +48,11 @@ pub struct TestApp {
     pub admin_token: String,
     pub signer: LocalSigner,
     pub issuer: String,
+    /// Switches of the fault-injecting decorator every test app's store runs behind (all off
+    /// unless a test turns one on).
+    pub faults: Arc<StoreFaults>,
+    pub admin_id: String,
+    indexer: IndexerClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -64,12 +72,18 @@ impl Reply {
         self.body["params"]["errmsg"].as_str().unwrap_or("")
     }
 
-    /// Asserts a Sunbird failure: status, `params.err`, `params.errmsg`, and the rest of the
-    /// envelope.
+    /// Asserts a Sunbird failure: status, `params.err`, `params.errmsg`, `responseCode`, and
+    /// the rest of the envelope.
     pub fn assert_error(&self, status: u16, err: &str, errmsg: &str) {
         assert_eq!(self.status.as_u16(), status, "status of {}", self.body);
         assert_eq!(self.err(), err, "err of {}", self.body);
         assert_eq!(self.errmsg(), errmsg, "errmsg of {}", self.body);
+        assert_eq!(
+            self.body["responseCode"],
+            sunbird_response_code(status),
+            "responseCode of {}",
+            self.body
+        );
         assert_eq!(self.body["params"]["status"], "FAILED", "{}", self.body);
         assert_eq!(self.body["result"], json!({}), "{}", self.body);
         assert_envelope_shape(&self.body);
@@ -83,6 +97,21 @@ impl Reply {
         assert_eq!(self.body["responseCode"], "OK");
         assert_envelope_shape(&self.body);
         &self.body["result"]
+    }
+}
+
+/// Sunbird's `ResponseCode` name for a failure status, written out here so the envelope code
+/// is checked against the table, not against itself.
+fn sunbird_response_code(status: u16) -> &'static str {
+    match status {
+        400 | 405 | 413 | 415 => "CLIENT_ERROR",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "RESOURCE_NOT_FOUND",
+        418 => "IM_A_TEAPOT",
+        429 => "TOO_MANY_REQUESTS",
+        503 => "SERVICE_UNAVAILABLE",
+        _ => "SERVER_ERROR",
     }
 }
 
@@ -111,10 +140,14 @@ pub fn assert_envelope_shape(body: &Value) {
         ["resmsgid", "msgid", "err", "status", "errmsg"],
         "{body}"
     );
-    assert_eq!(body["params"]["msgid"], body["params"]["resmsgid"]);
+    let msgid = body["params"]["msgid"].as_str().expect("msgid is set");
+    assert!(!msgid.is_empty(), "{body}");
+    assert_eq!(body["params"]["resmsgid"], msgid);
     let ts = body["ts"].as_str().expect("ts");
-    let pattern =
-        regex::Regex::new(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}:\d{3}[+-]\d{4}$").expect("re");
+    static PATTERN: OnceLock<regex::Regex> = OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        regex::Regex::new(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}:\d{3}[+-]\d{4}$").expect("re")
+    });
     assert!(pattern.is_match(ts), "ts {ts}");
 }
 
@@ -156,23 +189,25 @@ impl TestApp {
         }
         let settings = Settings::load(None, &env).expect("test settings");
         let issuer = settings.auth.issuer.clone();
-        // After a restart the previous instance may still be letting go of its files.
-        let mut attempts = 0;
-        let app = loop {
-            match Application::build(settings.clone()).await {
-                Ok(app) => break app,
-                Err(error) if attempts < 100 => {
-                    attempts += 1;
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => panic!("app builds: {error:#}"),
-            }
+        // The previous instance of a restart closed its files when it stopped: no retry here.
+        let opened = engines::open(&settings).await.expect("engines open");
+        let faults = Arc::new(StoreFaults::default());
+        let faulty = |store: Arc<dyn Store>| -> Arc<dyn Store> {
+            Arc::new(FaultyStore::with_faults(store, Arc::clone(&faults)))
         };
+        let engines = Engines {
+            store: faulty(opened.store),
+            uncached_store: faulty(opened.uncached_store),
+            search: opened.search,
+        };
+        let app = Application::build_with(settings, engines)
+            .await
+            .unwrap_or_else(|error| panic!("app builds: {error:#}"));
         let public = format!("http://{}", app.public_addr());
         let internal = format!("http://{}", app.internal_addr());
         let signer = app.signer().clone();
         let admin_id = app.admin_user_id().to_string();
+        let indexer = app.indexer();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -188,6 +223,9 @@ impl TestApp {
             admin_token: String::new(),
             signer,
             issuer,
+            faults,
+            admin_id: admin_id.clone(),
+            indexer,
             shutdown: Some(shutdown),
             handle: Some(handle),
             _dir: dir,
@@ -292,23 +330,19 @@ impl TestApp {
         result["userId"].as_str().expect("userId").to_string()
     }
 
-    /// Searches (v3, as admin) until `check` holds or `within` passes; returns the last reply.
-    pub async fn search_until(
-        &self,
-        request: Value,
-        within: Duration,
-        check: impl Fn(&Value) -> bool,
-    ) -> Reply {
-        let started = Instant::now();
-        loop {
-            let reply = self
-                .post("/v3/user/search", request.clone(), Some(&self.admin_token))
-                .await;
-            if check(&reply.body) || started.elapsed() > within {
-                return reply;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Waits until the indexer has applied everything committed before this call; fails the
+    /// test loudly when it does not within the indexer's call timeout.
+    pub async fn wait_for_index(&self) {
+        if let Err(error) = self.indexer.catch_up().await {
+            panic!("the index did not catch up with the store: {error}");
         }
+    }
+
+    /// Searches (v3, as admin) once the index has caught up with every write before the call.
+    pub async fn search_indexed(&self, request: Value) -> Reply {
+        self.wait_for_index().await;
+        self.post("/v3/user/search", request, Some(&self.admin_token))
+            .await
     }
 }
 

@@ -1,8 +1,6 @@
 //! Locations: create, update, delete and search, with Sunbird's messages, the type hierarchy,
 //! unique codes, and deletes that cannot orphan a child created at the same moment.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, unique_email};
@@ -44,17 +42,13 @@ async fn delete(app: &TestApp, id: &str, token: Option<&str>) -> Reply {
     .await
 }
 
-/// Searches until `check` holds on the result or two seconds pass (the index trails the store).
+/// Searches once the index caught up with the store, and checks `check` on the result.
 async fn search_until(app: &TestApp, request: Value, check: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let reply = app.post("/v1/location/search", request.clone(), None).await;
-        let result = reply.assert_ok().clone();
-        if check(&result) || started.elapsed() > Duration::from_secs(2) {
-            return result;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_index().await;
+    let reply = app.post("/v1/location/search", request, None).await;
+    let result = reply.assert_ok().clone();
+    assert!(check(&result), "unexpected search result {result}");
+    result
 }
 
 async fn plain_user_token(app: &TestApp) -> String {

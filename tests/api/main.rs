@@ -5,6 +5,7 @@ mod auth;
 mod data_sync;
 mod durability;
 mod envelope;
+mod failures;
 mod helpers;
 mod locations;
 mod lookup;

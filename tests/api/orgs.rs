@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -24,15 +23,12 @@ pub async fn create_tenant(app: &TestApp, channel: &str) -> String {
         .to_string()
 }
 
+/// Searches organisations once the index caught up, and checks `check` on the reply body.
 async fn org_search_until(app: &TestApp, request: Value, check: impl Fn(&Value) -> bool) -> Reply {
-    let started = Instant::now();
-    loop {
-        let reply = app.post("/v2/org/search", request.clone(), None).await;
-        if check(&reply.body) || started.elapsed() > Duration::from_secs(2) {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_index().await;
+    let reply = app.post("/v2/org/search", request, None).await;
+    assert!(check(&reply.body), "unexpected search reply {}", reply.body);
+    reply
 }
 
 #[tokio::test]

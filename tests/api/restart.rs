@@ -1,7 +1,5 @@
 //! A restart keeps everything written, and the index stays in step with the store.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, unique_email};
@@ -12,16 +10,14 @@ async fn eventually(
     request: Value,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let started = Instant::now();
-    loop {
-        let reply = app
-            .post(path, request.clone(), Some(&app.admin_token))
-            .await;
-        if check(&reply.body) || started.elapsed() > Duration::from_secs(3) {
-            return reply.body;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_for_index().await;
+    let reply = app.post(path, request, Some(&app.admin_token)).await;
+    assert!(
+        check(&reply.body),
+        "unexpected reply of {path}: {}",
+        reply.body
+    );
+    reply.body
 }
 
 #[tokio::test]

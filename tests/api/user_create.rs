@@ -287,11 +287,7 @@ async fn concurrent_creates_with_one_email_have_exactly_one_winner() {
     assert_eq!(winners.len(), 1, "exactly one create wins");
     assert_eq!(duplicates, 63);
     let found = app
-        .search_until(
-            json!({"filters": {"email": email}}),
-            std::time::Duration::from_secs(2),
-            |body| body["result"]["response"]["count"] == 1,
-        )
+        .search_indexed(json!({"filters": {"email": email}}))
         .await;
     assert_eq!(
         found.body["result"]["response"]["count"], 1,

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::helpers::{TestApp, unique_email};
@@ -27,11 +25,7 @@ async fn block_and_unblock_change_the_status() {
         .await
         .assert_error(400, "UOS_USRBLOK0008", "User is already inactive.");
     let found = app
-        .search_until(
-            json!({"filters": {"id": id, "status": 0}}),
-            Duration::from_secs(2),
-            |b| b["result"]["response"]["count"] == 1,
-        )
+        .search_indexed(json!({"filters": {"id": id, "status": 0}}))
         .await;
     assert_eq!(
         found.body["result"]["response"]["count"], 1,
@@ -90,13 +84,7 @@ async fn delete_scrubs_pii_and_frees_identifiers() {
     )
     .await
     .assert_error(400, "UOS_USRDLT0008", "User is already deleted.");
-    let found = app
-        .search_until(
-            json!({"filters": {"id": id}}),
-            Duration::from_secs(2),
-            |b| b["result"]["response"]["content"][0]["status"] == 2,
-        )
-        .await;
+    let found = app.search_indexed(json!({"filters": {"id": id}})).await;
     let hit = found.body["result"]["response"]["content"][0].clone();
     assert_eq!(hit["status"], 2);
     assert_eq!(hit["firstName"], "");

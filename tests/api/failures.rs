@@ -1,0 +1,163 @@
+//! Engine failures through the real router: every route, with the store made unreachable by the
+//! fault-injecting decorator the test app runs on. A client sees 503 `SERVICE UNAVAILABLE` (or,
+//! for a write whose outcome is unknown, 504), never a 500.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use userorg::http::{Access, routes};
+use userorg::storage::Table;
+
+use crate::helpers::{Reply, TestApp, unique_email};
+
+/// The URL of a route template, its path parameters filled with `id`.
+fn url_of(app: &TestApp, path: &str, access: Access, id: &str) -> String {
+    let filled: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                id.to_string()
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect();
+    let base = if access == Access::Private {
+        &app.internal
+    } else {
+        &app.public
+    };
+    format!("{base}{}", filled.join("/"))
+}
+
+/// A body that gets most routes past their validation: the fields the create, update, read,
+/// search, role and location routes look for.
+fn plausible_body(id: &str) -> Value {
+    json!({"request": {
+        "userId": id, "id": id, "organisationId": id, "orgId": id,
+        "firstName": "Probe", "email": unique_email(), "channel": "sunbird",
+        "orgName": "Probe", "isTenant": false, "name": "Probe", "code": "probe",
+        "type": "state", "filters": {"id": id}, "key": "email", "value": "a@b.co",
+        "objectType": "user", "status": 1, "roles": ["PUBLIC"],
+        "loginId": "probe", "field": "x", "setting": "x",
+    }})
+}
+
+/// The first answer that is not "wrong method", trying the methods routes use.
+async fn call_route(app: &TestApp, url: &str, id: &str) -> (Method, Reply) {
+    let mut last = None;
+    for method in [
+        Method::POST,
+        Method::GET,
+        Method::PATCH,
+        Method::DELETE,
+        Method::PUT,
+    ] {
+        let body = (method != Method::GET).then(|| plausible_body(id));
+        let reply = app
+            .send(
+                method.clone(),
+                url.to_string(),
+                body,
+                Some(&app.admin_token),
+            )
+            .await;
+        if reply.status.as_u16() != 405 {
+            return (method, reply);
+        }
+        last = Some((method, reply));
+    }
+    last.expect("at least one method tried")
+}
+
+#[tokio::test]
+async fn every_route_answers_503_while_the_store_is_unreachable() {
+    let app = TestApp::spawn().await;
+    app.faults.set_unavailable(true);
+    let mut checked = 0;
+    for spec in routes() {
+        let url = url_of(&app, spec.path, spec.access, &app.admin_id);
+        let (method, reply) = call_route(&app, &url, &app.admin_id).await;
+        let err = format!("UOS_{}0064", spec.operation);
+        assert_eq!(
+            (reply.status.as_u16(), reply.err()),
+            (503, err.as_str()),
+            "{method} {} answered {}",
+            spec.path,
+            reply.body
+        );
+        reply.assert_error(503, &err, "SERVICE UNAVAILABLE");
+        checked += 1;
+    }
+    assert_eq!(checked, routes().len());
+    app.faults.set_unavailable(false);
+    app.get("/health", None).await.assert_ok();
+}
+
+#[tokio::test]
+async fn services_answer_503_never_500_when_their_own_reads_fail() {
+    let app = TestApp::spawn().await;
+    // The caller still resolves (its user row and roles read fine); everything the services
+    // read or write themselves fails.
+    app.faults.spare_reads_of(&[Table::User, Table::UserRoles]);
+    app.faults.set_unavailable(true);
+    let mut unavailable = Vec::new();
+    for spec in routes() {
+        let url = url_of(&app, spec.path, spec.access, &app.admin_id);
+        let (method, reply) = call_route(&app, &url, &app.admin_id).await;
+        let status = reply.status.as_u16();
+        assert!(
+            status < 500 || status == 503,
+            "{method} {} answered {status}: {}",
+            spec.path,
+            reply.body
+        );
+        if status == 503 {
+            reply.assert_error(
+                503,
+                &format!("UOS_{}0064", spec.operation),
+                "SERVICE UNAVAILABLE",
+            );
+            unavailable.push(spec.path);
+        }
+    }
+    // The routes that read the store past the caller must have reached it and failed.
+    for path in [
+        "/v1/user/create",
+        "/v1/user/signup",
+        "/v1/user/read/{uid}",
+        "/v5/user/read/{uid}",
+        "/private/user/v1/read/{uid}",
+        "/v1/user/block",
+        "/private/user/v1/lookup",
+        "/v1/user/getuser",
+        "/v1/org/read",
+        "/v1/org/status/update",
+        "/v2/org/search",
+        "/v1/role/read",
+        "/v1/user/assign/role",
+        "/v1/location/create",
+        "/v2/org/preferences/read",
+        "/v1/system/settings/get/{field}",
+        "/v1/system/settings/set",
+    ] {
+        assert!(
+            unavailable.contains(&path),
+            "{path} answered without the store ({unavailable:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_whose_commit_outcome_is_unknown_answers_504() {
+    let app = TestApp::spawn().await;
+    app.faults.set_commits_time_out(true);
+    let reply = app
+        .post(
+            "/v1/user/create",
+            json!({"firstName": "Lost", "email": unique_email()}),
+            Some(&app.admin_token),
+        )
+        .await;
+    reply.assert_error(504, "UOS_USRCRT0084", "Request timed out, please retry.");
+}
