@@ -28,3 +28,5 @@ pub mod search;
 pub mod seed;
 pub mod services;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_tiers;

@@ -16,6 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Pure types and rules: no I/O, nothing above.
     ("domain", &[]),
     ("clock", &[]),
+    // Test support: finding or starting the servers of the external test tiers.
+    ("test_tiers", &[]),
     ("crypto", &["domain"]),
     ("config", &["domain", "crypto"]),
     // Engines: they know the domain and nothing above it. The store's read-through decorator

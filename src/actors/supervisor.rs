@@ -12,6 +12,8 @@ use super::slot::ActorSlot;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long shutdown waits for one child to stop.
+const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// When a stopped child is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,11 +202,20 @@ impl Actor for Root {
             }
             RootMessage::Shutdown => {
                 state.stopping = true;
-                // Children stop in the reverse order of their start.
+                // Children stop in the reverse order of their start, each waited for, so what
+                // they hold (engines, files) is released when the tree has stopped.
                 for index in (0..state.specs.len()).rev() {
                     (state.specs[index].clear)();
-                    if let Some(cell) = state.cells[index].take() {
-                        cell.stop(Some("shutdown".into()));
+                    if let Some(cell) = state.cells[index].take()
+                        && let Err(error) = cell
+                            .stop_and_wait(Some("shutdown".into()), Some(CHILD_STOP_TIMEOUT))
+                            .await
+                    {
+                        tracing::warn!(
+                            actor.child = state.specs[index].name,
+                            error = %error,
+                            "actor did not stop in time"
+                        );
                     }
                 }
                 myself.stop(Some("shutdown".into()));

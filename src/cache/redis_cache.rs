@@ -96,19 +96,43 @@ mod tests {
 
     use super::*;
 
-    /// The Redis the tests use: `USERORG_TEST_REDIS`, else the local default. Redis is a test
-    /// dependency (`.ci/run` installs and starts it), so an unreachable server fails the test.
-    fn test_redis_url() -> String {
-        std::env::var("USERORG_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+    #[tokio::test]
+    async fn redis_cache_passes_the_conformance_suite() {
+        let Some(url) = crate::test_tiers::redis() else {
+            return;
+        };
+        let prefix = format!("userorg-test:{}:", uuid::Uuid::new_v4().simple());
+        let cache = RedisCache::connect(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("the redis tier's server must answer: {e}"));
+        crate::cache::conformance::run_cache_conformance(Arc::new(cache)).await;
     }
 
     #[tokio::test]
-    async fn redis_cache_passes_the_conformance_suite() {
+    async fn the_store_cached_on_redis_passes_the_store_conformance_suite() {
+        let Some(url) = crate::test_tiers::redis() else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.redb");
         let prefix = format!("userorg-test:{}:", uuid::Uuid::new_v4().simple());
-        let cache = RedisCache::connect(&test_redis_url(), &prefix)
-            .await
-            .unwrap_or_else(|e| panic!("redis must be reachable for the tests: {e}"));
-        crate::cache::conformance::run_cache_conformance(Arc::new(cache)).await;
+        let open =
+            move || -> futures::future::BoxFuture<'static, Arc<dyn crate::storage::Store>> {
+                let (path, url, prefix) = (path.clone(), url.clone(), prefix.clone());
+                Box::pin(async move {
+                    let inner: Arc<dyn crate::storage::Store> =
+                        Arc::new(crate::storage::redb_store::RedbStore::open(&path).expect("open"));
+                    let cache = RedisCache::connect(&url, &prefix).await.expect("redis");
+                    let store: Arc<dyn crate::storage::Store> =
+                        Arc::new(crate::storage::cached::CachedStore::new(
+                            inner,
+                            Arc::new(cache),
+                            Duration::from_secs(60),
+                        ));
+                    store
+                })
+            };
+        crate::storage::conformance::run_store_conformance(&open).await;
     }
 
     #[tokio::test]

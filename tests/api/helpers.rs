@@ -55,6 +55,8 @@ pub struct TestApp {
     indexer: IndexerClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+    /// The store under the app, to check that a stopped app let go of it.
+    store: std::sync::Weak<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -170,6 +172,10 @@ impl TestApp {
         if let Some(handle) = self.handle.take() {
             let _ = handle.await;
         }
+        assert!(
+            self.store.upgrade().is_none(),
+            "a stopped app still holds its store"
+        );
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         Self::start_in(dir, &[]).await
     }
@@ -191,6 +197,7 @@ impl TestApp {
         let issuer = settings.auth.issuer.clone();
         // The previous instance of a restart closed its files when it stopped: no retry here.
         let opened = engines::open(&settings).await.expect("engines open");
+        let store = Arc::downgrade(&opened.uncached_store);
         let faults = Arc::new(StoreFaults::default());
         let faulty = |store: Arc<dyn Store>| -> Arc<dyn Store> {
             Arc::new(FaultyStore::with_faults(store, Arc::clone(&faults)))
@@ -226,6 +233,7 @@ impl TestApp {
             faults,
             admin_id: admin_id.clone(),
             indexer,
+            store,
             shutdown: Some(shutdown),
             handle: Some(handle),
             _dir: dir,

@@ -7,8 +7,9 @@ use crate::helpers::{TestApp, unique_email};
 
 #[tokio::test]
 async fn the_service_works_on_the_redis_cache() {
-    let url =
-        std::env::var("USERORG_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let Some(url) = userorg::test_tiers::redis() else {
+        return;
+    };
     let prefix = format!("userorg-api-test:{}:", uuid::Uuid::new_v4().simple());
     let app = TestApp::spawn_with(&[
         ("USERORG__CACHE__ENGINE", "redis"),

@@ -1,0 +1,104 @@
+//! External test tiers: the engines whose tests need a server (Redis today; PostgreSQL,
+//! ScyllaDB and Elasticsearch as their engines arrive). Each tier finds its server from an
+//! environment variable, else at its usual local address, else starts one when the server's
+//! binary is on the machine; otherwise the tier's tests skip with a reason printed on stderr, so
+//! `cargo test` passes on a fresh machine. `.ci/run` lists the tiers it requires in
+//! `USERORG_TEST_REQUIRE_TIERS` (comma separated), and a required tier that cannot be had fails
+//! instead of skipping.
+//!
+//! | tier | variable | local default |
+//! |---|---|---|
+//! | redis | `USERORG_TEST_REDIS` | `redis://127.0.0.1:6379/`, started with `redis-server` |
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Prints past the test harness's output capture, so a skip is visible in a normal run.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+fn required(tier: &str) -> bool {
+    std::env::var("USERORG_TEST_REQUIRE_TIERS")
+        .map(|tiers| tiers.split(',').any(|t| t.trim() == tier))
+        .unwrap_or(false)
+}
+
+/// `None` after printing why the tier is skipped, or panics when the tier is required.
+fn skip(tier: &str, reason: &str) -> Option<String> {
+    if required(tier) {
+        panic!("test tier `{tier}` is required but unavailable: {reason}");
+    }
+    say(&format!(
+        "skipped: test tier `{tier}` unavailable: {reason}"
+    ));
+    None
+}
+
+fn redis_answers(address: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// Finds or starts the local Redis once per test binary.
+fn local_redis() -> Result<String, String> {
+    let address: SocketAddr = ([127, 0, 0, 1], 6379).into();
+    let url = "redis://127.0.0.1:6379/".to_string();
+    if redis_answers(address) {
+        return Ok(url);
+    }
+    // Started as the machine's service would be (and as .ci/run does): daemonised, no
+    // persistence; it stays up for later runs.
+    let started = std::process::Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .status();
+    match started {
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(format!("redis-server exited with {status}")),
+        Err(error) => {
+            return Err(format!(
+                "no Redis on 127.0.0.1:6379 and no redis-server: {error}"
+            ));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis_answers(address) {
+            return Ok(url);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("redis-server started but does not answer on 127.0.0.1:6379".into())
+}
+
+/// The Redis URL of the `redis` tier, or `None` (skip) with the reason printed.
+pub fn redis() -> Option<String> {
+    if let Ok(url) = std::env::var("USERORG_TEST_REDIS") {
+        return Some(url);
+    }
+    static LOCAL: OnceLock<Result<String, String>> = OnceLock::new();
+    match LOCAL.get_or_init(local_redis) {
+        Ok(url) => Some(url.clone()),
+        Err(reason) => skip("redis", reason),
+    }
+}
