@@ -5,6 +5,7 @@ pub mod contact;
 pub mod data_security;
 pub mod error;
 pub mod location;
+pub mod membership;
 pub mod org;
 pub mod role;
 pub mod rules;

@@ -1,5 +1,6 @@
-//! Roles: the well-known role names, a user's scoped roles and what they allow.
+//! Roles: the well-known role names, the stored role grants of a user, and what they allow.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const ADMIN: &str = "ADMIN";
@@ -45,4 +46,83 @@ pub fn scope_organisations(scope: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// One organisation of a role's scope, stored as `{"organisationId": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeEntry {
+    pub organisation_id: String,
+}
+
+/// One `user_roles` row: a role of a user and the organisations it is scoped to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleGrant {
+    pub user_id: String,
+    pub role: String,
+    #[serde(default)]
+    pub scope: Vec<ScopeEntry>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub created_date: Option<String>,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    #[serde(default)]
+    pub updated_date: Option<String>,
+}
+
+impl RoleGrant {
+    /// A new grant of `role` in `organisations`.
+    pub fn new(
+        user_id: &str,
+        role: &str,
+        organisations: &[String],
+        by: Option<&str>,
+        now: &str,
+    ) -> RoleGrant {
+        RoleGrant {
+            user_id: user_id.to_string(),
+            role: role.to_string(),
+            scope: scope_of(organisations),
+            created_by: by.map(str::to_string),
+            created_date: Some(now.to_string()),
+            updated_by: None,
+            updated_date: None,
+        }
+    }
+
+    pub fn organisations(&self) -> Vec<String> {
+        self.scope
+            .iter()
+            .map(|s| s.organisation_id.clone())
+            .collect()
+    }
+
+    pub fn to_doc(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    pub fn from_doc(doc: &Value) -> Option<RoleGrant> {
+        serde_json::from_value(doc.clone()).ok()
+    }
+
+    /// The role with its scope, as authorisation reads it.
+    pub fn scoped(&self) -> ScopedRole {
+        ScopedRole {
+            role: self.role.clone(),
+            organisations: self.organisations(),
+        }
+    }
+}
+
+/// `[{"organisationId": ..}]` of these organisations, in order.
+pub fn scope_of(organisations: &[String]) -> Vec<ScopeEntry> {
+    organisations
+        .iter()
+        .map(|id| ScopeEntry {
+            organisation_id: id.clone(),
+        })
+        .collect()
 }

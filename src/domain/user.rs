@@ -1,6 +1,10 @@
-//! Users: the commands the user owners execute, and the rules about user ids and
-//! external ids. Validation builds these (services), owners execute them (actors).
+//! Users: the stored user record, the commands the user owners execute, and the rules about
+//! user ids, status and external ids. Validation builds the commands (services), owners execute
+//! them (actors).
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::contact::{Email, Phone};
@@ -16,17 +20,126 @@ pub const STATUS_BLOCKED: i64 = 0;
 pub const STATUS_ACTIVE: i64 = 1;
 pub const STATUS_DELETED: i64 = 2;
 
-/// Deleted: Sunbird marks a deleted user with `isDeleted` and status 2; either counts.
-pub fn is_deleted(user: &Value) -> bool {
-    user.get("isDeleted")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        || user.get("status").and_then(Value::as_i64) == Some(STATUS_DELETED)
+/// A user row (Sunbird's `user` table): the fields the service reasons about are typed; every
+/// other field a client may set (`profileDetails`, `framework`, `profileLocation`, ...) is kept
+/// as given in `profile`, so nothing a client sends is lost. PII fields hold ciphertext (sealed
+/// by the owner) and `pii_tokens` their blind-index tokens; plaintext PII is never stored.
+///
+/// The stored JSON keeps Sunbird's column names. Optional PII fields are absent when unset, the
+/// other optional fields are stored as `null`, as the original does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub user_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default)]
+    pub phone_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_used_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_used_phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
+    #[serde(default)]
+    pub external_ids: Vec<ExternalId>,
+    #[serde(default)]
+    pub dob: Option<String>,
+    pub root_org_id: String,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub managed_by: Option<String>,
+    pub status: i64,
+    #[serde(default)]
+    pub is_deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_blocked: Option<bool>,
+    #[serde(default)]
+    pub flags_value: i64,
+    #[serde(default)]
+    pub created_date: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub updated_date: Option<String>,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    /// The Argon2id hash; never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Blind-index tokens of the PII fields, by field name; never shown, indexed for exact
+    /// filters (`_index` in rows written before the name changed).
+    #[serde(default, alias = "_index")]
+    pub pii_tokens: BTreeMap<String, String>,
+    /// Every other field, as the client gave it.
+    #[serde(flatten)]
+    pub profile: Map<String, Value>,
 }
 
-/// Active: not deleted and not blocked. Only an active user's token is accepted.
-pub fn is_active(user: &Value) -> bool {
-    !is_deleted(user) && user.get("status").and_then(Value::as_i64) == Some(STATUS_ACTIVE)
+impl UserRecord {
+    /// Deleted: Sunbird marks a deleted user with `isDeleted` and status 2; either counts.
+    pub fn is_deleted(&self) -> bool {
+        self.is_deleted || self.status == STATUS_DELETED
+    }
+
+    /// Active: not deleted and not blocked. Only an active user's token is accepted.
+    pub fn is_active(&self) -> bool {
+        !self.is_deleted() && self.status == STATUS_ACTIVE
+    }
+
+    /// Sets a profile field a client gave: the typed ones into their fields (a non-string value
+    /// clears them), the rest into `profile`, so `profile` never shadows a typed field.
+    pub fn set_profile_field(&mut self, field: &str, value: Value) {
+        let text = || value.as_str().map(str::to_string);
+        match field {
+            "firstName" => self.first_name = text(),
+            "lastName" => self.last_name = text(),
+            _ => {
+                self.profile.insert(field.to_string(), value);
+            }
+        }
+    }
+
+    /// `first last`, trimmed (Sunbird's display name).
+    pub fn full_name(&self) -> String {
+        format!(
+            "{} {}",
+            self.first_name.as_deref().unwrap_or_default(),
+            self.last_name.as_deref().unwrap_or_default()
+        )
+        .trim()
+        .to_string()
+    }
+
+    /// The stored JSON document.
+    pub fn to_doc(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// A stored document as a record; `None` for a document that is not a user row.
+    pub fn from_doc(doc: &Value) -> Option<UserRecord> {
+        serde_json::from_value(doc.clone()).ok()
+    }
 }
 
 /// Sunbird path ids may be federated (`f:<provider>:<uuid>`): the user id is the last segment.
@@ -34,7 +147,9 @@ pub fn user_id_from_path(raw: &str) -> String {
     raw.rsplit(':').next().unwrap_or(raw).trim().to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An external id of a user, stored as Sunbird's `{id, idType, provider}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExternalId {
     pub id: String,
     pub id_type: String,

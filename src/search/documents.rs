@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 /// The index document keeps blind-index tokens of PII here, for exact filters.
-pub const PII_TOKENS_FIELD: &str = "_pii";
+pub const PII_TOKENS_FIELD: &str = "piiTokens";
 
 pub fn membership_view(membership: &Value, role_names: Option<Vec<String>>) -> Value {
     let mut view = membership.as_object().cloned().unwrap_or_default();
@@ -57,9 +57,9 @@ pub fn index_document(
     root_org_name: Option<&str>,
 ) -> Map<String, Value> {
     let mut source = doc.as_object().cloned().unwrap_or_default();
-    let tokens = source.remove("_index").unwrap_or_else(|| json!({}));
+    // The blind-index tokens keep their name: the store's field is the index's.
+    source.entry(PII_TOKENS_FIELD).or_insert_with(|| json!({}));
     source.remove("passwordHash");
-    source.insert(PII_TOKENS_FIELD.into(), tokens);
     let organisations: Vec<Value> = memberships
         .iter()
         .filter(|m| !is_deleted_membership(m))

@@ -5,21 +5,19 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::auth::{TokenVerifier, bearer_or_raw};
 use crate::domain::role::{ADMIN, ORG_ADMIN, Roles};
-use crate::domain::user::is_active;
+use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult};
-use crate::storage::records::load_roles;
-use crate::storage::{Store, Table};
+use crate::storage::Store;
+use crate::storage::records::{load_roles, user};
 
 /// A verified user token of an active user, with the user's row and current roles.
 #[derive(Debug, PartialEq)]
 pub struct Principal {
     pub id: String,
-    /// The stored user document at the time of the request.
-    pub user: Value,
+    /// The stored user record at the time of the request.
+    pub user: UserRecord,
     pub roles: Roles,
 }
 
@@ -83,8 +81,8 @@ impl CallerResolver {
                 return Ok(None);
             }
         };
-        let user = match self.store.get(Table::User, &user_id).await? {
-            Some(row) if is_active(&row.doc) => row.doc,
+        let user = match user(&self.store, &user_id).await? {
+            Some(found) if found.record.is_active() => found.record,
             _ => {
                 tracing::info!(reason = "inactive_or_unknown_user", "token rejected");
                 return Ok(None);

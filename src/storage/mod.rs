@@ -46,6 +46,7 @@ pub mod conformance;
 pub mod consumer;
 pub mod records;
 pub mod redb_store;
+pub mod retry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -122,6 +123,14 @@ pub struct Row {
     pub key: String,
     pub version: u64,
     pub doc: Value,
+}
+
+/// A typed record with the version of the row it was read from (for `Expect::Version`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub key: String,
+    pub version: u64,
+    pub record: T,
 }
 
 /// What a write expects of the row before it.
@@ -319,6 +328,20 @@ impl Transaction {
             doc,
             expect,
         });
+    }
+
+    /// Stores a typed record as its JSON document.
+    pub fn put_record<T: Serialize>(
+        &mut self,
+        table: Table,
+        key: impl Into<String>,
+        record: &T,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        let doc = serde_json::to_value(record)
+            .map_err(|e| StoreError::Internal(format!("record not serialisable: {e}")))?;
+        self.put(table, key, doc, expect);
+        Ok(())
     }
 
     pub fn delete(&mut self, table: Table, key: impl Into<String>, expect: Expect) {

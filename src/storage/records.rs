@@ -6,10 +6,72 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{ClaimKind, Store, Table, compose_key, key_prefix};
+use serde::de::DeserializeOwned;
+
+use super::{ClaimKind, Row, Store, Table, Versioned, compose_key, key_prefix};
+use crate::domain::membership::MembershipRecord;
 use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, OrgType, channel_claim};
-use crate::domain::role::{Roles, ScopedRole, scope_organisations};
+use crate::domain::role::{RoleGrant, Roles};
+use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+
+/// Most memberships and role grants read for one user.
+const PER_USER_ROWS: usize = 10_000;
+
+/// A stored row as its typed record; a row that does not parse is a corrupt store (500).
+fn typed<T: DeserializeOwned>(table: Table, row: Row) -> DomainResult<Versioned<T>> {
+    let record = serde_json::from_value(row.doc).map_err(|error| {
+        DomainError::internal(anyhow::anyhow!(
+            "{} row {} does not parse: {error}",
+            table.name(),
+            row.key
+        ))
+    })?;
+    Ok(Versioned {
+        key: row.key,
+        version: row.version,
+        record,
+    })
+}
+
+/// The user with this id, as stored.
+pub async fn user(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Versioned<UserRecord>>> {
+    match store.get(Table::User, id).await? {
+        Some(row) => Ok(Some(typed(Table::User, row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every membership row of a user (left ones included), in organisation id order.
+pub async fn memberships(
+    store: &Arc<dyn Store>,
+    user_id: &str,
+) -> DomainResult<Vec<Versioned<MembershipRecord>>> {
+    store
+        .scan(
+            Table::UserOrganisation,
+            &key_prefix(user_id),
+            None,
+            PER_USER_ROWS,
+        )
+        .await?
+        .into_iter()
+        .map(|row| typed(Table::UserOrganisation, row))
+        .collect()
+}
+
+/// Every role grant of a user, in role order.
+pub async fn role_grants(
+    store: &Arc<dyn Store>,
+    user_id: &str,
+) -> DomainResult<Vec<Versioned<RoleGrant>>> {
+    store
+        .scan(Table::UserRoles, &key_prefix(user_id), None, PER_USER_ROWS)
+        .await?
+        .into_iter()
+        .map(|row| typed(Table::UserRoles, row))
+        .collect()
+}
 
 /// The claim value of an organisation's external id: unique within a channel.
 pub fn external_id_claim(channel: &str, external_id: &str) -> String {
@@ -118,21 +180,13 @@ pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &Value) -> DomainResult<O
     }
 }
 
-/// Reads the `user_roles` rows of a user.
+/// The roles of a user, as authorisation reads them.
 pub async fn load_roles(store: &Arc<dyn Store>, user_id: &str) -> DomainResult<Roles> {
-    let rows = store
-        .scan(Table::UserRoles, &key_prefix(user_id), None, 1000)
-        .await?;
     Ok(Roles(
-        rows.iter()
-            .filter_map(|row| {
-                let role = row.doc.get("role")?.as_str()?.to_string();
-                let organisations = scope_organisations(row.doc.get("scope"));
-                Some(ScopedRole {
-                    role,
-                    organisations,
-                })
-            })
+        role_grants(store, user_id)
+            .await?
+            .iter()
+            .map(|grant| grant.record.scoped())
             .collect(),
     ))
 }

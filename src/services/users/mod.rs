@@ -15,6 +15,7 @@ use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::role::PUBLIC;
 use crate::domain::rules::{PasswordPolicy, new_user_id};
+use crate::domain::user::UserRecord;
 use crate::domain::user::{
     ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, NewUser, StatusChange, UserUpdate,
     user_id_from_path,
@@ -26,9 +27,10 @@ use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::storage::records::{
-    check_roles_exist, custodian, get_org, json_setting, org_str, tenant_by_channel,
+    check_roles_exist, custodian, get_org, json_setting, memberships, org_str, role_grants,
+    tenant_by_channel, user,
 };
-use crate::storage::{ClaimKind, Store, Table, key_prefix};
+use crate::storage::{ClaimKind, Store, Table};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
 use view::{ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
 
@@ -244,47 +246,43 @@ impl UserService {
 
     // ==== Read ====
 
-    async fn load_user(&self, id: &str) -> DomainResult<Value> {
-        self.store
-            .get(Table::User, id)
+    async fn load_user(&self, id: &str) -> DomainResult<UserRecord> {
+        user(&self.store, id)
             .await?
-            .map(|row| row.doc)
+            .map(|found| found.record)
             .ok_or_else(|| DomainError::not_found("user"))
     }
 
-    async fn related_rows(&self, table: Table, user_id: &str) -> DomainResult<Vec<Value>> {
-        Ok(self
-            .store
-            .scan(table, &key_prefix(user_id), None, 10_000)
-            .await?
-            .into_iter()
-            .map(|row| row.doc)
-            .collect())
-    }
-
-    /// The read view of a loaded user document.
+    /// The read view of a loaded user.
     async fn view_of(
         &self,
-        doc: &Value,
+        user: &UserRecord,
         version: ReadVersion,
         private: bool,
         own_profile: bool,
         fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
-        let id = doc.get("id").and_then(Value::as_str).unwrap_or_default();
-        let memberships = self.related_rows(Table::UserOrganisation, id).await?;
-        let roles = self.related_rows(Table::UserRoles, id).await?;
-        let root_org = match doc.get("rootOrgId").and_then(Value::as_str) {
-            Some(root) => get_org(&self.store, root).await?.map(|org| {
+        let memberships = memberships(&self.store, &user.id)
+            .await?
+            .into_iter()
+            .map(|m| m.record.to_doc())
+            .collect();
+        let roles = role_grants(&self.store, &user.id)
+            .await?
+            .into_iter()
+            .map(|grant| grant.record.to_doc())
+            .collect();
+        let root_org = match get_org(&self.store, &user.root_org_id).await? {
+            Some(org) => {
                 let mut org = crate::search::documents::organisation_document(&org);
                 org.remove("contactDetail");
-                Value::Object(org)
-            }),
+                Some(Value::Object(org))
+            }
             None => None,
         };
         let tnc_config = json_setting(&self.store, "tncConfig").await?;
         Ok(read_view(
-            doc,
+            &user.to_doc(),
             ReadContext {
                 vault: &self.vault,
                 version,
@@ -309,25 +307,17 @@ impl UserService {
         fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
         let id = user_id_from_path(raw_id);
-        let doc = self.load_user(&id).await?;
-        if doc
-            .get("isDeleted")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        let user = self.load_user(&id).await?;
+        if user.is_deleted() {
             return Err(DomainError::rule(ErrorCode::userAccountlocked, &[]));
         }
         let authority = Authority::of(caller);
-        let managed_by = doc.get("managedBy").and_then(Value::as_str);
-        let root = doc
-            .get("rootOrgId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let managed_by = user.managed_by.as_deref();
         if !private {
-            authority.require(authority.may_act_on_user(&id, managed_by, root))?;
+            authority.require(authority.may_act_on_user(&id, managed_by, &user.root_org_id))?;
         }
         let own = authority.is_self_or_manager(&id, managed_by);
-        let view = self.view_of(&doc, version, private, own, fields).await?;
+        let view = self.view_of(&user, version, private, own, fields).await?;
         Ok(response(Value::Object(view)))
     }
 
@@ -340,14 +330,13 @@ impl UserService {
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
         let request = parse_update(body, route, &self.rules.default_country_code)?;
-        let doc = self.load_user(&request.user_id).await?;
+        let user = self.load_user(&request.user_id).await?;
         let authority = Authority::of(caller);
-        let managed_by = doc.get("managedBy").and_then(Value::as_str);
-        let root = doc
-            .get("rootOrgId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        authority.require(authority.may_act_on_user(&request.user_id, managed_by, root))?;
+        authority.require(authority.may_act_on_user(
+            &request.user_id,
+            user.managed_by.as_deref(),
+            &user.root_org_id,
+        ))?;
         self.owners
             .update(UserUpdate {
                 request,
@@ -369,17 +358,11 @@ impl UserService {
     ) -> DomainResult<Map<String, Value>> {
         let user_id = opt_nonblank(body, "userId")?
             .ok_or_else(|| DomainError::mandatory_missing("userId"))?;
-        let doc = self
-            .store
-            .get(Table::User, &user_id)
+        let target = user(&self.store, &user_id)
             .await?
-            .map(|row| row.doc)
             .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
         let authority = Authority::of(caller);
-        let root = doc
-            .get("rootOrgId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let root = target.record.root_org_id.as_str();
         let allowed = match change {
             // Sunbird deletion is self-service; administrators may delete too.
             StatusChange::Delete => {
@@ -573,9 +556,14 @@ impl UserService {
         let fields = opt_str_list(body, "fields")?.unwrap_or_default();
         let mut users = Vec::new();
         if let Some(id) = self.user_id_by_key(&key, &value).await?
-            && let Some(row) = self.store.get(Table::User, &id).await?
+            && let Some(found) = user(&self.store, &id).await?
         {
-            let source = row.doc.as_object().cloned().unwrap_or_default();
+            let source = found
+                .record
+                .to_doc()
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             let mut shown = search_hit_view(&self.vault, &source, SearchVersion::V3);
             if !fields.is_empty() {
                 shown.retain(|field, _| fields.iter().any(|wanted| wanted == field));
@@ -631,23 +619,11 @@ impl UserService {
         let mut result = Map::new();
         match found {
             Some(id) if v2 => {
-                let doc = self
-                    .store
-                    .get(Table::User, &id)
+                let name = user(&self.store, &id)
                     .await?
-                    .map(|row| row.doc)
-                    .ok_or_else(|| {
-                        DomainError::with_message(ErrorCode::resourceNotFound, "user")
-                    })?;
-                let first = doc
-                    .get("firstName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let last = doc
-                    .get("lastName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let name = format!("{first} {last}").trim().to_string();
+                    .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?
+                    .record
+                    .full_name();
                 result.insert("exists".into(), json!(true));
                 result.insert("id".into(), json!(id));
                 result.insert("name".into(), json!(name));
@@ -689,16 +665,13 @@ impl UserService {
             .user_id_by_key(key, value)
             .await?
             .ok_or_else(not_found)?;
-        let doc = self.load_user(&id).await.map_err(|_| not_found())?;
-        if doc
-            .get("isDeleted")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
-            return Err(not_found());
-        }
+        let user = user(&self.store, &id)
+            .await?
+            .map(|found| found.record)
+            .filter(|user| !user.is_deleted())
+            .ok_or_else(not_found)?;
         let view = self
-            .view_of(&doc, ReadVersion::V5, false, false, &[])
+            .view_of(&user, ReadVersion::V5, false, false, &[])
             .await?;
         Ok(response(Value::Object(view)))
     }

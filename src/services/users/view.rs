@@ -25,7 +25,7 @@ pub const MASKED_PII: [&str; 6] = [
 /// PII fields shown in clear after opening.
 pub const CLEAR_PII: [&str; 2] = ["userName", "loginId"];
 /// Stored fields never shown.
-pub const INTERNAL_FIELDS: [&str; 2] = ["passwordHash", "_index"];
+pub const INTERNAL_FIELDS: [&str; 2] = ["passwordHash", PII_TOKENS_FIELD];
 /// Fields Sunbird never returns from read or search (`ProjectUtil.excludes`).
 pub const EXCLUDED_FIELDS: [&str; 4] = [
     "completeness",
@@ -333,15 +333,15 @@ mod tests {
         let doc = json!({
             "id": "u1",
             "email": vault.seal("asha.rao@example.org"),
-            "_index": {"email": "token"},
+            "piiTokens": {"email": "token"},
             "passwordHash": "secret",
             "roles": [{"role": "PUBLIC", "scope": [{"organisationId": "o1"}]}],
         });
         let source = index_document(&doc, &[json!({"organisationId": "o1"})], &[], Some("Org"));
-        assert_eq!(source["_pii"]["email"], "token");
+        assert_eq!(source["piiTokens"]["email"], "token");
         assert!(source.get("passwordHash").is_none());
         let hit = search_hit_view(&vault, &source, SearchVersion::V3);
-        assert!(hit.get("_pii").is_none());
+        assert!(hit.get("piiTokens").is_none());
         assert_eq!(hit["email"], "as******@example.org");
         assert_eq!(hit["rootOrgName"], "Org");
     }

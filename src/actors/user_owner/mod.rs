@@ -1,0 +1,210 @@
+//! User owners: a ractor factory keyed by user id. Every mutation of one user (create, update,
+//! block, unblock, delete, role change) runs in order on one worker, which checks the command
+//! against the current record and writes the record, its uniqueness claims, memberships, roles
+//! and the outbox event in one store transaction. Across instances the store's claims and
+//! version checks keep the same guarantees (read-modify-writes retry on a version conflict).
+//!
+//! One module per command family: [`create`], [`update`], [`status`], [`roles`]; [`contacts`]
+//! holds how identifiers are sealed and claimed. The `build_*` functions are pure: they turn the
+//! current state and a command into the transaction, and are unit-tested on their own.
+
+mod contacts;
+mod create;
+mod roles;
+mod status;
+#[cfg(test)]
+mod tests;
+mod update;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::factory::{FactoryRef, Job, Worker, WorkerId};
+use ractor::{ActorProcessingErr, RpcReplyPort};
+
+use super::keyed::spawn_keyed_factory;
+use super::slot::{ActorSlot, call_factory};
+use super::supervisor::{ChildSpec, Restart};
+use crate::clock::{Clock, sunbird_timestamp};
+use crate::crypto::PiiVault;
+use crate::domain::user::{AssignRoles, NewUser, StatusChange, UserRecord, UserUpdate};
+use crate::domain::{DomainError, DomainResult};
+use crate::storage::records::user;
+use crate::storage::{Store, Versioned};
+
+pub use contacts::username_token;
+
+/// The name of this actor in logs and errors.
+const WHAT: &str = "user owners";
+
+/// Everything a worker needs; shared by all workers.
+pub struct UserOwnerContext {
+    pub store: Arc<dyn Store>,
+    pub vault: PiiVault,
+    pub clock: Arc<dyn Clock>,
+    pub username_suffix_length: usize,
+    pub deletion_allowed_roles: Vec<String>,
+}
+
+pub enum UserMessage {
+    Create(Box<NewUser>, RpcReplyPort<DomainResult<String>>),
+    AssignRoles(Box<AssignRoles>, RpcReplyPort<DomainResult<()>>),
+    Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
+    ChangeStatus {
+        user_id: String,
+        change: StatusChange,
+        by: Option<String>,
+        reply: RpcReplyPort<DomainResult<()>>,
+    },
+}
+
+/// The typed client of the user owners. Cheap to clone.
+#[derive(Clone)]
+pub struct UserOwners {
+    slot: ActorSlot<FactoryRef<String, UserMessage>>,
+    timeout: Duration,
+}
+
+impl UserOwners {
+    pub fn new(slot: ActorSlot<FactoryRef<String, UserMessage>>, timeout: Duration) -> Self {
+        UserOwners { slot, timeout }
+    }
+
+    /// True when the factory runs (for `/health`).
+    pub fn alive(&self) -> bool {
+        self.slot.alive()
+    }
+
+    pub async fn create(&self, user: NewUser) -> DomainResult<String> {
+        let key = user.id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::Create(Box::new(user), reply)
+        })
+        .await?
+    }
+
+    pub async fn assign_roles(&self, assignment: AssignRoles) -> DomainResult<()> {
+        let key = assignment.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::AssignRoles(Box::new(assignment), reply)
+        })
+        .await?
+    }
+
+    pub async fn update(&self, update: UserUpdate) -> DomainResult<()> {
+        let key = update.request.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::Update(Box::new(update), reply)
+        })
+        .await?
+    }
+
+    pub async fn change_status(
+        &self,
+        user_id: String,
+        change: StatusChange,
+        by: Option<String>,
+    ) -> DomainResult<()> {
+        call_factory(&self.slot, user_id.clone(), self.timeout, WHAT, |reply| {
+            UserMessage::ChangeStatus {
+                user_id,
+                change,
+                by,
+                reply,
+            }
+        })
+        .await?
+    }
+}
+
+pub struct UserOwnerWorker;
+
+impl Worker for UserOwnerWorker {
+    type Key = String;
+    type Message = UserMessage;
+    type Arguments = Arc<UserOwnerContext>;
+    type State = Arc<UserOwnerContext>;
+
+    async fn pre_start(
+        &self,
+        _wid: WorkerId,
+        _factory: &FactoryRef<String, UserMessage>,
+        context: Arc<UserOwnerContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(context)
+    }
+
+    async fn handle(
+        &self,
+        _wid: WorkerId,
+        _factory: &FactoryRef<String, UserMessage>,
+        Job { key, msg, .. }: Job<String, UserMessage>,
+        context: &mut Self::State,
+    ) -> Result<String, ActorProcessingErr> {
+        // Business failures travel in the reply; `handle` itself never fails.
+        match msg {
+            UserMessage::Create(user, reply) => {
+                answer(&key, reply, create::create_user(context, *user).await)
+            }
+            UserMessage::AssignRoles(assignment, reply) => {
+                answer(&key, reply, roles::assign_roles(context, *assignment).await)
+            }
+            UserMessage::Update(update, reply) => {
+                answer(&key, reply, update::update_user(context, *update).await)
+            }
+            UserMessage::ChangeStatus {
+                user_id,
+                change,
+                by,
+                reply,
+            } => answer(
+                &key,
+                reply,
+                status::change_status(context, &user_id, change, by).await,
+            ),
+        }
+        Ok(key)
+    }
+}
+
+/// The user owners as a child of the root supervisor, published in `slot`.
+pub fn child_spec(
+    context: Arc<UserOwnerContext>,
+    workers: usize,
+    slot: ActorSlot<FactoryRef<String, UserMessage>>,
+) -> ChildSpec {
+    ChildSpec::new(WHAT, Restart::Permanent, slot, move |supervisor| {
+        let context = Arc::clone(&context);
+        Box::pin(async move {
+            let (factory, _handle) = spawn_keyed_factory(
+                move || (UserOwnerWorker, Arc::clone(&context)),
+                workers,
+                supervisor,
+            )
+            .await?;
+            Ok(factory)
+        })
+    })
+}
+
+/// A closed reply port only means the caller gave up (timeout): not this worker's failure.
+fn answer<T>(key: &str, reply: RpcReplyPort<DomainResult<T>>, outcome: DomainResult<T>) {
+    if reply.send(outcome).is_err() {
+        tracing::debug!(user.id = %key, "reply dropped by caller");
+    }
+}
+
+/// Sunbird's timestamp of the context's clock.
+fn now(context: &UserOwnerContext) -> String {
+    sunbird_timestamp(context.clock.now())
+}
+
+/// The current record of a user, or 404.
+async fn load_user(
+    context: &UserOwnerContext,
+    user_id: &str,
+) -> DomainResult<Versioned<UserRecord>> {
+    user(&context.store, user_id)
+        .await?
+        .ok_or_else(|| DomainError::not_found("user"))
+}
