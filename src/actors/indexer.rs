@@ -23,7 +23,8 @@ use crate::domain::{DomainError, DomainResult};
 use crate::search::documents::{index_document, organisation_document};
 use crate::search::{IndexDoc, IndexName, SearchIndex};
 use crate::storage::consumer::OutboxConsumer;
-use crate::storage::{ConsumerMode, OutboxCursor, Store, StoreError, Table, Topic, key_prefix};
+use crate::storage::records::{get_org, memberships, role_grants};
+use crate::storage::{ConsumerMode, OutboxCursor, Store, StoreError, Topic};
 
 /// The outbox consumer name of the indexer.
 pub const INDEXER_CONSUMER: &str = "indexer";
@@ -304,26 +305,18 @@ async fn user_document(
     doc: &serde_json::Value,
     id: &str,
 ) -> DomainResult<serde_json::Map<String, serde_json::Value>> {
-    let prefix = key_prefix(id);
-    let memberships: Vec<serde_json::Value> = store
-        .scan(Table::UserOrganisation, &prefix, None, 10_000)
+    let memberships: Vec<serde_json::Value> = memberships(store, id)
         .await?
         .into_iter()
-        .map(|row| row.doc)
+        .map(|m| m.record.to_doc())
         .collect();
-    let roles: Vec<serde_json::Value> = store
-        .scan(Table::UserRoles, &prefix, None, 1_000)
+    let roles: Vec<serde_json::Value> = role_grants(store, id)
         .await?
         .into_iter()
-        .map(|row| row.doc)
+        .map(|grant| grant.record.to_doc())
         .collect();
     let root_org_name = match doc.get("rootOrgId").and_then(serde_json::Value::as_str) {
-        Some(root) => store.get(Table::Organisation, root).await?.and_then(|org| {
-            org.doc
-                .get("orgName")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
-        }),
+        Some(root) => get_org(store, root).await?.and_then(|org| org.org_name),
         None => None,
     };
     Ok(index_document(

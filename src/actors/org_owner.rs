@@ -14,13 +14,12 @@ use super::keyed::spawn_keyed_factory;
 use super::slot::{ActorSlot, call_factory};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
-use crate::domain::org::channel_claim;
+use crate::domain::org::{ORG_ACTIVE, OrgRecord, channel_claim};
 use crate::domain::rules::slugify;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::storage::records::external_id_claim;
-use crate::storage::{ClaimKind, Expect, Row, Store, StoreError, Table, Topic, Transaction};
-
-const WRITE_RETRIES: usize = 3;
+use crate::storage::records::{external_id_claim, org};
+use crate::storage::retry::{no_claims, read_modify_write};
+use crate::storage::{ClaimKind, Expect, Store, StoreError, Table, Topic, Transaction, Versioned};
 
 pub struct OrgOwnerContext {
     pub store: Arc<dyn Store>,
@@ -270,15 +269,45 @@ fn claim_error(kind: ClaimKind, channel: &str, external_id: Option<&str>) -> Dom
     }
 }
 
-async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> {
-    let now = sunbird_timestamp(context.clock.now());
-    let mut doc = org.fields.clone();
+/// The record of a new organisation, from the validated command.
+fn new_org_record(org: &NewOrg, now: &str) -> OrgRecord {
+    let mut record = OrgRecord {
+        id: org.id.clone(),
+        org_name: None,
+        channel: org.channel.clone(),
+        slug: Some(slugify(&org.channel)),
+        is_tenant: org.is_tenant,
+        is_root_org: org.is_tenant,
+        // Sunbird sets rootOrgId to the organisation's own id for every organisation.
+        root_org_id: org.id.clone(),
+        hash_tag_id: org.id.clone(),
+        status: Some(ORG_ACTIVE),
+        external_id: None,
+        provider: None,
+        is_sso_enabled: false,
+        created_by: org.created_by.clone(),
+        created_date: Some(now.to_string()),
+        updated_by: None,
+        updated_date: None,
+        fields: Map::new(),
+    };
+    for (field, value) in &org.fields {
+        record.set_field(field, value.clone());
+    }
+    if let Some(external_id) = &org.external_id {
+        record.external_id = Some(external_id.clone());
+        record.provider = Some(channel_claim(&org.channel));
+    }
+    record
+}
+
+/// Everything a create writes: the record, the channel and slug claims of a tenant, the
+/// external id claim within the channel, and the event.
+fn build_create(org: &NewOrg, now: &str) -> DomainResult<Transaction> {
     let mut transaction = Transaction::default();
-    let channel_value = channel_claim(&org.channel);
-    let slug = slugify(&org.channel);
     if org.is_tenant {
-        transaction.claim(ClaimKind::OrgChannel, &channel_value, &org.id);
-        transaction.claim(ClaimKind::OrgSlug, &slug, &org.id);
+        transaction.claim(ClaimKind::OrgChannel, channel_claim(&org.channel), &org.id);
+        transaction.claim(ClaimKind::OrgSlug, slugify(&org.channel), &org.id);
     }
     if let Some(external_id) = &org.external_id {
         transaction.claim(
@@ -286,30 +315,15 @@ async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> 
             external_id_claim(&org.channel, external_id),
             &org.id,
         );
-        doc.insert("externalId".into(), json!(external_id));
-        doc.insert("provider".into(), json!(channel_value));
     }
-    doc.insert("id".into(), json!(org.id));
-    doc.insert("channel".into(), json!(org.channel));
-    doc.insert("slug".into(), json!(slug));
-    doc.insert("isTenant".into(), json!(org.is_tenant));
-    doc.insert("isRootOrg".into(), json!(org.is_tenant));
-    // Sunbird sets rootOrgId to the organisation's own id for every organisation.
-    doc.insert("rootOrgId".into(), json!(org.id));
-    doc.insert("hashTagId".into(), json!(org.id));
-    doc.insert("status".into(), json!(1));
-    doc.entry("isSSOEnabled").or_insert(json!(false));
-    doc.insert("createdBy".into(), json!(org.created_by));
-    doc.insert("createdDate".into(), json!(now));
-    doc.insert("updatedBy".into(), Value::Null);
-    doc.insert("updatedDate".into(), Value::Null);
-    transaction.put(
-        Table::Organisation,
-        &org.id,
-        Value::Object(doc),
-        Expect::Absent,
-    );
+    let record = new_org_record(org, now);
+    transaction.put_record(Table::Organisation, &org.id, &record, Expect::Absent)?;
     transaction.event(Topic::Organisation, &org.id, 1);
+    Ok(transaction)
+}
+
+async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> {
+    let transaction = build_create(&org, &now(context))?;
     match context.store.commit(transaction).await {
         Ok(_) => Ok(org.id),
         Err(StoreError::ClaimTaken { kind, .. }) => {
@@ -323,115 +337,98 @@ fn invalid_request() -> DomainError {
     DomainError::rule(ErrorCode::invalidRequestData, &[])
 }
 
-async fn load(context: &OrgOwnerContext, id: &str) -> DomainResult<Option<Row>> {
-    context
-        .store
-        .get(Table::Organisation, id)
-        .await
-        .map_err(DomainError::from)
+fn now(context: &OrgOwnerContext) -> String {
+    sunbird_timestamp(context.clock.now())
 }
 
-fn text<'a>(doc: &'a Value, field: &str) -> Option<&'a str> {
-    doc.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+/// Everything an update writes, at the version of `current`: fields, a channel change (with
+/// the tenant's channel and slug claims moved) and the external id claim moved within the
+/// channel.
+fn build_update(
+    current: &Versioned<OrgRecord>,
+    changes: &OrgChanges,
+    now: &str,
+) -> DomainResult<Transaction> {
+    let stored = &current.record;
+    let id = changes.id.as_str();
+    let old_channel = stored.channel.clone();
+    let new_channel = changes
+        .channel
+        .clone()
+        .unwrap_or_else(|| old_channel.clone());
+    let channel_changed = !new_channel.eq_ignore_ascii_case(&old_channel);
+    let old_external = stored.external_id.clone().filter(|e| !e.is_empty());
+    let new_external = match &changes.external_id {
+        Some(value) => value.clone(),
+        None => old_external.clone(),
+    };
+
+    let mut record = stored.clone();
+    let mut transaction = Transaction::default();
+    for (field, value) in &changes.fields {
+        record.set_field(field, value.clone());
+    }
+    if channel_changed {
+        record.channel = new_channel.clone();
+        record.slug = Some(slugify(&new_channel));
+        record.provider = Some(channel_claim(&new_channel));
+        if stored.is_tenant() {
+            transaction.release(ClaimKind::OrgChannel, channel_claim(&old_channel), id);
+            transaction.release(ClaimKind::OrgSlug, slugify(&old_channel), id);
+            transaction.claim(ClaimKind::OrgChannel, channel_claim(&new_channel), id);
+            transaction.claim(ClaimKind::OrgSlug, slugify(&new_channel), id);
+        } else {
+            record.is_sso_enabled = false;
+        }
+    }
+    if channel_changed || old_external != new_external {
+        if let Some(old) = &old_external {
+            transaction.release(
+                ClaimKind::OrgExternalId,
+                external_id_claim(&old_channel, old),
+                id,
+            );
+        }
+        match &new_external {
+            Some(new) => {
+                transaction.claim(
+                    ClaimKind::OrgExternalId,
+                    external_id_claim(&new_channel, new),
+                    id,
+                );
+                record.external_id = Some(new.clone());
+                record.provider = Some(channel_claim(&new_channel));
+            }
+            None => record.external_id = None,
+        }
+    }
+    record.updated_by = changes.updated_by.clone();
+    record.updated_date = Some(now.to_string());
+    transaction.put_record(
+        Table::Organisation,
+        id,
+        &record,
+        Expect::Version(current.version),
+    )?;
+    transaction.event(Topic::Organisation, id, current.version + 1);
+    Ok(transaction)
 }
 
 async fn update(context: &OrgOwnerContext, changes: OrgChanges) -> DomainResult<()> {
-    for _ in 0..WRITE_RETRIES {
-        let row = load(context, &changes.id)
-            .await?
-            .ok_or_else(invalid_request)?;
-        let current = &row.doc;
-        let is_tenant = current
-            .get("isTenant")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let old_channel = text(current, "channel").unwrap_or_default().to_string();
-        let new_channel = changes
-            .channel
-            .clone()
-            .unwrap_or_else(|| old_channel.clone());
-        let channel_changed = !new_channel.eq_ignore_ascii_case(&old_channel);
-        let old_external = text(current, "externalId").map(str::to_string);
-        let new_external = match &changes.external_id {
-            Some(value) => value.clone(),
-            None => old_external.clone(),
-        };
-
-        let mut doc = current.as_object().cloned().unwrap_or_default();
-        let mut transaction = Transaction::default();
-        for (field, value) in &changes.fields {
-            doc.insert(field.clone(), value.clone());
-        }
-        if channel_changed {
-            doc.insert("channel".into(), json!(new_channel));
-            doc.insert("slug".into(), json!(slugify(&new_channel)));
-            doc.insert("provider".into(), json!(channel_claim(&new_channel)));
-            if is_tenant {
-                transaction.release(
-                    ClaimKind::OrgChannel,
-                    channel_claim(&old_channel),
-                    &changes.id,
-                );
-                transaction.release(ClaimKind::OrgSlug, slugify(&old_channel), &changes.id);
-                transaction.claim(
-                    ClaimKind::OrgChannel,
-                    channel_claim(&new_channel),
-                    &changes.id,
-                );
-                transaction.claim(ClaimKind::OrgSlug, slugify(&new_channel), &changes.id);
-            } else {
-                doc.insert("isSSOEnabled".into(), json!(false));
-            }
-        }
-        if channel_changed || old_external != new_external {
-            if let Some(old) = &old_external {
-                transaction.release(
-                    ClaimKind::OrgExternalId,
-                    external_id_claim(&old_channel, old),
-                    &changes.id,
-                );
-            }
-            match &new_external {
-                Some(new) => {
-                    transaction.claim(
-                        ClaimKind::OrgExternalId,
-                        external_id_claim(&new_channel, new),
-                        &changes.id,
-                    );
-                    doc.insert("externalId".into(), json!(new));
-                    doc.insert("provider".into(), json!(channel_claim(&new_channel)));
-                }
-                None => {
-                    doc.remove("externalId");
-                }
-            }
-        }
-        doc.insert("updatedBy".into(), json!(changes.updated_by));
-        doc.insert(
-            "updatedDate".into(),
-            json!(sunbird_timestamp(context.clock.now())),
-        );
-        transaction.put(
-            Table::Organisation,
-            &changes.id,
-            Value::Object(doc),
-            Expect::Version(row.version),
-        );
-        transaction.event(Topic::Organisation, &changes.id, row.version + 1);
-        match context.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::ClaimTaken { kind, .. }) => {
-                return Err(claim_error(kind, &new_channel, new_external.as_deref()));
-            }
-            Err(other) => return Err(DomainError::from(other)),
-        }
-    }
-    Err(DomainError::Unavailable(
-        "organisation changed concurrently too often".into(),
-    ))
+    let changes = &changes;
+    let new_channel = changes.channel.clone().unwrap_or_default();
+    let new_external = changes.external_id.clone().flatten();
+    read_modify_write(
+        &*context.store,
+        |kind| claim_error(kind, &new_channel, new_external.as_deref()),
+        || async move {
+            let current = org(&context.store, &changes.id)
+                .await?
+                .ok_or_else(invalid_request)?;
+            Ok((build_update(&current, changes, &now(context))?, ()))
+        },
+    )
+    .await
 }
 
 /// Sunbird's allowed status transitions (`OrgServiceImpl.checkOrgStatusTransition`):
@@ -447,41 +444,33 @@ pub fn status_transition_allowed(from: Option<i64>, to: i64) -> bool {
     }
 }
 
-/// Applies `change` to the current row and commits with a version check, retrying when another
-/// instance wrote in between.
+/// Applies `change` to the current record and commits it at the version read, retrying when
+/// another instance wrote in between.
 async fn modify(
     context: &OrgOwnerContext,
     id: &str,
     missing: fn(&str) -> DomainError,
-    change: impl Fn(&Row, &mut Map<String, Value>, &mut Transaction) -> DomainResult<()>,
+    change: impl Fn(&mut OrgRecord, &mut Transaction) -> DomainResult<()>,
     by: Option<&str>,
 ) -> DomainResult<()> {
-    for _ in 0..WRITE_RETRIES {
-        let row = load(context, id).await?.ok_or_else(|| missing(id))?;
-        let mut doc = row.doc.as_object().cloned().unwrap_or_default();
+    let change = &change;
+    read_modify_write(&*context.store, no_claims, || async move {
+        let current = org(&context.store, id).await?.ok_or_else(|| missing(id))?;
+        let mut record = current.record.clone();
         let mut transaction = Transaction::default();
-        change(&row, &mut doc, &mut transaction)?;
-        doc.insert("updatedBy".into(), json!(by));
-        doc.insert(
-            "updatedDate".into(),
-            json!(sunbird_timestamp(context.clock.now())),
-        );
-        transaction.put(
+        change(&mut record, &mut transaction)?;
+        record.updated_by = by.map(str::to_string);
+        record.updated_date = Some(now(context));
+        transaction.put_record(
             Table::Organisation,
             id,
-            Value::Object(doc),
-            Expect::Version(row.version),
-        );
-        transaction.event(Topic::Organisation, id, row.version + 1);
-        match context.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(DomainError::from(other)),
-        }
-    }
-    Err(DomainError::Unavailable(
-        "organisation changed concurrently too often".into(),
-    ))
+            &record,
+            Expect::Version(current.version),
+        )?;
+        transaction.event(Topic::Organisation, id, current.version + 1);
+        Ok((transaction, ()))
+    })
+    .await
 }
 
 async fn set_status(
@@ -494,12 +483,11 @@ async fn set_status(
         context,
         id,
         |_| invalid_request(),
-        |row, doc, _| {
-            let current = row.doc.get("status").and_then(Value::as_i64);
-            if !status_transition_allowed(current, status) {
+        |record, _| {
+            if !status_transition_allowed(record.status, status) {
                 return Err(invalid_request());
             }
-            doc.insert("status".into(), json!(status));
+            record.status = Some(status);
             Ok(())
         },
         by.as_deref(),
@@ -511,8 +499,10 @@ fn no_root_org(id: &str) -> DomainError {
     DomainError::rule(ErrorCode::rootOrgAssociationError, &[id])
 }
 
-fn keys_of(doc: &Map<String, Value>) -> Map<String, Value> {
-    doc.get("keys")
+fn keys_of(record: &OrgRecord) -> Map<String, Value> {
+    record
+        .fields
+        .get("keys")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
@@ -529,22 +519,17 @@ async fn assign_keys(
         context,
         id,
         no_root_org,
-        |row, doc, _| {
-            if !row
-                .doc
-                .get("isTenant")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            {
+        |record, _| {
+            if !record.is_tenant() {
                 return Err(DomainError::with_message(
                     ErrorCode::invalidRequestData,
                     "Please provide valid organisationid.",
                 ));
             }
-            let mut keys = keys_of(doc);
+            let mut keys = keys_of(record);
             keys.insert("signKeys".into(), Value::Array(sign_keys.clone()));
             keys.insert("encKeys".into(), Value::Array(enc_keys.clone()));
-            doc.insert("keys".into(), Value::Object(keys));
+            record.fields.insert("keys".into(), Value::Object(keys));
             Ok(())
         },
         by.as_deref(),
@@ -569,8 +554,8 @@ async fn set_encryption_key(
         context,
         id,
         no_root_org,
-        |_, doc, transaction| {
-            let mut keys = keys_of(doc);
+        |record, transaction| {
+            let mut keys = keys_of(record);
             keys.entry("signKeys").or_insert(json!([]));
             keys.entry("encKeys").or_insert(json!([]));
             // The previous key file is replaced, as Sunbird deletes the old object first.
@@ -584,7 +569,7 @@ async fn set_encryption_key(
                 transaction.delete(Table::File, old, Expect::Any);
             }
             keys.insert("exhaustEncryptionKey".into(), json!([path]));
-            doc.insert("keys".into(), Value::Object(keys));
+            record.fields.insert("keys".into(), Value::Object(keys));
             transaction.put(
                 Table::File,
                 &path,
@@ -601,6 +586,111 @@ async fn set_encryption_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: &str = "2026-12-01 10:00:00:000+0000";
+
+    fn new_org(is_tenant: bool) -> NewOrg {
+        let mut fields = Map::new();
+        fields.insert("orgName".into(), json!("Board"));
+        fields.insert("organisationType".into(), json!(5));
+        fields.insert("isSSOEnabled".into(), json!(true));
+        NewOrg {
+            id: "o1".into(),
+            fields,
+            channel: "Board".into(),
+            is_tenant,
+            external_id: Some("ext-1".into()),
+            created_by: Some("admin".into()),
+        }
+    }
+
+    fn record_of(transaction: &Transaction) -> OrgRecord {
+        transaction
+            .writes
+            .iter()
+            .find_map(|write| match write {
+                crate::storage::Write::Put { doc, .. } => OrgRecord::from_doc(doc),
+                _ => None,
+            })
+            .expect("an organisation row")
+    }
+
+    #[test]
+    fn a_tenant_claims_its_channel_and_slug_and_every_org_its_external_id() {
+        let tenant = build_create(&new_org(true), NOW).expect("create");
+        let claims: Vec<(ClaimKind, String)> = tenant
+            .claims
+            .iter()
+            .map(|c| (c.kind, c.value.clone()))
+            .collect();
+        assert_eq!(
+            claims,
+            vec![
+                (ClaimKind::OrgChannel, "board".to_string()),
+                (ClaimKind::OrgSlug, "board".to_string()),
+                (ClaimKind::OrgExternalId, "board\u{1f}ext-1".to_string()),
+            ]
+        );
+        let record = record_of(&tenant);
+        assert_eq!(record.org_name.as_deref(), Some("Board"));
+        assert!(record.is_tenant() && record.is_sso_enabled && record.is_active());
+        assert_eq!(
+            (record.root_org_id.as_str(), record.hash_tag_id.as_str()),
+            ("o1", "o1")
+        );
+        assert_eq!(record.fields["organisationType"], json!(5));
+        assert!(
+            !record.fields.contains_key("orgName"),
+            "fields never shadow typed ones"
+        );
+        assert_eq!(OrgRecord::from_doc(&record.to_doc()), Some(record));
+        let sub = build_create(&new_org(false), NOW).expect("create");
+        assert_eq!(
+            sub.claims.len(),
+            1,
+            "a sub-organisation claims only its external id"
+        );
+    }
+
+    #[test]
+    fn a_channel_change_moves_a_tenants_claims_and_ends_a_sub_organisations_sso() {
+        let current = |is_tenant| Versioned {
+            key: "o1".into(),
+            version: 4,
+            record: record_of(&build_create(&new_org(is_tenant), NOW).expect("create")),
+        };
+        let changes = OrgChanges {
+            id: "o1".into(),
+            channel: Some("State".into()),
+            ..OrgChanges::default()
+        };
+        let tenant = build_update(&current(true), &changes, NOW).expect("update");
+        let moved: Vec<ClaimKind> = tenant.claims.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            moved,
+            vec![
+                ClaimKind::OrgChannel,
+                ClaimKind::OrgSlug,
+                ClaimKind::OrgExternalId
+            ]
+        );
+        assert_eq!(tenant.releases.len(), 3);
+        assert_eq!(
+            tenant.writes.iter().find_map(|w| match w {
+                crate::storage::Write::Put { expect, .. } => Some(*expect),
+                _ => None,
+            }),
+            Some(Expect::Version(4))
+        );
+        let sub = build_update(&current(false), &changes, NOW).expect("update");
+        let record = record_of(&sub);
+        assert_eq!(
+            (record.channel.as_str(), record.is_sso_enabled),
+            ("State", false)
+        );
+        assert_eq!(record.provider.as_deref(), Some("state"));
+        assert_eq!(sub.events[0].version, 5);
+    }
 
     #[test]
     fn the_status_matrix_is_sunbirds() {

@@ -1,5 +1,85 @@
-//! Organisations: channel uniqueness, the custodian organisation's setting names and the
-//! organisation types of the `orgTypeConfig` setting.
+//! Organisations: the stored organisation record, channel uniqueness, the custodian
+//! organisation's setting names and the organisation types of the `orgTypeConfig` setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// An organisation row (Sunbird's `organisation` table): identity, tenancy and status typed;
+/// every other field (`orgName` aside: `organisationType`, `orgLocation`, `keys`,
+/// `description`, ...) kept as stored in `fields`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgRecord {
+    pub id: String,
+    #[serde(default)]
+    pub org_name: Option<String>,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub is_tenant: bool,
+    #[serde(default)]
+    pub is_root_org: bool,
+    /// Sunbird sets it to the organisation's own id, tenants and sub-organisations alike.
+    #[serde(default)]
+    pub root_org_id: String,
+    #[serde(default)]
+    pub hash_tag_id: String,
+    /// 0 inactive, 1 active, 2 blocked, 3 retired; absent on rows the original never set.
+    #[serde(default)]
+    pub status: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(rename = "isSSOEnabled", default)]
+    pub is_sso_enabled: bool,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub created_date: Option<String>,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    #[serde(default)]
+    pub updated_date: Option<String>,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// Organisation status: active.
+pub const ORG_ACTIVE: i64 = 1;
+
+impl OrgRecord {
+    /// A tenant (Sunbird root organisation) owns its channel.
+    pub fn is_tenant(&self) -> bool {
+        self.is_tenant
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == Some(ORG_ACTIVE)
+    }
+
+    /// Sets a field a client gave: the typed ones into their fields, the rest into `fields`, so
+    /// `fields` never shadows a typed field.
+    pub fn set_field(&mut self, field: &str, value: Value) {
+        match field {
+            "orgName" => self.org_name = value.as_str().map(str::to_string),
+            "isSSOEnabled" => self.is_sso_enabled = value.as_bool().unwrap_or(false),
+            _ => {
+                self.fields.insert(field.to_string(), value);
+            }
+        }
+    }
+
+    pub fn to_doc(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    pub fn from_doc(doc: &Value) -> Option<OrgRecord> {
+        serde_json::from_value(doc.clone()).ok()
+    }
+}
 
 pub const CUSTODIAN_ORG_ID: &str = "custodianOrgId";
 pub const CUSTODIAN_ORG_CHANNEL: &str = "custodianOrgChannel";

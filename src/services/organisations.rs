@@ -9,15 +9,15 @@ use serde_json::{Map, Value, json};
 
 use crate::actors::org_owner::{NewOrg, OrgChanges, OrgOwners};
 use crate::domain::contact::Email;
-use crate::domain::org::{OrgType, org_type_names, org_type_value};
+use crate::domain::org::{OrgRecord, OrgType, org_type_names, org_type_value};
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::organisation_document;
 use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::json::{Body, opt_bool, opt_nonblank, present, response, success};
-use crate::storage::records::{get_org, org_str, org_types, tenant_by_channel, tenant_id_of};
+use crate::services::json::{Body, doc_str, opt_bool, opt_nonblank, present, response, success};
+use crate::storage::records::{get_org, org_types, tenant_by_channel, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table};
 
 /// Keys Sunbird adds as null to an organisation read (`Util.getOrgDefaultValue`).
@@ -106,12 +106,6 @@ fn type_value(types: &[OrgType], field: &str, raw: &Value) -> DomainResult<i64> 
             &[field, &given, &org_type_names(types)],
         )
     })
-}
-
-fn is_tenant(org: &Value) -> bool {
-    org.get("isTenant")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 impl OrgService {
@@ -214,15 +208,15 @@ impl OrgService {
             let mut hops = 0;
             while let Some(location) = current.take() {
                 hops += 1;
-                let kind = org_str(&location, "type").unwrap_or_default().to_string();
-                let id = org_str(&location, "id").unwrap_or_default().to_string();
+                let kind = doc_str(&location, "type").unwrap_or_default().to_string();
+                let id = doc_str(&location, "id").unwrap_or_default().to_string();
                 if let Some(existing) = chosen
                     .iter()
-                    .find(|c| org_str(c, "type") == Some(kind.as_str()))
+                    .find(|c| doc_str(c, "type") == Some(kind.as_str()))
                 {
-                    if org_str(existing, "id") != Some(id.as_str()) {
-                        let first = org_str(existing, "code").unwrap_or_default().to_string();
-                        let second = org_str(&location, "code").unwrap_or_default().to_string();
+                    if doc_str(existing, "id") != Some(id.as_str()) {
+                        let first = doc_str(existing, "code").unwrap_or_default().to_string();
+                        let second = doc_str(&location, "code").unwrap_or_default().to_string();
                         return Err(DomainError::rule(
                             ErrorCode::conflictingOrgLocations,
                             &[&first, &second, &kind],
@@ -234,7 +228,7 @@ impl OrgService {
                 if hops > 16 {
                     break;
                 }
-                if let Some(parent) = org_str(&location, "parentId") {
+                if let Some(parent) = doc_str(&location, "parentId") {
                     current = self.location_by_id(parent).await?;
                 }
             }
@@ -295,14 +289,13 @@ impl OrgService {
             let root = tenant_by_channel(&self.store, &channel)
                 .await?
                 .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &["channel"]))?;
-            if root.get("status").and_then(Value::as_i64) != Some(1) {
+            if !root.is_active() {
                 return Err(DomainError::rule(
                     ErrorCode::errorInactiveOrg,
                     &["channel", &channel],
                 ));
             }
-            let root_id = org_str(&root, "id").unwrap_or_default();
-            authority.require(authority.administers(root_id))?;
+            authority.require(authority.administers(&root.id))?;
         }
         let org_location = self.resolve_locations(body).await?;
 
@@ -348,7 +341,7 @@ impl OrgService {
     // ==== Update and status ====
 
     /// Loads an organisation for a change and checks the caller administers its tenant.
-    async fn load_for_change(&self, caller: &Caller, id: &str) -> DomainResult<Value> {
+    async fn load_for_change(&self, caller: &Caller, id: &str) -> DomainResult<OrgRecord> {
         let org = get_org(&self.store, id)
             .await?
             .ok_or_else(invalid_request)?;
@@ -414,15 +407,15 @@ impl OrgService {
         if let Some(email) = email {
             fields.insert("email".into(), json!(email));
         }
-        if is_tenant(&org)
+        if org.is_tenant()
             && let Some(sso) = opt_bool(body, "isSSOEnabled")?
         {
             fields.insert("isSSOEnabled".into(), json!(sso));
         }
         // A sub-organisation may only move to the channel of an existing tenant.
         if let Some(new_channel) = &channel
-            && !is_tenant(&org)
-            && !org_str(&org, "channel").is_some_and(|c| c.eq_ignore_ascii_case(new_channel))
+            && !org.is_tenant()
+            && !org.channel.eq_ignore_ascii_case(new_channel)
             && tenant_by_channel(&self.store, new_channel).await?.is_none()
         {
             return Err(DomainError::rule(
@@ -486,7 +479,7 @@ impl OrgService {
             .await?
             .ok_or_else(|| DomainError::not_found("organisation"))?;
         let types = org_types(&self.store).await?;
-        let mut view = organisation_document(&org);
+        let mut view = organisation_document(&org.to_doc());
         view.remove("contactDetail");
         if !view.get("orgLocation").is_some_and(Value::is_array) {
             view.insert("orgLocation".into(), json!([]));

@@ -11,7 +11,7 @@ use crate::domain::data_security::{validate_against_default, validate_policy};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, response, success};
-use crate::storage::records::{get_org, org_str};
+use crate::storage::records::get_org;
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
 /// The organisation id holding the system-wide preferences.
@@ -121,7 +121,8 @@ impl PreferenceService {
         let org = get_org(&self.store, org_id).await?;
         let root_org = org
             .as_ref()
-            .and_then(|org| org_str(org, "rootOrgId"))
+            .map(|org| org.root_org_id.as_str())
+            .filter(|root| !root.is_empty())
             .unwrap_or(org_id);
         authority.require(authority.administers(org_id) || authority.administers(root_org))?;
         if org.is_none() {

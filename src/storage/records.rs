@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 
 use super::{ClaimKind, Row, Store, Table, Versioned, compose_key, key_prefix};
 use crate::domain::membership::MembershipRecord;
-use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, OrgType, channel_claim};
+use crate::domain::org::{
+    CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, OrgRecord, OrgType, channel_claim,
+};
 use crate::domain::role::{RoleGrant, Roles};
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
@@ -78,15 +80,24 @@ pub fn external_id_claim(channel: &str, external_id: &str) -> String {
     compose_key(&[&channel_claim(channel), &external_id.to_lowercase()])
 }
 
-pub async fn get_org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Value>> {
-    Ok(store.get(Table::Organisation, id).await?.map(|row| row.doc))
+/// The organisation with this id, with its row version.
+pub async fn org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Versioned<OrgRecord>>> {
+    match store.get(Table::Organisation, id).await? {
+        Some(row) => Ok(Some(typed(Table::Organisation, row)?)),
+        None => Ok(None),
+    }
+}
+
+/// The organisation with this id.
+pub async fn get_org(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<OrgRecord>> {
+    Ok(org(store, id).await?.map(|found| found.record))
 }
 
 /// The tenant (root) organisation that owns `channel`.
 pub async fn tenant_by_channel(
     store: &Arc<dyn Store>,
     channel: &str,
-) -> DomainResult<Option<Value>> {
+) -> DomainResult<Option<OrgRecord>> {
     let owner = store
         .claim_owner(ClaimKind::OrgChannel, &channel_claim(channel))
         .await?;
@@ -125,10 +136,6 @@ pub async fn custodian(store: &Arc<dyn Store>) -> DomainResult<(String, String)>
     }
 }
 
-pub fn org_str<'a>(org: &'a Value, field: &str) -> Option<&'a str> {
-    org.get(field).and_then(Value::as_str)
-}
-
 /// The organisation types of the `orgTypeConfig` setting, in configuration order.
 pub async fn org_types(store: &Arc<dyn Store>) -> DomainResult<Vec<OrgType>> {
     let config = json_setting(store, "orgTypeConfig")
@@ -164,20 +171,16 @@ pub async fn org_types(store: &Arc<dyn Store>) -> DomainResult<Vec<OrgType>> {
 
 /// The tenant an organisation belongs to: itself for a tenant, the tenant owning its channel
 /// otherwise.
-pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &Value) -> DomainResult<Option<String>> {
-    if org
-        .get("isTenant")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
-        return Ok(org_str(org, "id").map(str::to_string));
+pub async fn tenant_id_of(store: &Arc<dyn Store>, org: &OrgRecord) -> DomainResult<Option<String>> {
+    if org.is_tenant() {
+        return Ok(Some(org.id.clone()));
     }
-    match org_str(org, "channel") {
-        Some(channel) => Ok(tenant_by_channel(store, channel)
-            .await?
-            .and_then(|tenant| org_str(&tenant, "id").map(str::to_string))),
-        None => Ok(None),
+    if org.channel.is_empty() {
+        return Ok(None);
     }
+    Ok(tenant_by_channel(store, &org.channel)
+        .await?
+        .map(|tenant| tenant.id))
 }
 
 /// The roles of a user, as authorisation reads them.

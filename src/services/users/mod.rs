@@ -27,7 +27,7 @@ use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::storage::records::{
-    check_roles_exist, custodian, get_org, json_setting, memberships, org_str, role_grants,
+    check_roles_exist, custodian, get_org, json_setting, memberships, role_grants,
     tenant_by_channel, user,
 };
 use crate::storage::{ClaimKind, Store, Table};
@@ -214,7 +214,7 @@ impl UserService {
         };
         let channel = match (channel, &organisation) {
             (Some(channel), _) => Some(channel.clone()),
-            (None, Some(org)) => org_str(org, "channel").map(str::to_string),
+            (None, Some(org)) => Some(org.channel.clone()).filter(|c| !c.is_empty()),
             (None, None) => None,
         };
         let Some(channel) = channel else {
@@ -225,22 +225,21 @@ impl UserService {
             .ok_or_else(|| {
                 DomainError::rule(ErrorCode::invalidParameterValue, &[&channel, "channel"])
             })?;
-        let tenant_id = org_str(&tenant, "id").unwrap_or_default().to_string();
+        let tenant_id = tenant.id.clone();
         if let Some(org) = &organisation {
-            let same_channel =
-                org_str(org, "channel").is_some_and(|c| c.eq_ignore_ascii_case(&channel));
-            let is_tenant = org
-                .get("isTenant")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            if !same_channel || (is_tenant && org_str(org, "id") != Some(tenant_id.as_str())) {
+            let same_channel = org.channel.eq_ignore_ascii_case(&channel);
+            if !same_channel || (org.is_tenant() && org.id != tenant_id) {
                 return Err(DomainError::rule(
                     ErrorCode::parameterMismatch,
                     &["channel, organisationId"],
                 ));
             }
         }
-        let tenant_channel = org_str(&tenant, "channel").unwrap_or(&channel).to_string();
+        let tenant_channel = if tenant.channel.is_empty() {
+            channel
+        } else {
+            tenant.channel
+        };
         Ok((tenant_id, tenant_channel))
     }
 
@@ -274,7 +273,7 @@ impl UserService {
             .collect();
         let root_org = match get_org(&self.store, &user.root_org_id).await? {
             Some(org) => {
-                let mut org = crate::search::documents::organisation_document(&org);
+                let mut org = crate::search::documents::organisation_document(&org.to_doc());
                 org.remove("contactDetail");
                 Some(Value::Object(org))
             }
