@@ -21,12 +21,10 @@ use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
+use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{
-    ClaimKind, Expect, Row, Store, StoreError, Table, Topic, Transaction, compose_key, key_prefix,
+    ClaimKind, Expect, Row, Store, Table, Topic, Transaction, compose_key, key_prefix,
 };
-
-/// Attempts of one write when concurrent writes keep moving the rows it read.
-const MAX_ATTEMPTS: usize = 5;
 
 const PARENT_ID: &str = "parentId";
 const PARENT_CODE: &str = "parentCode";
@@ -50,11 +48,6 @@ fn duplicate_code(code: &str) -> DomainError {
 
 fn invalid_request() -> DomainError {
     DomainError::rule(ErrorCode::invalidRequestData, &[])
-}
-
-/// Rows kept moving under every attempt: the caller may simply retry.
-fn too_much_contention() -> DomainError {
-    DomainError::Unavailable("location rows kept changing during the write".into())
 }
 
 /// A location's parent as the request names it. When both are given Sunbird resolves the code
@@ -194,11 +187,13 @@ impl LocationService {
         self.check_code_free(&code, None).await?;
 
         let id = uuid::Uuid::new_v4().to_string();
-        for _ in 0..MAX_ATTEMPTS {
+        let (id, code, name) = (id.as_str(), &code, &name);
+        let (location_type, parent_ref) = (&location_type, &parent_ref);
+        let attempt = || async move {
             let parent = match &parent_ref {
                 Some(reference) => {
                     let parent = self.resolve_parent(reference).await?;
-                    self.check_parent_level(&location_type, &parent)?;
+                    self.check_parent_level(location_type, &parent)?;
                     Some(parent)
                 }
                 None => None,
@@ -212,26 +207,20 @@ impl LocationService {
                 doc.insert("parentId".into(), json!(parent.key));
             }
             let mut transaction = Transaction::default();
-            transaction.claim(ClaimKind::LocationCode, location_code_claim(&code), &id);
-            transaction.put(Table::Location, &id, Value::Object(doc), Expect::Absent);
+            transaction.claim(ClaimKind::LocationCode, location_code_claim(code), id);
+            transaction.put(Table::Location, id, Value::Object(doc), Expect::Absent);
             if let Some(parent) = &parent {
-                Self::link_to_parent(&mut transaction, parent, &id);
+                Self::link_to_parent(&mut transaction, parent, id);
             }
-            transaction.event(Topic::Location, &id, 1);
-            match self.store.commit(transaction).await {
-                Ok(_) => {
-                    tracing::info!(location.id = %id, location.kind = %location_type, "location created");
-                    let mut result = success();
-                    result.insert("id".into(), json!(id));
-                    return Ok(result);
-                }
-                Err(StoreError::ClaimTaken { .. }) => return Err(duplicate_code(&code)),
-                // The parent changed (a child added, an edit) or went away: look again.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(DomainError::from(other)),
-            }
-        }
-        Err(too_much_contention())
+            transaction.event(Topic::Location, id, 1);
+            Ok((transaction, ()))
+        };
+        // A conflict means the parent changed (a child added, an edit) or went away: look again.
+        read_modify_write(&*self.store, |_| duplicate_code(code), attempt).await?;
+        tracing::info!(location.id = %id, location.kind = %location_type, "location created");
+        let mut result = success();
+        result.insert("id".into(), json!(id));
+        Ok(result)
     }
 
     /// PATCH /v1/location/update: name, code and parent may change; type may not.
@@ -245,8 +234,9 @@ impl LocationService {
         let code = opt_nonblank(body, "code")?;
         let parent_ref = ParentRef::from_body(body)?;
 
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(current) = self.get_location(&id).await? else {
+        let (id, code, name, parent_ref) = (id.as_str(), &code, &name, &parent_ref);
+        let attempt = || async move {
+            let Some(current) = self.get_location(id).await? else {
                 return Err(invalid_parameter("locationId"));
             };
             let location_type = doc_str(&current.doc, "type")
@@ -257,7 +247,7 @@ impl LocationService {
                 .to_string();
             let current_parent = doc_str(&current.doc, "parentId").map(str::to_string);
             if let Some(code) = &code {
-                self.check_code_free(code, Some(&id)).await?;
+                self.check_code_free(code, Some(id)).await?;
             }
             let parent = match &parent_ref {
                 Some(_) if self.types.level(&location_type) == Some(0) => {
@@ -286,8 +276,8 @@ impl LocationService {
                     location_code_claim(code),
                 );
                 if old_claim != new_claim {
-                    transaction.claim(ClaimKind::LocationCode, new_claim, &id);
-                    transaction.release(ClaimKind::LocationCode, old_claim, &id);
+                    transaction.claim(ClaimKind::LocationCode, new_claim, id);
+                    transaction.release(ClaimKind::LocationCode, old_claim, id);
                 }
             }
             if let Some(parent) = &parent
@@ -297,32 +287,25 @@ impl LocationService {
                 if let Some(old_parent) = &current_parent {
                     transaction.delete(
                         Table::LocationChildren,
-                        compose_key(&[old_parent, &id]),
+                        compose_key(&[old_parent, id]),
                         Expect::Any,
                     );
                 }
-                Self::link_to_parent(&mut transaction, parent, &id);
+                Self::link_to_parent(&mut transaction, parent, id);
             }
             transaction.put(
                 Table::Location,
-                &id,
+                id,
                 Value::Object(doc),
                 Expect::Version(current.version),
             );
-            transaction.event(Topic::Location, &id, current.version + 1);
-            match self.store.commit(transaction).await {
-                Ok(_) => {
-                    tracing::info!(location.id = %id, "location updated");
-                    return Ok(success());
-                }
-                Err(StoreError::ClaimTaken { .. }) => {
-                    return Err(duplicate_code(code.as_deref().unwrap_or_default()));
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(DomainError::from(other)),
-            }
-        }
-        Err(too_much_contention())
+            transaction.event(Topic::Location, id, current.version + 1);
+            Ok((transaction, ()))
+        };
+        let on_claim = |_| duplicate_code(code.as_deref().unwrap_or_default());
+        read_modify_write(&*self.store, on_claim, attempt).await?;
+        tracing::info!(location.id = %id, "location updated");
+        Ok(success())
     }
 
     /// DELETE /v1/location/delete/{locationId}: refused while any location names it as parent.
@@ -336,7 +319,7 @@ impl LocationService {
         if id.is_empty() {
             return Err(DomainError::mandatory_missing("locationId"));
         }
-        for _ in 0..MAX_ATTEMPTS {
+        let attempt = || async move {
             let Some(current) = self.get_location(id).await? else {
                 return Err(invalid_parameter("locationId"));
             };
@@ -364,16 +347,11 @@ impl LocationService {
                 );
             }
             transaction.event(Topic::Location, id, current.version + 1);
-            match self.store.commit(transaction).await {
-                Ok(_) => {
-                    tracing::info!(location.id = %id, "location deleted");
-                    return Ok(success());
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(DomainError::from(other)),
-            }
-        }
-        Err(too_much_contention())
+            Ok((transaction, ()))
+        };
+        read_modify_write(&*self.store, no_claims, attempt).await?;
+        tracing::info!(location.id = %id, "location deleted");
+        Ok(success())
     }
 
     /// POST /v1/location/search: `{"count": n, "response": [locations]}`, sorted by name when

@@ -12,6 +12,7 @@ use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, response, success};
 use crate::storage::records::get_org;
+use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{Expect, Row, Store, StoreError, Table, Transaction, compose_key};
 
 /// The organisation id holding the system-wide preferences.
@@ -20,7 +21,6 @@ pub const DATA_SECURITY_POLICY: &str = "dataSecurityPolicy";
 pub const USER_PRIVATE_FIELDS: &str = "userPrivateFields";
 
 /// Attempts of one update when concurrent updates keep moving the row.
-const MAX_ATTEMPTS: usize = 5;
 
 #[derive(Clone)]
 pub struct PreferenceService {
@@ -207,11 +207,12 @@ impl PreferenceService {
         let request = PreferenceRequest::parse(body)?;
         let data = required_data(body, false)?;
         self.authorise_write(caller, &request.org_id).await?;
-        for _ in 0..MAX_ATTEMPTS {
+        let (request, data) = (&request, &data);
+        let attempt = || async move {
             let Some(current) = self.get_row(&request.org_id, &request.key).await? else {
                 return Err(preference_not_found(&request.key, &request.org_id));
             };
-            self.check_policy(&request, &data).await?;
+            self.check_policy(request, data).await?;
             let mut doc = current.doc.as_object().cloned().unwrap_or_default();
             doc.insert("data".into(), Value::Object(data.clone()));
             doc.insert("updatedBy".into(), json!(caller.audit_id()));
@@ -223,18 +224,11 @@ impl PreferenceService {
                 Value::Object(doc),
                 Expect::Version(current.version),
             );
-            match self.store.commit(transaction).await {
-                Ok(_) => {
-                    tracing::info!(org.id = %request.org_id, preference.key = %request.key, "tenant preference updated");
-                    return Ok(success());
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(other) => return Err(DomainError::from(other)),
-            }
-        }
-        Err(DomainError::Unavailable(
-            "tenant preference kept changing during the update".into(),
-        ))
+            Ok((transaction, ()))
+        };
+        read_modify_write(&*self.store, no_claims, attempt).await?;
+        tracing::info!(org.id = %request.org_id, preference.key = %request.key, "tenant preference updated");
+        Ok(success())
     }
 
     /// POST /v2/org/preferences/read (and its private twin): `{"response": <row>}`.

@@ -9,7 +9,7 @@ use super::{ClaimKind, Store, StoreError, Transaction};
 use crate::domain::{DomainError, DomainResult};
 
 /// Attempts of a read-modify-write before giving up with 503 (the caller may retry).
-pub const WRITE_ATTEMPTS: usize = 3;
+pub const WRITE_ATTEMPTS: usize = 5;
 
 /// Runs `attempt` (read, check, build) and commits what it returns, again on a version
 /// conflict, up to [`WRITE_ATTEMPTS`] times. A taken claim is answered with `on_claim`; any
