@@ -17,10 +17,11 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::location::{LocationTypes, location_code_claim};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::search::dsl::{SearchLimits, parse_search_request};
+use crate::search::dsl::SearchLimits;
 use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
+use crate::services::search::{self, Steps};
 use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{
     ClaimKind, Expect, Row, Store, Table, Topic, Transaction, compose_key, key_prefix,
@@ -370,17 +371,26 @@ impl LocationService {
             Some(Value::Object(filters)) => filters.contains_key("type"),
             Some(_) => return Err(invalid_request()),
         };
-        let mut query = parse_search_request(&request, &self.limits)?;
-        if filters_have_type && query.sort_by.is_empty() {
-            query.sort_by = vec![("name".to_string(), SortOrder::Asc)];
-        }
-        let found = self.search.search(IndexName::Location, &query).await?;
+        let page = search::run(
+            &*self.search,
+            IndexName::Location,
+            &request,
+            &self.limits,
+            Steps {
+                rewrite: Some,
+                adjust: |query| {
+                    if filters_have_type && query.sort_by.is_empty() {
+                        query.sort_by = vec![("name".to_string(), SortOrder::Asc)];
+                    }
+                },
+                present: |_, location| Value::Object(location),
+            },
+        )
+        .await?;
+        // Location search answers `{count, response}`, not `{response: {count, content}}`.
         let mut result = Map::new();
-        result.insert("count".into(), json!(found.count));
-        result.insert(
-            "response".into(),
-            Value::Array(found.content.into_iter().map(Value::Object).collect()),
-        );
+        result.insert("count".into(), json!(page.count));
+        result.insert("response".into(), Value::Array(page.content));
         Ok(result)
     }
 }

@@ -10,5 +10,6 @@ pub mod locations;
 pub mod organisations;
 pub mod preferences;
 pub mod roles;
+pub mod search;
 pub mod settings;
 pub mod users;

@@ -13,10 +13,11 @@ use crate::domain::org::{OrgRecord, OrgType, org_type_names, org_type_value};
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::organisation_document;
-use crate::search::dsl::{SearchLimits, parse_search_request};
+use crate::search::dsl::SearchLimits;
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, doc_str, opt_bool, opt_nonblank, present, response, success};
+use crate::services::search::{self, Steps};
 use crate::storage::records::{get_org, org_types, tenant_by_channel, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table};
 
@@ -527,54 +528,54 @@ impl OrgService {
         version: OrgSearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let mut query = parse_search_request(body, &self.limits)?;
         let types = org_types(&self.store).await?;
         let school = org_type_value(&types, "school");
-        query.filters = std::mem::take(&mut query.filters)
-            .into_iter()
-            .filter(|f| !matches!(f, Filter::Term { field, .. } if field == "objectType"))
-            .filter_map(|filter| Self::rewrite_filter(filter, version, school))
-            .collect();
-        let fields = query.fields.clone();
-        let wants_facets = !query.facets.is_empty();
-        let found = self.search.search(IndexName::Organisation, &query).await?;
-        let content: Vec<Value> = found
-            .content
-            .into_iter()
-            .map(|mut org| {
-                if (fields.is_empty() || fields.iter().any(|f| f == "hashTagId"))
-                    && let Some(id) = org.get("id").cloned()
-                {
-                    org.insert("hashTagId".into(), id);
-                }
-                Self::add_type_flags(&types, &mut org);
-                match version {
-                    OrgSearchVersion::V1 => {
-                        for key in ORG_DEFAULT_NULLS {
-                            if fields.is_empty() || fields.iter().any(|f| f == key) {
-                                org.entry(key.to_string()).or_insert(Value::Null);
-                            }
-                        }
-                        if let Some(tenant) = org.get("isTenant").cloned() {
-                            org.insert("isRootOrg".into(), tenant);
-                        }
-                    }
-                    OrgSearchVersion::V2 => {
-                        for key in ORG_DEFAULT_NULLS.iter().chain(["locationIds"].iter()) {
-                            org.remove(*key);
-                        }
-                    }
-                }
-                Value::Object(org)
-            })
-            .collect();
-        let mut result = Map::new();
-        result.insert("count".into(), json!(found.count));
-        result.insert("content".into(), Value::Array(content));
-        if wants_facets {
-            result.insert("facets".into(), json!(found.facets));
+        let page = search::run(
+            &*self.search,
+            IndexName::Organisation,
+            body,
+            &self.limits,
+            Steps {
+                rewrite: |filter| Self::rewrite_filter(filter, version, school),
+                adjust: |_| {},
+                present: |query, org| Self::present_hit(&types, version, &query.fields, org),
+            },
+        )
+        .await?;
+        Ok(response(Value::Object(page.into_result())))
+    }
+
+    /// One organisation search hit as the version shows it.
+    fn present_hit(
+        types: &[OrgType],
+        version: OrgSearchVersion,
+        fields: &[String],
+        mut org: Map<String, Value>,
+    ) -> Value {
+        if (fields.is_empty() || fields.iter().any(|f| f == "hashTagId"))
+            && let Some(id) = org.get("id").cloned()
+        {
+            org.insert("hashTagId".into(), id);
         }
-        Ok(response(Value::Object(result)))
+        Self::add_type_flags(types, &mut org);
+        match version {
+            OrgSearchVersion::V1 => {
+                for key in ORG_DEFAULT_NULLS {
+                    if fields.is_empty() || fields.iter().any(|f| f == key) {
+                        org.entry(key.to_string()).or_insert(Value::Null);
+                    }
+                }
+                if let Some(tenant) = org.get("isTenant").cloned() {
+                    org.insert("isRootOrg".into(), tenant);
+                }
+            }
+            OrgSearchVersion::V2 => {
+                for key in ORG_DEFAULT_NULLS.iter().chain(["locationIds"].iter()) {
+                    org.remove(*key);
+                }
+            }
+        }
+        Value::Object(org)
     }
 
     // ==== Keys ====

@@ -22,10 +22,11 @@ use crate::domain::user::{
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::PII_TOKENS_FIELD;
-use crate::search::dsl::{SearchLimits, parse_search_request};
+use crate::search::dsl::SearchLimits;
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
+use crate::services::search::{self, Steps};
 use crate::storage::records::{
     check_roles_exist, custodian, get_org, json_setting, memberships, role_grants,
     tenant_by_channel, user,
@@ -460,32 +461,23 @@ impl UserService {
         version: SearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let mut query = parse_search_request(body, &self.rules.search_limits)?;
-        // The internal object type filter Sunbird's controller injects is not a field.
-        query
-            .filters
-            .retain(|f| !matches!(f, Filter::Term { field, .. } if field == "objectType"));
-        query.filters = std::mem::take(&mut query.filters)
-            .into_iter()
-            .map(|filter| self.rewrite_filter(filter, version))
-            .collect();
-        query
-            .exclude_fields
-            .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()));
-        let wants_facets = !query.facets.is_empty();
-        let found = self.search.search(IndexName::User, &query).await?;
-        let content: Vec<Value> = found
-            .content
-            .iter()
-            .map(|hit| Value::Object(search_hit_view(&self.vault, hit, version)))
-            .collect();
-        let mut result = Map::new();
-        result.insert("count".into(), json!(found.count));
-        result.insert("content".into(), Value::Array(content));
-        if wants_facets {
-            result.insert("facets".into(), json!(found.facets));
-        }
-        Ok(response(Value::Object(result)))
+        let page = search::run(
+            &*self.search,
+            IndexName::User,
+            body,
+            &self.rules.search_limits,
+            Steps {
+                rewrite: |filter| Some(self.rewrite_filter(filter, version)),
+                adjust: |query| {
+                    query
+                        .exclude_fields
+                        .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()))
+                },
+                present: |_, hit| Value::Object(search_hit_view(&self.vault, &hit, version)),
+            },
+        )
+        .await?;
+        Ok(response(Value::Object(page.into_result())))
     }
 
     // ==== Lookups ====
