@@ -275,6 +275,214 @@ mod tests {
         );
     }
 
+    /// The §9 catalogue of `reference/sunbird-userorg.md`: name, key, status and the message as
+    /// the reference gives it (a prefix where the reference abridges it; `None` where it gives
+    /// none). The table is written out here, so a changed row fails against the reference.
+    const CATALOGUE: &[(ErrorCode, &str, u16, Option<&str>)] = &[
+        (
+            ErrorCode::errorParamExists,
+            "0002",
+            400,
+            Some("{0} already exists"),
+        ),
+        (
+            ErrorCode::dataTypeError,
+            "0003",
+            400,
+            Some("Data type of {0} should be {1}."),
+        ),
+        (
+            ErrorCode::errorDuplicateEntry,
+            "0004",
+            400,
+            Some("Value {0} for {1} is already in use."),
+        ),
+        (
+            ErrorCode::userAccountlocked,
+            "0006",
+            400,
+            Some("User account has been blocked ."),
+        ),
+        (
+            ErrorCode::userStatusError,
+            "0008",
+            400,
+            Some("User is already {0}."),
+        ),
+        (
+            ErrorCode::dataFormatError,
+            "0009",
+            400,
+            Some("Invalid format for given {0}."),
+        ),
+        (
+            ErrorCode::OnlyEmailorPhoneorManagedByRequired,
+            "0011",
+            400,
+            None,
+        ),
+        (ErrorCode::channelRegFailed, "0012", 500, None),
+        (
+            ErrorCode::resourceNotFound,
+            "0013",
+            404,
+            Some("Requested {0} resource not found"),
+        ),
+        (
+            ErrorCode::invalidParameterValue,
+            "0017",
+            400,
+            Some("Invalid value {0} for parameter {1}"),
+        ),
+        (
+            ErrorCode::invalidValue,
+            "0018",
+            400,
+            Some("Invalid {0}: {1}. Valid values are: {2}."),
+        ),
+        (
+            ErrorCode::invalidParameter,
+            "0019",
+            400,
+            Some("Please provide valid {0}."),
+        ),
+        (
+            ErrorCode::invalidRequestParameter,
+            "0021",
+            400,
+            Some("Invalid parameter {0} in request."),
+        ),
+        (ErrorCode::invalidIdentifier, "0023", 400, None),
+        (
+            ErrorCode::passwordValidation,
+            "0024",
+            400,
+            Some("Password must contain"),
+        ),
+        (
+            ErrorCode::invalidCaptcha,
+            "0025",
+            418,
+            Some("Captcha is invalid"),
+        ),
+        (ErrorCode::invalidConsentStatus, "0026", 400, None),
+        (ErrorCode::invalidOperationName, "0027", 400, None),
+        (
+            ErrorCode::invalidRequestData,
+            "0028",
+            400,
+            Some("Requested data for this operation is not valid."),
+        ),
+        (ErrorCode::invalidLocationDeleteRequest, "0029", 400, None),
+        (
+            ErrorCode::mandatoryParamsMissing,
+            "0030",
+            400,
+            Some("Mandatory parameter {0} is missing."),
+        ),
+        (ErrorCode::unupdatableField, "0033", 400, None),
+        (ErrorCode::externalIdAssignedToOtherUser, "0042", 400, None),
+        (ErrorCode::duplicateExternalIds, "0043", 400, None),
+        (
+            ErrorCode::emailNotSentRecipientsExceededMaxLimit,
+            "0044",
+            400,
+            None,
+        ),
+        (ErrorCode::parameterMismatch, "0045", 400, None),
+        (ErrorCode::errorUnsupportedField, "0051", 400, None),
+        (ErrorCode::errorInactiveOrg, "0053", 400, None),
+        (
+            ErrorCode::errorInvalidOTP,
+            "0057",
+            400,
+            Some("Invalid OTP."),
+        ),
+        (ErrorCode::errorInvalidParameterSize, "0058", 400, None),
+        (
+            ErrorCode::errorRateLimitExceeded,
+            "0059",
+            429,
+            Some("Your per {0} rate limit has exceeded"),
+        ),
+        (ErrorCode::errorUserMigrationFailed, "0060", 500, None),
+        (ErrorCode::mandatoryHeaderParamsMissing, "0061", 400, None),
+        (ErrorCode::recoveryParamsMatchException, "0062", 400, None),
+        (
+            ErrorCode::otpVerificationFailed,
+            "0063",
+            400,
+            Some("OTP verification failed. Remaining attempt count is {0}."),
+        ),
+        (
+            ErrorCode::serviceUnAvailable,
+            "0064",
+            503,
+            Some("SERVICE UNAVAILABLE"),
+        ),
+        (ErrorCode::managedByNotAllowed, "0065", 400, None),
+        (
+            ErrorCode::managedUserLimitExceeded,
+            "0066",
+            400,
+            Some("Managed user creation limit exceeded"),
+        ),
+        (
+            ErrorCode::serverError,
+            "UOS_0069",
+            500,
+            Some("server error"),
+        ),
+        (
+            ErrorCode::unAuthorized,
+            "UOS_0070",
+            401,
+            Some("You are not authorized."),
+        ),
+        (ErrorCode::errorForbidden, "0071", 403, None),
+        (ErrorCode::inactiveUser, "0073", 400, None),
+        (ErrorCode::extendUserProfileNotLoaded, "0075", 500, None),
+        (ErrorCode::roleProcessingInvalidOrgError, "0076", 500, None),
+        (ErrorCode::invalidFileExtension, "0077", 400, None),
+        (ErrorCode::invalidEncryptionFile, "0078", 400, None),
+        (ErrorCode::invalidSecurityLevel, "0079", 400, None),
+        (ErrorCode::invalidSecurityLevelLower, "0080", 400, None),
+        (
+            ErrorCode::defaultSecurityLevelConfigMissing,
+            "0081",
+            400,
+            None,
+        ),
+        (
+            ErrorCode::invalidTenantSecurityLevelLower,
+            "0082",
+            400,
+            None,
+        ),
+        (
+            ErrorCode::cannotDeleteUser,
+            "0083",
+            400,
+            Some("User is restricted from deleting account based on roles!"),
+        ),
+    ];
+
+    #[test]
+    fn the_error_table_matches_the_reference_catalogue() {
+        for (code, key, status, message) in CATALOGUE {
+            assert_eq!(code.key(), *key, "key of {}", code.name());
+            assert_eq!(code.status(), *status, "status of {}", code.name());
+            if let Some(message) = message {
+                assert!(
+                    code.template().starts_with(message),
+                    "template of {}: {:?} vs the reference's {message:?}",
+                    code.name(),
+                    code.template()
+                );
+            }
+        }
+    }
+
     #[test]
     fn keys_are_unique_and_well_formed() {
         let mut seen = std::collections::HashSet::new();

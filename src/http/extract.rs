@@ -31,15 +31,13 @@ impl<S: Send + Sync> FromRequest<S> for SunbirdBody {
             .unwrap_or_default()
             .to_string();
         // Only JSON is accepted: a form or text body cannot be sent cross-site without a
-        // preflight, which is what keeps state-changing routes safe from CSRF.
+        // preflight, which is what keeps state-changing routes safe from CSRF. Answered 400, the
+        // status of `mandatoryHeaderParamsMissing` in the §9 catalogue.
         if !is_json(&content_type) {
-            return Err(ApiError(
-                DomainError::rule(
-                    ErrorCode::mandatoryHeaderParamsMissing,
-                    &["Content-Type with value application/json"],
-                )
-                .with_status(415),
-            ));
+            return Err(ApiError(DomainError::rule(
+                ErrorCode::mandatoryHeaderParamsMissing,
+                &["Content-Type with value application/json"],
+            )));
         }
         let bytes = Bytes::from_request(request, state)
             .await

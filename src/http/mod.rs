@@ -293,12 +293,15 @@ async fn sunbird_middleware(
             Err(error) => (error.into_response(), None),
         };
 
-    let status = response.status().as_u16();
-    let body = match response.extensions_mut().remove::<EnvelopeBody>() {
-        Some(body) => Some(body),
-        None if response.status().is_success() => None,
-        None => Some(envelope_for_bare_status(response.status())),
+    let (answered, body) = match response.extensions_mut().remove::<EnvelopeBody>() {
+        Some(body) => (response.status(), Some(body)),
+        None if response.status().is_success() => (response.status(), None),
+        None => {
+            let (status, body) = envelope_for_bare_status(response.status());
+            (status, Some(body))
+        }
     };
+    let status = answered.as_u16();
     if let Some(cause) = response.extensions().get::<InternalCause>() {
         tracing::error!(
             request.id = %request_id,
@@ -327,7 +330,7 @@ async fn sunbird_middleware(
             let json = render(&path, &request_id, status, &body, meta.map(|m| m.operation));
             let bytes = serde_json::to_vec(&json).unwrap_or_default();
             let length = bytes.len();
-            let mut rendered = (response.status(), bytes).into_response();
+            let mut rendered = (answered, bytes).into_response();
             let headers = rendered.headers_mut();
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
@@ -355,16 +358,18 @@ async fn sunbird_middleware(
     response
 }
 
-/// Envelope for responses produced without one (axum's 405, the timeout layer's 504, a panic).
-fn envelope_for_bare_status(status: StatusCode) -> EnvelopeBody {
+/// Status and envelope for responses produced without one (axum's wrong method, the timeout
+/// layer's 504, a panic). A wrong method is Sunbird's `invalidOperationName`, answered 400 as
+/// the §9 catalogue has it.
+fn envelope_for_bare_status(status: StatusCode) -> (StatusCode, EnvelopeBody) {
+    let status = match status {
+        StatusCode::METHOD_NOT_ALLOWED => StatusCode::BAD_REQUEST,
+        other => other,
+    };
     let (code, message) = match status.as_u16() {
         404 => (
             ErrorCode::resourceNotFound,
             ErrorCode::resourceNotFound.format(&[""]),
-        ),
-        405 => (
-            ErrorCode::invalidOperationName,
-            ErrorCode::invalidOperationName.template().to_string(),
         ),
         413 => (
             ErrorCode::dataSizeError,
@@ -378,7 +383,11 @@ fn envelope_for_bare_status(status: StatusCode) -> EnvelopeBody {
             ErrorCode::serviceUnAvailable,
             ErrorCode::serviceUnAvailable.template().to_string(),
         ),
-        400..=499 => (
+        400 => (
+            ErrorCode::invalidOperationName,
+            ErrorCode::invalidOperationName.template().to_string(),
+        ),
+        401..=499 => (
             ErrorCode::invalidRequestData,
             ErrorCode::invalidRequestData.template().to_string(),
         ),
@@ -387,11 +396,14 @@ fn envelope_for_bare_status(status: StatusCode) -> EnvelopeBody {
             ErrorCode::serverError.template().to_string(),
         ),
     };
-    EnvelopeBody::Failure {
-        code,
-        message,
-        result: serde_json::Map::new(),
-    }
+    (
+        status,
+        EnvelopeBody::Failure {
+            code,
+            message,
+            result: serde_json::Map::new(),
+        },
+    )
 }
 
 /// The caller of a request, by the route's access class. A token counts only while its user
