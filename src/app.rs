@@ -50,15 +50,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the application on the engines its configuration names.
+    /// Builds the application on the engines its configuration names, on the system clock.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let engines = engines::open(&settings).await?;
-        Self::build_with(settings, engines).await
+        Self::build_with(settings, engines, Arc::new(SystemClock)).await
     }
 
-    /// Builds the application on engines opened (and possibly decorated) by the caller: tests
-    /// wrap the store in a fault-injecting decorator this way.
-    pub async fn build_with(settings: Settings, engines: Engines) -> anyhow::Result<Application> {
+    /// Builds the application on engines opened (and possibly decorated) by the caller and on
+    /// the given clock: tests wrap the engines in fault-injecting decorators and move time.
+    pub async fn build_with(
+        settings: Settings,
+        engines: Engines,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         std::fs::create_dir_all(&settings.data_dir)?;
         let keys_dir = settings.data_dir.join("keys");
         let public_keys_dir = settings.public_keys_dir();
@@ -85,7 +89,6 @@ impl Application {
             },
         )?;
         let instance = instance_id(&settings.data_dir)?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
         let tree = crate::actors::start(ActorSettings {
             user_owner_context: Arc::new(UserOwnerContext {

@@ -19,6 +19,45 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock a test sets and moves (Keycloak's way of testing expiry: move time, never sleep).
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug)]
+pub struct ManualClock {
+    now: std::sync::Mutex<DateTime<Local>>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl ManualClock {
+    /// Starts at the given time.
+    pub fn at(now: DateTime<Local>) -> Self {
+        ManualClock {
+            now: std::sync::Mutex::new(now),
+        }
+    }
+
+    pub fn set(&self, now: DateTime<Local>) {
+        match self.now.lock() {
+            Ok(mut guard) => *guard = now,
+            Err(poisoned) => *poisoned.into_inner() = now,
+        }
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let next = self.now() + by;
+        self.set(next);
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Local> {
+        match self.now.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+}
+
 /// Sunbird's timestamp format (`yyyy-MM-dd HH:mm:ss:SSSZ`), used for `ts`, `createdDate`,
 /// `updatedDate` and `orgJoinDate`: `2024-07-01 12:47:05:123+0530`.
 pub fn sunbird_timestamp(at: DateTime<Local>) -> String {

@@ -6,6 +6,8 @@
 pub mod conformance;
 pub mod moka_cache;
 pub mod redis_cache;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::time::Duration;
 

@@ -13,6 +13,8 @@ pub mod conformance;
 pub mod documents;
 pub mod dsl;
 pub mod tantivy_index;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -248,6 +248,23 @@ mod tests {
         crate::storage::conformance::run_store_conformance(&open).await;
     }
 
+    /// Fail-open: with every cache call failing, the store behind it keeps its whole contract.
+    #[tokio::test]
+    async fn a_store_behind_a_failing_cache_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.redb");
+        let open = move || -> futures::future::BoxFuture<'static, Arc<dyn Store>> {
+            let inner: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("open"));
+            let store: Arc<dyn Store> = Arc::new(CachedStore::new(
+                inner,
+                Arc::new(crate::cache::testing::FailingCache),
+                Duration::from_secs(60),
+            ));
+            Box::pin(async move { store })
+        };
+        crate::storage::conformance::run_store_conformance(&open).await;
+    }
+
     #[tokio::test]
     async fn a_write_into_a_partition_refreshes_its_cached_scan() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,18 @@
 
 use serde_json::{Value, json};
 
+use userorg::search::IndexName;
+
 use crate::helpers::{TestApp, unique_email};
+
+/// Takes a document out of the index behind the app's back, as a lost or corrupt index would.
+async fn drop_from_index(app: &TestApp, index: IndexName, id: &str) {
+    app.wait_for_index().await;
+    app.index
+        .delete(index, vec![id.to_string()])
+        .await
+        .expect("index delete");
+}
 
 async fn location_count(app: &TestApp, id: &str) -> Value {
     let reply = app
@@ -20,9 +31,19 @@ async fn wait_for_location(app: &TestApp, id: &str) {
 async fn sync_reindexes_given_ids_and_reports_them() {
     let app = TestApp::spawn().await;
     let admin = Some(app.admin_token.as_str());
+    let email = unique_email();
     let user = app
-        .create_user(json!({"firstName": "Sync", "email": unique_email()}))
+        .create_user(json!({"firstName": "Sync", "email": email}))
         .await;
+    drop_from_index(&app, IndexName::User, &user).await;
+    let missing = app
+        .search_indexed(json!({"filters": {"email": email}}))
+        .await;
+    assert_eq!(
+        missing.assert_ok()["response"]["count"],
+        0,
+        "gone from the index"
+    );
     let reply = app
         .post(
             "/v1/data/sync",
@@ -36,6 +57,14 @@ async fn sync_reindexes_given_ids_and_reports_them() {
         reply.assert_ok().clone(),
         json!({"esSyncResponse": {user.clone(): true}, "response": "SUCCESS"})
     );
+    let back = app
+        .search_indexed(json!({"filters": {"email": email}}))
+        .await;
+    assert_eq!(
+        back.assert_ok()["response"]["count"],
+        1,
+        "the sync put it back"
+    );
 
     let created = app
         .post(
@@ -45,6 +74,8 @@ async fn sync_reindexes_given_ids_and_reports_them() {
         )
         .await;
     let location = created.assert_ok()["id"].as_str().expect("id").to_string();
+    drop_from_index(&app, IndexName::Location, &location).await;
+    assert_eq!(location_count(&app, &location).await, 0);
     let reply = app
         .post(
             "/api/data/v1/index/sync",
@@ -70,6 +101,8 @@ async fn sync_without_ids_rebuilds_the_index() {
         .await;
     let location = created.assert_ok()["id"].as_str().expect("id").to_string();
     wait_for_location(&app, &location).await;
+    drop_from_index(&app, IndexName::Location, &location).await;
+    assert_eq!(location_count(&app, &location).await, 0);
     let reply = app
         .post(
             "/v1/data/sync",
@@ -79,7 +112,11 @@ async fn sync_without_ids_rebuilds_the_index() {
         .await;
     // No ids, no `esSyncResponse`, as in Sunbird.
     assert_eq!(reply.assert_ok().clone(), json!({"response": "SUCCESS"}));
-    assert_eq!(location_count(&app, &location).await, 1);
+    assert_eq!(
+        location_count(&app, &location).await,
+        1,
+        "the rebuild restored it"
+    );
 
     // Without an operation type the rebuild runs in the background.
     let reply = app

@@ -228,6 +228,24 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
         files_containing(&data_dir, "S3cret!pass").is_empty(),
         "password in clear"
     );
+
+    // The server's own log, written at debug level by both runs: it holds the requests (so the
+    // check below looks at a real log) and none of the canaries.
+    let logged = std::fs::read_to_string(&log).expect("server log");
+    assert!(logged.contains("DEBUG"), "the server logged at debug level");
+    assert!(
+        logged.matches("http.route").count() >= 80,
+        "every request has an access line"
+    );
+    let signature = token.rsplit('.').next().expect("signature");
+    let admin_id = userorg::seed::read_bootstrap_admin(&data_dir).expect("admin id");
+    assert!(logged.contains(&admin_id), "the caller's id is logged");
+    for (_, email, phone) in &created {
+        assert!(!logged.contains(email.as_str()), "{email} in the log");
+        assert!(!logged.contains(phone.as_str()), "{phone} in the log");
+    }
+    assert!(!logged.contains("S3cret!pass"), "password in the log");
+    assert!(!logged.contains(signature), "token in the log");
 }
 
 #[tokio::test]

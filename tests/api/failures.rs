@@ -166,3 +166,42 @@ async fn a_write_whose_commit_outcome_is_unknown_answers_504() {
         .await;
     reply.assert_error(504, "UOS_USRCRT0084", "Request timed out, please retry.");
 }
+
+#[tokio::test]
+async fn searches_answer_503_while_the_index_is_unreachable() {
+    let app = TestApp::spawn().await;
+    app.search_faults.set_unavailable(true);
+    app.post(
+        "/v3/user/search",
+        json!({"filters": {}}),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_error(503, "UOS_USRSER0064", "SERVICE UNAVAILABLE");
+    app.post("/v2/org/search", json!({"filters": {}}), None)
+        .await
+        .assert_error(503, "UOS_ORGSER0064", "SERVICE UNAVAILABLE");
+    let health = app.get("/health", None).await;
+    health.assert_error(503, "UOS_HLTHCHK0064", "SERVICE UNAVAILABLE");
+    app.stop().await;
+}
+
+/// The store committed, the index never got the document, then the process stopped: the event
+/// is still in the outbox (never acknowledged), and the next start indexes it.
+#[tokio::test]
+async fn a_change_the_index_missed_is_replayed_after_a_restart() {
+    let app = TestApp::spawn().await;
+    app.search_faults.set_unavailable(true);
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "Replayed", "email": email}))
+        .await;
+    let app = app.restart().await;
+    let found = app
+        .search_indexed(json!({"filters": {"email": email}}))
+        .await;
+    let result = found.assert_ok()["response"].clone();
+    assert_eq!(result["count"], 1, "{result}");
+    assert_eq!(result["content"][0]["id"], id.as_str());
+    app.stop().await;
+}

@@ -11,8 +11,11 @@ use tokio::sync::oneshot;
 use userorg::actors::indexer::IndexerClient;
 use userorg::app::Application;
 use userorg::auth::{LocalSigner, MintClaims};
+use userorg::clock::ManualClock;
 use userorg::config::Settings;
 use userorg::engines::{self, Engines};
+use userorg::search::SearchIndex;
+use userorg::search::testing::{FaultySearch, SearchFaults};
 use userorg::storage::Store;
 use userorg::storage::testing::{FaultyStore, StoreFaults};
 
@@ -51,6 +54,12 @@ pub struct TestApp {
     /// Switches of the fault-injecting decorator every test app's store runs behind (all off
     /// unless a test turns one on).
     pub faults: Arc<StoreFaults>,
+    /// Switches of the search index's fault-injecting decorator.
+    pub search_faults: Arc<SearchFaults>,
+    /// The index under the decorator, to read what it holds.
+    pub index: Arc<dyn SearchIndex>,
+    /// The app's clock: starts at the real time, moved by tests that need time to pass.
+    pub clock: Arc<ManualClock>,
     pub admin_id: String,
     indexer: IndexerClient,
     shutdown: Option<oneshot::Sender<()>>,
@@ -177,6 +186,8 @@ impl TestApp {
             "a stopped app still holds its store"
         );
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        // The test's own handle of the index goes too, so the next start can open it.
+        drop(self);
         Self::start_in(dir, &[]).await
     }
 
@@ -202,12 +213,15 @@ impl TestApp {
         let faulty = |store: Arc<dyn Store>| -> Arc<dyn Store> {
             Arc::new(FaultyStore::with_faults(store, Arc::clone(&faults)))
         };
+        let index = Arc::clone(&opened.search);
+        let (search, search_faults) = FaultySearch::new(opened.search);
         let engines = Engines {
             store: faulty(opened.store),
             uncached_store: faulty(opened.uncached_store),
-            search: opened.search,
+            search: Arc::new(search),
         };
-        let app = Application::build_with(settings, engines)
+        let clock = Arc::new(ManualClock::at(chrono::Local::now()));
+        let app = Application::build_with(settings, engines, clock.clone())
             .await
             .unwrap_or_else(|error| panic!("app builds: {error:#}"));
         let public = format!("http://{}", app.public_addr());
@@ -231,6 +245,9 @@ impl TestApp {
             signer,
             issuer,
             faults,
+            search_faults,
+            index,
+            clock,
             admin_id: admin_id.clone(),
             indexer,
             store,

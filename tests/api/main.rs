@@ -2,6 +2,7 @@
 //! exact Sunbird envelopes, codes and messages.
 
 mod auth;
+mod consistency;
 mod data_sync;
 mod durability;
 mod envelope;
@@ -10,11 +11,13 @@ mod helpers;
 mod locations;
 mod lookup;
 mod orgs;
+mod pii;
 mod preferences;
 mod redis_cache;
 mod restart;
 mod roles;
 mod settings;
+mod time;
 mod user_create;
 mod user_read;
 mod user_search;

@@ -48,5 +48,36 @@ async fn the_service_works_on_the_redis_cache() {
         .await
         .expect("keys");
     assert!(keys.iter().any(|k| k.contains(&id)), "{keys:?}");
+
+    // And reads are served from them: a row changed in Redis behind the service's back is what
+    // the next read shows (the store still holds Name2).
+    let key = format!("{prefix}row:user:{id}");
+    let cached: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .expect("cached row");
+    let mut row: serde_json::Value = serde_json::from_slice(&cached).expect("row json");
+    row["doc"]["firstName"] = json!("FromRedis");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(serde_json::to_vec(&row).expect("json"))
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut connection)
+        .await
+        .expect("set");
+    let user = app.get(&format!("/v1/user/read/{id}"), Some(&token)).await;
+    assert_eq!(user.assert_ok()["response"]["firstName"], "FromRedis");
+    // A write invalidates the entry, so the store's value is back at once.
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": id, "firstName": "Final"}),
+        Some(&token),
+    )
+    .await
+    .assert_ok();
+    let user = app.get(&format!("/v1/user/read/{id}"), Some(&token)).await;
+    assert_eq!(user.assert_ok()["response"]["firstName"], "Final");
     app.stop().await;
 }

@@ -92,13 +92,31 @@ async fn the_filter_dsl_works_end_to_end() {
         json!([{"name": "channel", "values": [{"name": "sunbird", "count": 3}]}])
     );
 
+    // Fixtures where exists, not_exists and status change the count: one user gets an avatar,
+    // one is blocked.
+    let ids: Vec<String> = result_ids(&search(json!({"filters": {"lastName": tag}})).await);
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": ids[0], "avatar": "https://example.test/a.png"}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    app.post("/v1/user/block", json!({"userId": ids[1]}), admin)
+        .await
+        .assert_ok();
+    app.wait_for_index().await;
     let exists =
         search(json!({"filters": {"lastName": tag}, "exists": ["dob"], "not_exists": ["avatar"]}))
             .await;
-    assert_eq!(exists.assert_ok()["response"]["count"], 3);
+    assert_eq!(exists.assert_ok()["response"]["count"], 2);
+    let with_avatar = search(json!({"filters": {"lastName": tag}, "exists": ["avatar"]})).await;
+    assert_eq!(result_ids(&with_avatar), vec![ids[0].clone()]);
 
     let status = search(json!({"filters": {"lastName": tag, "status": 1}})).await;
-    assert_eq!(status.assert_ok()["response"]["count"], 3);
+    assert_eq!(status.assert_ok()["response"]["count"], 2);
+    let blocked = search(json!({"filters": {"lastName": tag, "status": 0}})).await;
+    assert_eq!(result_ids(&blocked), vec![ids[1].clone()]);
     for version in ["v1", "v2"] {
         let reply = app
             .post(
@@ -147,16 +165,43 @@ async fn search_errors_match_sunbird() {
     app.post("/v3/user/search", json!({"filters": {}}), None)
         .await
         .assert_error(401, "UOS_0070", "You are not authorized.");
-    // An oversized limit is capped, not refused.
-    let capped = app
-        .post(
-            "/v3/user/search",
-            json!({"filters": {}, "limit": 1_000_000}),
-            admin,
-        )
-        .await;
-    capped.assert_ok();
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_limit_is_capped_not_refused() {
+    let app = TestApp::spawn_with(&[
+        ("USERORG__SEARCH__DEFAULT_LIMIT", "2"),
+        ("USERORG__SEARCH__MAX_LIMIT", "2"),
+    ])
+    .await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for _ in 0..3 {
+        app.create_user(json!({"firstName": "Many", "lastName": tag, "email": unique_email()}))
+            .await;
+    }
+    let capped = app
+        .search_indexed(json!({"filters": {"lastName": tag}, "limit": 1_000_000}))
+        .await;
+    let result = capped.assert_ok()["response"].clone();
+    assert_eq!(result["count"], 3);
+    assert_eq!(
+        result["content"].as_array().expect("content").len(),
+        2,
+        "the page holds at most max_limit hits"
+    );
+    app.stop().await;
+}
+
+fn result_ids(reply: &crate::helpers::Reply) -> Vec<String> {
+    let mut ids: Vec<String> = reply.assert_ok()["response"]["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .map(|user| user["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    ids
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use crate::domain::user::{
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
-use crate::search::{Filter, IndexName, Scalar, SearchIndex};
+use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
@@ -68,6 +68,15 @@ async fn hash_password(password: String) -> DomainResult<String> {
     .await
     .map_err(DomainError::internal)?
     .map_err(DomainError::Internal)
+}
+
+/// Fields whose stored value is ciphertext or a blind-index token (and the hash): never
+/// faceted on.
+fn is_sealed_field(field: &str) -> bool {
+    pii_token_input(field, "").is_some()
+        || field == PII_TOKENS_FIELD
+        || field.starts_with(&format!("{PII_TOKENS_FIELD}."))
+        || matches!(field, "passwordHash" | "encEmail" | "encPhone")
 }
 
 /// The blind-index namespace and normalised form of a PII filter value, or `None` for fields
@@ -461,7 +470,8 @@ impl UserService {
         version: SearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let page = search::run(
+        let mut requested_facets = Vec::new();
+        let mut page = search::run(
             &*self.search,
             IndexName::User,
             body,
@@ -471,12 +481,34 @@ impl UserService {
                 adjust: |query| {
                     query
                         .exclude_fields
-                        .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()))
+                        .extend(view::EXCLUDED_FIELDS.iter().map(|f| f.to_string()));
+                    // A facet on a sealed or tokenised field would list ciphertexts or
+                    // blind-index tokens: such facets are answered empty, never computed.
+                    requested_facets = query.facets.iter().map(|f| f.field.clone()).collect();
+                    query.facets.retain(|facet| !is_sealed_field(&facet.field));
                 },
                 present: |_, hit| Value::Object(search_hit_view(&self.vault, &hit, version)),
             },
         )
         .await?;
+        if let Some(facets) = page.facets.take() {
+            let mut computed = facets.into_iter();
+            page.facets = Some(
+                requested_facets
+                    .into_iter()
+                    .map(|name| match is_sealed_field(&name) {
+                        true => Facet {
+                            name,
+                            values: Vec::new(),
+                        },
+                        false => computed.next().unwrap_or(Facet {
+                            name,
+                            values: Vec::new(),
+                        }),
+                    })
+                    .collect(),
+            );
+        }
         Ok(response(Value::Object(page.into_result())))
     }
 
