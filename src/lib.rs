@@ -1,18 +1,30 @@
 //! userorg: the Sunbird Lern UserOrg service re-implemented on ractor actors behind axum.
 //!
 //! # Layout
+//! Calls run one way, `http -> services -> actors -> engines -> domain` (`tests/layers.rs`
+//! holds the table and fails on a back-edge); `docs/ARCHITECTURE.md` draws it.
 //! - [`app`]: `Application::build(settings)` wires everything and binds the listeners.
 //! - [`config`]: layered, typed settings.
-//! - [`http`]: routes, the Sunbird envelope, extractors, authentication, aliases.
-//! - [`services`]: use cases (validation, authorisation, reads, search) over the traits.
-//! - [`actors`]: the supervisor, the user owners (keyed factory) and the indexer.
-//! - [`domain`]: pure types and rules, and the Sunbird error table.
-//! - [`storage`]: the store trait, the redb engine, the read-through cache decorator.
-//! - [`cache`]: the cache trait and its moka engine.
-//! - [`search`]: the Sunbird search DSL, the search index trait and the tantivy engine.
+//! - [`engines`]: the resolver building the store, search and cache engines from the settings.
+//! - [`http`]: routes, the Sunbird envelope, extractors, gateway aliases, the access log.
+//! - [`services`]: use cases over the engines and the actor clients: validation, authorisation
+//!   (the caller resolved once per request), reads, the search pipeline, health.
+//! - [`actors`]: the data-driven supervision tree, the user and organisation owners (keyed
+//!   factories), the indexer (an outbox consumer) and their typed clients.
+//! - [`domain`]: pure types and rules: the typed records (`UserRecord`, `OrgRecord`,
+//!   memberships, role grants), commands, and the Sunbird error table.
+//! - [`storage`]: the store trait and its contract, the redb engine, typed reads, the outbox
+//!   consumer loop, read-modify-write, the read-through cache decorator.
+//! - [`cache`]: the cache trait and its moka and Redis engines.
+//! - [`search`]: the Sunbird search DSL, the search index trait, the index documents, the
+//!   tantivy engine.
 //! - [`crypto`]: PII sealing and the blind index.
 //! - [`auth`]: offline RS256 token verification and the local signing key.
+//! - [`clock`]: time, injectable.
 //! - [`seed`]: what a fresh data dir is given on first start.
+//!
+//! Test support (fault-injecting decorators, conformance suites, external test tiers) is
+//! compiled only for tests and with the `testing` feature.
 
 pub mod actors;
 pub mod app;
