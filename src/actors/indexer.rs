@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::slot::{ActorSlot, call_actor};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::Clock;
+use crate::domain::Record;
 use crate::domain::{DomainError, DomainResult};
 use crate::search::documents::{index_document, organisation_document};
 use crate::search::{IndexDoc, IndexName, SearchIndex};

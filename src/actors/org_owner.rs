@@ -586,6 +586,7 @@ async fn set_encryption_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Record;
 
     const NOW: &str = "2026-12-01 10:00:00:000+0000";
 

@@ -2,7 +2,6 @@
 //! how the user got there (the association bitmask).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// One `user_organisation` row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,12 +49,6 @@ impl MembershipRecord {
     pub fn is_active(&self) -> bool {
         !self.is_deleted
     }
-
-    pub fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    pub fn from_doc(doc: &Value) -> Option<MembershipRecord> {
-        serde_json::from_value(doc.clone()).ok()
-    }
 }
+
+crate::domain::plain_record!(MembershipRecord);

@@ -43,9 +43,32 @@ pub struct OrgRecord {
     pub updated_by: Option<String>,
     #[serde(default)]
     pub updated_date: Option<String>,
-    #[serde(flatten)]
+    /// Every other field, stored beside the typed ones.
+    #[serde(skip)]
     pub fields: Map<String, Value>,
 }
+
+/// The stored names of the typed fields of [`OrgRecord`].
+pub const ORG_FIELDS: &[&str] = &[
+    "id",
+    "orgName",
+    "channel",
+    "slug",
+    "isTenant",
+    "isRootOrg",
+    "rootOrgId",
+    "hashTagId",
+    "status",
+    "externalId",
+    "provider",
+    "isSSOEnabled",
+    "createdBy",
+    "createdDate",
+    "updatedBy",
+    "updatedDate",
+];
+
+crate::domain::open_record!(OrgRecord, fields, ORG_FIELDS);
 
 /// Organisation status: active.
 pub const ORG_ACTIVE: i64 = 1;
@@ -70,14 +93,6 @@ impl OrgRecord {
                 self.fields.insert(field.to_string(), value);
             }
         }
-    }
-
-    pub fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    pub fn from_doc(doc: &Value) -> Option<OrgRecord> {
-        serde_json::from_value(doc.clone()).ok()
     }
 }
 

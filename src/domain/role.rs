@@ -100,14 +100,6 @@ impl RoleGrant {
             .collect()
     }
 
-    pub fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    pub fn from_doc(doc: &Value) -> Option<RoleGrant> {
-        serde_json::from_value(doc.clone()).ok()
-    }
-
     /// The role with its scope, as authorisation reads it.
     pub fn scoped(&self) -> ScopedRole {
         ScopedRole {
@@ -116,6 +108,8 @@ impl RoleGrant {
         }
     }
 }
+
+crate::domain::plain_record!(RoleGrant);
 
 /// `[{"organisationId": ..}]` of these organisations, in order.
 pub fn scope_of(organisations: &[String]) -> Vec<ScopeEntry> {

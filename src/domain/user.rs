@@ -91,10 +91,49 @@ pub struct UserRecord {
     /// filters (`_index` in rows written before the name changed).
     #[serde(default, alias = "_index")]
     pub pii_tokens: BTreeMap<String, String>,
-    /// Every other field, as the client gave it.
-    #[serde(flatten)]
+    /// Every other field, as the client gave it (stored beside the typed ones).
+    #[serde(skip)]
     pub profile: Map<String, Value>,
 }
+
+/// The stored names of the typed fields of [`UserRecord`] (and the old name of the tokens).
+pub const USER_FIELDS: &[&str] = &[
+    "id",
+    "userId",
+    "firstName",
+    "lastName",
+    "phone",
+    "maskedPhone",
+    "countryCode",
+    "phoneVerified",
+    "email",
+    "maskedEmail",
+    "emailVerified",
+    "recoveryEmail",
+    "recoveryPhone",
+    "prevUsedEmail",
+    "prevUsedPhone",
+    "userName",
+    "loginId",
+    "externalIds",
+    "dob",
+    "rootOrgId",
+    "channel",
+    "managedBy",
+    "status",
+    "isDeleted",
+    "isBlocked",
+    "flagsValue",
+    "createdDate",
+    "createdBy",
+    "updatedDate",
+    "updatedBy",
+    "passwordHash",
+    "piiTokens",
+    "_index",
+];
+
+crate::domain::open_record!(UserRecord, profile, USER_FIELDS);
 
 impl UserRecord {
     /// Deleted: Sunbird marks a deleted user with `isDeleted` and status 2; either counts.
@@ -129,16 +168,6 @@ impl UserRecord {
         )
         .trim()
         .to_string()
-    }
-
-    /// The stored JSON document.
-    pub fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    /// A stored document as a record; `None` for a document that is not a user row.
-    pub fn from_doc(doc: &Value) -> Option<UserRecord> {
-        serde_json::from_value(doc.clone()).ok()
     }
 }
 
@@ -276,4 +305,90 @@ pub struct AssignRoles {
     pub by: Option<String>,
     /// Sunbird's `sunbird_disable_multiple_org_role`: roles in one organisation only.
     pub single_organisation: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::Record;
+
+    fn full() -> UserRecord {
+        let some = || Some("x".to_string());
+        let mut profile = Map::new();
+        profile.insert("framework".into(), json!({"board": ["CBSE"]}));
+        UserRecord {
+            id: "u".into(),
+            user_id: "u".into(),
+            first_name: some(),
+            last_name: some(),
+            phone: some(),
+            masked_phone: some(),
+            country_code: some(),
+            phone_verified: true,
+            email: some(),
+            masked_email: some(),
+            email_verified: true,
+            recovery_email: some(),
+            recovery_phone: some(),
+            prev_used_email: some(),
+            prev_used_phone: some(),
+            user_name: some(),
+            login_id: some(),
+            external_ids: Vec::new(),
+            dob: some(),
+            root_org_id: "o".into(),
+            channel: "c".into(),
+            managed_by: some(),
+            status: STATUS_ACTIVE,
+            is_deleted: false,
+            is_blocked: Some(false),
+            flags_value: 0,
+            created_date: some(),
+            created_by: some(),
+            updated_date: some(),
+            updated_by: some(),
+            password_hash: some(),
+            pii_tokens: BTreeMap::new(),
+            profile,
+        }
+    }
+
+    #[test]
+    fn the_typed_field_list_is_the_records_fields() {
+        let typed = serde_json::to_value(full()).expect("json");
+        let mut keys: Vec<&str> = typed
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        let mut listed: Vec<&str> = USER_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| *f != "_index")
+            .collect();
+        listed.sort();
+        assert_eq!(keys, listed, "USER_FIELDS must name every typed field");
+    }
+
+    #[test]
+    fn open_fields_round_trip_and_never_shadow_typed_ones() {
+        let record = full();
+        let mut doc = record.to_doc();
+        assert_eq!(doc["framework"], json!({"board": ["CBSE"]}));
+        assert_eq!(UserRecord::from_value(doc.clone()).expect("parses"), record);
+        let mut shadowing = record.clone();
+        shadowing
+            .profile
+            .insert("firstName".into(), json!("shadow"));
+        assert_eq!(shadowing.to_doc()["firstName"], "x", "the typed field wins");
+        doc["_index"] = json!({"email": "t"});
+        doc.as_object_mut().expect("object").remove("piiTokens");
+        let old = UserRecord::from_value(doc).expect("an old row parses");
+        assert_eq!(old.pii_tokens.get("email").map(String::as_str), Some("t"));
+        assert!(!old.profile.contains_key("_index"));
+    }
 }

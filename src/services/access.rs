@@ -12,17 +12,34 @@ use crate::domain::{DomainError, DomainResult};
 use crate::storage::Store;
 use crate::storage::records::{load_roles, user};
 
-/// A verified user token of an active user, with the user's row and current roles.
-#[derive(Debug, PartialEq)]
+/// A verified user token of an active user, with the user's record; the roles are read from
+/// the store on first use and kept for the rest of the request (most public routes never need
+/// them).
 pub struct Principal {
     pub id: String,
     /// The stored user record at the time of the request.
     pub user: UserRecord,
-    pub roles: Roles,
+    roles: tokio::sync::OnceCell<Roles>,
+    store: Arc<dyn Store>,
+}
+
+impl Principal {
+    /// The caller's roles, read once per request.
+    pub async fn roles(&self) -> DomainResult<&Roles> {
+        self.roles
+            .get_or_try_init(|| load_roles(&self.store, &self.id))
+            .await
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Principal").field("id", &self.id).finish()
+    }
 }
 
 /// The authenticated party of a request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Caller {
     /// No (valid) token on a public route.
     Anonymous,
@@ -47,10 +64,10 @@ impl Caller {
     }
 
     /// The caller's roles (none for anonymous and internal callers).
-    pub fn roles(&self) -> Roles {
+    pub async fn roles(&self) -> DomainResult<Roles> {
         match self {
-            Caller::User(principal) => principal.roles.clone(),
-            _ => Roles::default(),
+            Caller::User(principal) => Ok(principal.roles().await?.clone()),
+            _ => Ok(Roles::default()),
         }
     }
 }
@@ -88,11 +105,11 @@ impl CallerResolver {
                 return Ok(None);
             }
         };
-        let roles = load_roles(&self.store, &user_id).await?;
         Ok(Some(Arc::new(Principal {
             id: user_id,
             user,
-            roles,
+            roles: tokio::sync::OnceCell::new(),
+            store: Arc::clone(&self.store),
         })))
     }
 }
@@ -104,11 +121,11 @@ pub struct Authority {
 }
 
 impl Authority {
-    pub fn of(caller: &Caller) -> Authority {
-        Authority {
+    pub async fn of(caller: &Caller) -> DomainResult<Authority> {
+        Ok(Authority {
             caller: caller.clone(),
-            roles: caller.roles(),
-        }
+            roles: caller.roles().await?,
+        })
     }
 
     /// System administration: the internal listener or the ADMIN role.

@@ -100,7 +100,7 @@ impl DataSyncService {
     /// Sunbird leaves sync open; it rewrites whole indexes, so here it needs a system
     /// administrator.
     pub async fn sync(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
         let request = parse(body)?;
         if request.ids.is_empty() {

@@ -89,7 +89,7 @@ impl LocationService {
     /// the public; this service has no gateway in front of it, so writes need a system
     /// administrator (a user with ADMIN, or a caller on the internal listener).
     async fn require_admin(&self, caller: &Caller) -> DomainResult<()> {
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::actors::org_owner::{NewOrg, OrgChanges, OrgOwners};
+use crate::domain::Record;
 use crate::domain::contact::Email;
 use crate::domain::org::{OrgRecord, OrgType, org_type_names, org_type_value};
 use crate::domain::rules::new_timestamp_id;
@@ -283,7 +284,7 @@ impl OrgService {
         };
         let channel = channel.ok_or_else(|| DomainError::mandatory_missing("channel"))?;
 
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         if tenant {
             authority.require(authority.is_admin())?;
         } else {
@@ -346,7 +347,7 @@ impl OrgService {
         let org = get_org(&self.store, id)
             .await?
             .ok_or_else(invalid_request)?;
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         let tenant = tenant_id_of(&self.store, &org).await?;
         let allowed = authority.is_admin()
             || tenant.as_deref().is_some_and(|t| authority.administers(t))
@@ -601,7 +602,7 @@ impl OrgService {
         let sign_keys = Self::key_list(body, "signKeys")?;
         let enc_keys = Self::key_list(body, "encKeys")?;
         // The original leaves this route to its gateway; keys are a system administrator's job.
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
         self.owners
             .assign_keys(id, sign_keys, enc_keys, caller.audit_id())
@@ -634,7 +635,7 @@ impl OrgService {
         let org = get_org(&self.store, &id)
             .await?
             .ok_or_else(|| DomainError::rule(ErrorCode::rootOrgAssociationError, &[&id]))?;
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         let tenant = tenant_id_of(&self.store, &org).await?;
         authority.require(
             authority.is_admin() || tenant.as_deref().is_some_and(|t| authority.administers(t)),

@@ -114,7 +114,7 @@ impl PreferenceService {
     /// the organisation (or of its tenant). The system-wide `default` preferences need ADMIN,
     /// and any other organisation must exist.
     async fn authorise_write(&self, caller: &Caller, org_id: &str) -> DomainResult<()> {
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         if is_default_org(org_id) {
             return authority.require(authority.is_admin());
         }

@@ -142,7 +142,7 @@ impl RoleService {
         organisations: &[String],
         roles: &[String],
     ) -> DomainResult<()> {
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         if authority.is_admin() {
             return Ok(());
         }

@@ -89,7 +89,7 @@ impl SettingsService {
     /// Sunbird leaves `set` open at the service level and relies on its gateway; here it needs
     /// a system administrator, since settings steer every tenant (custodian org, TnC, ...).
     pub async fn set(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
         let id = required_string(body, "id")?;
         let field = required_string(body, "field")?;

@@ -331,15 +331,17 @@ impl Transaction {
     }
 
     /// Stores a typed record as its JSON document.
-    pub fn put_record<T: Serialize>(
+    pub fn put_record<R: crate::domain::Record>(
         &mut self,
         table: Table,
         key: impl Into<String>,
-        record: &T,
+        record: &R,
         expect: Expect,
     ) -> Result<(), StoreError> {
-        let doc = serde_json::to_value(record)
-            .map_err(|e| StoreError::Internal(format!("record not serialisable: {e}")))?;
+        let doc = record.to_doc();
+        if !doc.is_object() {
+            return Err(StoreError::Internal("record not serialisable".into()));
+        }
         self.put(table, key, doc, expect);
         Ok(())
     }

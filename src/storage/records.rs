@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use serde::de::DeserializeOwned;
-
 use super::{ClaimKind, Row, Store, Table, Versioned, compose_key, key_prefix};
 use crate::domain::membership::MembershipRecord;
 use crate::domain::org::{
@@ -15,14 +13,14 @@ use crate::domain::org::{
 };
 use crate::domain::role::{RoleGrant, Roles};
 use crate::domain::user::UserRecord;
-use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::domain::{DomainError, DomainResult, ErrorCode, Record};
 
 /// Most memberships and role grants read for one user.
 const PER_USER_ROWS: usize = 10_000;
 
 /// A stored row as its typed record; a row that does not parse is a corrupt store (500).
-fn typed<T: DeserializeOwned>(table: Table, row: Row) -> DomainResult<Versioned<T>> {
-    let record = serde_json::from_value(row.doc).map_err(|error| {
+fn typed<T: Record>(table: Table, row: Row) -> DomainResult<Versioned<T>> {
+    let record = T::from_value(row.doc).map_err(|error| {
         DomainError::internal(anyhow::anyhow!(
             "{} row {} does not parse: {error}",
             table.name(),

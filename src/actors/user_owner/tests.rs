@@ -8,7 +8,6 @@ use super::roles::{build_role_assignment, plan_roles};
 use super::status::{build_status_change, check_change};
 use super::update::build_update;
 use crate::crypto::{BlindIndex, PiiCipher, PiiVault};
-use crate::domain::DomainError;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::membership::MembershipRecord;
 use crate::domain::role::RoleGrant;
@@ -16,6 +15,7 @@ use crate::domain::user::{
     AssignRoles, CreateRequest, ExternalId, ExternalIdOperation, NewUser, RoleAssignment,
     ScopeChange, StatusChange, UpdateRequest, UserRecord, UserUpdate,
 };
+use crate::domain::{DomainError, Record};
 use crate::storage::{Claim, ClaimKind, Expect, Table, Topic, Transaction, Versioned, Write};
 
 const NOW: &str = "2026-12-01 10:00:00:000+0000";

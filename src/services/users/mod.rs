@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::actors::user_owner::{UserOwners, username_token};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
+use crate::domain::Record;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::role::PUBLIC;
 use crate::domain::rules::{PasswordPolicy, new_user_id};
@@ -140,7 +141,7 @@ impl UserService {
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
         let request = parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         let (custodian_id, custodian_channel) = custodian(&self.store).await?;
 
         let (root_org_id, channel) = if route.is_signup() {
@@ -320,7 +321,7 @@ impl UserService {
         if user.is_deleted() {
             return Err(DomainError::rule(ErrorCode::userAccountlocked, &[]));
         }
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         let managed_by = user.managed_by.as_deref();
         if !private {
             authority.require(authority.may_act_on_user(&id, managed_by, &user.root_org_id))?;
@@ -340,7 +341,7 @@ impl UserService {
     ) -> DomainResult<Map<String, Value>> {
         let request = parse_update(body, route, &self.rules.default_country_code)?;
         let user = self.load_user(&request.user_id).await?;
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         authority.require(authority.may_act_on_user(
             &request.user_id,
             user.managed_by.as_deref(),
@@ -370,7 +371,7 @@ impl UserService {
         let target = user(&self.store, &user_id)
             .await?
             .ok_or_else(|| DomainError::with_message(ErrorCode::resourceNotFound, "user"))?;
-        let authority = Authority::of(caller);
+        let authority = Authority::of(caller).await?;
         let root = target.record.root_org_id.as_str();
         let allowed = match change {
             // Sunbird deletion is self-service; administrators may delete too.
