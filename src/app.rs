@@ -18,7 +18,7 @@ use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorSettings, Actors};
-use crate::auth::{KeyRing, LocalSigner, TokenVerifier, VerifierSettings};
+use crate::auth::{KeyRing, LocalSigner, ServiceCredential, TokenVerifier, VerifierSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::PiiVault;
@@ -45,6 +45,7 @@ pub struct Application {
     state: AppState,
     tree: Actors,
     signer: LocalSigner,
+    service_credential: ServiceCredential,
     admin_user_id: String,
     settings: Settings,
 }
@@ -78,6 +79,10 @@ impl Application {
                 .await??
         };
         let keys = KeyRing::load_dir(&public_keys_dir)?;
+        let service_credential = ServiceCredential::load(
+            &settings.security.service_credential,
+            &keys_dir.join("service-credential"),
+        )?;
         let verifier = TokenVerifier::new(
             keys,
             VerifierSettings {
@@ -179,7 +184,11 @@ impl Application {
         );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
-            callers: CallerResolver::new(verifier, Arc::clone(&engines.store)),
+            callers: CallerResolver::new(
+                verifier,
+                service_credential.clone(),
+                Arc::clone(&engines.store),
+            ),
             health: HealthService::new(engines.store, engines.search, liveness),
             users,
             orgs,
@@ -199,6 +208,7 @@ impl Application {
             state,
             tree,
             signer,
+            service_credential,
             admin_user_id,
             settings,
         })
@@ -224,6 +234,11 @@ impl Application {
     /// The indexer's client: tests wait for the index to catch up with it.
     pub fn indexer(&self) -> crate::actors::indexer::IndexerClient {
         self.tree.indexer.clone()
+    }
+
+    /// The credential other services present on the internal listener.
+    pub fn service_credential(&self) -> &ServiceCredential {
+        &self.service_credential
     }
 
     pub fn admin_user_id(&self) -> &str {

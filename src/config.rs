@@ -58,6 +58,9 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SecuritySettings {
     pub pii_encryption_key: String,
+    /// The credential of other services on the internal listener (base64 of 32 bytes); empty
+    /// means the generated `<data_dir>/keys/service-credential`.
+    pub service_credential: String,
     pub blind_index_key: String,
     pub password_regex: String,
 }
@@ -223,6 +226,10 @@ impl Settings {
                 &self.security.pii_encryption_key,
             ),
             ("security.blind_index_key", &self.security.blind_index_key),
+            (
+                "security.service_credential",
+                &self.security.service_credential,
+            ),
         ] {
             if !value.is_empty() {
                 crate::crypto::decode_key(value).map_err(|reason| invalid(key, reason))?;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use userorg::app::{Application, process_environment};
-use userorg::auth::{LocalSigner, MintClaims};
+use userorg::auth::{LocalSigner, MintClaims, ServiceCredential};
 use userorg::config::Settings;
 
 #[derive(Parser)]
@@ -30,8 +30,12 @@ enum Command {
         #[arg(long, conflicts_with = "admin")]
         user: Option<String>,
         /// A token for the bootstrap administrator.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "service")]
         admin: bool,
+        /// The service credential of the internal listener (send it as
+        /// `Authorization: Bearer <credential>`).
+        #[arg(long, conflicts_with = "user")]
+        service: bool,
         /// Lifetime in seconds (default: auth.local_token_ttl_seconds).
         #[arg(long)]
         ttl: Option<i64>,
@@ -60,7 +64,10 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Token { user, admin, ttl } => token(settings, user, admin, ttl),
+        Command::Token { service: true, .. } => service_credential(settings),
+        Command::Token {
+            user, admin, ttl, ..
+        } => token(settings, user, admin, ttl),
         Command::Reindex => reindex(settings).await,
     }
 }
@@ -93,6 +100,15 @@ async fn shutdown_signal() {
         _ = ctrl_c => tracing::info!("interrupt received, shutting down"),
         _ = terminate => tracing::info!("terminate received, shutting down"),
     }
+}
+
+fn service_credential(settings: Settings) -> anyhow::Result<()> {
+    let credential = ServiceCredential::load(
+        &settings.security.service_credential,
+        &settings.data_dir.join("keys").join("service-credential"),
+    )?;
+    println!("{}", credential.reveal());
+    Ok(())
 }
 
 fn token(

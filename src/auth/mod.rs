@@ -20,6 +20,7 @@
 
 mod error;
 mod keys;
+mod service;
 mod signer;
 mod strict_json;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod verifier;
 
 pub use error::AuthError;
 pub use keys::KeyRing;
+pub use service::ServiceCredential;
 pub use signer::{LOCAL_KID_PREFIX, LocalSigner, MintClaims};
 pub use verifier::{
     DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedToken, VerifierSettings,

@@ -8,12 +8,16 @@ use super::envelope::{ApiError, ApiResponse, ApiResult};
 use super::{Access, AppState, RouteSpec, route};
 use crate::domain::DomainError;
 
+/// The operation code of the health routes, the only ones the internal listener answers
+/// without the service credential (probes).
+pub const OPERATION: &str = "HLTHCHK";
+
 pub fn routes() -> Vec<RouteSpec> {
     vec![
-        route("/health", "HLTHCHK", Access::Public, get(health)),
+        route("/health", OPERATION, Access::Public, get(health)),
         route(
             "/service/health",
-            "HLTHCHK",
+            OPERATION,
             Access::Public,
             get(service_health),
         ),

@@ -279,19 +279,19 @@ async fn sunbird_middleware(
         .take(200)
         .collect::<String>();
 
-    let token = request
-        .headers()
-        .get("x-authenticated-user-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let (mut response, caller) =
-        match authenticate(&context, token.as_deref(), meta.map(|m| m.access)).await {
-            Ok(caller) => {
-                request.extensions_mut().insert(caller.clone());
-                (next.run(request).await, Some(caller))
-            }
-            Err(error) => (error.into_response(), None),
-        };
+    let token = header_value(&request, "x-authenticated-user-token");
+    let service = header_value(&request, "authorization");
+    let credentials = Credentials {
+        user_token: token.as_deref(),
+        service: service.as_deref(),
+    };
+    let (mut response, caller) = match authenticate(&context, credentials, meta).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller.clone());
+            (next.run(request).await, Some(caller))
+        }
+        Err(error) => (error.into_response(), None),
+    };
 
     let (answered, body) = match response.extensions_mut().remove::<EnvelopeBody>() {
         Some(body) => (response.status(), Some(body)),
@@ -406,30 +406,57 @@ fn envelope_for_bare_status(status: StatusCode) -> (StatusCode, EnvelopeBody) {
     )
 }
 
-/// The caller of a request, by the route's access class. A token counts only while its user
+fn header_value(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// What a request presents: a user token (`x-authenticated-user-token`) and, on the internal
+/// listener, the service credential (`Authorization`).
+struct Credentials<'a> {
+    user_token: Option<&'a str>,
+    service: Option<&'a str>,
+}
+
+/// The caller of a request, by listener and route. A user token counts only while its user
 /// exists and is active (the resolver decides), so a blocked or deleted user's token stops
 /// working at once.
+///
+/// The internal listener answers only callers with the service credential (health checks
+/// aside, for probes). There a request with no user token is the calling service itself
+/// (`Caller::Internal`); one with a user token acts as that user, and an invalid user token is
+/// refused, never treated as the service.
 async fn authenticate(
     context: &RouterContext,
-    token: Option<&str>,
-    access: Option<Access>,
+    credentials: Credentials<'_>,
+    meta: Option<RouteMeta>,
 ) -> Result<Caller, ApiError> {
+    let unauthorized = || ApiError(DomainError::unauthorized());
+    let health = meta.is_some_and(|m| m.operation == health::OPERATION);
+    let internal = context.listener == Listener::Internal;
+    if internal && !health && !context.state.callers.is_service(credentials.service) {
+        tracing::info!(
+            reason = "missing_or_wrong_service_credential",
+            "internal request refused"
+        );
+        return Err(unauthorized());
+    }
+    let presented = credentials.user_token.is_some_and(|t| !t.trim().is_empty());
     let user = context
         .state
         .callers
-        .user_of(token)
+        .user_of(credentials.user_token)
         .await
         .map_err(ApiError)?;
-    let unauthorized = || ApiError(DomainError::unauthorized());
-    match (access, user) {
-        (_, Some(principal)) => Ok(Caller::User(principal)),
-        (Some(Access::Token), None) => Err(unauthorized()),
-        (Some(Access::Private), None) if context.listener == Listener::Internal => {
-            Ok(Caller::Internal)
-        }
-        (Some(Access::Private), None) => Err(unauthorized()),
-        (_, None) if context.listener == Listener::Internal => Ok(Caller::Internal),
-        (_, None) => Ok(Caller::Anonymous),
+    match (user, meta.map(|m| m.access)) {
+        (Some(principal), _) => Ok(Caller::User(principal)),
+        (None, _) if internal && presented && !health => Err(unauthorized()),
+        (None, _) if internal => Ok(Caller::Internal),
+        (None, Some(Access::Token | Access::Private)) => Err(unauthorized()),
+        (None, _) => Ok(Caller::Anonymous),
     }
 }
 

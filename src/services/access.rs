@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{TokenVerifier, bearer_or_raw};
+use crate::auth::{ServiceCredential, TokenVerifier, bearer_or_raw};
 use crate::domain::role::{ADMIN, ORG_ADMIN, Roles};
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult};
@@ -72,16 +72,29 @@ impl Caller {
     }
 }
 
-/// Turns the token of a request into the user behind it, once per request.
+/// Turns the credentials of a request into its caller, once per request.
 #[derive(Clone)]
 pub struct CallerResolver {
     verifier: TokenVerifier,
+    service: ServiceCredential,
     store: Arc<dyn Store>,
 }
 
 impl CallerResolver {
-    pub fn new(verifier: TokenVerifier, store: Arc<dyn Store>) -> Self {
-        CallerResolver { verifier, store }
+    pub fn new(verifier: TokenVerifier, service: ServiceCredential, store: Arc<dyn Store>) -> Self {
+        CallerResolver {
+            verifier,
+            service,
+            store,
+        }
+    }
+
+    /// True when an `Authorization` header value carries the service credential (with or
+    /// without the `Bearer` scheme).
+    pub fn is_service(&self, authorization: Option<&str>) -> bool {
+        authorization
+            .map(bearer_or_raw)
+            .is_some_and(|presented| !presented.is_empty() && self.service.accepts(presented))
     }
 
     /// The active user behind a token header value (`Bearer <jwt>` or the bare token). `None`

@@ -1,7 +1,7 @@
 use serde_json::{Map, json};
 use userorg::auth::MintClaims;
 
-use crate::helpers::{TestApp, unique_email};
+use crate::helpers::{Reply, TestApp, unique_email};
 
 const UNAUTHORIZED: &str = "You are not authorized.";
 
@@ -188,6 +188,81 @@ async fn users_cannot_read_or_change_other_users() {
     .assert_error(403, "UOS_USRCRT0071", forbidden);
     // Alice can read herself.
     app.get(&format!("/v1/user/read/{alice}"), Some(&alice_token))
+        .await
+        .assert_ok();
+    app.stop().await;
+}
+
+/// The internal listener is not an open admin API: it answers only the holder of the service
+/// credential, and a user token there acts as that user, never as the service.
+#[tokio::test]
+async fn the_internal_listener_needs_the_service_credential() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create_user(json!({"firstName": "Inside", "email": unique_email()}))
+        .await;
+    let custodian = app
+        .get("/v1/system/settings/get/custodianOrgId", None)
+        .await
+        .assert_ok()["response"]["value"]
+        .as_str()
+        .expect("custodian id")
+        .to_string();
+    let assign =
+        json!({"request": {"userId": id, "organisationId": custodian, "roles": ["ADMIN"]}});
+    let raw = |path: &str| format!("{}{path}", app.internal);
+    // No credential: refused, on private and on public routes alike (health aside).
+    for (path, body) in [
+        ("/private/user/v1/assign/role", Some(assign.clone())),
+        ("/v1/system/settings/list", None),
+    ] {
+        let request = match &body {
+            Some(body) => app.client.post(raw(path)).json(body),
+            None => app.client.get(raw(path)),
+        };
+        let reply = request.send().await.expect("sent");
+        let reply = Reply {
+            status: reply.status(),
+            body: reply.json().await.expect("envelope"),
+        };
+        assert_eq!(reply.status.as_u16(), 401, "{path}: {}", reply.body);
+        assert_eq!(reply.err(), "UOS_0070", "{path}");
+    }
+    // A wrong credential is refused too.
+    let wrong = app
+        .client
+        .get(raw("/v1/system/settings/list"))
+        .bearer_auth(format!("{}x", app.service_credential))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status().as_u16(), 401);
+    // Probes need nothing.
+    let health = app.client.get(raw("/health")).send().await.expect("sent");
+    assert_eq!(health.status().as_u16(), 200);
+    // With the credential and an invalid user token: refused, not upgraded to the service.
+    let upgraded = app
+        .client
+        .get(raw("/v1/system/settings/list"))
+        .bearer_auth(&app.service_credential)
+        .header("x-authenticated-user-token", "not-a-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(upgraded.status().as_u16(), 401);
+    // With the credential and a user token: that user's rights, so no ADMIN for a PUBLIC user.
+    let user_token = app.token_for(&id);
+    let as_user = app
+        .send(
+            reqwest::Method::POST,
+            raw("/private/user/v1/assign/role"),
+            Some(assign.clone()),
+            Some(&user_token),
+        )
+        .await;
+    assert_eq!(as_user.status.as_u16(), 403, "{}", as_user.body);
+    // The credential alone is the calling service.
+    app.get_internal("/v1/system/settings/list")
         .await
         .assert_ok();
     app.stop().await;

@@ -61,6 +61,8 @@ pub struct TestApp {
     /// The app's clock: starts at the real time, moved by tests that need time to pass.
     pub clock: Arc<ManualClock>,
     pub admin_id: String,
+    /// The service credential the internal listener asks for.
+    pub service_credential: String,
     indexer: IndexerClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -229,6 +231,7 @@ impl TestApp {
         let signer = app.signer().clone();
         let admin_id = app.admin_user_id().to_string();
         let indexer = app.indexer();
+        let service_credential = app.service_credential().reveal().to_string();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -249,6 +252,7 @@ impl TestApp {
             index,
             clock,
             admin_id: admin_id.clone(),
+            service_credential,
             indexer,
             store,
             shutdown: Some(shutdown),
@@ -282,7 +286,12 @@ impl TestApp {
         body: Option<Value>,
         token: Option<&str>,
     ) -> Reply {
+        let internal = url.starts_with(&self.internal);
         let mut request = self.client.request(method, url);
+        if internal {
+            // The internal listener answers only the services holding its credential.
+            request = request.bearer_auth(&self.service_credential);
+        }
         if let Some(token) = token {
             request = request.header("x-authenticated-user-token", token);
         }
