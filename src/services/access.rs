@@ -12,6 +12,11 @@ use crate::domain::{DomainError, DomainResult};
 use crate::storage::Store;
 use crate::storage::records::{load_roles, user};
 
+/// Roles whose grant, removal and holders only an ADMIN may touch.
+pub fn is_privileged(role: &str) -> bool {
+    role == ADMIN
+}
+
 /// A verified user token of an active user, with the user's record; the roles are read from
 /// the store on first use and kept for the rest of the request (most public routes never need
 /// them).
@@ -167,6 +172,19 @@ impl Authority {
         root_org_id: &str,
     ) -> bool {
         self.is_self_or_manager(user_id, managed_by) || self.administers(root_org_id)
+    }
+
+    /// The grant rule, the same on every path that gives or takes roles (create, role assignment
+    /// v1 and v2, and later bulk and migration): only an ADMIN may grant or remove a privileged
+    /// role.
+    pub fn may_grant(&self, roles: &[String]) -> bool {
+        self.is_admin() || !roles.iter().any(|role| is_privileged(role))
+    }
+
+    /// Only an ADMIN may change, block, delete or re-role a user who holds a privileged role, so
+    /// a tenant administrator can never demote or take over a system administrator.
+    pub fn may_act_on_holder_of(&self, target: &Roles) -> bool {
+        self.is_admin() || !target.0.iter().any(|role| is_privileged(&role.role))
     }
 
     /// Refuses with 401 when the caller is anonymous (a token could help) and 403 when an

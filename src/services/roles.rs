@@ -8,12 +8,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
 use crate::actors::user_owner::UserOwners;
-use crate::domain::role::{ADMIN, ORG_ADMIN};
+use crate::domain::role::ORG_ADMIN;
 use crate::domain::user::{AssignRoles, RoleAssignment, ScopeChange, user_id_from_path};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, success};
-use crate::storage::records::{check_roles_exist, get_org, tenant_id_of};
+use crate::storage::records::{check_roles_exist, get_org, load_roles, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
 
 /// How long the role catalogue is served from memory (roles change only by migration).
@@ -139,6 +139,7 @@ impl RoleService {
     async fn authorise(
         &self,
         caller: &Caller,
+        user_id: &str,
         organisations: &[String],
         roles: &[String],
     ) -> DomainResult<()> {
@@ -146,9 +147,10 @@ impl RoleService {
         if authority.is_admin() {
             return Ok(());
         }
-        if roles.iter().any(|r| r == ADMIN) {
-            return authority.require(false);
-        }
+        // v1 replaces the user's whole set in the organisation, so it may remove a role it
+        // does not name: a user holding a privileged role is off limits altogether.
+        let target = load_roles(&self.store, user_id).await?;
+        authority.require(authority.may_grant(roles) && authority.may_act_on_holder_of(&target))?;
         for organisation in organisations {
             let org = get_org(&self.store, organisation).await?;
             let tenant = match &org {
@@ -232,8 +234,13 @@ impl RoleService {
         self.check_user(&user_id).await?;
         self.check_organisations(std::slice::from_ref(&organisation_id))
             .await?;
-        self.authorise(caller, std::slice::from_ref(&organisation_id), &roles)
-            .await?;
+        self.authorise(
+            caller,
+            &user_id,
+            std::slice::from_ref(&organisation_id),
+            &roles,
+        )
+        .await?;
         self.owners
             .assign_roles(AssignRoles {
                 user_id,
@@ -332,7 +339,8 @@ impl RoleService {
         organisations.dedup();
         self.check_organisations(&organisations).await?;
         let all_roles: Vec<String> = changes.iter().map(|c| c.role.clone()).collect();
-        self.authorise(caller, &organisations, &all_roles).await?;
+        self.authorise(caller, &user_id, &organisations, &all_roles)
+            .await?;
         self.owners
             .assign_roles(AssignRoles {
                 user_id,

@@ -7,6 +7,7 @@ mod data_sync;
 mod durability;
 mod envelope;
 mod failures;
+mod grants;
 mod helpers;
 mod locations;
 mod lookup;

@@ -29,7 +29,7 @@ use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
-    check_roles_exist, custodian, get_org, json_setting, memberships, role_grants,
+    check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, role_grants,
     tenant_by_channel, user,
 };
 use crate::storage::{ClaimKind, Store, Table};
@@ -160,6 +160,7 @@ impl UserService {
         // anonymous caller place users in a tenant or grant roles.
         let privileged_roles: Vec<&String> =
             request.roles.iter().filter(|r| *r != PUBLIC).collect();
+        authority.require(authority.may_grant(&request.roles))?;
         if !route.is_signup() {
             let placing = root_org_id != custodian_id || !privileged_roles.is_empty();
             authority.require(!placing || authority.administers(&root_org_id))?;
@@ -347,6 +348,8 @@ impl UserService {
             user.managed_by.as_deref(),
             &user.root_org_id,
         ))?;
+        let target_roles = load_roles(&self.store, &request.user_id).await?;
+        authority.require(authority.may_act_on_holder_of(&target_roles))?;
         self.owners
             .update(UserUpdate {
                 request,
@@ -381,6 +384,8 @@ impl UserService {
             StatusChange::Block | StatusChange::Unblock => authority.administers(root),
         };
         authority.require(allowed)?;
+        let target_roles = load_roles(&self.store, &user_id).await?;
+        authority.require(authority.may_act_on_holder_of(&target_roles))?;
         self.owners
             .change_status(user_id, change, caller.audit_id())
             .await?;
