@@ -140,6 +140,8 @@ impl Application {
             policy,
             Arc::clone(&clock),
             UserRules {
+                anonymous_profiles: settings.users.anonymous_lookup
+                    == crate::config::AnonymousLookup::Sunbird,
                 default_country_code: settings.users.default_country_code.clone(),
                 search_limits: SearchLimits {
                     default_limit: settings.search.default_limit,

@@ -65,8 +65,20 @@ pub struct SecuritySettings {
     pub password_regex: String,
 }
 
+/// What anonymous callers learn from the lookup routes (`[users] anonymous_lookup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousLookup {
+    /// Existence only (`/v1/user/exists`); get-by-key and getuser need a token.
+    Existence,
+    /// As Sunbird: the v5 profile by email or phone (`/v1/user/get`) and by login id
+    /// (`/v1/user/getuser`), to anyone.
+    Sunbird,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserSettings {
+    pub anonymous_lookup: AnonymousLookup,
     pub default_country_code: String,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,

@@ -221,21 +221,42 @@ async fn update_v3(
     update(state, caller, UpdateRoute::V3, body).await
 }
 
-async fn search_v1(State(state): State<AppState>, body: SunbirdBody) -> ApiResponse {
+async fn search_v1(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
     Ok(ApiResult(
-        state.users.search(SearchVersion::V1, &body.0).await?,
+        state
+            .users
+            .search(&caller, SearchVersion::V1, &body.0)
+            .await?,
     ))
 }
 
-async fn search_v2(State(state): State<AppState>, body: SunbirdBody) -> ApiResponse {
+async fn search_v2(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
     Ok(ApiResult(
-        state.users.search(SearchVersion::V2, &body.0).await?,
+        state
+            .users
+            .search(&caller, SearchVersion::V2, &body.0)
+            .await?,
     ))
 }
 
-async fn search_v3(State(state): State<AppState>, body: SunbirdBody) -> ApiResponse {
+async fn search_v3(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
     Ok(ApiResult(
-        state.users.search(SearchVersion::V3, &body.0).await?,
+        state
+            .users
+            .search(&caller, SearchVersion::V3, &body.0)
+            .await?,
     ))
 }
 
@@ -302,6 +323,12 @@ async fn get_by_key(
     ))
 }
 
-async fn get_by_login_id(State(state): State<AppState>, body: SunbirdBody) -> ApiResponse {
-    Ok(ApiResult(state.users.get_by_login_id(&body.0).await?))
+async fn get_by_login_id(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
+    Ok(ApiResult(
+        state.users.get_by_login_id(&caller, &body.0).await?,
+    ))
 }

@@ -12,6 +12,17 @@ use crate::domain::{DomainError, DomainResult};
 use crate::storage::Store;
 use crate::storage::records::{load_roles, user};
 
+/// A caller's relation to a user, which decides the fields shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// The user, or the parent managing them.
+    Own,
+    /// ADMIN, or ORG_ADMIN of the user's root organisation.
+    Administrator,
+    /// Any other caller.
+    Other,
+}
+
 /// Roles whose grant, removal and holders only an ADMIN may touch.
 pub fn is_privileged(role: &str) -> bool {
     role == ADMIN
@@ -185,6 +196,38 @@ impl Authority {
     /// a tenant administrator can never demote or take over a system administrator.
     pub fn may_act_on_holder_of(&self, target: &Roles) -> bool {
         self.is_admin() || !target.0.iter().any(|role| is_privileged(&role.role))
+    }
+
+    /// What the caller is to a user: the user or their parent, an administrator of them, or
+    /// anyone else. Read and search show fields by this relation.
+    pub fn relation(&self, user_id: &str, managed_by: Option<&str>, root_org_id: &str) -> Relation {
+        if self.is_self_or_manager(user_id, managed_by) {
+            Relation::Own
+        } else if self.administers(root_org_id) {
+            Relation::Administrator
+        } else {
+            Relation::Other
+        }
+    }
+
+    /// The root organisations whose users the caller may find by search: every one for an
+    /// ADMIN (`None`), else the caller's own and the organisations it is ORG_ADMIN of.
+    pub fn search_scope(&self) -> Option<Vec<String>> {
+        if self.is_admin() {
+            return None;
+        }
+        let mut scope: Vec<String> = match &self.caller {
+            Caller::User(principal) => vec![principal.user.root_org_id.clone()],
+            _ => Vec::new(),
+        };
+        for role in self.roles.0.iter().filter(|r| r.role == ORG_ADMIN) {
+            for organisation in &role.organisations {
+                if !scope.contains(organisation) {
+                    scope.push(organisation.clone());
+                }
+            }
+        }
+        Some(scope)
     }
 
     /// Refuses with 401 when the caller is anonymous (a token could help) and 403 when an

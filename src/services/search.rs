@@ -10,6 +10,10 @@ use crate::search::dsl::{SearchLimits, parse_search_request};
 use crate::search::{Facet, Filter, IndexName, SearchIndex, SearchQuery};
 use crate::services::json::Body;
 
+/// Most values one facet lists: without a cap, one facet request over an unfiltered search
+/// lists every distinct value of a field (every id, every name).
+pub const MAX_FACET_VALUES: usize = 100;
+
 /// One page of presented hits.
 pub struct Page {
     pub count: u64,
@@ -77,9 +81,55 @@ where
         .into_iter()
         .map(|hit| present(&query, hit))
         .collect();
+    let mut facets = found.facets;
+    for facet in &mut facets {
+        facet.values.truncate(MAX_FACET_VALUES);
+    }
     Ok(Page {
         count: found.count,
         content,
-        facets: wants_facets.then_some(found.facets),
+        facets: wants_facets.then_some(facets),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::search::IndexDoc;
+    use crate::search::tantivy_index::TantivyIndex;
+
+    #[tokio::test]
+    async fn a_facet_lists_at_most_the_capped_number_of_values() {
+        let index = TantivyIndex::in_memory().expect("index");
+        let docs = (0..MAX_FACET_VALUES + 20)
+            .map(|n| IndexDoc {
+                id: format!("u{n}"),
+                version: 1,
+                source: json!({"id": format!("u{n}"), "firstName": format!("name{n}")})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            })
+            .collect();
+        index.upsert(IndexName::User, docs).await.expect("upsert");
+        let body = json!({"filters": {}, "facets": [{"firstName": null}], "limit": 0});
+        let page = run(
+            &index,
+            IndexName::User,
+            body.as_object().expect("body"),
+            &SearchLimits::default(),
+            Steps {
+                rewrite: Some,
+                adjust: |_| {},
+                present: |_, hit| Value::Object(hit),
+            },
+        )
+        .await
+        .expect("search");
+        assert_eq!(page.count as usize, MAX_FACET_VALUES + 20);
+        let facets = page.facets.expect("facets asked for");
+        assert_eq!(facets[0].values.len(), MAX_FACET_VALUES);
+    }
 }

@@ -114,7 +114,8 @@ async fn existence_checks_answer_v1_and_v2_shapes() {
 
 #[tokio::test]
 async fn get_by_key_and_getuser_return_the_v5_profile() {
-    let app = TestApp::spawn().await;
+    // Sunbird's anonymous lookups, kept behind `users.anonymous_lookup = "sunbird"`.
+    let app = TestApp::spawn_with(&[("USERORG__USERS__ANONYMOUS_LOOKUP", "sunbird")]).await;
     let email = unique_email();
     let id = app
         .create_user(json!({"firstName": "Key", "email": email, "userName": "key_user"}))
@@ -149,5 +150,70 @@ async fn get_by_key_and_getuser_return_the_v5_profile() {
             "UOS_USRRED0013",
             "Requested nobody_here resource not found",
         );
+    app.stop().await;
+}
+
+/// By default an anonymous caller learns only whether an identifier exists; the profile takes a
+/// token, and then shows what the caller's relation to the user allows.
+#[tokio::test]
+async fn by_default_lookups_disclose_no_profile_to_strangers() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(
+            json!({"firstName": "Quiet", "lastName": "Person", "email": email,
+                            "userName": "quiet_person", "dob": "1990-01-01"}),
+        )
+        .await;
+    app.get(&format!("/v1/user/get/email/{email}"), None)
+        .await
+        .assert_error(401, "UOS_0070", "You are not authorized.");
+    app.post("/v1/user/getuser", json!({"loginId": "quiet_person"}), None)
+        .await
+        .assert_error(401, "UOS_0070", "You are not authorized.");
+    let exists = app
+        .get(&format!("/v1/user/exists/email/{email}"), None)
+        .await;
+    assert_eq!(exists.assert_ok().clone(), json!({"exists": true}));
+
+    // Another ordinary user gets a name card, not the profile.
+    let stranger = app
+        .create_user(json!({"firstName": "Other", "email": unique_email()}))
+        .await;
+    let stranger = app.token_for(&stranger);
+    let card = app
+        .get(&format!("/v2/user/get/email/{email}"), Some(&stranger))
+        .await;
+    let card = card.assert_ok()["response"].clone();
+    let mut fields: Vec<&str> = card
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "channel",
+            "firstName",
+            "id",
+            "identifier",
+            "lastName",
+            "rootOrgId",
+            "userId"
+        ]
+    );
+    assert_eq!(card["id"], id.as_str());
+    // The user themself sees their whole profile.
+    let own = app
+        .get(
+            &format!("/v2/user/get/email/{email}"),
+            Some(&app.token_for(&id)),
+        )
+        .await;
+    let own = own.assert_ok()["response"].clone();
+    assert_eq!(own["dob"], "1990-01-01");
+    assert_eq!(own["userName"], "quiet_person");
     app.stop().await;
 }

@@ -231,3 +231,87 @@ async fn the_private_search_is_served_on_the_internal_listener() {
     assert_eq!(public.status, 404);
     app.stop().await;
 }
+
+/// Search is scoped to the caller's tenants (ADMIN aside) and shows each hit as the caller's
+/// relation to that user allows, as read does.
+#[tokio::test]
+async fn search_is_scoped_to_the_callers_tenant_and_shows_fields_by_relation() {
+    let app = TestApp::spawn().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let channel = format!("sc{}", &tag[..10]);
+    crate::orgs::create_tenant(&app, &channel).await;
+    let elsewhere = app
+        .create_user(
+            json!({"firstName": "Far", "lastName": tag, "email": unique_email(),
+                            "channel": channel}),
+        )
+        .await;
+    let neighbour = app
+        .create_user(json!({"firstName": "Near", "lastName": tag, "email": unique_email(),
+                            "dob": "1991-02-03", "profileDetails": {"bio": "x"},
+                            "externalIds": [{"id": "N1", "idType": "staff", "provider": "sunbird"}]}))
+        .await;
+    let me = app
+        .create_user(
+            json!({"firstName": "Me", "lastName": tag, "email": unique_email(),
+                            "dob": "1992-03-04"}),
+        )
+        .await;
+    let tenant_admin = app
+        .create_user(json!({"firstName": "Boss", "email": unique_email(), "roles": ["ORG_ADMIN"]}))
+        .await;
+    app.wait_for_index().await;
+    let search = |token: String| {
+        let app = &app;
+        let tag = tag.clone();
+        async move {
+            let reply = app
+                .post(
+                    "/v3/user/search",
+                    json!({"filters": {"lastName": tag}}),
+                    Some(&token),
+                )
+                .await;
+            let content = reply.assert_ok()["response"]["content"].clone();
+            let mut hits: Vec<serde_json::Value> = content.as_array().expect("content").clone();
+            hits.sort_by_key(|hit| hit["firstName"].as_str().unwrap_or_default().to_string());
+            hits
+        }
+    };
+    // A member of the custodian tenant: only custodian users, the others as name cards.
+    let hits = search(app.token_for(&me)).await;
+    let names: Vec<&str> = hits
+        .iter()
+        .filter_map(|h| h["firstName"].as_str())
+        .collect();
+    assert_eq!(names, vec!["Me", "Near"], "no user of another tenant");
+    let near = &hits[1];
+    assert_eq!(near["id"], neighbour.as_str());
+    for hidden in [
+        "dob",
+        "profileDetails",
+        "externalIds",
+        "email",
+        "phone",
+        "organisations",
+    ] {
+        assert!(
+            near.get(hidden).is_none(),
+            "{hidden} shown to a stranger: {near}"
+        );
+    }
+    assert_eq!(hits[0]["dob"], "1992-03-04", "one's own hit is whole");
+    // The tenant's administrator sees its users' profiles, but not their external ids.
+    let hits = search(app.token_for(&tenant_admin)).await;
+    let near = hits
+        .iter()
+        .find(|h| h["firstName"] == "Near")
+        .expect("near");
+    assert_eq!(near["dob"], "1991-02-03");
+    assert!(near.get("externalIds").is_none());
+    // An ADMIN finds everyone.
+    let hits = search(app.admin_token.clone()).await;
+    assert!(hits.iter().any(|h| h["id"] == elsewhere.as_str()));
+    assert_eq!(hits.len(), 3);
+    app.stop().await;
+}

@@ -34,7 +34,7 @@ use crate::storage::records::{
 };
 use crate::storage::{ClaimKind, Store, Table};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
-use view::{ReadContext, ReadVersion, SearchVersion, read_view, search_hit_view};
+use view::{ReadContext, ReadVersion, SearchVersion, read_view, restrict_to, search_hit_view};
 
 /// Sunbird's flag for users whose root organisation is a state tenant.
 const STATE_VALIDATED: i64 = 4;
@@ -42,6 +42,8 @@ const STATE_VALIDATED: i64 = 4;
 /// Settings the user flows read on every request.
 #[derive(Debug, Clone)]
 pub struct UserRules {
+    /// Sunbird's anonymous lookups: the v5 profile by email, phone or login id to anyone.
+    pub anonymous_profiles: bool,
     pub default_country_code: String,
     pub search_limits: SearchLimits,
 }
@@ -473,9 +475,12 @@ impl UserService {
 
     pub async fn search(
         &self,
+        caller: &Caller,
         version: SearchVersion,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
+        let authority = Authority::of(caller).await?;
+        let scope = authority.search_scope();
         let mut requested_facets = Vec::new();
         let mut page = search::run(
             &*self.search,
@@ -492,8 +497,26 @@ impl UserService {
                     // blind-index tokens: such facets are answered empty, never computed.
                     requested_facets = query.facets.iter().map(|f| f.field.clone()).collect();
                     query.facets.retain(|facet| !is_sealed_field(&facet.field));
+                    // Everyone but an ADMIN finds only the users of their own tenants.
+                    if let Some(scope) = &scope {
+                        query.filters.push(Filter::Terms {
+                            field: "rootOrgId".into(),
+                            values: scope.iter().cloned().map(Scalar::Str).collect(),
+                        });
+                    }
                 },
-                present: |_, hit| Value::Object(search_hit_view(&self.vault, &hit, version)),
+                present: |_, hit| {
+                    let relation = authority.relation(
+                        hit.get("id").and_then(Value::as_str).unwrap_or_default(),
+                        hit.get("managedBy").and_then(Value::as_str),
+                        hit.get("rootOrgId")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    );
+                    let mut view = search_hit_view(&self.vault, &hit, version);
+                    restrict_to(relation, &mut view);
+                    Value::Object(view)
+                },
             },
         )
         .await?;
@@ -675,20 +698,37 @@ impl UserService {
         value: &str,
     ) -> DomainResult<Map<String, Value>> {
         let key = Self::validate_key_value(id_type, value)?;
-        if matches!(caller, Caller::Anonymous) && !matches!(key.as_str(), "email" | "phone") {
+        if matches!(caller, Caller::Anonymous)
+            && !(self.rules.anonymous_profiles && matches!(key.as_str(), "email" | "phone"))
+        {
             return Err(DomainError::unauthorized());
         }
-        self.profile_by_key(&key, value).await
+        self.profile_by_key(caller, &key, value).await
     }
 
     /// `POST /v1/user/getuser`: the v5 profile by login id.
-    pub async fn get_by_login_id(&self, body: &Body) -> DomainResult<Map<String, Value>> {
+    pub async fn get_by_login_id(
+        &self,
+        caller: &Caller,
+        body: &Body,
+    ) -> DomainResult<Map<String, Value>> {
         let login_id = opt_nonblank(body, "loginId")?
             .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &["loginId"]))?;
-        self.profile_by_key("loginId", &login_id).await
+        if matches!(caller, Caller::Anonymous) && !self.rules.anonymous_profiles {
+            return Err(DomainError::unauthorized());
+        }
+        self.profile_by_key(caller, "loginId", &login_id).await
     }
 
-    async fn profile_by_key(&self, key: &str, value: &str) -> DomainResult<Map<String, Value>> {
+    /// The v5 profile of the user holding an identifier, as the caller's relation allows (an
+    /// anonymous caller gets here only with Sunbird's anonymous lookups switched on, and then
+    /// sees what Sunbird shows).
+    async fn profile_by_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        value: &str,
+    ) -> DomainResult<Map<String, Value>> {
         let not_found = || DomainError::rule(ErrorCode::resourceNotFound, &[value]);
         let id = self
             .user_id_by_key(key, value)
@@ -699,9 +739,15 @@ impl UserService {
             .map(|found| found.record)
             .filter(|user| !user.is_deleted())
             .ok_or_else(not_found)?;
-        let view = self
+        let mut view = self
             .view_of(&user, ReadVersion::V5, false, false, &[])
             .await?;
+        if !matches!(caller, Caller::Anonymous) {
+            let authority = Authority::of(caller).await?;
+            let relation =
+                authority.relation(&user.id, user.managed_by.as_deref(), &user.root_org_id);
+            restrict_to(relation, &mut view);
+        }
         Ok(response(Value::Object(view)))
     }
 }

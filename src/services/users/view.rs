@@ -12,6 +12,7 @@ use crate::domain::rules::is_minor;
 use crate::search::documents::{
     PII_TOKENS_FIELD, is_deleted_membership, membership_view, role_view,
 };
+use crate::services::access::Relation;
 
 /// PII fields shown masked after opening.
 pub const MASKED_PII: [&str; 6] = [
@@ -33,6 +34,34 @@ pub const EXCLUDED_FIELDS: [&str; 4] = [
     "profileVisibility",
     "loginId",
 ];
+/// What a caller with no relation to a user sees of them, in search hits and by key: a name
+/// card. Everything else (contacts, date of birth, address, profile details, external ids,
+/// roles, memberships) is for the user, their parent and their administrators.
+pub const PUBLIC_PROFILE_FIELDS: [&str; 8] = [
+    "id",
+    "identifier",
+    "userId",
+    "firstName",
+    "lastName",
+    "avatar",
+    "rootOrgId",
+    "channel",
+];
+
+/// Shows a user's view as the caller's relation allows: the user and their parent see all of
+/// it; administrators see it without external ids (as read does); anyone else sees the name
+/// card of [`PUBLIC_PROFILE_FIELDS`]. The address is never shown (read never shows it).
+pub fn restrict_to(relation: Relation, view: &mut Map<String, Value>) {
+    view.remove("address");
+    match relation {
+        Relation::Own => {}
+        Relation::Administrator => {
+            view.remove("externalIds");
+        }
+        Relation::Other => view.retain(|field, _| PUBLIC_PROFILE_FIELDS.contains(&field.as_str())),
+    }
+}
+
 /// Keys Sunbird adds as null to v1-v3 reads when absent (`Util.getUserDefaultValue`).
 const READ_DEFAULT_NULLS: [&str; 15] = [
     "avatar",
