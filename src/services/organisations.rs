@@ -414,6 +414,14 @@ impl OrgService {
         {
             fields.insert("isSSOEnabled".into(), json!(sso));
         }
+        // Moving an organisation to another channel moves it to another tenant: a tenant's
+        // administrator has no right over the tenant it lands in, so only an ADMIN may.
+        if let Some(new_channel) = &channel
+            && !org.channel.eq_ignore_ascii_case(new_channel)
+        {
+            let authority = Authority::of(caller).await?;
+            authority.require(authority.is_admin())?;
+        }
         // A sub-organisation may only move to the channel of an existing tenant.
         if let Some(new_channel) = &channel
             && !org.is_tenant()

@@ -12,6 +12,7 @@ mod helpers;
 mod locations;
 mod lookup;
 mod orgs;
+mod ownership;
 mod pii;
 mod preferences;
 mod redis_cache;

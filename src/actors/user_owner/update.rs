@@ -110,6 +110,8 @@ pub(super) fn build_update(
             user_id,
         ) {
             seal_phone(vault, &mut record, phone);
+            // A new contact is not verified until someone verifies it.
+            record.phone_verified = false;
         }
     }
     if let Some(verified) = request.phone_verified {
@@ -126,6 +128,8 @@ pub(super) fn build_update(
             user_id,
         ) {
             seal_email(vault, &mut record, email);
+            // A new contact is not verified until someone verifies it.
+            record.email_verified = false;
         }
     }
     if let Some(verified) = request.email_verified {

@@ -18,7 +18,7 @@ use crate::domain::role::PUBLIC;
 use crate::domain::rules::{PasswordPolicy, new_user_id};
 use crate::domain::user::UserRecord;
 use crate::domain::user::{
-    ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, NewUser, StatusChange, UserUpdate,
+    ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, ExternalId, NewUser, StatusChange, UserUpdate,
     user_id_from_path,
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
@@ -30,7 +30,7 @@ use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success}
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
     check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, role_grants,
-    tenant_by_channel, user,
+    tenant_by_channel, tenant_id_of, user,
 };
 use crate::storage::{ClaimKind, Store, Table};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
@@ -71,6 +71,28 @@ async fn hash_password(password: String) -> DomainResult<String> {
     .await
     .map_err(DomainError::internal)?
     .map_err(DomainError::Internal)
+}
+
+/// Fields with an owner: the verified flags are an administrator's to set (or, later, a
+/// verified OTP's): from anyone else they are ignored, so nobody registers someone else's
+/// address as verified. External ids must come from the user's own tenant (its channel as
+/// provider), unless an ADMIN sets them, so no one squats another tenant's ids.
+fn guard_owned_fields(
+    authority: &Authority,
+    administrator: bool,
+    tenant_channel: &str,
+    email_verified: &mut bool,
+    phone_verified: &mut bool,
+    external_ids: &[ExternalId],
+) -> DomainResult<()> {
+    if !administrator {
+        *email_verified = false;
+        *phone_verified = false;
+    }
+    let foreign = external_ids
+        .iter()
+        .any(|id| !id.provider.eq_ignore_ascii_case(tenant_channel));
+    authority.require(authority.is_admin() || !foreign)
 }
 
 /// Fields whose stored value is ciphertext or a blind-index token (and the hash): never
@@ -142,7 +164,8 @@ impl UserService {
         route: CreateRoute,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let request = parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
+        let mut request =
+            parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
         let authority = Authority::of(caller).await?;
         let (custodian_id, custodian_channel) = custodian(&self.store).await?;
 
@@ -164,7 +187,14 @@ impl UserService {
             request.roles.iter().filter(|r| *r != PUBLIC).collect();
         authority.require(authority.may_grant(&request.roles))?;
         if !route.is_signup() {
-            let placing = root_org_id != custodian_id || !privileged_roles.is_empty();
+            // Placing a user in a tenant, in an organisation below its root, or with roles is
+            // for that tenant's administrators.
+            let placing = root_org_id != custodian_id
+                || !privileged_roles.is_empty()
+                || request
+                    .organisation_id
+                    .as_deref()
+                    .is_some_and(|org| org != root_org_id);
             authority.require(!placing || authority.administers(&root_org_id))?;
             if let Some(parent) = &request.managed_by {
                 authority.require(
@@ -173,6 +203,15 @@ impl UserService {
             }
         }
         check_roles_exist(&self.store, &request.roles).await?;
+        let administrator = authority.administers(&root_org_id);
+        guard_owned_fields(
+            &authority,
+            administrator,
+            &channel,
+            &mut request.email_verified,
+            &mut request.phone_verified,
+            &request.external_ids,
+        )?;
 
         let password_hash = match &request.password {
             Some(password) => Some(hash_password(password.clone()).await?),
@@ -342,7 +381,7 @@ impl UserService {
         route: UpdateRoute,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let request = parse_update(body, route, &self.rules.default_country_code)?;
+        let mut request = parse_update(body, route, &self.rules.default_country_code)?;
         let user = self.load_user(&request.user_id).await?;
         let authority = Authority::of(caller).await?;
         authority.require(authority.may_act_on_user(
@@ -352,6 +391,44 @@ impl UserService {
         ))?;
         let target_roles = load_roles(&self.store, &request.user_id).await?;
         authority.require(authority.may_act_on_holder_of(&target_roles))?;
+        let administrator = authority.administers(&user.root_org_id);
+        // Joining an organisation is for the user's administrators, and only within the user's
+        // tenant.
+        if let Some(organisation) = &request.organisation_id {
+            let org = get_org(&self.store, organisation).await?.ok_or_else(|| {
+                DomainError::rule(
+                    ErrorCode::invalidParameterValue,
+                    &[organisation, "organisationId"],
+                )
+            })?;
+            authority.require(administrator)?;
+            if tenant_id_of(&self.store, &org).await?.as_deref() != Some(user.root_org_id.as_str())
+            {
+                return Err(DomainError::rule(
+                    ErrorCode::invalidParameterValue,
+                    &[organisation, "organisationId"],
+                ));
+            }
+        }
+        let mut email_verified = request.email_verified.unwrap_or(false);
+        let mut phone_verified = request.phone_verified.unwrap_or(false);
+        let external_ids: Vec<ExternalId> = request
+            .external_ids
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect();
+        guard_owned_fields(
+            &authority,
+            administrator,
+            &user.channel,
+            &mut email_verified,
+            &mut phone_verified,
+            &external_ids,
+        )?;
+        if !administrator {
+            request.email_verified = None;
+            request.phone_verified = None;
+        }
         self.owners
             .update(UserUpdate {
                 request,
