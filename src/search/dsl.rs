@@ -56,6 +56,40 @@ pub enum DslError {
     },
     #[error("Invalid value null for parameter {0}. Please provide a valid value.")]
     InvalidFilterValue(String),
+    /// A filter the service cannot translate (an unknown operator, `$and`, a nested `$or`, an
+    /// empty operator object, an integer beyond 64 bits): refused, never dropped, since a
+    /// dropped filter would widen the search to every record.
+    #[error("Invalid value {value} for parameter {field}. Please provide a valid value.")]
+    Untranslatable { field: String, value: String },
+    /// More of something than one search may ask for.
+    #[error("Parameter {what} is of invalid size (expected: {max}, actual: {actual}).")]
+    TooMany {
+        what: &'static str,
+        max: usize,
+        actual: usize,
+    },
+}
+
+/// What one search may ask for at most: each bounds the work of one request.
+pub const MAX_CLAUSES: usize = 64;
+pub const MAX_VALUES: usize = 1000;
+pub const MAX_FACETS: usize = 20;
+pub const MAX_SORT_FIELDS: usize = 5;
+pub const MAX_QUERY_CHARS: usize = 500;
+pub const MAX_LISTED_FIELDS: usize = 200;
+
+fn at_most(what: &'static str, max: usize, actual: usize) -> Result<(), DslError> {
+    if actual > max {
+        return Err(DslError::TooMany { what, max, actual });
+    }
+    Ok(())
+}
+
+fn untranslatable(field: &str, value: impl Into<String>) -> DslError {
+    DslError::Untranslatable {
+        field: field.to_owned(),
+        value: value.into(),
+    }
 }
 
 /// A refused search request, with Sunbird's codes.
@@ -68,6 +102,13 @@ impl From<DslError> for crate::domain::DomainError {
             DslError::InvalidFilterValue(field) => {
                 DomainError::rule(ErrorCode::invalidParameterValue, &["null", &field])
             }
+            DslError::Untranslatable { field, value } => {
+                DomainError::rule(ErrorCode::invalidParameterValue, &[&value, &field])
+            }
+            DslError::TooMany { what, max, actual } => DomainError::rule(
+                ErrorCode::errorInvalidParameterSize,
+                &[what, &max.to_string(), &actual.to_string()],
+            ),
         }
     }
 }
@@ -103,8 +144,13 @@ pub fn parse_search_request(
     query.query = optional_string(request, "query")?
         // Sunbird skips a blank query (`StringUtils.isBlank`).
         .filter(|text| !text.trim().is_empty());
+    if let Some(text) = &query.query {
+        at_most("query", MAX_QUERY_CHARS, text.chars().count())?;
+    }
     query.query_fields = optional_string_list(request, "queryFields")?.unwrap_or_default();
+    at_most("queryFields", MAX_LISTED_FIELDS, query.query_fields.len())?;
     query.fields = optional_string_list(request, "fields")?.unwrap_or_default();
+    at_most("fields", MAX_LISTED_FIELDS, query.fields.len())?;
     query.limit = optional_count(request, "limit")?
         .unwrap_or(limits.default_limit)
         .min(limits.max_limit);
@@ -112,7 +158,9 @@ pub fn parse_search_request(
         .unwrap_or(0)
         .min(limits.max_offset);
     query.sort_by = parse_sort_by(request)?;
+    at_most("sort_by", MAX_SORT_FIELDS, query.sort_by.len())?;
     query.facets = parse_facets(request)?;
+    at_most("facets", MAX_FACETS, query.facets.len())?;
 
     for field in optional_string_list(request, "exists")?.unwrap_or_default() {
         query.filters.push(Filter::Exists(field));
@@ -120,12 +168,26 @@ pub fn parse_search_request(
     for field in optional_string_list(request, "not_exists")?.unwrap_or_default() {
         query.filters.push(Filter::NotExists(field));
     }
+    let clauses: usize = query.filters.iter().map(clause_count).sum();
+    at_most("filters", MAX_CLAUSES, clauses)?;
     Ok(query)
+}
+
+/// Clauses a filter costs: an `$or` counts each alternative.
+fn clause_count(filter: &Filter) -> usize {
+    match filter {
+        Filter::Or(alternatives) => alternatives.iter().map(clause_count).sum(),
+        _ => 1,
+    }
 }
 
 fn parse_filters(filters: &Map<String, Value>) -> Result<Vec<Filter>, DslError> {
     let mut clauses = Vec::new();
     for (field, value) in filters {
+        if field.starts_with('$') && !field.eq_ignore_ascii_case("$or") {
+            // `$and`, `$not` and the like: no translation, so no silent match-all.
+            return Err(untranslatable("filters", field.clone()));
+        }
         if field.eq_ignore_ascii_case("$or") {
             if let Some(clause) = parse_or(field, value)? {
                 clauses.push(clause);
@@ -147,6 +209,10 @@ fn parse_or(key: &str, value: &Value) -> Result<Option<Filter>, DslError> {
     };
     let mut alternatives = Vec::with_capacity(entries.len());
     for (field, value) in entries {
+        if field.starts_with('$') {
+            // A nested `$or`, `$and`, ...: not translated, so refused.
+            return Err(untranslatable(key, field.clone()));
+        }
         let mut clauses = parse_filter_value(field, value)?;
         match clauses.len() {
             // An empty list or an object without operators: this alternative restricts nothing.
@@ -171,6 +237,7 @@ fn parse_filter_value(field: &str, value: &Value) -> Result<Vec<Filter>, DslErro
             if items.is_empty() {
                 return Ok(Vec::new());
             }
+            at_most("filters", MAX_VALUES, items.len())?;
             let values = items
                 .iter()
                 .map(|item| match item {
@@ -195,6 +262,9 @@ fn parse_filter_value(field: &str, value: &Value) -> Result<Vec<Filter>, DslErro
 }
 
 fn parse_operators(field: &str, operators: &Map<String, Value>) -> Result<Vec<Filter>, DslError> {
+    if operators.is_empty() {
+        return Err(untranslatable(field, "{}"));
+    }
     let mut gte = None;
     let mut gt = None;
     let mut lte = None;
@@ -209,6 +279,10 @@ fn parse_operators(field: &str, operators: &Map<String, Value>) -> Result<Vec<Fi
             "startsWith" | "endsWith" => {
                 let text = match operand {
                     Value::Null => return Err(DslError::InvalidFilterValue(field.to_owned())),
+                    // An empty prefix or suffix would scan every value of the field.
+                    Value::String(text) if text.is_empty() => {
+                        return Err(untranslatable(field, "\"\""));
+                    }
                     Value::String(text) => text.clone(),
                     _ => return Err(data_type(field, STRING)),
                 };
@@ -225,11 +299,21 @@ fn parse_operators(field: &str, operators: &Map<String, Value>) -> Result<Vec<Fi
                 });
                 continue;
             }
-            // Sunbird ignores operators it does not know.
-            _ => continue,
+            // Sunbird ignores operators it does not know; dropping one would widen the
+            // search, so here it is refused.
+            other => return Err(untranslatable(field, other)),
         };
         *bound = Some(match operand {
             Value::Null => return Err(DslError::InvalidFilterValue(field.to_owned())),
+            Value::Number(number)
+                if number.as_i64().is_none()
+                    && number
+                        .as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18) =>
+            {
+                // An integer beyond 64 bits compares with nothing stored.
+                return Err(untranslatable(field, number.to_string()));
+            }
             other => scalar(other).ok_or_else(|| data_type(field, STRING))?,
         });
     }
@@ -543,9 +627,94 @@ mod tests {
         assert!(matches!(clauses[1], Filter::Prefix { .. }));
     }
 
+    /// Sunbird drops what it cannot translate, which widens the search to every record; each
+    /// such filter is refused here instead (the robustness probe's cases).
     #[test]
-    fn unknown_operators_are_ignored() {
-        assert_eq!(filters(json!({ "a": { "like": "x" } })).unwrap(), vec![]);
+    fn untranslatable_filters_are_refused_not_dropped() {
+        for (request, field, value) in [
+            (json!({ "a": { "like": "x" } }), "a", "like"),
+            (json!({ "a": { "$regex": ".*" } }), "a", "$regex"),
+            (json!({ "a": { "$ne": "x" } }), "a", "$ne"),
+            (json!({ "a": { "~=": "x" } }), "a", "~="),
+            (json!({ "a": {} }), "a", "{}"),
+            (json!({ "$and": { "a": "x" } }), "filters", "$and"),
+            (json!({ "$or": { "$or": { "a": "x" } } }), "$or", "$or"),
+            (json!({ "a": { "startsWith": "" } }), "a", "\"\""),
+            (
+                json!({ "a": { ">=": 123456789012345678901234567890u128 as f64 } }),
+                "a",
+                "1.2345678901234568e+29",
+            ),
+        ] {
+            let error = filters(request.clone()).expect_err("refused");
+            assert_eq!(
+                error,
+                DslError::Untranslatable {
+                    field: field.into(),
+                    value: value.into()
+                },
+                "{request}"
+            );
+        }
+        let error = filters(json!({ "a": { "~=": "x" } })).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "Invalid value ~= for parameter a. Please provide a valid value."
+        );
+    }
+
+    #[test]
+    fn every_part_of_a_search_is_capped() {
+        let many = |n: usize| (0..n).map(|i| json!(format!("v{i}"))).collect::<Vec<_>>();
+        let clauses: Map<String, Value> = (0..=MAX_CLAUSES)
+            .map(|i| (format!("f{i}"), json!("x")))
+            .collect();
+        let cases = [
+            (
+                json!({"filters": clauses}),
+                "filters",
+                MAX_CLAUSES,
+                MAX_CLAUSES + 1,
+            ),
+            (
+                json!({"filters": {"id": many(MAX_VALUES + 1)}}),
+                "filters",
+                MAX_VALUES,
+                MAX_VALUES + 1,
+            ),
+            (
+                json!({"filters": {}, "facets": (0..=MAX_FACETS).map(|i| json!({format!("f{i}"): null})).collect::<Vec<_>>()}),
+                "facets",
+                MAX_FACETS,
+                MAX_FACETS + 1,
+            ),
+            (
+                json!({"filters": {}, "sort_by": (0..=MAX_SORT_FIELDS).map(|i| (format!("f{i}"), json!("asc"))).collect::<Map<String, Value>>()}),
+                "sort_by",
+                MAX_SORT_FIELDS,
+                MAX_SORT_FIELDS + 1,
+            ),
+            (
+                json!({"filters": {}, "query": "q".repeat(MAX_QUERY_CHARS + 1)}),
+                "query",
+                MAX_QUERY_CHARS,
+                MAX_QUERY_CHARS + 1,
+            ),
+            (
+                json!({"filters": {}, "fields": many(MAX_LISTED_FIELDS + 1)}),
+                "fields",
+                MAX_LISTED_FIELDS,
+                MAX_LISTED_FIELDS + 1,
+            ),
+        ];
+        for (request, what, max, actual) in cases {
+            assert_eq!(
+                parse(request).expect_err("capped"),
+                DslError::TooMany { what, max, actual }
+            );
+        }
+        // At the caps, accepted.
+        assert!(parse(json!({"filters": {"id": many(MAX_VALUES)}})).is_ok());
     }
 
     #[test]

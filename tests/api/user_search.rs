@@ -165,6 +165,30 @@ async fn search_errors_match_sunbird() {
     app.post("/v3/user/search", json!({"filters": {}}), None)
         .await
         .assert_error(401, "UOS_0070", "You are not authorized.");
+    // A filter the service cannot translate is refused, never dropped (which would list all).
+    app.post(
+        "/v3/user/search",
+        json!({"filters": {"firstName": {"$regex": ".*"}}}),
+        admin,
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRSER0017",
+        "Invalid value $regex for parameter firstName. Please provide a valid value.",
+    );
+    let facets: Vec<serde_json::Value> = (0..21).map(|i| json!({format!("f{i}"): null})).collect();
+    app.post(
+        "/v3/user/search",
+        json!({"filters": {}, "facets": facets}),
+        admin,
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRSER0058",
+        "Parameter facets is of invalid size (expected: 20, actual: 21).",
+    );
     app.stop().await;
 }
 
