@@ -142,6 +142,7 @@ impl Application {
             UserRules {
                 anonymous_profiles: settings.users.anonymous_lookup
                     == crate::config::AnonymousLookup::Sunbird,
+                password_hash_concurrency: settings.users.password_hash_concurrency,
                 default_country_code: settings.users.default_country_code.clone(),
                 search_limits: SearchLimits {
                     default_limit: settings.search.default_limit,
@@ -201,6 +202,8 @@ impl Application {
             data_sync,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
+            json_body_limit: settings.http.json_body_limit_bytes,
+            max_concurrent_requests: settings.http.max_concurrent_requests,
         }));
         let public = TcpListener::bind(&settings.http.listen).await?;
         let internal = TcpListener::bind(&settings.http.internal_listen).await?;

@@ -40,6 +40,8 @@ pub struct HttpSettings {
     pub listen: String,
     pub internal_listen: String,
     pub body_limit_bytes: usize,
+    pub json_body_limit_bytes: usize,
+    pub max_concurrent_requests: usize,
     pub request_timeout_seconds: u64,
 }
 
@@ -79,6 +81,7 @@ pub enum AnonymousLookup {
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserSettings {
     pub anonymous_lookup: AnonymousLookup,
+    pub password_hash_concurrency: usize,
     pub default_country_code: String,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,
@@ -223,6 +226,14 @@ impl Settings {
         if self.http.body_limit_bytes < 1024 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1024"));
         }
+        if self.http.json_body_limit_bytes < 1024
+            || self.http.json_body_limit_bytes > self.http.body_limit_bytes
+        {
+            return Err(invalid(
+                "http.json_body_limit_bytes",
+                "must be at least 1024 and at most http.body_limit_bytes",
+            ));
+        }
         if self.http.request_timeout_seconds == 0 {
             return Err(invalid("http.request_timeout_seconds", "must be positive"));
         }
@@ -266,6 +277,9 @@ impl Settings {
                 "users.username_suffix_length",
                 "must be between 1 and 16",
             ));
+        }
+        if self.http.max_concurrent_requests == 0 {
+            return Err(invalid("http.max_concurrent_requests", "must be positive"));
         }
         if self.search.max_limit == 0 || self.search.default_limit > self.search.max_limit {
             return Err(invalid(

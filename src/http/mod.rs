@@ -76,6 +76,8 @@ pub struct AppInner {
     pub data_sync: DataSyncService,
     pub request_timeout: Duration,
     pub body_limit: usize,
+    pub json_body_limit: usize,
+    pub max_concurrent_requests: usize,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -95,6 +97,9 @@ pub struct RouteSpec {
     pub operation: &'static str,
     pub access: Access,
     pub handlers: MethodRouter<AppState>,
+    /// A file upload: its body may reach `http.body_limit_bytes`; every other route takes at
+    /// most `http.json_body_limit_bytes` of JSON.
+    pub upload: bool,
 }
 
 pub fn route(
@@ -108,6 +113,20 @@ pub fn route(
         operation,
         access,
         handlers,
+        upload: false,
+    }
+}
+
+/// A route taking a multipart file upload (the larger body limit).
+pub fn upload_route(
+    path: &'static str,
+    operation: &'static str,
+    access: Access,
+    handlers: MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        upload: true,
+        ..route(path, operation, access, handlers)
     }
 }
 
@@ -147,7 +166,14 @@ pub fn build_router(state: AppState, listener: Listener) -> Router {
                 access: spec.access,
             },
         );
-        router = router.route(spec.path, spec.handlers);
+        // JSON is parsed whole into memory (at many times its size): most routes get a small
+        // limit, uploads the large one.
+        let limit = if spec.upload {
+            state.body_limit
+        } else {
+            state.json_body_limit
+        };
+        router = router.route(spec.path, spec.handlers.layer(DefaultBodyLimit::max(limit)));
     }
     let context = RouterContext {
         state: state.clone(),
@@ -156,12 +182,22 @@ pub fn build_router(state: AppState, listener: Listener) -> Router {
     };
     router
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(DefaultBodyLimit::max(state.json_body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             state.request_timeout,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Past the concurrency limit a request is shed with 503 at once (the middleware puts it
+        // in the envelope), not queued.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { StatusCode::SERVICE_UNAVAILABLE },
+                ))
+                .load_shed()
+                .concurrency_limit(state.max_concurrent_requests.max(1)),
+        )
         .layer(middleware::from_fn_with_state(context, sunbird_middleware))
         .with_state(state)
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::envelope::{ApiError, ApiResponse, ApiResult};
 use super::extract::SunbirdBody;
-use super::{Access, AppState, RouteSpec, route};
+use super::{Access, AppState, RouteSpec, route, upload_route};
 use crate::domain::{DomainError, ErrorCode};
 use crate::services::access::Caller;
 use crate::services::organisations::OrgSearchVersion;
@@ -28,7 +28,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route("/v2/org/search", "ORGSER", Public, post(search_v2)),
         route("/private/v2/org/search", "ORGSER", Private, post(search_v2)),
         route("/v1/org/assign/key", "ASSGNK", Public, patch(assign_keys)),
-        route(
+        upload_route(
             "/v1/org/update/encryptionkey",
             "ADENCKEY",
             Public,

@@ -155,7 +155,7 @@ async fn unknown_routes_and_methods_are_answered_in_the_envelope() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused_in_the_envelope() {
-    let app = TestApp::spawn_with(&[("USERORG__HTTP__BODY_LIMIT_BYTES", "2048")]).await;
+    let app = TestApp::spawn_with(&[("USERORG__HTTP__JSON_BODY_LIMIT_BYTES", "2048")]).await;
     let big = "x".repeat(4096);
     let reply = app
         .post("/v1/user/create", json!({"firstName": big}), None)
@@ -196,5 +196,41 @@ async fn gateway_paths_are_served_as_aliases() {
         .post("/api/user/v1/account/merge", json!({}), None)
         .await;
     assert_eq!(merge.status, 404);
+    app.stop().await;
+}
+
+/// JSON routes take at most `http.json_body_limit_bytes` (64 KiB by default); file uploads keep
+/// the larger `http.body_limit_bytes`.
+#[tokio::test]
+async fn json_bodies_have_a_small_limit_and_uploads_a_large_one() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(100 * 1024);
+    let reply = app
+        .post("/v1/user/create", json!({"firstName": big}), None)
+        .await;
+    reply.assert_error(
+        413,
+        "UOS_USRCRT0007",
+        "Maximum upload data size should be the configured limit",
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("organisationId", "no-such-org")
+        .part(
+            "fileName",
+            reqwest::multipart::Part::bytes(big.into_bytes()).file_name("key.pem"),
+        );
+    let upload = app
+        .client
+        .patch(format!("{}/v1/org/update/encryptionkey", app.public))
+        .header("x-authenticated-user-token", &app.admin_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_ne!(
+        upload.status().as_u16(),
+        413,
+        "an upload of 100 KiB is read"
+    );
     app.stop().await;
 }

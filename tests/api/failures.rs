@@ -205,3 +205,32 @@ async fn a_change_the_index_missed_is_replayed_after_a_restart() {
     assert_eq!(result["content"][0]["id"], id.as_str());
     app.stop().await;
 }
+
+/// Past `http.max_concurrent_requests` a request is shed at once with 503, not queued: one
+/// request is held inside the service (a hook after its store read) while another arrives.
+#[tokio::test]
+async fn requests_past_the_concurrency_limit_are_shed_with_503() {
+    let app = TestApp::spawn_with(&[("USERORG__HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    app.faults.after_next_read(
+        userorg::storage::Table::SystemSettings,
+        Box::new(move || {
+            Box::pin(async move {
+                let _ = entered.send(());
+                let _ = held.await;
+            })
+        }),
+    );
+    let url = format!("{}/v1/system/settings/list", app.public);
+    let client = app.client.clone();
+    let first = tokio::spawn(async move { client.get(url).send().await.expect("sent").status() });
+    inside.await.expect("the first request reached the store");
+    app.get("/v1/system/settings/list", None)
+        .await
+        .assert_error(503, "UOS_SYSRED0064", "SERVICE UNAVAILABLE");
+    release.send(()).expect("release");
+    assert_eq!(first.await.expect("first").as_u16(), 200);
+    app.get("/v1/system/settings/list", None).await.assert_ok();
+    app.stop().await;
+}

@@ -16,11 +16,11 @@ use crate::domain::Record;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::role::PUBLIC;
 use crate::domain::rules::{PasswordPolicy, new_user_id};
-use crate::domain::user::UserRecord;
 use crate::domain::user::{
     ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, ExternalId, NewUser, StatusChange, UserUpdate,
     user_id_from_path,
 };
+use crate::domain::user::{CreateRequest, UserRecord};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
@@ -44,6 +44,8 @@ const STATE_VALIDATED: i64 = 4;
 pub struct UserRules {
     /// Sunbird's anonymous lookups: the v5 profile by email, phone or login id to anyone.
     pub anonymous_profiles: bool,
+    /// Argon2id hashes computed at once.
+    pub password_hash_concurrency: usize,
     pub default_country_code: String,
     pub search_limits: SearchLimits,
 }
@@ -57,10 +59,17 @@ pub struct UserService {
     policy: PasswordPolicy,
     clock: Arc<dyn Clock>,
     rules: UserRules,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
-/// Hashes a password with Argon2id on the blocking pool (it takes tens of milliseconds).
-async fn hash_password(password: String) -> DomainResult<String> {
+/// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
+/// at most as many at once as the semaphore allows, so a flood of sign-ups cannot take every
+/// core and gigabytes of memory.
+async fn hash_password(hashing: &tokio::sync::Semaphore, password: String) -> DomainResult<String> {
+    let _permit = hashing
+        .acquire()
+        .await
+        .map_err(|_| DomainError::Unavailable("password hashing stopped".into()))?;
     tokio::task::spawn_blocking(move || {
         use argon2::password_hash::PasswordHasher;
         argon2::Argon2::default()
@@ -141,6 +150,9 @@ impl UserService {
         clock: Arc<dyn Clock>,
         rules: UserRules,
     ) -> Self {
+        let hashing = Arc::new(tokio::sync::Semaphore::new(
+            rules.password_hash_concurrency.max(1),
+        ));
         UserService {
             store,
             search,
@@ -149,11 +161,45 @@ impl UserService {
             policy,
             clock,
             rules,
+            hashing,
         }
     }
 
     pub fn vault(&self) -> &PiiVault {
         &self.vault
+    }
+
+    /// Sunbird's "already exists" for an identifier someone holds, checked in its order (phone,
+    /// email, username) before any expensive work.
+    async fn refuse_taken_identifiers(&self, request: &CreateRequest) -> DomainResult<()> {
+        if let Some(phone) = &request.phone
+            && self
+                .owner_of(ClaimKind::Phone, "phone", phone.number())
+                .await?
+                .is_some()
+        {
+            return Err(DomainError::already_exists("phone"));
+        }
+        if let Some(email) = &request.email
+            && self
+                .owner_of(ClaimKind::Email, "email", email.as_str())
+                .await?
+                .is_some()
+        {
+            return Err(DomainError::already_exists("email"));
+        }
+        if let Some(username) = &request.username {
+            let token = username_token(&self.vault, username);
+            if self
+                .store
+                .claim_owner(ClaimKind::Username, &token)
+                .await?
+                .is_some()
+            {
+                return Err(DomainError::already_exists("userName"));
+            }
+        }
+        Ok(())
     }
 
     // ==== Create ====
@@ -213,8 +259,13 @@ impl UserService {
             &request.external_ids,
         )?;
 
+        // The expensive hash comes after the cheap checks: a create that will be refused for
+        // a taken identifier costs no Argon2 run (the commit's claims still decide races).
+        if request.password.is_some() {
+            self.refuse_taken_identifiers(&request).await?;
+        }
         let password_hash = match &request.password {
-            Some(password) => Some(hash_password(password.clone()).await?),
+            Some(password) => Some(hash_password(&self.hashing, password.clone()).await?),
             None => None,
         };
         let association_type = if route.is_signup() {
