@@ -204,6 +204,7 @@ impl Application {
             body_limit: settings.http.body_limit_bytes,
             json_body_limit: settings.http.json_body_limit_bytes,
             max_concurrent_requests: settings.http.max_concurrent_requests,
+            cors_allowed_origins: settings.http.cors_allowed_origins.clone(),
         }));
         let public = TcpListener::bind(&settings.http.listen).await?;
         let internal = TcpListener::bind(&settings.http.internal_listen).await?;

@@ -42,6 +42,8 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub json_body_limit_bytes: usize,
     pub max_concurrent_requests: usize,
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
     pub request_timeout_seconds: u64,
 }
 
@@ -199,6 +201,7 @@ impl Settings {
                 .prefix_separator("__")
                 .list_separator(",")
                 .with_list_parse_key("auth.extra_issuers")
+                .with_list_parse_key("http.cors_allowed_origins")
                 .with_list_parse_key("auth.audience")
                 .with_list_parse_key("users.deletion_allowed_roles")
                 .with_list_parse_key("locations.types")
@@ -277,6 +280,18 @@ impl Settings {
                 "users.username_suffix_length",
                 "must be between 1 and 16",
             ));
+        }
+        for origin in &self.http.cors_allowed_origins {
+            let well_formed = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.ends_with('/')
+                    && origin.chars().all(|c| c.is_ascii_graphic()));
+            if !well_formed {
+                return Err(invalid(
+                    "http.cors_allowed_origins",
+                    "each entry must be \"*\" or an origin like https://portal.example.org",
+                ));
+            }
         }
         if self.http.max_concurrent_requests == 0 {
             return Err(invalid("http.max_concurrent_requests", "must be positive"));

@@ -78,6 +78,8 @@ pub struct AppInner {
     pub body_limit: usize,
     pub json_body_limit: usize,
     pub max_concurrent_requests: usize,
+    /// Origins browsers may call from (`*`: any); empty sends no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -199,7 +201,31 @@ pub fn build_router(state: AppState, listener: Listener) -> Router {
                 .concurrency_limit(state.max_concurrent_requests.max(1)),
         )
         .layer(middleware::from_fn_with_state(context, sunbird_middleware))
+        .layer(cors_layer(&state.cors_allowed_origins))
         .with_state(state)
+}
+
+/// The CORS policy of `http.cors_allowed_origins`; it also answers browsers' preflights. Tokens
+/// travel in headers, never cookies, so no credentials are allowed.
+fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PATCH,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers(Any)
+        .expose_headers([HeaderName::from_static("x-request-id")]);
+    if origins.iter().any(|origin| origin == "*") {
+        return layer.allow_origin(Any);
+    }
+    let listed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(listed))
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -381,12 +407,13 @@ async fn sunbird_middleware(
     };
     let headers = response.headers_mut();
     headers.insert(
-        HeaderName::from_static("access-control-allow-origin"),
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
+    );
+    // Answers carry profiles and tokens: no shared or browser cache keeps them.
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);

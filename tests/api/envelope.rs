@@ -29,6 +29,7 @@ async fn request_ids_are_echoed_and_ids_follow_the_path() {
         .await
         .expect("sent");
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    assert_eq!(reply.headers()["cache-control"], "no-store");
     let body: serde_json::Value = reply.json().await.expect("json");
     assert_envelope_shape(&body);
     assert_eq!(body["id"], "api.user.create");
@@ -231,6 +232,47 @@ async fn json_bodies_have_a_small_limit_and_uploads_a_large_one() {
         upload.status().as_u16(),
         413,
         "an upload of 100 KiB is read"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cors_follows_the_configured_origins_and_answers_preflights() {
+    let app =
+        TestApp::spawn_with(&[("USERORG__HTTP__CORS_ALLOWED_ORIGINS", "https://portal.test")])
+            .await;
+    let from = |origin: &'static str| {
+        app.client
+            .get(format!("{}/v1/system/settings/list", app.public))
+            .header("origin", origin)
+            .send()
+    };
+    let allowed = from("https://portal.test").await.expect("sent");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://portal.test"
+    );
+    let other = from("https://evil.test").await.expect("sent");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let preflight = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/user/create", app.public),
+        )
+        .header("origin", "https://portal.test")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "x-authenticated-user-token",
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(preflight.status().as_u16(), 200);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://portal.test"
     );
     app.stop().await;
 }
