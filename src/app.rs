@@ -20,7 +20,7 @@ use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorSettings, Actors};
 use crate::auth::{KeyRing, LocalSigner, ServiceCredential, TokenVerifier, VerifierSettings};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, parse_nets};
 use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
@@ -32,6 +32,9 @@ use crate::services::access::CallerResolver;
 use crate::services::data_sync::DataSyncService;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::network::{
+    AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
+};
 use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
@@ -187,6 +190,7 @@ impl Application {
         );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
+            network: network_policy(&settings)?,
             callers: CallerResolver::new(
                 verifier,
                 service_credential.clone(),
@@ -304,6 +308,35 @@ impl Application {
         internal_result?;
         Ok(())
     }
+}
+
+/// The address rules and rate limits of the configuration (already validated at load).
+fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
+    let nets = |key: &str, list: &[String]| {
+        parse_nets(list)
+            .map_err(|reason| anyhow::anyhow!("invalid configuration key `{key}`: {reason}"))
+    };
+    let network = &settings.network;
+    let limits = &settings.rate_limits;
+    Ok(NetworkPolicy {
+        addressing: Addressing {
+            trusted_proxies: nets("network.trusted_proxies", &network.trusted_proxies)?,
+            public: AddressRules {
+                allow: nets("network.public_allow", &network.public_allow)?,
+                deny: nets("network.public_deny", &network.public_deny)?,
+            },
+            internal: AddressRules {
+                allow: nets("network.internal_allow", &network.internal_allow)?,
+                deny: nets("network.internal_deny", &network.internal_deny)?,
+            },
+        },
+        limits: RateLimits::new(RateLimitSettings {
+            per_client: limits.per_client_per_minute,
+            lookup_per_client: limits.lookup_per_client_per_minute,
+            signup_per_client: limits.signup_per_client_per_minute,
+            per_identifier: limits.per_identifier_per_minute,
+        }),
+    })
 }
 
 /// This instance's id, kept in the data dir so an instance-local consumer (the embedded index's

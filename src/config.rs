@@ -21,6 +21,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub users: UserSettings,
     pub store: StoreSettings,
+    pub network: NetworkSettings,
+    pub rate_limits: RateLimitConfig,
     pub search: SearchSettings,
     pub cache: CacheSettings,
     pub actors: ActorSettings,
@@ -87,6 +89,43 @@ pub struct UserSettings {
     pub default_country_code: String,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,
+}
+
+/// Client addresses (`[network]`): CIDRs or plain addresses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkSettings {
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub public_allow: Vec<String>,
+    #[serde(default)]
+    pub public_deny: Vec<String>,
+    #[serde(default)]
+    pub internal_allow: Vec<String>,
+    #[serde(default)]
+    pub internal_deny: Vec<String>,
+}
+
+/// Requests per minute (`[rate_limits]`); 0 switches one off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RateLimitConfig {
+    pub per_client_per_minute: u32,
+    pub lookup_per_client_per_minute: u32,
+    pub signup_per_client_per_minute: u32,
+    pub per_identifier_per_minute: u32,
+}
+
+/// A list of CIDRs (a plain address is its own /32 or /128).
+pub fn parse_nets(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{entry:?} is not an address or CIDR"))
+        })
+        .collect()
 }
 
 /// The store engines (`[store] engine`).
@@ -202,6 +241,11 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("auth.extra_issuers")
                 .with_list_parse_key("http.cors_allowed_origins")
+                .with_list_parse_key("network.trusted_proxies")
+                .with_list_parse_key("network.public_allow")
+                .with_list_parse_key("network.public_deny")
+                .with_list_parse_key("network.internal_allow")
+                .with_list_parse_key("network.internal_deny")
                 .with_list_parse_key("auth.audience")
                 .with_list_parse_key("users.deletion_allowed_roles")
                 .with_list_parse_key("locations.types")
@@ -292,6 +336,15 @@ impl Settings {
                     "each entry must be \"*\" or an origin like https://portal.example.org",
                 ));
             }
+        }
+        for (key, list) in [
+            ("network.trusted_proxies", &self.network.trusted_proxies),
+            ("network.public_allow", &self.network.public_allow),
+            ("network.public_deny", &self.network.public_deny),
+            ("network.internal_allow", &self.network.internal_allow),
+            ("network.internal_deny", &self.network.internal_deny),
+        ] {
+            parse_nets(list).map_err(|reason| invalid(key, reason))?;
         }
         if self.http.max_concurrent_requests == 0 {
             return Err(invalid("http.max_concurrent_requests", "must be positive"));

@@ -33,6 +33,7 @@ use crate::services::access::{Caller, CallerResolver};
 use crate::services::data_sync::DataSyncService;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::network::{NetworkPolicy, Side};
 use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
@@ -66,6 +67,7 @@ pub enum Listener {
 
 pub struct AppInner {
     pub callers: CallerResolver,
+    pub network: NetworkPolicy,
     pub health: HealthService,
     pub users: UserService,
     pub orgs: OrgService,
@@ -327,11 +329,22 @@ async fn sunbird_middleware(
         .as_deref()
         .and_then(|t| context.meta.get(t))
         .copied();
-    let peer = request
+    let peer_ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_default();
+        .map(|info| info.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let forwarded_for = header_value(&request, "x-forwarded-for");
+    let client = context
+        .state
+        .network
+        .addressing
+        .client(peer_ip, forwarded_for.as_deref());
+    let peer = client.to_string();
+    let side = match context.listener {
+        Listener::Public => Side::Public,
+        Listener::Internal => Side::Internal,
+    };
     let user_agent = request
         .headers()
         .get("user-agent")
@@ -347,7 +360,33 @@ async fn sunbird_middleware(
         user_token: token.as_deref(),
         service: service.as_deref(),
     };
-    let (mut response, caller) = match authenticate(&context, credentials, meta).await {
+    let mut retry_after = None;
+    let admitted = if context.state.network.addressing.admits(side, client) {
+        authenticate(&context, credentials, meta).await
+    } else {
+        tracing::info!(client.ip = %client, "address refused");
+        Err(ApiError(DomainError::forbidden()))
+    };
+    let admitted = admitted.and_then(|caller| {
+        let anonymous = matches!(caller, Caller::Anonymous);
+        match context.state.network.admit_request(
+            side,
+            template.as_deref(),
+            &path,
+            client,
+            anonymous,
+        ) {
+            Ok(()) => Ok(caller),
+            Err(refusal) => {
+                retry_after = Some(refusal.retry_after_seconds);
+                Err(ApiError(DomainError::rule(
+                    ErrorCode::errorRateLimitExceeded,
+                    &["minute"],
+                )))
+            }
+        }
+    });
+    let (mut response, caller) = match admitted {
         Ok(caller) => {
             request.extensions_mut().insert(caller.clone());
             (next.run(request).await, Some(caller))
@@ -417,6 +456,9 @@ async fn sunbird_middleware(
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    if let Some(seconds) = retry_after {
+        headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

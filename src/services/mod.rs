@@ -7,6 +7,7 @@ pub mod data_sync;
 pub mod health;
 pub mod json;
 pub mod locations;
+pub mod network;
 pub mod organisations;
 pub mod preferences;
 pub mod roles;

@@ -11,6 +11,7 @@ mod grants;
 mod helpers;
 mod locations;
 mod lookup;
+mod network;
 mod orgs;
 mod ownership;
 mod pii;
