@@ -29,6 +29,7 @@ use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_pa
 use crate::search::dsl::SearchLimits;
 use crate::seed;
 use crate::services::access::CallerResolver;
+use crate::services::audit::AuditTrail;
 use crate::services::data_sync::DataSyncService;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
@@ -135,14 +136,15 @@ impl Application {
         let policy = PasswordPolicy::new(&settings.security.password_regex).map_err(|e| {
             anyhow::anyhow!("invalid configuration key `security.password_regex`: {e}")
         })?;
+        let audit = AuditTrail::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let users = UserService::new(
             Arc::clone(&engines.store),
             Arc::clone(&engines.search),
             tree.user_owners.clone(),
             vault,
-            policy,
             Arc::clone(&clock),
             UserRules {
+                password_policy: policy,
                 anonymous_profiles: settings.users.anonymous_lookup
                     == crate::config::AnonymousLookup::Sunbird,
                 password_hash_concurrency: settings.users.password_hash_concurrency,
@@ -153,6 +155,7 @@ impl Application {
                     max_offset: settings.search.max_offset,
                 },
             },
+            audit.clone(),
         );
         let search_limits = SearchLimits {
             default_limit: settings.search.default_limit,
@@ -164,11 +167,13 @@ impl Application {
             Arc::clone(&engines.search),
             tree.org_owners.clone(),
             search_limits,
+            audit.clone(),
         );
         let roles = RoleService::new(
             Arc::clone(&engines.store),
             tree.user_owners.clone(),
             settings.roles.single_organisation,
+            audit.clone(),
         );
         let location_types = LocationTypes::new(&settings.locations.types)
             .map_err(|e| anyhow::anyhow!("invalid configuration key `locations.types`: {e}"))?;
@@ -183,10 +188,11 @@ impl Application {
             },
         );
         let preferences = PreferenceService::new(Arc::clone(&engines.store), Arc::clone(&clock));
-        let system_settings = SettingsService::new(Arc::clone(&engines.store));
+        let system_settings = SettingsService::new(Arc::clone(&engines.store), audit.clone());
         let data_sync = DataSyncService::new(
             tree.indexer.clone(),
             Duration::from_secs(settings.sync.rebuild_timeout_seconds),
+            audit.clone(),
         );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {

@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 use userorg::app::{Application, process_environment};
 use userorg::auth::{LocalSigner, MintClaims, ServiceCredential};
 use userorg::config::Settings;
+use userorg::services::audit::Verdict;
 
 #[derive(Parser)]
 #[command(name = "userorg", version, about = "Sunbird UserOrg service")]
@@ -42,6 +43,17 @@ enum Command {
     },
     /// Rebuild the search index from the store (run while the server is stopped).
     Reindex,
+    /// The audit trail of sensitive operations.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exits 1 when an entry was changed or removed.
+    Verify,
 }
 
 fn init_tracing() {
@@ -69,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
             user, admin, ttl, ..
         } => token(settings, user, admin, ttl),
         Command::Reindex => reindex(settings).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(settings).await,
     }
 }
 
@@ -135,6 +150,23 @@ fn token(
     );
     println!("{}", signer.mint(claims)?);
     Ok(())
+}
+
+async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
+    let store = userorg::engines::open_store(&settings).await?;
+    match userorg::services::audit::verify(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the audit trail: {e}"))?
+    {
+        Verdict::Intact { entries } => {
+            println!("audit trail intact: {entries} entries");
+            Ok(())
+        }
+        Verdict::Broken { sequence, reason } => {
+            println!("audit trail broken at entry {sequence}: {reason}");
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn reindex(settings: Settings) -> anyhow::Result<()> {

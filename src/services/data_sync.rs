@@ -9,6 +9,7 @@ use crate::actors::indexer::IndexerClient;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::IndexName;
 use crate::services::access::{Authority, Caller};
+use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, success};
 use crate::storage::Topic;
 
@@ -19,6 +20,7 @@ const SYNC_CHUNK: usize = 500;
 pub struct DataSyncService {
     indexer: IndexerClient,
     rebuild_timeout: Duration,
+    audit: AuditTrail,
 }
 
 /// What to sync.
@@ -90,10 +92,15 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
 }
 
 impl DataSyncService {
-    pub fn new(indexer: IndexerClient, rebuild_timeout: Duration) -> DataSyncService {
+    pub fn new(
+        indexer: IndexerClient,
+        rebuild_timeout: Duration,
+        audit: AuditTrail,
+    ) -> DataSyncService {
         DataSyncService {
             indexer,
             rebuild_timeout,
+            audit,
         }
     }
 
@@ -103,6 +110,14 @@ impl DataSyncService {
         let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
         let request = parse(body)?;
+        self.audit
+            .record_or_log(
+                caller,
+                "data.sync",
+                request.topic.name(),
+                json!({"ids": request.ids.len()}),
+            )
+            .await;
         if request.ids.is_empty() {
             return self.rebuild(request).await;
         }

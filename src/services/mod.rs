@@ -3,6 +3,7 @@
 //! owning actor.
 
 pub mod access;
+pub mod audit;
 pub mod data_sync;
 pub mod health;
 pub mod json;

@@ -17,6 +17,7 @@ use crate::search::documents::organisation_document;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
+use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, doc_str, opt_bool, opt_nonblank, present, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{get_org, org_types, tenant_by_channel, tenant_id_of};
@@ -54,6 +55,7 @@ pub struct OrgService {
     search: Arc<dyn SearchIndex>,
     owners: OrgOwners,
     limits: SearchLimits,
+    audit: AuditTrail,
 }
 
 fn invalid_request() -> DomainError {
@@ -116,12 +118,14 @@ impl OrgService {
         search: Arc<dyn SearchIndex>,
         owners: OrgOwners,
         limits: SearchLimits,
+        audit: AuditTrail,
     ) -> Self {
         OrgService {
             store,
             search,
             owners,
             limits,
+            audit,
         }
     }
 
@@ -468,6 +472,9 @@ impl OrgService {
         self.owners
             .set_status(id.clone(), status, caller.audit_id())
             .await?;
+        self.audit
+            .record_or_log(caller, "org.status", &id, json!({"status": status}))
+            .await;
         let mut result = success();
         result.insert("organisationId".into(), json!(id));
         Ok(result)
@@ -613,8 +620,11 @@ impl OrgService {
         let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
         self.owners
-            .assign_keys(id, sign_keys, enc_keys, caller.audit_id())
+            .assign_keys(id.clone(), sign_keys, enc_keys, caller.audit_id())
             .await?;
+        self.audit
+            .record_or_log(caller, "org.keys", &id, json!({}))
+            .await;
         Ok(success())
     }
 
@@ -654,8 +664,16 @@ impl OrgService {
             .take(100)
             .collect();
         self.owners
-            .set_encryption_key(id, safe_name, pem, caller.audit_id())
+            .set_encryption_key(id.clone(), safe_name.clone(), pem, caller.audit_id())
             .await?;
+        self.audit
+            .record_or_log(
+                caller,
+                "org.encryption_key",
+                &id,
+                json!({"file": safe_name}),
+            )
+            .await;
         Ok(success())
     }
 }

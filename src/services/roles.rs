@@ -12,6 +12,7 @@ use crate::domain::role::ORG_ADMIN;
 use crate::domain::user::{AssignRoles, RoleAssignment, ScopeChange, user_id_from_path};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
+use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, opt_nonblank, success};
 use crate::storage::records::{check_roles_exist, get_org, load_roles, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
@@ -25,6 +26,7 @@ pub struct RoleService {
     owners: UserOwners,
     single_organisation: bool,
     catalogue: Arc<RwLock<Option<(Instant, Value)>>>,
+    audit: AuditTrail,
 }
 
 fn literal_missing() -> DomainError {
@@ -45,12 +47,18 @@ fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
 }
 
 impl RoleService {
-    pub fn new(store: Arc<dyn Store>, owners: UserOwners, single_organisation: bool) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        owners: UserOwners,
+        single_organisation: bool,
+        audit: AuditTrail,
+    ) -> Self {
         RoleService {
             store,
             owners,
             single_organisation,
             catalogue: Arc::new(RwLock::new(None)),
+            audit,
         }
     }
 
@@ -243,15 +251,23 @@ impl RoleService {
         .await?;
         self.owners
             .assign_roles(AssignRoles {
-                user_id,
+                user_id: user_id.clone(),
                 assignment: RoleAssignment::ReplaceForOrganisation {
-                    organisation_id,
-                    roles,
+                    organisation_id: organisation_id.clone(),
+                    roles: roles.clone(),
                 },
                 by: caller.audit_id(),
                 single_organisation: self.single_organisation,
             })
             .await?;
+        self.audit
+            .record_or_log(
+                caller,
+                "role.assign",
+                &user_id,
+                json!({"organisationId": organisation_id, "roles": roles}),
+            )
+            .await;
         Ok(success())
     }
 
@@ -341,14 +357,21 @@ impl RoleService {
         let all_roles: Vec<String> = changes.iter().map(|c| c.role.clone()).collect();
         self.authorise(caller, &user_id, &organisations, &all_roles)
             .await?;
+        let audited: Vec<Value> = changes
+            .iter()
+            .map(|c| json!({"role": c.role, "add": c.add, "organisations": c.organisations}))
+            .collect();
         self.owners
             .assign_roles(AssignRoles {
-                user_id,
+                user_id: user_id.clone(),
                 assignment: RoleAssignment::Scopes(changes),
                 by: caller.audit_id(),
                 single_organisation: self.single_organisation,
             })
             .await?;
+        self.audit
+            .record_or_log(caller, "role.assign", &user_id, json!({"changes": audited}))
+            .await;
         Ok(success())
     }
 }

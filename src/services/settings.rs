@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
+use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, response, success};
 use crate::storage::{Expect, Store, Table, Transaction};
 
@@ -21,6 +22,7 @@ const PAGE: usize = 500;
 #[derive(Clone)]
 pub struct SettingsService {
     store: Arc<dyn Store>,
+    audit: AuditTrail,
 }
 
 fn setting_doc(id: &str, value: &str) -> Value {
@@ -41,8 +43,8 @@ fn required_string(body: &Body, field: &str) -> DomainResult<String> {
 }
 
 impl SettingsService {
-    pub fn new(store: Arc<dyn Store>) -> SettingsService {
-        SettingsService { store }
+    pub fn new(store: Arc<dyn Store>, audit: AuditTrail) -> SettingsService {
+        SettingsService { store, audit }
     }
 
     /// GET /v1/system/settings/get/{field}: `{"response": {"id", "field", "value"}}`.
@@ -103,6 +105,9 @@ impl SettingsService {
         );
         self.store.commit(transaction).await?;
         tracing::info!(setting.id = %id, "system setting set");
+        self.audit
+            .record_or_log(caller, "setting.set", &id, json!({"field": field}))
+            .await;
         let mut result = success();
         result.insert("id".into(), json!(id));
         Ok(result)

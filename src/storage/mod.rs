@@ -70,10 +70,12 @@ pub enum Table {
     LocationChildren,
     /// Uploaded files (organisation encryption keys): the embedded stand-in for cloud storage.
     File,
+    /// The audit trail: a hash chain of sensitive operations and its head.
+    Audit,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -85,6 +87,7 @@ impl Table {
         Table::TenantPreference,
         Table::LocationChildren,
         Table::File,
+        Table::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +103,7 @@ impl Table {
             Table::TenantPreference => "tenant_preference_v2",
             Table::LocationChildren => "location_children",
             Table::File => "file",
+            Table::Audit => "audit",
         }
     }
 }

@@ -263,6 +263,17 @@ impl TestApp {
         test_app
     }
 
+    /// Stops the server and hands over its data dir (`<dir>/data`), for tools run afterwards.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+        std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"))
+    }
+
     /// Stops the server and waits for it (actors included).
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

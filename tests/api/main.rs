@@ -1,6 +1,7 @@
 //! API tests through the real router: the whole application on random ports, embedded engines,
 //! exact Sunbird envelopes, codes and messages.
 
+mod audit;
 mod auth;
 mod consistency;
 mod data_sync;

@@ -26,6 +26,7 @@ use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
+use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
@@ -42,6 +43,8 @@ const STATE_VALIDATED: i64 = 4;
 /// Settings the user flows read on every request.
 #[derive(Debug, Clone)]
 pub struct UserRules {
+    /// Sunbird's password policy for new passwords.
+    pub password_policy: PasswordPolicy,
     /// Sunbird's anonymous lookups: the v5 profile by email, phone or login id to anyone.
     pub anonymous_profiles: bool,
     /// Argon2id hashes computed at once.
@@ -56,10 +59,10 @@ pub struct UserService {
     search: Arc<dyn SearchIndex>,
     owners: UserOwners,
     vault: PiiVault,
-    policy: PasswordPolicy,
     clock: Arc<dyn Clock>,
     rules: UserRules,
     hashing: Arc<tokio::sync::Semaphore>,
+    audit: AuditTrail,
 }
 
 /// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
@@ -146,9 +149,9 @@ impl UserService {
         search: Arc<dyn SearchIndex>,
         owners: UserOwners,
         vault: PiiVault,
-        policy: PasswordPolicy,
         clock: Arc<dyn Clock>,
         rules: UserRules,
+        audit: AuditTrail,
     ) -> Self {
         let hashing = Arc::new(tokio::sync::Semaphore::new(
             rules.password_hash_concurrency.max(1),
@@ -158,10 +161,10 @@ impl UserService {
             search,
             owners,
             vault,
-            policy,
             clock,
             rules,
             hashing,
+            audit,
         }
     }
 
@@ -210,8 +213,12 @@ impl UserService {
         route: CreateRoute,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
-        let mut request =
-            parse_create(body, route, &self.policy, &self.rules.default_country_code)?;
+        let mut request = parse_create(
+            body,
+            route,
+            &self.rules.password_policy,
+            &self.rules.default_country_code,
+        )?;
         let authority = Authority::of(caller).await?;
         let (custodian_id, custodian_channel) = custodian(&self.store).await?;
 
@@ -280,6 +287,7 @@ impl UserService {
         };
         let mut request = request;
         request.roles.retain(|role| role != PUBLIC);
+        let granted = request.roles.clone();
         let id = self
             .owners
             .create(NewUser {
@@ -293,6 +301,12 @@ impl UserService {
                 flags_value,
             })
             .await?;
+        if !granted.is_empty() {
+            // A create that grants roles is a role grant.
+            self.audit
+                .record_or_log(caller, "role.grant", &id, json!({"roles": granted}))
+                .await;
+        }
         let mut result = success();
         result.insert("userId".into(), json!(id));
         if !route.is_signup() {
@@ -517,8 +531,16 @@ impl UserService {
         let target_roles = load_roles(&self.store, &user_id).await?;
         authority.require(authority.may_act_on_holder_of(&target_roles))?;
         self.owners
-            .change_status(user_id, change, caller.audit_id())
+            .change_status(user_id.clone(), change, caller.audit_id())
             .await?;
+        let action = match change {
+            StatusChange::Block => "user.block",
+            StatusChange::Unblock => "user.unblock",
+            StatusChange::Delete => "user.delete",
+        };
+        self.audit
+            .record_or_log(caller, action, &user_id, json!({}))
+            .await;
         Ok(success())
     }
 
