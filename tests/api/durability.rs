@@ -8,69 +8,90 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use userorg::auth::{LocalSigner, MintClaims};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Server {
     child: Child,
     base: String,
 }
 
-/// Where a server's output goes: nowhere, or a log file that tests read afterwards.
-fn log_target(log: Option<&Path>) -> (Stdio, Stdio) {
-    match log {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("log file");
-            (
-                Stdio::from(file.try_clone().expect("clone log handle")),
-                Stdio::from(file),
-            )
-        }
-        None => (Stdio::null(), Stdio::null()),
-    }
+/// Where a server's output goes: the log file tests read afterwards, or one next to the data dir.
+fn log_file(data_dir: &Path, log: Option<&Path>) -> std::path::PathBuf {
+    log.map(Path::to_path_buf)
+        .unwrap_or_else(|| data_dir.with_extension("log"))
+}
+
+/// The `public=` and `internal=` addresses of the last "userorg listening" line after `offset`.
+fn listening_addresses(log: &Path, offset: usize) -> Option<(String, String)> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(offset..)?);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("userorg listening"))?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .map(str::to_string)
+    };
+    Some((field("public=")?, field("internal=")?))
 }
 
 impl Server {
-    async fn start(data_dir: &Path, port: u16, internal: u16) -> Server {
-        Self::start_logging(data_dir, port, internal, None).await
+    async fn start(data_dir: &Path) -> Server {
+        Self::start_logging(data_dir, None).await
     }
 
-    /// Starts the binary; with a log path, everything it prints at debug level goes there.
-    async fn start_logging(
-        data_dir: &Path,
-        port: u16,
-        internal: u16,
-        log: Option<&Path>,
-    ) -> Server {
-        let (stdout, stderr) = log_target(log);
-        let child = Command::new(env!("CARGO_BIN_EXE_userorg"))
+    /// Starts the binary on ports the system picks, and learns them from its log: a port chosen
+    /// beforehand could be taken by a parallel test's server in the meantime, and the health
+    /// check would then be answered by that other server. With a log path, everything the binary
+    /// prints at debug level goes there.
+    async fn start_logging(data_dir: &Path, log: Option<&Path>) -> Server {
+        let path = log_file(data_dir, log);
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_userorg"))
             .arg("serve")
             .env("USERORG__DATA_DIR", data_dir)
-            .env("USERORG__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("USERORG__HTTP__LISTEN", "127.0.0.1:0")
+            .env("USERORG__HTTP__INTERNAL_LISTEN", "127.0.0.1:0")
             .env(
-                "USERORG__HTTP__INTERNAL_LISTEN",
-                format!("127.0.0.1:{internal}"),
+                "RUST_LOG",
+                if log.is_some() {
+                    "debug"
+                } else {
+                    "warn,userorg::app=info"
+                },
             )
-            .env("RUST_LOG", if log.is_some() { "debug" } else { "warn" })
-            .stdout(stdout)
-            .stderr(stderr)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(file.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(file))
             .spawn()
             .expect("binary starts");
+        let started = Instant::now();
+        let (public, _internal) = loop {
+            if let Some(addresses) = listening_addresses(&path, offset) {
+                break addresses;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server exited with {status}: {}",
+                    std::fs::read_to_string(&path).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let server = Server {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{public}"),
         };
         let client = reqwest::Client::new();
-        let started = Instant::now();
         loop {
             if let Ok(reply) = client.get(format!("{}/health", server.base)).send().await
                 && reply.status() == 200
@@ -79,9 +100,9 @@ impl Server {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "server did not start"
+                "server did not answer its health check"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         server
     }
@@ -136,8 +157,7 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let log = dir.path().join("server.log");
-    let (port, internal) = (free_port(), free_port());
-    let server = Server::start_logging(&data_dir, port, internal, Some(&log)).await;
+    let server = Server::start_logging(&data_dir, Some(&log)).await;
     let token = admin_token(&data_dir);
     let client = reqwest::Client::new();
 
@@ -175,7 +195,7 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
         .await;
     server.kill_hard();
 
-    let server = Server::start_logging(&data_dir, port, internal, Some(&log)).await;
+    let server = Server::start_logging(&data_dir, Some(&log)).await;
     for (id, email, _) in &created {
         let reply: Value = client
             .get(format!("{}/v1/user/read/{id}", server.base))
@@ -252,8 +272,7 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
 async fn reindex_rebuilds_a_lost_index_from_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
-    let (port, internal) = (free_port(), free_port());
-    let server = Server::start(&data_dir, port, internal).await;
+    let server = Server::start(&data_dir).await;
     let token = admin_token(&data_dir);
     let client = reqwest::Client::new();
     let email = format!("reindex-{}@example.test", uuid::Uuid::new_v4().simple());
@@ -288,7 +307,7 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.starts_with("reindexed "), "{printed}");
 
-    let server = Server::start(&data_dir, port, internal).await;
+    let server = Server::start(&data_dir).await;
     let found: Value = client
         .post(format!("{}/v3/user/search", server.base))
         .header("x-authenticated-user-token", &token)
