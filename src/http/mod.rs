@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod locations;
 pub mod orgs;
+pub mod policy;
 pub mod preferences;
 pub mod roles;
 pub mod settings;

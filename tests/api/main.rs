@@ -12,6 +12,7 @@ mod grants;
 mod helpers;
 mod locations;
 mod lookup;
+mod matrix;
 mod network;
 mod orgs;
 mod ownership;

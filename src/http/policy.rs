@@ -1,0 +1,133 @@
+//! The policy table: for every route, who may get a successful answer from it. The services
+//! enforce the rules (`services::access`); this table states them in one place, a test fails
+//! when a route of the router has no entry, and the API test `matrix` runs every route as every
+//! kind of caller and fails on a success the table does not allow.
+
+/// Who may succeed on a route (each includes those below it in power: the internal service
+/// and an ADMIN may do what a tenant administrator may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone, anonymous included.
+    Anyone,
+    /// Any holder of a valid token of an active user.
+    Authenticated,
+    /// The user, their managing parent, an ORG_ADMIN of the user's tenant, an ADMIN.
+    Related,
+    /// The user themself or an ADMIN.
+    SelfOrAdmin,
+    /// An ORG_ADMIN of the tenant concerned, or an ADMIN.
+    TenantAdmin,
+    /// An ADMIN.
+    Admin,
+    /// Only another service, on the internal listener with the service credential.
+    Service,
+}
+
+/// Every route of the service with its audience.
+pub const POLICY: &[(&str, Audience)] = &[
+    ("/health", Audience::Anyone),
+    ("/service/health", Audience::Anyone),
+    // Anonymous creates make role-less users of the custodian organisation only.
+    ("/v1/user/create", Audience::Anyone),
+    ("/v2/user/create", Audience::Anyone),
+    ("/v3/user/create", Audience::Anyone),
+    ("/v1/ssouser/create", Audience::Anyone),
+    ("/v1/user/signup", Audience::Anyone),
+    ("/v2/user/signup", Audience::Anyone),
+    ("/v1/user/read/{uid}", Audience::Related),
+    ("/v2/user/read/{uid}", Audience::Related),
+    ("/v3/user/read/{uid}", Audience::Related),
+    ("/v4/user/read/{uid}", Audience::Related),
+    ("/v5/user/read/{uid}", Audience::Related),
+    ("/private/user/v1/read/{uid}", Audience::Service),
+    ("/v1/user/update", Audience::Related),
+    ("/v2/user/update", Audience::Related),
+    ("/v3/user/update", Audience::Related),
+    ("/private/user/v1/update", Audience::Service),
+    // Search answers every token holder, scoped to their tenants and by relation.
+    ("/v1/user/search", Audience::Authenticated),
+    ("/v2/user/search", Audience::Authenticated),
+    ("/v3/user/search", Audience::Authenticated),
+    ("/private/user/v1/search", Audience::Service),
+    ("/v1/user/block", Audience::TenantAdmin),
+    ("/v1/user/unblock", Audience::TenantAdmin),
+    ("/v1/user/delete", Audience::SelfOrAdmin),
+    ("/private/user/v1/lookup", Audience::Service),
+    // Existence only, rate-limited.
+    ("/v1/user/exists/{key}/{value}", Audience::Anyone),
+    ("/v2/user/exists/{key}/{value}", Audience::Authenticated),
+    // A name card for strangers, the profile by relation.
+    ("/v1/user/get/{key}/{value}", Audience::Authenticated),
+    ("/v2/user/get/{key}/{value}", Audience::Authenticated),
+    ("/v1/user/getuser", Audience::Authenticated),
+    ("/v1/org/create", Audience::TenantAdmin),
+    ("/v1/org/update", Audience::TenantAdmin),
+    ("/v1/org/status/update", Audience::TenantAdmin),
+    ("/v1/org/read", Audience::Anyone),
+    ("/v1/org/search", Audience::Anyone),
+    ("/v2/org/search", Audience::Anyone),
+    ("/private/v2/org/search", Audience::Service),
+    ("/v1/org/assign/key", Audience::Admin),
+    ("/v1/org/update/encryptionkey", Audience::TenantAdmin),
+    ("/v1/role/read", Audience::Anyone),
+    ("/v1/user/role/read/{uid}", Audience::Anyone),
+    ("/v1/user/assign/role", Audience::TenantAdmin),
+    ("/private/user/v1/assign/role", Audience::Service),
+    ("/v2/user/assign/role", Audience::TenantAdmin),
+    ("/private/user/v2/assign/role", Audience::Service),
+    ("/v1/location/create", Audience::Admin),
+    ("/v1/location/update", Audience::Admin),
+    ("/v1/location/delete/{locationId}", Audience::Admin),
+    ("/v1/location/search", Audience::Anyone),
+    ("/v2/org/preferences/create", Audience::TenantAdmin),
+    ("/v2/org/preferences/update", Audience::TenantAdmin),
+    ("/v2/org/preferences/read", Audience::Anyone),
+    ("/private/v2/org/preferences/read", Audience::Service),
+    ("/v1/system/settings/get/{field}", Audience::Anyone),
+    ("/v1/system/settings/list", Audience::Anyone),
+    ("/v1/system/settings/set", Audience::Admin),
+    ("/v1/data/sync", Audience::Admin),
+];
+
+/// The audience of a route template.
+pub fn audience_of(path: &str) -> Option<Audience> {
+    POLICY
+        .iter()
+        .find(|(route, _)| *route == path)
+        .map(|(_, audience)| *audience)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_exactly_one_policy_entry() {
+        let routes: Vec<&str> = super::super::routes().iter().map(|r| r.path).collect();
+        let missing: Vec<&&str> = routes.iter().filter(|r| audience_of(r).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a policy entry: {missing:?}"
+        );
+        let stale: Vec<&str> = POLICY
+            .iter()
+            .map(|(path, _)| *path)
+            .filter(|path| !routes.contains(path))
+            .collect();
+        assert!(stale.is_empty(), "policy entries of no route: {stale:?}");
+        let mut seen = std::collections::HashSet::new();
+        for (path, _) in POLICY {
+            assert!(seen.insert(path), "{path} listed twice");
+        }
+        // Private routes are the service's alone, and the service's alone are private.
+        for spec in super::super::routes() {
+            let private = spec.access == super::super::Access::Private;
+            assert_eq!(
+                private,
+                audience_of(spec.path) == Some(Audience::Service),
+                "{}",
+                spec.path
+            );
+        }
+    }
+}

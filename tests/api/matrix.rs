@@ -1,0 +1,537 @@
+//! The access matrix: every route of the router, called as every kind of caller, each time on
+//! a fresh target (user, organisation, location, preference), with a request that succeeds for
+//! the callers the policy table (`userorg::http::policy`) allows. A caller it does not allow
+//! must be refused (401 or 403) and a caller it allows must succeed, so both a hole and a wrong
+//! table entry fail the test.
+
+use std::collections::HashMap;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use userorg::http::policy::{Audience, audience_of};
+use userorg::http::{Access, routes};
+
+use crate::helpers::{Reply, TestApp, unique_email};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Persona {
+    /// No token.
+    Anonymous,
+    /// A plain user of another tenant.
+    Stranger,
+    /// A plain user of the target's tenant (the custodian organisation).
+    Peer,
+    /// An ORG_ADMIN of another tenant.
+    ForeignAdmin,
+    /// An ORG_ADMIN of the target's tenant.
+    TenantAdmin,
+    /// The target user themself.
+    Itself,
+    /// An ADMIN.
+    Admin,
+    /// Another service: the internal listener with the service credential, no user token.
+    Service,
+}
+
+use Persona::*;
+
+const PERSONAS: [Persona; 8] = [
+    Anonymous,
+    Stranger,
+    Peer,
+    ForeignAdmin,
+    TenantAdmin,
+    Itself,
+    Admin,
+    Service,
+];
+
+fn allowed(audience: Audience) -> &'static [Persona] {
+    match audience {
+        Audience::Anyone => &PERSONAS,
+        Audience::Authenticated => &[
+            Stranger,
+            Peer,
+            ForeignAdmin,
+            TenantAdmin,
+            Itself,
+            Admin,
+            Service,
+        ],
+        Audience::Related => &[Itself, TenantAdmin, Admin, Service],
+        Audience::SelfOrAdmin => &[Itself, Admin, Service],
+        Audience::TenantAdmin => &[TenantAdmin, Admin, Service],
+        Audience::Admin => &[Admin, Service],
+        Audience::Service => &[Service],
+    }
+}
+
+enum Payload {
+    Empty,
+    Json(Value),
+    /// The encryption-key upload: a PEM for an organisation.
+    Pem {
+        organisation: String,
+    },
+}
+
+struct Call {
+    method: Method,
+    path: String,
+    payload: Payload,
+}
+
+fn call(method: Method, path: impl Into<String>, payload: Payload) -> Call {
+    Call {
+        method,
+        path: path.into(),
+        payload,
+    }
+}
+
+fn body(request: Value) -> Payload {
+    Payload::Json(json!({ "request": request }))
+}
+
+struct World {
+    app: TestApp,
+    custodian: String,
+    channel: String,
+    tokens: HashMap<Persona, String>,
+}
+
+/// A fresh plain user of the custodian organisation: id, email, user name.
+struct Target {
+    id: String,
+    email: String,
+    user_name: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let app = TestApp::spawn().await;
+        let settings = |field: &'static str| {
+            let app = &app;
+            async move {
+                app.get(&format!("/v1/system/settings/get/{field}"), None)
+                    .await
+                    .assert_ok()["response"]["value"]
+                    .as_str()
+                    .expect("setting")
+                    .to_string()
+            }
+        };
+        let custodian = settings("custodianOrgId").await;
+        let channel = settings("custodianOrgChannel").await;
+        let foreign = format!("matrix{}", uuid::Uuid::new_v4().simple());
+        app.post(
+            "/v1/org/create",
+            json!({"orgName": "Foreign", "isTenant": true, "channel": foreign,
+                   "organisationType": "board"}),
+            Some(&app.admin_token),
+        )
+        .await
+        .assert_ok();
+        let mut tokens = HashMap::new();
+        for (persona, request) in [
+            (
+                Stranger,
+                json!({"firstName": "Stranger", "email": unique_email(), "channel": foreign}),
+            ),
+            (Peer, json!({"firstName": "Peer", "email": unique_email()})),
+            (
+                ForeignAdmin,
+                json!({"firstName": "Foreign", "email": unique_email(), "channel": foreign,
+                       "roles": ["ORG_ADMIN"]}),
+            ),
+            (
+                TenantAdmin,
+                json!({"firstName": "Tenant", "email": unique_email(), "roles": ["ORG_ADMIN"]}),
+            ),
+        ] {
+            let id = app.create_user(request).await;
+            tokens.insert(persona, app.token_for(&id));
+        }
+        tokens.insert(Admin, app.admin_token.clone());
+        World {
+            app,
+            custodian,
+            channel,
+            tokens,
+        }
+    }
+
+    fn admin(&self) -> Option<&str> {
+        Some(&self.app.admin_token)
+    }
+
+    async fn target(&self) -> Target {
+        let email = unique_email();
+        let user_name = format!("m{}", uuid::Uuid::new_v4().simple());
+        let id = self
+            .app
+            .create_user(json!({"firstName": "Target", "email": email, "userName": user_name}))
+            .await;
+        Target {
+            id,
+            email,
+            user_name,
+        }
+    }
+
+    async fn organisation(&self) -> String {
+        let reply = self
+            .app
+            .post(
+                "/v1/org/create",
+                json!({"orgName": "School", "isTenant": false, "channel": self.channel,
+                       "organisationType": "school"}),
+                self.admin(),
+            )
+            .await;
+        reply.assert_ok()["organisationId"]
+            .as_str()
+            .expect("organisationId")
+            .to_string()
+    }
+
+    async fn location(&self) -> String {
+        let reply = self
+            .app
+            .post(
+                "/v1/location/create",
+                json!({"name": "Place", "code": unique_code(), "type": "state"}),
+                self.admin(),
+            )
+            .await;
+        reply.assert_ok()["id"].as_str().expect("id").to_string()
+    }
+
+    async fn preference(&self) -> String {
+        let key = unique_code();
+        self.app
+            .post(
+                "/v2/org/preferences/create",
+                json!({"orgId": self.custodian, "key": key, "data": {"a": 1}}),
+                self.admin(),
+            )
+            .await
+            .assert_ok();
+        key
+    }
+
+    /// The request for `route`, on fresh targets; the target user is returned for the
+    /// `Itself` persona.
+    async fn prepare(&self, route: &str) -> (Call, Target) {
+        use Method as M;
+        let target = self.target().await;
+        let t = target.id.clone();
+        let plain_user = || json!({"firstName": "Made", "email": unique_email()});
+        let call = match route {
+            "/health" | "/service/health" | "/v1/role/read" | "/v1/system/settings/list" => {
+                call(M::GET, route, Payload::Empty)
+            }
+            "/v1/user/create" | "/v2/user/create" | "/v3/user/create" | "/v1/ssouser/create"
+            | "/v1/user/signup" | "/v2/user/signup" => call(M::POST, route, body(plain_user())),
+            "/v1/user/read/{uid}"
+            | "/v2/user/read/{uid}"
+            | "/v3/user/read/{uid}"
+            | "/v4/user/read/{uid}"
+            | "/v5/user/read/{uid}"
+            | "/private/user/v1/read/{uid}"
+            | "/v1/user/role/read/{uid}" => {
+                call(M::GET, route.replace("{uid}", &t), Payload::Empty)
+            }
+            "/v1/user/update"
+            | "/v2/user/update"
+            | "/v3/user/update"
+            | "/private/user/v1/update" => call(
+                M::PATCH,
+                route,
+                body(json!({"userId": t, "firstName": "Renamed"})),
+            ),
+            "/v1/user/search"
+            | "/v2/user/search"
+            | "/v3/user/search"
+            | "/private/user/v1/search"
+            | "/v1/org/search"
+            | "/v2/org/search"
+            | "/private/v2/org/search"
+            | "/v1/location/search" => call(M::POST, route, body(json!({"filters": {}}))),
+            "/v1/user/block" | "/v1/user/delete" => {
+                call(M::POST, route, body(json!({"userId": t})))
+            }
+            "/v1/user/unblock" => {
+                self.app
+                    .post("/v1/user/block", json!({"userId": t}), self.admin())
+                    .await
+                    .assert_ok();
+                call(M::POST, route, body(json!({"userId": t})))
+            }
+            "/private/user/v1/lookup" => call(
+                M::POST,
+                route,
+                body(json!({"key": "email", "value": target.email})),
+            ),
+            "/v1/user/exists/{key}/{value}"
+            | "/v2/user/exists/{key}/{value}"
+            | "/v1/user/get/{key}/{value}"
+            | "/v2/user/get/{key}/{value}" => call(
+                M::GET,
+                route
+                    .replace("{key}", "email")
+                    .replace("{value}", &target.email),
+                Payload::Empty,
+            ),
+            "/v1/user/getuser" => call(M::POST, route, body(json!({"loginId": target.user_name}))),
+            "/v1/org/create" => call(
+                M::POST,
+                route,
+                body(
+                    json!({"orgName": "Made", "isTenant": false, "channel": self.channel,
+                            "organisationType": "school"}),
+                ),
+            ),
+            "/v1/org/update" => {
+                let org = self.organisation().await;
+                call(
+                    M::PATCH,
+                    route,
+                    body(json!({"organisationId": org, "orgName": "Renamed"})),
+                )
+            }
+            "/v1/org/status/update" => {
+                let org = self.organisation().await;
+                call(
+                    M::PATCH,
+                    route,
+                    body(json!({"organisationId": org, "status": 0})),
+                )
+            }
+            "/v1/org/read" => {
+                let org = self.organisation().await;
+                call(M::POST, route, body(json!({"organisationId": org})))
+            }
+            "/v1/org/assign/key" => call(
+                M::PATCH,
+                route,
+                body(json!({"id": self.custodian, "signKeys": ["s1"], "encKeys": ["e1"]})),
+            ),
+            "/v1/org/update/encryptionkey" => call(
+                M::PATCH,
+                route,
+                Payload::Pem {
+                    organisation: self.custodian.clone(),
+                },
+            ),
+            "/v1/user/assign/role" | "/private/user/v1/assign/role" => call(
+                M::POST,
+                route,
+                body(json!({"userId": t, "organisationId": self.custodian,
+                            "roles": ["CONTENT_CREATOR"]})),
+            ),
+            "/v2/user/assign/role" | "/private/user/v2/assign/role" => call(
+                M::POST,
+                route,
+                body(json!({"userId": t, "roles": [{"role": "CONTENT_CREATOR",
+                    "operation": "add", "scope": [{"organisationId": self.custodian}]}]})),
+            ),
+            "/v1/location/create" => call(
+                M::POST,
+                route,
+                body(json!({"name": "Made", "code": unique_code(), "type": "state"})),
+            ),
+            "/v1/location/update" => {
+                let location = self.location().await;
+                call(
+                    M::PATCH,
+                    route,
+                    body(json!({"id": location, "name": "Renamed"})),
+                )
+            }
+            "/v1/location/delete/{locationId}" => {
+                let location = self.location().await;
+                call(
+                    M::DELETE,
+                    route.replace("{locationId}", &location),
+                    Payload::Empty,
+                )
+            }
+            "/v2/org/preferences/create" => call(
+                M::POST,
+                route,
+                body(json!({"orgId": self.custodian, "key": unique_code(), "data": {"a": 1}})),
+            ),
+            "/v2/org/preferences/update" => {
+                let key = self.preference().await;
+                call(
+                    M::PATCH,
+                    route,
+                    body(json!({"orgId": self.custodian, "key": key, "data": {"a": 2}})),
+                )
+            }
+            "/v2/org/preferences/read" | "/private/v2/org/preferences/read" => {
+                let key = self.preference().await;
+                call(
+                    M::POST,
+                    route,
+                    body(json!({"orgId": self.custodian, "key": key})),
+                )
+            }
+            "/v1/system/settings/get/{field}" => call(
+                M::GET,
+                route.replace("{field}", "custodianOrgId"),
+                Payload::Empty,
+            ),
+            "/v1/system/settings/set" => call(
+                M::POST,
+                route,
+                body(json!({"id": "matrixProbe", "field": "matrixProbe", "value": "1"})),
+            ),
+            "/v1/data/sync" => call(
+                M::POST,
+                route,
+                body(json!({"objectType": "user", "objectIds": [t],
+                            "operationType": "sync"})),
+            ),
+            other => panic!("the matrix has no request for {other}: add one"),
+        };
+        (call, target)
+    }
+
+    /// Sends `call` as `persona`: private routes go to the internal listener, with the service
+    /// credential only for the service persona.
+    async fn send(&self, persona: Persona, private: bool, target: &Target, call: &Call) -> Reply {
+        let app = &self.app;
+        let on_internal = private || persona == Service;
+        let base = if on_internal {
+            &app.internal
+        } else {
+            &app.public
+        };
+        let mut request = app
+            .client
+            .request(call.method.clone(), format!("{base}{}", call.path));
+        if persona == Service {
+            request = request.bearer_auth(&app.service_credential);
+        }
+        let token = match persona {
+            Anonymous | Service => None,
+            Itself => Some(app.token_for(&target.id)),
+            other => Some(self.tokens[&other].clone()),
+        };
+        if let Some(token) = token {
+            request = request.header("x-authenticated-user-token", token);
+        }
+        request = match &call.payload {
+            Payload::Empty => request,
+            Payload::Json(value) => request.json(value),
+            Payload::Pem { organisation } => {
+                let pem = app.signer.public_key_pem().to_string();
+                let form = reqwest::multipart::Form::new()
+                    .text("organisationId", organisation.clone())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(pem.into_bytes()).file_name("public.pem"),
+                    );
+                request.multipart(form)
+            }
+        };
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}));
+        Reply { status, body }
+    }
+}
+
+fn unique_code() -> String {
+    format!("M{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn every_route_answers_exactly_the_callers_its_policy_allows() {
+    let world = World::new().await;
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for spec in routes() {
+        let audience = audience_of(spec.path).expect("every route has a policy entry");
+        let private = spec.access == Access::Private;
+        for persona in PERSONAS {
+            let (call, target) = world.prepare(spec.path).await;
+            let reply = world.send(persona, private, &target, &call).await;
+            let status = reply.status.as_u16();
+            let may = allowed(audience).contains(&persona);
+            let fine = if may {
+                reply.status.is_success() && reply.body["params"]["status"] == "SUCCESS"
+            } else {
+                status == 401 || status == 403
+            };
+            if !fine {
+                wrong.push(format!(
+                    "{persona:?} {} {} ({audience:?}) answered {status}: {}",
+                    call.method, spec.path, reply.body
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, routes().len() * PERSONAS.len());
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} calls broke the policy:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    world.app.stop().await;
+}
+
+/// The same routes, with requests that need more than the route's floor: placing a user with a
+/// role, in another tenant or under another parent is for administrators of that tenant.
+#[tokio::test]
+async fn creating_users_with_roles_or_in_a_tenant_is_for_its_administrators() {
+    let world = World::new().await;
+    let mut wrong = Vec::new();
+    for (request, audience) in [
+        (
+            json!({"firstName": "Role", "email": unique_email(), "roles": ["CONTENT_CREATOR"]}),
+            Audience::TenantAdmin,
+        ),
+        (
+            json!({"firstName": "Placed", "email": unique_email(),
+                   "organisationId": "{organisation}"}),
+            Audience::TenantAdmin,
+        ),
+        (
+            json!({"firstName": "Admin", "email": unique_email(), "roles": ["ADMIN"]}),
+            Audience::Admin,
+        ),
+    ] {
+        for persona in PERSONAS {
+            let (_, target) = world.prepare("/v1/user/create").await;
+            let mut request = request.clone();
+            request["email"] = json!(unique_email());
+            if request["organisationId"] == "{organisation}" {
+                request["organisationId"] = json!(world.organisation().await);
+            }
+            let call = call(Method::POST, "/v1/user/create", body(request.clone()));
+            let reply = world.send(persona, false, &target, &call).await;
+            let may = allowed(audience).contains(&persona);
+            let status = reply.status.as_u16();
+            let fine = if may {
+                reply.status.is_success()
+            } else {
+                status == 401 || status == 403
+            };
+            if !fine {
+                wrong.push(format!(
+                    "{persona:?} {request} answered {status}: {}",
+                    reply.body
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    world.app.stop().await;
+}
