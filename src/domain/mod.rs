@@ -9,7 +9,9 @@ pub mod membership;
 pub mod org;
 pub mod role;
 pub mod rules;
+pub mod setting;
 pub mod user;
+pub mod validation;
 
 pub use error::{DomainError, DomainResult, ErrorCode, RuleError};
 

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde_json::{Map, Value};
 
 use super::envelope::ApiError;
-use crate::domain::{DomainError, ErrorCode};
+use crate::domain::{DomainError, ErrorCode, validation};
 use crate::services::access::Caller;
 
 /// The `request` object of a Sunbird request body (`{"request": {...}}`); `id`, `ver`, `ts` and
@@ -60,7 +60,10 @@ impl<S: Send + Sync> FromRequest<S> for SunbirdBody {
             )));
         };
         match envelope.remove("request") {
-            Some(Value::Object(request)) => Ok(SunbirdBody(request)),
+            Some(Value::Object(request)) => {
+                validation::check_request(&request).map_err(ApiError)?;
+                Ok(SunbirdBody(request))
+            }
             None | Some(Value::Null) => Err(ApiError(DomainError::mandatory_missing("request"))),
             Some(_) => Err(ApiError(DomainError::data_type("request", "Map"))),
         }

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, channel_claim};
+use crate::domain::setting::{self, SettingShape};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::audit::AuditTrail;
 use crate::services::json::{Body, response, success};
+use crate::storage::records::{custodian, get_org};
 use crate::storage::{Expect, Store, Table, Transaction};
 
 /// Settings Sunbird's cache always holds, whatever the table says.
@@ -96,6 +99,7 @@ impl SettingsService {
         let id = required_string(body, "id")?;
         let field = required_string(body, "field")?;
         let value = required_string(body, "value")?;
+        setting::check_shape(&id, &value)?;
         let mut transaction = Transaction::default();
         transaction.put(
             Table::SystemSettings,
@@ -103,6 +107,28 @@ impl SettingsService {
             json!({"id": id, "field": field, "value": value}),
             Expect::Any,
         );
+        match setting::shape_of(&id) {
+            SettingShape::TenantId => {
+                // The custodian moves with its channel, in the same commit.
+                let org = get_org(&self.store, value.trim())
+                    .await?
+                    .filter(|org| org.is_tenant() && org.is_active())
+                    .ok_or_else(|| setting::not_a_tenant(&id, &value))?;
+                transaction.put(
+                    Table::SystemSettings,
+                    CUSTODIAN_ORG_CHANNEL,
+                    setting_doc(CUSTODIAN_ORG_CHANNEL, &org.channel),
+                    Expect::Any,
+                );
+            }
+            SettingShape::CustodianChannel => {
+                let (_, channel) = custodian(&self.store).await?;
+                if channel_claim(&channel) != channel_claim(&value) {
+                    return Err(setting::not_a_tenant(&id, &value));
+                }
+            }
+            _ => {}
+        }
         self.store.commit(transaction).await?;
         tracing::info!(setting.id = %id, "system setting set");
         self.audit

@@ -28,3 +28,4 @@ mod user_read;
 mod user_search;
 mod user_status;
 mod user_update;
+mod validation;

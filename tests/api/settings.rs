@@ -76,25 +76,30 @@ async fn an_unknown_setting_is_a_404_with_the_unformatted_message() {
 async fn a_set_is_visible_to_the_next_get_at_once() {
     let app = TestApp::spawn().await;
     let admin = Some(app.admin_token.as_str());
+    app.post(
+        "/v1/system/settings/set",
+        json!({"id": "portalTheme", "field": "portalTheme", "value": "first"}),
+        admin,
+    )
+    .await
+    .assert_ok();
     // Read first, so the old value sits in the cache.
-    app.get("/v1/system/settings/get/custodianOrgChannel", None)
+    app.get("/v1/system/settings/get/portalTheme", None)
         .await
         .assert_ok();
     let reply = app
         .post(
             "/v1/system/settings/set",
-            json!({"id": "custodianOrgChannel", "field": "custodianOrgChannel", "value": "renamed"}),
+            json!({"id": "portalTheme", "field": "portalTheme", "value": "renamed"}),
             admin,
         )
         .await;
     assert_eq!(reply.body["id"], "api.system.settings.set");
     assert_eq!(
         reply.assert_ok().clone(),
-        json!({"response": "SUCCESS", "id": "custodianOrgChannel"})
+        json!({"response": "SUCCESS", "id": "portalTheme"})
     );
-    let read = app
-        .get("/v1/system/settings/get/custodianOrgChannel", None)
-        .await;
+    let read = app.get("/v1/system/settings/get/portalTheme", None).await;
     assert_eq!(read.assert_ok()["response"]["value"], "renamed");
 
     let config =
