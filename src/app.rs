@@ -186,6 +186,7 @@ impl Application {
                 max_limit: settings.search.max_limit,
                 max_offset: settings.search.max_offset,
             },
+            Arc::clone(&clock),
         );
         let preferences = PreferenceService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let system_settings = SettingsService::new(Arc::clone(&engines.store), audit.clone());

@@ -5,9 +5,15 @@
 //! here every check reads the store, and the two invariants that matter hold under concurrency:
 //! - a code is unique (case-insensitively) through an atomic [`ClaimKind::LocationCode`] claim;
 //! - no location is deleted while it has children. Children are listed in `LocationChildren`
-//!   (`parentId␟childId`); a child create or re-parent writes the parent row back unchanged with
-//!   `Expect::Version(read version)`, and a delete expects the version it read, so a delete that
-//!   raced a new child conflicts instead of orphaning it. A conflict is retried from a fresh read.
+//!   (`parentId␟childId`). A child create or re-parent only *checks* the parent at the version
+//!   it read ([`Transaction::check`]), so any number of children of one parent can be created at
+//!   once without conflicting with each other. A delete first commits a deletion mark on the
+//!   row (a new version, so children that read the parent before it conflict and look again),
+//!   then looks for children, then deletes at the marked version. A child that finds a fresh
+//!   mark waits briefly for the delete's outcome (503 if it lasts); one that finds a mark older
+//!   than [`DELETION_MARK_TTL_MS`] (a delete that died half-way) clears it by writing the
+//!   parent, and a delete still running behind it then conflicts. A conflict is retried from a
+//!   fresh read.
 //!
 //! Every write adds a `location` outbox event; the indexer copies the row into the index.
 
@@ -15,6 +21,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::clock::Clock;
 use crate::domain::location::{LocationTypes, location_code_claim};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::dsl::SearchLimits;
@@ -22,12 +29,18 @@ use crate::search::{IndexName, SearchIndex, SortOrder};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, doc_str, opt_nonblank, present, required_str, success};
 use crate::services::search::{self, Steps};
-use crate::storage::retry::{no_claims, read_modify_write};
+use crate::storage::retry::{WRITE_ATTEMPTS, read_modify_write};
 use crate::storage::{
-    ClaimKind, Expect, Row, Store, Table, Topic, Transaction, compose_key, key_prefix,
+    ClaimKind, Expect, Row, Store, StoreError, Table, Topic, Transaction, compose_key, key_prefix,
 };
 
 const PARENT_ID: &str = "parentId";
+/// The field of a location row that marks a delete in progress (milliseconds since the epoch).
+const DELETION_MARK: &str = "deletionStartedAt";
+/// How long a deletion mark holds children back; a delete takes milliseconds.
+pub const DELETION_MARK_TTL_MS: i64 = 30_000;
+/// Reads of a parent with a fresh deletion mark before giving up (about a second in all).
+const MARK_WAITS: usize = 14;
 const PARENT_CODE: &str = "parentCode";
 const PARENT_EITHER: &str = "parentId or parentCode";
 
@@ -37,6 +50,7 @@ pub struct LocationService {
     search: Arc<dyn SearchIndex>,
     types: Arc<LocationTypes>,
     limits: SearchLimits,
+    clock: Arc<dyn Clock>,
 }
 
 fn invalid_parameter(name: &str) -> DomainError {
@@ -76,13 +90,19 @@ impl LocationService {
         search: Arc<dyn SearchIndex>,
         types: LocationTypes,
         limits: SearchLimits,
+        clock: Arc<dyn Clock>,
     ) -> LocationService {
         LocationService {
             store,
             search,
             types: Arc::new(types),
             limits,
+            clock,
         }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
     }
 
     /// Sunbird leaves location writes open and relies on its API gateway to keep them away from
@@ -119,6 +139,31 @@ impl LocationService {
             .ok_or_else(|| invalid_parameter(named))
     }
 
+    fn mark_is_fresh(&self, row: &Row) -> bool {
+        row.doc
+            .get(DELETION_MARK)
+            .and_then(Value::as_i64)
+            .is_some_and(|started| self.now_ms() - started < DELETION_MARK_TTL_MS)
+    }
+
+    /// The parent once no delete of it is in progress: a delete takes a few milliseconds, so a
+    /// fresh deletion mark is waited out (briefly, with growing pauses) and the parent read
+    /// again; it is then either gone or unmarked. A mark that outlasts the waits answers 503.
+    async fn settled_parent(&self, parent: &ParentRef) -> DomainResult<Row> {
+        let mut pause = std::time::Duration::from_millis(2);
+        for _ in 0..MARK_WAITS {
+            let row = self.resolve_parent(parent).await?;
+            if !self.mark_is_fresh(&row) {
+                return Ok(row);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        }
+        Err(DomainError::Unavailable(
+            "the parent location is being deleted".into(),
+        ))
+    }
+
     fn check_parent_level(&self, child_type: &str, parent: &Row) -> DomainResult<()> {
         let parent_type = doc_str(&parent.doc, "type").unwrap_or_default();
         if self.types.parent_allowed(child_type, parent_type) {
@@ -140,22 +185,47 @@ impl LocationService {
         }
     }
 
-    /// Adds the parent's side of a new parent link: the children row, and the parent row written
-    /// back unchanged at the version that was read, so a concurrent delete of the parent and
-    /// this write cannot both commit.
-    fn link_to_parent(transaction: &mut Transaction, parent: &Row, child_id: &str) {
-        transaction.put(
-            Table::Location,
-            parent.key.clone(),
-            parent.doc.clone(),
-            Expect::Version(parent.version),
-        );
+    /// Adds the parent's side of a new parent link: the children row, and a check of the parent
+    /// at the version that was read, so a concurrent delete of the parent and this write cannot
+    /// both commit. A fresh deletion mark answers 503; a stale one is cleared by writing the
+    /// parent back without it.
+    fn link_to_parent(
+        &self,
+        transaction: &mut Transaction,
+        parent: &Row,
+        child_id: &str,
+    ) -> DomainResult<()> {
+        match parent.doc.get(DELETION_MARK).and_then(Value::as_i64) {
+            Some(_) if self.mark_is_fresh(parent) => {
+                return Err(DomainError::Unavailable(
+                    "the parent location is being deleted".into(),
+                ));
+            }
+            Some(_) => {
+                let mut doc = parent.doc.clone();
+                if let Some(fields) = doc.as_object_mut() {
+                    fields.remove(DELETION_MARK);
+                }
+                transaction.put(
+                    Table::Location,
+                    parent.key.clone(),
+                    doc,
+                    Expect::Version(parent.version),
+                );
+            }
+            None => transaction.check(
+                Table::Location,
+                parent.key.clone(),
+                Expect::Version(parent.version),
+            ),
+        }
         transaction.put(
             Table::LocationChildren,
             compose_key(&[&parent.key, child_id]),
             json!({"parentId": parent.key, "id": child_id}),
             Expect::Any,
         );
+        Ok(())
     }
 
     /// POST /v1/location/create: `{"response": "SUCCESS", "id": <uuid>}`.
@@ -193,7 +263,7 @@ impl LocationService {
         let attempt = || async move {
             let parent = match &parent_ref {
                 Some(reference) => {
-                    let parent = self.resolve_parent(reference).await?;
+                    let parent = self.settled_parent(reference).await?;
                     self.check_parent_level(location_type, &parent)?;
                     Some(parent)
                 }
@@ -211,7 +281,7 @@ impl LocationService {
             transaction.claim(ClaimKind::LocationCode, location_code_claim(code), id);
             transaction.put(Table::Location, id, Value::Object(doc), Expect::Absent);
             if let Some(parent) = &parent {
-                Self::link_to_parent(&mut transaction, parent, id);
+                self.link_to_parent(&mut transaction, parent, id)?;
             }
             transaction.event(Topic::Location, id, 1);
             Ok((transaction, ()))
@@ -258,7 +328,7 @@ impl LocationService {
                     ));
                 }
                 Some(reference) => {
-                    let parent = self.resolve_parent(reference).await?;
+                    let parent = self.settled_parent(reference).await?;
                     self.check_parent_level(&location_type, &parent)?;
                     Some(parent)
                 }
@@ -292,8 +362,10 @@ impl LocationService {
                         Expect::Any,
                     );
                 }
-                Self::link_to_parent(&mut transaction, parent, id);
+                self.link_to_parent(&mut transaction, parent, id)?;
             }
+            // An edit ends a deletion in progress: the delete then conflicts on the version.
+            doc.remove(DELETION_MARK);
             transaction.put(
                 Table::Location,
                 id,
@@ -320,23 +392,55 @@ impl LocationService {
         if id.is_empty() {
             return Err(DomainError::mandatory_missing("locationId"));
         }
-        let attempt = || async move {
-            let Some(current) = self.get_location(id).await? else {
-                return Err(invalid_parameter("locationId"));
-            };
+        let has_children = || async move {
             let children = self
                 .store
                 .scan(Table::LocationChildren, &key_prefix(id), None, 1)
                 .await?;
-            if !children.is_empty() {
-                return Err(DomainError::rule(
-                    ErrorCode::invalidLocationDeleteRequest,
-                    &[],
-                ));
+            Ok::<bool, DomainError>(!children.is_empty())
+        };
+        let refused = || DomainError::rule(ErrorCode::invalidLocationDeleteRequest, &[]);
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.get_location(id).await? else {
+                return Err(invalid_parameter("locationId"));
+            };
+            if has_children().await? {
+                return Err(refused());
+            }
+            // The mark: children that read the row before it now conflict and read it again,
+            // and those reading it after it hold back, so the second look below is final.
+            let mut doc = current.doc.as_object().cloned().unwrap_or_default();
+            doc.insert(DELETION_MARK.into(), json!(self.now_ms()));
+            let mut mark = Transaction::default();
+            mark.put(
+                Table::Location,
+                id,
+                Value::Object(doc.clone()),
+                Expect::Version(current.version),
+            );
+            let marked = match self.store.commit(mark).await {
+                Ok(info) => info.versions.first().copied().unwrap_or_default(),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            };
+            if has_children().await? {
+                doc.remove(DELETION_MARK);
+                let mut unmark = Transaction::default();
+                unmark.put(
+                    Table::Location,
+                    id,
+                    Value::Object(doc),
+                    Expect::Version(marked),
+                );
+                // A failure leaves a mark that children clear once it is stale.
+                if let Err(error) = self.store.commit(unmark).await {
+                    tracing::warn!(location.id = %id, %error, "deletion mark left in place");
+                }
+                return Err(refused());
             }
             let mut transaction = Transaction::default();
-            // A child created after the scan bumped this version: the delete then conflicts.
-            transaction.delete(Table::Location, id, Expect::Version(current.version));
+            // A stale-mark clearer or an edit since the mark changed the version: conflict.
+            transaction.delete(Table::Location, id, Expect::Version(marked));
             if let Some(code) = doc_str(&current.doc, "code") {
                 transaction.release(ClaimKind::LocationCode, location_code_claim(code), id);
             }
@@ -347,12 +451,19 @@ impl LocationService {
                     Expect::Any,
                 );
             }
-            transaction.event(Topic::Location, id, current.version + 1);
-            Ok((transaction, ()))
-        };
-        read_modify_write(&*self.store, no_claims, attempt).await?;
-        tracing::info!(location.id = %id, "location deleted");
-        Ok(success())
+            transaction.event(Topic::Location, id, marked + 1);
+            match self.store.commit(transaction).await {
+                Ok(_) => {
+                    tracing::info!(location.id = %id, "location deleted");
+                    return Ok(success());
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(DomainError::Unavailable(
+            "the location changed concurrently too often".into(),
+        ))
     }
 
     /// POST /v1/location/search: `{"count": n, "response": [locations]}`, sorted by name when
@@ -403,6 +514,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::clock::ManualClock;
     use crate::search::tantivy_index::TantivyIndex;
     use crate::storage::redb_store::RedbStore;
     use crate::storage::testing::{FaultyStore, StoreFaults};
@@ -411,6 +523,7 @@ mod tests {
         store: Arc<dyn Store>,
         faults: Arc<StoreFaults>,
         service: LocationService,
+        clock: Arc<ManualClock>,
         _dir: tempfile::TempDir,
     }
 
@@ -421,16 +534,19 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(store);
         let search = TantivyIndex::open(&dir.path().join("index")).expect("index");
         let types = LocationTypes::new(&["state", "district", "block"]).expect("types");
+        let clock = Arc::new(ManualClock::at(chrono::Local::now()));
         let service = LocationService::new(
             Arc::clone(&store),
             Arc::new(search),
             types,
             SearchLimits::default(),
+            Arc::clone(&clock) as Arc<dyn Clock>,
         );
         Fixture {
             store,
             faults,
             service,
+            clock,
             _dir: dir,
         }
     }
@@ -552,5 +668,149 @@ mod tests {
                 .expect("owner"),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_delete_that_commits_while_a_child_is_created_leaves_no_orphan() {
+        let fixture = fixture();
+        let state = create(
+            &fixture.service,
+            json!({"name": "S", "code": "S2", "type": "state"}),
+        )
+        .await
+        .expect("state");
+        let service = fixture.service.clone();
+        let doomed = state.clone();
+        // The child has just read its parent; the parent is deleted before the child commits.
+        fixture.faults.after_next_read(
+            Table::Location,
+            Box::new(move || {
+                Box::pin(async move {
+                    service
+                        .delete(&Caller::Internal, &doomed)
+                        .await
+                        .expect("the childless parent is deleted");
+                })
+            }),
+        );
+        let refused = create(
+            &fixture.service,
+            json!({"name": "D", "code": "D2", "type": "district", "parentId": state}),
+        )
+        .await
+        .expect_err("the parent is gone");
+        assert_eq!(
+            rule_message(refused),
+            ErrorCode::invalidParameter.format(&[PARENT_ID])
+        );
+        let children = fixture
+            .store
+            .scan(Table::LocationChildren, &key_prefix(&state), None, 10)
+            .await
+            .expect("scan");
+        assert!(children.is_empty(), "no child row left behind");
+        assert!(
+            fixture
+                .store
+                .claim_owner(ClaimKind::LocationCode, &location_code_claim("D2"))
+                .await
+                .expect("claim")
+                .is_none(),
+            "the refused child's code stays free"
+        );
+    }
+
+    async fn mark(fixture: &Fixture, id: &str, started_ms: i64) {
+        let row = fixture
+            .store
+            .get(Table::Location, id)
+            .await
+            .expect("get")
+            .expect("row");
+        let mut doc = row.doc.clone();
+        doc[DELETION_MARK] = json!(started_ms);
+        let mut transaction = Transaction::default();
+        transaction.put(Table::Location, id, doc, Expect::Version(row.version));
+        fixture.store.commit(transaction).await.expect("mark");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_deletion_mark_holds_children_back_and_a_stale_one_is_cleared() {
+        let fixture = fixture();
+        let state = create(
+            &fixture.service,
+            json!({"name": "S", "code": "S3", "type": "state"}),
+        )
+        .await
+        .expect("state");
+        let now = fixture.service.now_ms();
+        mark(&fixture, &state, now).await;
+        let held = create(
+            &fixture.service,
+            json!({"name": "D", "code": "D3", "type": "district", "parentId": state}),
+        )
+        .await
+        .expect_err("a delete is in progress");
+        assert!(matches!(held, DomainError::Unavailable(_)), "{held}");
+
+        // The delete died: once the mark is stale, a child clears it and is created.
+        fixture
+            .clock
+            .advance(chrono::Duration::milliseconds(DELETION_MARK_TTL_MS));
+        let before = fixture
+            .store
+            .get(Table::Location, &state)
+            .await
+            .expect("get")
+            .expect("row");
+        create(
+            &fixture.service,
+            json!({"name": "D", "code": "D3", "type": "district", "parentId": state}),
+        )
+        .await
+        .expect("created past a stale mark");
+        let after = fixture
+            .store
+            .get(Table::Location, &state)
+            .await
+            .expect("get")
+            .expect("row");
+        assert!(after.doc.get(DELETION_MARK).is_none(), "{}", after.doc);
+        assert_eq!(
+            after.version,
+            before.version + 1,
+            "clearing bumps the version"
+        );
+    }
+
+    #[tokio::test]
+    async fn children_of_one_parent_do_not_touch_the_parent_row() {
+        let fixture = fixture();
+        let state = create(
+            &fixture.service,
+            json!({"name": "S", "code": "S4", "type": "state"}),
+        )
+        .await
+        .expect("state");
+        let creates = (0..32).map(|n| {
+            let service = fixture.service.clone();
+            let state = state.clone();
+            async move {
+                create(
+                    &service,
+                    json!({"name": format!("D{n}"), "code": format!("S4D{n}"), "type": "district", "parentId": state}),
+                )
+                .await
+            }
+        });
+        let outcomes = futures::future::join_all(creates).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let parent = fixture
+            .store
+            .get(Table::Location, &state)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(parent.version, 1, "children only check their parent");
     }
 }

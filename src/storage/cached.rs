@@ -78,6 +78,7 @@ impl Store for CachedStore {
             .writes
             .iter()
             .filter_map(|write| match write {
+                Write::Check { .. } => None,
                 Write::Put { table, key, .. } | Write::Delete { table, key, .. } => {
                     if Self::cacheable(*table) {
                         Some(cache_key(*table, key))

@@ -33,6 +33,7 @@ pub async fn run_store_conformance(open: OpenStore<'_>) {
     let store = open().await;
     insert_read_update_delete(&*store, &run).await;
     version_expectations_are_enforced(&*store, &run).await;
+    checks_guard_a_transaction_without_writing(&*store, &run).await;
     claims_are_exclusive_and_released_by_owner_only(&*store, &run).await;
     failed_transactions_leave_no_trace(&*store, &run).await;
     prefix_scans_page_in_key_order(&*store, &run).await;
@@ -165,6 +166,81 @@ async fn version_expectations_are_enforced(store: &dyn Store, run: &str) {
         .expect("get")
         .expect("row");
     assert_eq!(row.doc["v"], 4, "only the successful writes applied");
+}
+
+async fn checks_guard_a_transaction_without_writing(store: &dyn Store, run: &str) {
+    let parent = format!("{run}-check-parent");
+    let mut insert = Transaction::default();
+    insert.put(Table::Location, &parent, json!({"n": 1}), Expect::Absent);
+    store.commit(insert).await.expect("insert");
+
+    // Two children that each only check the parent: neither conflicts with the other.
+    for child in ["a", "b"] {
+        let mut create = Transaction::default();
+        create.check(Table::Location, &parent, Expect::Version(1));
+        create.put(
+            Table::Location,
+            format!("{parent}-{child}"),
+            json!({}),
+            Expect::Absent,
+        );
+        assert_eq!(
+            store.commit(create).await.expect("checked create").versions,
+            vec![1, 1],
+            "a check reports the version it found"
+        );
+    }
+    let row = store
+        .get(Table::Location, &parent)
+        .await
+        .expect("get")
+        .expect("parent");
+    assert_eq!(row.version, 1, "a check writes nothing");
+
+    let mut change = Transaction::default();
+    change.put(
+        Table::Location,
+        &parent,
+        json!({"n": 2}),
+        Expect::Version(1),
+    );
+    store.commit(change).await.expect("change");
+    let mut stale = Transaction::default();
+    stale.check(Table::Location, &parent, Expect::Version(1));
+    stale.put(
+        Table::Location,
+        format!("{parent}-c"),
+        json!({}),
+        Expect::Absent,
+    );
+    assert!(
+        matches!(store.commit(stale).await, Err(StoreError::Conflict { .. })),
+        "a failed check fails the transaction"
+    );
+    assert!(
+        store
+            .get(Table::Location, &format!("{parent}-c"))
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing of a failed check's transaction applied"
+    );
+    let mut gone = Transaction::default();
+    gone.check(
+        Table::Location,
+        format!("{parent}-none"),
+        Expect::Version(1),
+    );
+    assert!(
+        matches!(store.commit(gone).await, Err(StoreError::Conflict { .. })),
+        "checking a missing row for a version conflicts"
+    );
+    let mut absent = Transaction::default();
+    absent.check(Table::Location, format!("{parent}-none"), Expect::Absent);
+    store
+        .commit(absent)
+        .await
+        .expect("an absent row checks as absent");
 }
 
 async fn claims_are_exclusive_and_released_by_owner_only(store: &dyn Store, run: &str) {

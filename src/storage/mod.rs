@@ -162,6 +162,14 @@ pub enum Write {
         key: String,
         expect: Expect,
     },
+    /// Writes nothing: the transaction applies only while the row meets `expect`. Unlike a
+    /// write-back of the row unchanged, it leaves the version alone, so transactions that only
+    /// depend on a row (children of one parent, say) do not conflict with each other.
+    Check {
+        table: Table,
+        key: String,
+        expect: Expect,
+    },
 }
 
 /// The kinds of uniqueness claim (Sunbird `user_lookup` types, plus organisation ones).
@@ -358,6 +366,15 @@ impl Transaction {
         });
     }
 
+    /// The transaction applies only while the row at `key` meets `expect`; nothing is written.
+    pub fn check(&mut self, table: Table, key: impl Into<String>, expect: Expect) {
+        self.writes.push(Write::Check {
+            table,
+            key: key.into(),
+            expect,
+        });
+    }
+
     pub fn claim(&mut self, kind: ClaimKind, value: impl Into<String>, owner: impl Into<String>) {
         self.claims.push(Claim {
             kind,
@@ -385,7 +402,7 @@ impl Transaction {
 }
 
 /// What a committed transaction produced: the versions the written rows reached, in write order
-/// (0 for deletes), and the outbox cursor after its last event (`None` without events).
+/// (0 for deletes, the version found for checks), and the outbox cursor after its last event (`None` without events).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommitInfo {
     pub versions: Vec<u64>,

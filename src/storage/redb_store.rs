@@ -406,7 +406,9 @@ fn apply_transaction(
             Write::Put {
                 table, key, expect, ..
             } => (*table, key, *expect),
-            Write::Delete { table, key, expect } => (*table, key, *expect),
+            Write::Delete { table, key, expect } | Write::Check { table, key, expect } => {
+                (*table, key, *expect)
+            }
         };
         let rows = write
             .open_table(table_definition(table))
@@ -451,7 +453,7 @@ fn apply_transaction(
     let mut info = CommitInfo::default();
     // Versions are recomputed from the live row: two writes of one key in one transaction
     // advance it twice.
-    for (entry, _checked) in transaction.writes.iter().zip(current_versions) {
+    for (entry, checked) in transaction.writes.iter().zip(current_versions) {
         match entry {
             Write::Put {
                 table, key, doc, ..
@@ -475,6 +477,7 @@ fn apply_transaction(
                 rows.remove(key.as_str()).map_err(internal)?;
                 info.versions.push(0);
             }
+            Write::Check { .. } => info.versions.push(checked.unwrap_or(0)),
         }
     }
 

@@ -592,3 +592,49 @@ async fn the_gateway_path_creates_a_location() {
     assert_eq!(found["response"][0]["name"], "Gateway");
     app.stop().await;
 }
+
+/// The robustness probe's 5xx: 32 creates under one parent at once gave 503 to most of them.
+#[tokio::test]
+async fn thirty_two_concurrent_children_of_one_parent_are_all_created() {
+    let app = TestApp::spawn().await;
+    let state = create_ok(
+        &app,
+        json!({"name": "Rush", "code": format!("RS{}", uuid::Uuid::new_v4().simple()), "type": "state"}),
+    )
+    .await;
+    let district = create_ok(
+        &app,
+        json!({"name": "Rush D", "code": format!("RD{}", uuid::Uuid::new_v4().simple()), "type": "district", "parentId": state}),
+    )
+    .await;
+    let creates = (0..32).map(|n| {
+        let app = &app;
+        let district = district.clone();
+        async move {
+            create(
+                app,
+                json!({"name": format!("RK{n}"), "code": format!("RK{n}-{}", uuid::Uuid::new_v4().simple()), "type": "block", "parentId": district}),
+            )
+            .await
+        }
+    });
+    let replies = futures::future::join_all(creates).await;
+    let failed: Vec<String> = replies
+        .iter()
+        .filter(|reply| reply.status != 200)
+        .map(|reply| reply.body.to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 32 failed: {failed:?}",
+        failed.len()
+    );
+    // Every child is listed under its parent, so the parent cannot be deleted now.
+    delete(&app, &district, Some(&app.admin_token))
+        .await
+        .assert_error(
+            400,
+            "UOS_LOCDEL0029",
+            "One or more locations have a parent reference to given location and hence cannot be deleted.",
+        );
+}
