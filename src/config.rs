@@ -172,6 +172,10 @@ pub struct CacheSettings {
     pub engine: CacheEngine,
     pub max_entries: u64,
     pub ttl_seconds: u64,
+    /// Time to live of entries that decide access (user rows, roles, memberships): the most a
+    /// block or a revoked role can be late on another instance after a failed invalidation.
+    #[serde(default = "default_access_ttl_seconds")]
+    pub access_ttl_seconds: u64,
     pub redis_url: String,
     pub redis_key_prefix: String,
 }
@@ -401,6 +405,10 @@ impl Settings {
         issuers.extend(self.auth.extra_issuers.iter().cloned());
         issuers
     }
+}
+
+fn default_access_ttl_seconds() -> u64 {
+    5
 }
 
 #[cfg(test)]

@@ -62,11 +62,14 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Engines> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let uncached_store = open_store(settings).await?;
     let cache = open_cache(settings).await?;
-    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
-        Arc::clone(&uncached_store),
-        cache,
-        Duration::from_secs(settings.cache.ttl_seconds),
-    ));
+    let store: Arc<dyn Store> = Arc::new(
+        CachedStore::new(
+            Arc::clone(&uncached_store),
+            cache,
+            Duration::from_secs(settings.cache.ttl_seconds),
+        )
+        .with_access_ttl(Duration::from_secs(settings.cache.access_ttl_seconds)),
+    );
     let search = open_search(settings).await?;
     Ok(Engines {
         store,

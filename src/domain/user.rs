@@ -84,9 +84,6 @@ pub struct UserRecord {
     pub updated_date: Option<String>,
     #[serde(default)]
     pub updated_by: Option<String>,
-    /// The Argon2id hash; never shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_hash: Option<String>,
     /// Blind-index tokens of the PII fields, by field name; never shown, indexed for exact
     /// filters (`_index` in rows written before the name changed).
     #[serde(default, alias = "_index")]
@@ -128,6 +125,8 @@ pub const USER_FIELDS: &[&str] = &[
     "createdBy",
     "updatedDate",
     "updatedBy",
+    // Not a field any more (hashes live in `user_credential`): listed so a hash in a row written
+    // before that is dropped on read instead of surfacing as a profile field.
     "passwordHash",
     "piiTokens",
     "_index",
@@ -349,7 +348,6 @@ mod tests {
             created_by: some(),
             updated_date: some(),
             updated_by: some(),
-            password_hash: some(),
             pii_tokens: BTreeMap::new(),
             profile,
         }
@@ -368,7 +366,7 @@ mod tests {
         let mut listed: Vec<&str> = USER_FIELDS
             .iter()
             .copied()
-            .filter(|f| *f != "_index")
+            .filter(|f| !matches!(*f, "_index" | "passwordHash"))
             .collect();
         listed.sort();
         assert_eq!(keys, listed, "USER_FIELDS must name every typed field");

@@ -5,6 +5,12 @@
 //! A reader that loaded a row before a concurrent commit must not put that stale row into the
 //! cache after the commit invalidated it; an epoch counter bumped on every commit guards the
 //! insert (a load that overlapped any commit is simply not cached).
+//!
+//! Staleness is bounded, and tighter for what decides access. An invalidation that fails (a
+//! Redis outage during a commit) leaves other instances reading the old entry until it expires:
+//! rows that decide who may do what (a user's row with its status, the user's roles and
+//! memberships) live at most `access_ttl` (`cache.access_ttl_seconds`, 5 s by default), every
+//! other row at most `ttl`. Password hashes are in `user_credential`, which is never cached.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +28,20 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
     ttl: Duration,
+    access_ttl: Duration,
     epoch: AtomicU64,
+}
+
+/// How long an access-deciding entry lives unless configured otherwise.
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(5);
+
+/// Tables whose rows decide access: a stale entry could let a blocked user in or keep a revoked
+/// role working, so they get the short time to live.
+fn decides_access(table: Table) -> bool {
+    matches!(
+        table,
+        Table::User | Table::UserRoles | Table::UserOrganisation
+    )
 }
 
 fn cache_key(table: Table, key: &str) -> String {
@@ -54,7 +73,22 @@ impl CachedStore {
             inner,
             cache,
             ttl,
+            access_ttl: DEFAULT_ACCESS_TTL.min(ttl),
             epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The time to live of access-deciding entries (never longer than the general one).
+    pub fn with_access_ttl(mut self, access_ttl: Duration) -> CachedStore {
+        self.access_ttl = access_ttl.min(self.ttl);
+        self
+    }
+
+    fn ttl_of(&self, table: Table) -> Duration {
+        if decides_access(table) {
+            self.access_ttl
+        } else {
+            self.ttl
         }
     }
 
@@ -118,7 +152,7 @@ impl Store for CachedStore {
         if let Some(row) = &loaded
             && self.epoch.load(Ordering::SeqCst) == epoch
             && let Ok(bytes) = serde_json::to_vec(row)
-            && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl).await
+            && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl_of(table)).await
         {
             tracing::debug!(error = %error, "cache fill failed");
         }
@@ -152,7 +186,7 @@ impl Store for CachedStore {
         if rows.len() < SCAN_CACHE_ROWS {
             if self.epoch.load(Ordering::SeqCst) == epoch
                 && let Ok(bytes) = serde_json::to_vec(&rows)
-                && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl).await
+                && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl_of(table)).await
             {
                 tracing::debug!(error = %error, "cache fill failed");
             }
@@ -226,8 +260,8 @@ impl Store for CachedStore {
 mod tests {
     use super::*;
     use crate::cache::moka_cache::MokaCache;
-    use crate::storage::Expect;
     use crate::storage::redb_store::RedbStore;
+    use crate::storage::{Expect, compose_key};
 
     fn cached(dir: &std::path::Path) -> CachedStore {
         let store = RedbStore::open(&dir.join("store.redb")).expect("open");
@@ -356,5 +390,111 @@ mod tests {
             (second.version, second.doc["n"].clone()),
             (2, serde_json::json!(2))
         );
+    }
+
+    /// A moka cache that notes the time to live of every entry set.
+    #[derive(Default)]
+    struct RecordingCache {
+        inner: Option<MokaCache>,
+        sets: std::sync::Mutex<Vec<(String, Duration)>>,
+    }
+
+    #[async_trait]
+    impl Cache for RecordingCache {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::cache::CacheError> {
+            match &self.inner {
+                Some(inner) => inner.get(key).await,
+                None => Ok(None),
+            }
+        }
+        async fn set(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> Result<(), crate::cache::CacheError> {
+            self.sets.lock().expect("lock").push((key.to_string(), ttl));
+            match &self.inner {
+                Some(inner) => inner.set(key, value, ttl).await,
+                None => Ok(()),
+            }
+        }
+        async fn delete(&self, key: &str) -> Result<(), crate::cache::CacheError> {
+            match &self.inner {
+                Some(inner) => inner.delete(key).await,
+                None => Ok(()),
+            }
+        }
+        async fn healthy(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn access_deciding_rows_live_briefly_and_password_hashes_are_never_cached() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
+        let cache = Arc::new(RecordingCache {
+            inner: Some(MokaCache::new(100)),
+            ..RecordingCache::default()
+        });
+        let store = CachedStore::new(
+            Arc::clone(&inner),
+            Arc::clone(&cache) as Arc<dyn Cache>,
+            Duration::from_secs(300),
+        )
+        .with_access_ttl(Duration::from_secs(5));
+        let mut seed = Transaction::default();
+        seed.put(
+            Table::User,
+            "u1",
+            serde_json::json!({"status": 1}),
+            Expect::Absent,
+        );
+        seed.put(
+            Table::UserRoles,
+            compose_key(&["u1", "PUBLIC"]),
+            serde_json::json!({}),
+            Expect::Absent,
+        );
+        seed.put(
+            Table::UserCredential,
+            "u1",
+            serde_json::json!({"passwordHash": "$argon2id$x"}),
+            Expect::Absent,
+        );
+        seed.put(Table::Role, "PUBLIC", serde_json::json!({}), Expect::Absent);
+        store.commit(seed).await.expect("seed");
+        for _ in 0..2 {
+            store.get(Table::User, "u1").await.expect("user");
+            store
+                .scan(Table::UserRoles, &key_prefix("u1"), None, 10)
+                .await
+                .expect("roles");
+            store
+                .get(Table::UserCredential, "u1")
+                .await
+                .expect("credential")
+                .expect("row");
+            store.get(Table::Role, "PUBLIC").await.expect("role");
+        }
+        let sets = cache.sets.lock().expect("lock").clone();
+        assert_eq!(
+            sets,
+            vec![
+                ("row:user:u1".to_string(), Duration::from_secs(5)),
+                (
+                    scan_cache_key(Table::UserRoles, &key_prefix("u1")),
+                    Duration::from_secs(5)
+                ),
+                ("row:role:PUBLIC".to_string(), Duration::from_secs(300)),
+            ],
+            "each entry set once (the second round is served from the cache), none for credentials"
+        );
+        // The access time to live never exceeds the general one.
+        let short = CachedStore::new(inner, cache, Duration::from_secs(2))
+            .with_access_ttl(Duration::from_secs(5));
+        assert_eq!(short.ttl_of(Table::User), Duration::from_secs(2));
     }
 }

@@ -72,10 +72,13 @@ pub enum Table {
     File,
     /// The audit trail: a hash chain of sensitive operations and its head.
     Audit,
+    /// A user's password hash, by user id: apart from the user row so that it never enters the
+    /// row cache (the cache is shared between instances, and may be a Redis server).
+    UserCredential,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -88,6 +91,7 @@ impl Table {
         Table::LocationChildren,
         Table::File,
         Table::Audit,
+        Table::UserCredential,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +108,7 @@ impl Table {
             Table::LocationChildren => "location_children",
             Table::File => "file",
             Table::Audit => "audit",
+            Table::UserCredential => "user_credential",
         }
     }
 }

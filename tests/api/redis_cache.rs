@@ -81,3 +81,75 @@ async fn the_service_works_on_the_redis_cache() {
     assert_eq!(user.assert_ok()["response"]["firstName"], "Final");
     app.stop().await;
 }
+
+/// Cache trust on a shared Redis: no password hash is ever written there, and entries that
+/// decide access (the user row with its status, roles) expire within the access time to live.
+#[tokio::test]
+async fn redis_holds_no_password_hash_and_access_entries_expire_quickly() {
+    let Some(url) = userorg::test_tiers::redis() else {
+        return;
+    };
+    let prefix = format!("userorg-api-test:{}:", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(&[
+        ("USERORG__CACHE__ENGINE", "redis"),
+        ("USERORG__CACHE__REDIS_URL", &url),
+        ("USERORG__CACHE__REDIS_KEY_PREFIX", &prefix),
+    ])
+    .await;
+    let id = app
+        .create_user(
+            json!({"firstName": "Hashed", "email": unique_email(), "password": "S3cret!pass"}),
+        )
+        .await;
+    let token = app.token_for(&id);
+    for _ in 0..2 {
+        app.get(&format!("/v1/user/read/{id}"), Some(&token))
+            .await
+            .assert_ok();
+    }
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .expect("value");
+        let text = String::from_utf8_lossy(&value);
+        assert!(!text.contains("argon2"), "{key} holds a password hash");
+        assert!(
+            !text.contains("passwordHash"),
+            "{key} holds a password hash"
+        );
+    }
+    let user_key = format!("{prefix}row:user:{id}");
+    assert!(keys.contains(&user_key), "{keys:?}");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&user_key)
+        .query_async(&mut connection)
+        .await
+        .expect("pttl");
+    assert!(pttl > 0 && pttl <= 5_000, "user row lives {pttl} ms");
+    let role_keys: Vec<&String> = keys.iter().filter(|k| k.contains("row:role:")).collect();
+    for key in role_keys {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .expect("pttl");
+        assert!(
+            pttl > 5_000,
+            "{key} lives the general time to live, {pttl} ms"
+        );
+    }
+    app.stop().await;
+}

@@ -140,7 +140,6 @@ pub(super) fn new_record(
         created_by: user.created_by.clone(),
         updated_date: None,
         updated_by: None,
-        password_hash: user.password_hash.clone(),
         pii_tokens: BTreeMap::new(),
         profile: Map::new(),
     };
@@ -187,6 +186,14 @@ pub(super) fn build_create(
         transaction.claim(ClaimKind::ExternalId, external.claim_value(), &user.id);
     }
     transaction.put_record(Table::User, &user.id, &record, Expect::Absent)?;
+    if let Some(hash) = &user.password_hash {
+        transaction.put(
+            Table::UserCredential,
+            &user.id,
+            serde_json::json!({"userId": user.id, "passwordHash": hash}),
+            Expect::Absent,
+        );
+    }
 
     // Memberships: the requested organisation, and the root organisation when it differs.
     let by = user.created_by.as_deref();

@@ -102,6 +102,7 @@ pub(super) fn build_status_change(
                 transaction.release(ClaimKind::ExternalId, external.claim_value(), user_id);
             }
             scrub(&mut record);
+            transaction.delete(Table::UserCredential, user_id, Expect::Any);
         }
     }
     record.updated_date = Some(now.to_string());
@@ -117,7 +118,7 @@ pub(super) fn build_status_change(
 }
 
 /// A deleted user keeps no PII: names and identifiers are emptied (as Sunbird stores them),
-/// tokens and the password hash dropped.
+/// tokens dropped (the password hash goes with the user's `user_credential` row).
 fn scrub(record: &mut UserRecord) {
     let empty = || Some(String::new());
     record.first_name = empty();
@@ -134,7 +135,6 @@ fn scrub(record: &mut UserRecord) {
     record.recovery_phone = empty();
     record.profile.insert("profileLocation".into(), json!([]));
     record.external_ids.clear();
-    record.password_hash = None;
     record.pii_tokens.clear();
     record.status = STATUS_DELETED;
     record.is_deleted = true;

@@ -179,6 +179,12 @@ fn a_create_seals_pii_claims_in_sunbird_order_and_writes_memberships_roles_and_t
         (transaction.events[0].topic, transaction.events[0].version),
         (Topic::User, 1)
     );
+    // The hash is kept apart from the (cached) user row.
+    assert!(!record.to_doc().to_string().contains("argon2"));
+    let credentials = puts(&transaction, Table::UserCredential);
+    assert_eq!(credentials.len(), 1);
+    assert_eq!(credentials[0].1["passwordHash"], "$argon2id$hash");
+    assert_eq!(credentials[0].2, Expect::Absent);
 }
 
 #[test]
@@ -314,7 +320,14 @@ fn a_delete_frees_every_identifier_and_keeps_no_pii() {
     assert!(record.is_deleted() && !record.is_active());
     assert_eq!(record.email.as_deref(), Some(""));
     assert_eq!(record.first_name.as_deref(), Some(""));
-    assert!(record.password_hash.is_none() && record.pii_tokens.is_empty());
+    assert!(record.pii_tokens.is_empty());
+    assert!(
+        transaction.writes.iter().any(|write| matches!(
+            write,
+            Write::Delete { table: Table::UserCredential, key, .. } if key == "u1"
+        )),
+        "the password hash is deleted with the user"
+    );
     assert!(record.external_ids.is_empty());
     assert_eq!(record.profile["profileLocation"], json!([]));
     let stored = record.to_doc().to_string();
