@@ -48,9 +48,9 @@ pub struct Application {
     internal: TcpListener,
     state: AppState,
     tree: Actors,
-    signer: LocalSigner,
+    signer: Option<LocalSigner>,
     service_credential: ServiceCredential,
-    admin_user_id: String,
+    admin_user_id: Option<String>,
     settings: Settings,
 }
 
@@ -71,18 +71,38 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)?;
         let keys_dir = settings.data_dir.join("keys");
         let public_keys_dir = settings.public_keys_dir();
+        crate::crypto::tighten_key_material(&settings.data_dir, &keys_dir)?;
         let vault = PiiVault::load(
             &settings.security.pii_encryption_key,
             &settings.security.blind_index_key,
             &keys_dir,
         )?;
-        let signer = {
+        // The embedded install publishes the local key where the ring loads keys from; beside
+        // an external provider the key stays out of its directory and is pinned, bound to its
+        // own issuer.
+        let publish_to = (!settings.external_keys()).then(|| public_keys_dir.clone());
+        let signer = if settings.local_signer_enabled() {
             let data_dir = settings.data_dir.clone();
-            let public_keys_dir = public_keys_dir.clone();
-            tokio::task::spawn_blocking(move || LocalSigner::ensure(&data_dir, &public_keys_dir))
-                .await??
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    LocalSigner::ensure(&data_dir, publish_to.as_deref())
+                })
+                .await??,
+            )
+        } else {
+            None
         };
-        let keys = KeyRing::load_dir(&public_keys_dir)?;
+        let mut keys = KeyRing::load_dir(&public_keys_dir)?;
+        let bound_key = match &signer {
+            Some(signer) if settings.external_keys() => {
+                keys.pin_pem(signer.kid(), signer.public_key_pem())?;
+                Some((
+                    signer.kid().to_string(),
+                    settings.local_issuer().to_string(),
+                ))
+            }
+            _ => None,
+        };
         let service_credential = ServiceCredential::load(
             &settings.security.service_credential,
             &keys_dir.join("service-credential"),
@@ -94,6 +114,7 @@ impl Application {
                 audience: (!settings.auth.audience.is_empty())
                     .then(|| settings.auth.audience.clone()),
                 leeway_seconds: settings.auth.leeway_seconds,
+                bound_key,
                 ..VerifierSettings::default()
             },
         )?;
@@ -244,8 +265,8 @@ impl Application {
     }
 
     /// Signs tokens the service accepts (used by `userorg token` and by tests).
-    pub fn signer(&self) -> &LocalSigner {
-        &self.signer
+    pub fn signer(&self) -> Option<&LocalSigner> {
+        self.signer.as_ref()
     }
 
     /// The indexer's client: tests wait for the index to catch up with it.
@@ -258,8 +279,9 @@ impl Application {
         &self.service_credential
     }
 
-    pub fn admin_user_id(&self) -> &str {
-        &self.admin_user_id
+    /// The bootstrap ADMIN user, unless `seed.bootstrap_admin` is off.
+    pub fn admin_user_id(&self) -> Option<&str> {
+        self.admin_user_id.as_deref()
     }
 
     pub fn settings(&self) -> &Settings {

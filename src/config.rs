@@ -59,6 +59,24 @@ pub struct AuthSettings {
     pub audience: Vec<String>,
     pub leeway_seconds: u64,
     pub local_token_ttl_seconds: i64,
+    /// The local signing key (`userorg token`): on unless an external provider's keys are
+    /// configured.
+    #[serde(default)]
+    pub local_signer: LocalSignerMode,
+    /// The issuer of locally signed tokens when the local key runs beside external keys.
+    #[serde(default = "default_local_issuer")]
+    pub local_issuer: String,
+}
+
+/// Whether the local signing key is used (`[auth] local_signer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalSignerMode {
+    /// On for the embedded install (no `public_keys_dir`), off beside an external provider.
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +210,9 @@ pub struct SeedSettings {
     pub custodian_channel: String,
     pub custodian_org_name: String,
     pub admin_email: String,
+    /// Whether the bootstrap ADMIN user is created on first start.
+    #[serde(default = "default_true")]
+    pub bootstrap_admin: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +314,16 @@ impl Settings {
         }
         if self.auth.local_token_ttl_seconds <= 0 {
             return Err(invalid("auth.local_token_ttl_seconds", "must be positive"));
+        }
+        if self.local_signer_enabled()
+            && self.external_keys()
+            && (self.auth.local_issuer.trim().is_empty()
+                || self.accepted_issuers().contains(&self.auth.local_issuer))
+        {
+            return Err(invalid(
+                "auth.local_issuer",
+                "must be set, and differ from the identity provider's issuers, when the local signer runs beside external keys",
+            ));
         }
         for (key, value) in [
             (
@@ -399,6 +430,31 @@ impl Settings {
         }
     }
 
+    /// True when `auth.public_keys_dir` names an external identity provider's keys.
+    pub fn external_keys(&self) -> bool {
+        !self.auth.public_keys_dir.trim().is_empty()
+    }
+
+    /// Whether tokens are signed locally (`userorg token`, the embedded install).
+    pub fn local_signer_enabled(&self) -> bool {
+        match self.auth.local_signer {
+            LocalSignerMode::Auto => !self.external_keys(),
+            LocalSignerMode::On => true,
+            LocalSignerMode::Off => false,
+        }
+    }
+
+    /// The issuer of locally signed tokens: the configured issuer on the embedded install, where
+    /// the local key is the identity provider; its own issuer beside an external provider, so
+    /// a local token can never pass for one of the provider's.
+    pub fn local_issuer(&self) -> &str {
+        if self.external_keys() {
+            &self.auth.local_issuer
+        } else {
+            &self.auth.issuer
+        }
+    }
+
     /// Every accepted issuer: the main one first.
     pub fn accepted_issuers(&self) -> Vec<String> {
         let mut issuers = vec![self.auth.issuer.clone()];
@@ -409,6 +465,14 @@ impl Settings {
 
 fn default_access_ttl_seconds() -> u64 {
     5
+}
+
+fn default_local_issuer() -> String {
+    "userorg-local".to_string()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -30,6 +30,44 @@ pub fn decode_key(encoded: &str) -> Result<[u8; 32], String> {
         .map_err(|_| "must decode to exactly 32 bytes".to_string())
 }
 
+/// Makes the data dir and key dir private again (0700) and every key file directly in the key
+/// dir 0600, with a warning for each one someone loosened; creates the dirs when missing. Run at
+/// every start, so a `chmod -R a+r` or a careless restore is corrected before a key is read.
+/// Public keys (`keys/public`) are left readable.
+pub fn tighten_key_material(data_dir: &Path, keys_dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tighten = |path: &Path, mode: u32| -> anyhow::Result<()> {
+            let current = fs::metadata(path)?.permissions().mode() & 0o777;
+            if current & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{current:o}"),
+                    "key material was open to others, made private"
+                );
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        };
+        for dir in [data_dir, keys_dir] {
+            fs::create_dir_all(dir)?;
+            tighten(dir, 0o700)?;
+        }
+        for entry in fs::read_dir(keys_dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                tighten(&path, 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    for dir in [data_dir, keys_dir] {
+        fs::create_dir_all(dir)?;
+    }
+    Ok(())
+}
+
 /// Returns the configured key, or the key stored in `file`, creating the file with a fresh random
 /// key (mode 0600) when it does not exist yet.
 pub fn load_or_create_key(configured: &str, file: &Path) -> anyhow::Result<[u8; 32]> {

@@ -142,10 +142,16 @@ fn token(
         })?,
         (None, false) => anyhow::bail!("give --user ID or --admin"),
     };
-    let signer = LocalSigner::ensure(&settings.data_dir, &settings.public_keys_dir())?;
+    if !settings.local_signer_enabled() {
+        anyhow::bail!(
+            "the local signer is off (auth.local_signer, or external keys in auth.public_keys_dir): tokens come from your identity provider"
+        );
+    }
+    let publish_to = (!settings.external_keys()).then(|| settings.public_keys_dir());
+    let signer = LocalSigner::ensure(&settings.data_dir, publish_to.as_deref())?;
     let claims = MintClaims::new(
         subject,
-        settings.auth.issuer.clone(),
+        settings.local_issuer().to_string(),
         ttl.unwrap_or(settings.auth.local_token_ttl_seconds),
     );
     println!("{}", signer.mint(claims)?);

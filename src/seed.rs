@@ -220,9 +220,13 @@ pub async fn seed_admin(
     owners: &UserOwners,
     settings: &Settings,
     vault: &crate::crypto::PiiVault,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
+    if !settings.seed.bootstrap_admin {
+        tracing::info!("bootstrap admin disabled (seed.bootstrap_admin = false)");
+        return Ok(None);
+    }
     if let Ok(id) = read_bootstrap_admin(&settings.data_dir) {
-        return Ok(id);
+        return Ok(Some(id));
     }
     let email = Email::parse(&settings.seed.admin_email)
         .ok_or_else(|| anyhow::anyhow!("invalid configuration key `seed.admin_email`"))?;
@@ -276,5 +280,5 @@ pub async fn seed_admin(
     let file = bootstrap_admin_file(&settings.data_dir);
     std::fs::write(&file, json!({"userId": id}).to_string())?;
     tracing::info!(user.id = %id, "bootstrap administrator ready");
-    Ok(id)
+    Ok(Some(id))
 }

@@ -71,6 +71,9 @@ impl TrustedKey {
 pub struct KeyRing {
     keys: BTreeMap<String, TrustedKey>,
     source_dir: Option<PathBuf>,
+    /// Keys that do not live in the directory and survive a reload (the local signer's key
+    /// beside an external provider's directory).
+    pinned: BTreeMap<String, TrustedKey>,
 }
 
 impl KeyRing {
@@ -91,6 +94,7 @@ impl KeyRing {
         let mut ring = KeyRing {
             keys: BTreeMap::new(),
             source_dir: Some(dir.to_path_buf()),
+            pinned: BTreeMap::new(),
         };
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -138,7 +142,14 @@ impl KeyRing {
     /// error leaves it to the caller to keep using it.
     pub fn reload(&self) -> Result<KeyRing, AuthError> {
         match &self.source_dir {
-            Some(dir) => KeyRing::load_dir(dir),
+            Some(dir) => {
+                let mut ring = KeyRing::load_dir(dir)?;
+                for (kid, key) in &self.pinned {
+                    ring.keys.insert(kid.clone(), key.clone());
+                }
+                ring.pinned = self.pinned.clone();
+                Ok(ring)
+            }
             None => Err(AuthError::Settings(
                 "key ring was not loaded from a directory",
             )),
@@ -157,6 +168,16 @@ impl KeyRing {
                 reason,
             })?;
         self.keys.insert(kid, trusted);
+        Ok(())
+    }
+
+    /// Adds the key `kid` like [`KeyRing::insert_pem`], and keeps it across reloads.
+    pub fn pin_pem(&mut self, kid: impl Into<String>, text: &str) -> Result<(), AuthError> {
+        let kid = kid.into();
+        self.insert_pem(kid.clone(), text)?;
+        if let Some(key) = self.keys.get(&kid) {
+            self.pinned.insert(kid, key.clone());
+        }
         Ok(())
     }
 

@@ -93,14 +93,18 @@ impl LocalSigner {
     /// before loading the [`crate::auth::KeyRing`], so the ring sees the public key.
     ///
     /// Blocking: generation takes a fraction of a second, file I/O is synchronous.
-    pub fn ensure(data_dir: &Path, public_keys_dir: &Path) -> Result<LocalSigner, AuthError> {
-        LocalSigner::ensure_with(data_dir, public_keys_dir, generate_private_key)
+    ///
+    /// `publish_to` is the key directory of the embedded install; beside an external identity
+    /// provider it is `None`, so the local key is never written among the provider's keys (the
+    /// caller pins it into the ring, bound to its own issuer).
+    pub fn ensure(data_dir: &Path, publish_to: Option<&Path>) -> Result<LocalSigner, AuthError> {
+        LocalSigner::ensure_with(data_dir, publish_to, generate_private_key)
     }
 
     /// [`LocalSigner::ensure`] with the key generator injected, so tests reuse one generated key.
     pub(crate) fn ensure_with(
         data_dir: &Path,
-        public_keys_dir: &Path,
+        publish_to: Option<&Path>,
         generate: impl FnOnce() -> Result<RsaPrivateKey, AuthError>,
     ) -> Result<LocalSigner, AuthError> {
         let keys_dir = data_dir.join("keys");
@@ -119,7 +123,9 @@ impl LocalSigner {
         let public_key_pem = public_key
             .to_public_key_pem(LineEnding::LF)
             .map_err(|_| AuthError::Signing("cannot encode the local public key"))?;
-        publish_public_key(public_keys_dir, &kid, &public_key, &public_key_pem)?;
+        if let Some(dir) = publish_to {
+            publish_public_key(dir, &kid, &public_key, &public_key_pem)?;
+        }
 
         let private_der = private_key
             .to_pkcs1_der()
@@ -382,7 +388,7 @@ mod tests {
 
     /// `ensure` with the shared test key and a count of how often a key was generated.
     fn ensure(dirs: &Dirs, generated: &AtomicUsize) -> LocalSigner {
-        LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+        LocalSigner::ensure_with(&dirs.data, Some(&dirs.public), || {
             generated.fetch_add(1, Ordering::SeqCst);
             Ok(test_keys().attacker.clone())
         })
@@ -606,7 +612,7 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
         )
         .expect("write");
-        let error = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+        let error = LocalSigner::ensure_with(&dirs.data, Some(&dirs.public), || {
             panic!("an existing key file must never be regenerated")
         })
         .expect_err("corrupt key refused");
@@ -626,7 +632,7 @@ mod tests {
             .to_pkcs1_pem(LineEnding::LF)
             .expect("pkcs1 pem");
         fs::write(keys_dir.join("local-signing-key.pem"), pem.as_bytes()).expect("write");
-        let signer = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+        let signer = LocalSigner::ensure_with(&dirs.data, Some(&dirs.public), || {
             panic!("an existing key file must never be regenerated")
         })
         .expect("pkcs1 key loads");
@@ -641,7 +647,7 @@ mod tests {
         // Another process writes the key between our "not found" and our link: ours is dropped.
         let dirs = dirs();
         let key_path = dirs.data.join("keys").join("local-signing-key.pem");
-        let signer = LocalSigner::ensure_with(&dirs.data, &dirs.public, || {
+        let signer = LocalSigner::ensure_with(&dirs.data, Some(&dirs.public), || {
             let winner = test_keys()
                 .trusted
                 .to_pkcs8_pem(LineEnding::LF)
@@ -659,12 +665,12 @@ mod tests {
         // The one test that runs the real generator: it must be fast in a debug build.
         let dirs = dirs();
         let started = std::time::Instant::now();
-        let signer = LocalSigner::ensure(&dirs.data, &dirs.public).expect("ensure");
+        let signer = LocalSigner::ensure(&dirs.data, Some(&dirs.public)).expect("ensure");
         let token = signer
             .mint_at(MintClaims::new("u", ISSUER, 60), NOW)
             .expect("mint");
         assert!(verifier_for(&dirs).verify_at(&token, NOW).is_ok());
-        let again = LocalSigner::ensure(&dirs.data, &dirs.public).expect("ensure again");
+        let again = LocalSigner::ensure(&dirs.data, Some(&dirs.public)).expect("ensure again");
         assert_eq!(signer.kid(), again.kid());
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }

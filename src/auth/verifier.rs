@@ -36,6 +36,10 @@ pub struct VerifierSettings {
     /// Tokens longer than this are rejected before any decoding, so a huge header value costs
     /// nothing but a length check.
     pub max_token_bytes: usize,
+    /// A key bound to its own issuer: `(kid, issuer)`. A token signed with that key must carry
+    /// exactly that issuer, and that issuer is accepted from no other key. Set when the local
+    /// signer runs beside an external identity provider.
+    pub bound_key: Option<(String, String)>,
 }
 
 impl Default for VerifierSettings {
@@ -46,6 +50,7 @@ impl Default for VerifierSettings {
             audience: None,
             leeway_seconds: DEFAULT_LEEWAY_SECONDS,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            bound_key: None,
         }
     }
 }
@@ -283,11 +288,21 @@ impl TokenVerifier {
         // Claims are parsed only from a token whose signature holds.
         let claims = decode_json_segment(claims_b64)
             .ok_or(AuthError::Malformed("claims are not base64url json"))?;
-        self.check_claims(claims, now)
+        self.check_claims(kid, claims, now)
+    }
+
+    /// Whether `issuer` is accepted from the key `kid`.
+    fn issuer_accepted(&self, kid: &str, issuer: &str) -> bool {
+        match &self.settings.bound_key {
+            Some((bound_kid, bound_issuer)) if bound_kid == kid => issuer == bound_issuer,
+            Some((_, bound_issuer)) if bound_issuer == issuer => false,
+            _ => self.settings.issuers.iter().any(|i| i == issuer),
+        }
     }
 
     fn check_claims(
         &self,
+        kid: &str,
         claims: Map<String, Value>,
         now: i64,
     ) -> Result<VerifiedToken, AuthError> {
@@ -305,7 +320,7 @@ impl TokenVerifier {
         }
 
         let issuer = match claims.get("iss") {
-            Some(Value::String(issuer)) if self.settings.issuers.contains(issuer) => issuer.clone(),
+            Some(Value::String(issuer)) if self.issuer_accepted(kid, issuer) => issuer.clone(),
             _ => return Err(AuthError::WrongIssuer),
         };
 

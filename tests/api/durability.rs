@@ -118,7 +118,7 @@ impl Server {
 /// local key the binary created there (what `userorg token --admin` prints).
 fn admin_token(data_dir: &Path) -> String {
     let signer =
-        LocalSigner::ensure(data_dir, &data_dir.join("keys").join("public")).expect("signer");
+        LocalSigner::ensure(data_dir, Some(&data_dir.join("keys").join("public"))).expect("signer");
     let admin_id = userorg::seed::read_bootstrap_admin(data_dir).expect("admin id");
     signer
         .mint(MintClaims::new(

@@ -26,7 +26,7 @@ fn template_keys() -> &'static PathBuf {
     TEMPLATE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("userorg-test-keys-{}", std::process::id()));
         let public = dir.join("keys").join("public");
-        LocalSigner::ensure(&dir, &public).expect("template signing key");
+        LocalSigner::ensure(&dir, Some(&public)).expect("template signing key");
         dir
     })
 }
@@ -228,8 +228,8 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("app builds: {error:#}"));
         let public = format!("http://{}", app.public_addr());
         let internal = format!("http://{}", app.internal_addr());
-        let signer = app.signer().clone();
-        let admin_id = app.admin_user_id().to_string();
+        let signer = app.signer().expect("the local signer is on").clone();
+        let admin_id = app.admin_user_id().expect("a bootstrap admin").to_string();
         let indexer = app.indexer();
         let service_credential = app.service_credential().reveal().to_string();
         let (shutdown, stopped) = oneshot::channel::<()>();

@@ -10,6 +10,7 @@ mod envelope;
 mod failures;
 mod grants;
 mod helpers;
+mod keys;
 mod locations;
 mod lookup;
 mod matrix;
