@@ -74,6 +74,7 @@ impl Application {
         crate::crypto::tighten_key_material(&settings.data_dir, &keys_dir)?;
         let vault = PiiVault::load(
             &settings.security.pii_encryption_key,
+            &settings.security.pii_retired_keys,
             &settings.security.blind_index_key,
             &keys_dir,
         )?;

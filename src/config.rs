@@ -82,6 +82,10 @@ pub enum LocalSignerMode {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SecuritySettings {
     pub pii_encryption_key: String,
+    /// Earlier PII keys (base64) values may still be sealed with, after a rotation done in
+    /// configuration; `userorg keys reseal` rewrites those values under the current key.
+    #[serde(default)]
+    pub pii_retired_keys: Vec<String>,
     /// The credential of other services on the internal listener (base64 of 32 bytes); empty
     /// means the generated `<data_dir>/keys/service-credential`.
     pub service_credential: String,

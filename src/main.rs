@@ -48,6 +48,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The PII encryption key (run while the server is stopped).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace the key file's key with a new one (the old one is kept as retired), then reseal.
+    Rotate,
+    /// Rewrite every value not sealed with the current key under it.
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +97,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(settings).await,
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let keys_dir = settings.data_dir.join("keys");
+            let id =
+                userorg::crypto::rotate_key_file(&settings.security.pii_encryption_key, &keys_dir)?;
+            println!("new PII key {id}");
+            reseal(settings).await
+        }
+        Command::Keys {
+            command: KeysCommand::Reseal,
+        } => reseal(settings).await,
     }
 }
 
@@ -155,6 +180,34 @@ fn token(
         ttl.unwrap_or(settings.auth.local_token_ttl_seconds),
     );
     println!("{}", signer.mint(claims)?);
+    Ok(())
+}
+
+async fn reseal(settings: Settings) -> anyhow::Result<()> {
+    let store = userorg::engines::open_store(&settings).await?;
+    let vault = userorg::crypto::PiiVault::load(
+        &settings.security.pii_encryption_key,
+        &settings.security.pii_retired_keys,
+        &settings.security.blind_index_key,
+        &settings.data_dir.join("keys"),
+    )?;
+    let report = userorg::services::users::reseal::reseal_all(&store, &vault)
+        .await
+        .map_err(|e| anyhow::anyhow!("reseal stopped: {e}"))?;
+    println!(
+        "resealed {} values in {} of {} users under key {}",
+        report.values_resealed,
+        report.users_rewritten,
+        report.users_scanned,
+        vault.current_key_id()
+    );
+    if !report.unreadable.is_empty() {
+        anyhow::bail!(
+            "{} users have values no configured key opens: {}",
+            report.unreadable.len(),
+            report.unreadable.join(", ")
+        );
+    }
     Ok(())
 }
 

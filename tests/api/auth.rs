@@ -87,7 +87,7 @@ async fn private_routes_are_served_only_on_the_internal_listener() {
     assert!(
         result["response"]["encEmail"]
             .as_str()
-            .is_some_and(|e| e.starts_with("v1."))
+            .is_some_and(|e| e.starts_with("v2."))
     );
     assert_eq!(internal.body["id"], format!(".private.user.v1.read.{id}"));
     assert_eq!(internal.body["ver"], "private");

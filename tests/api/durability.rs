@@ -335,3 +335,76 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
     assert_eq!(orgs["result"]["response"]["count"], 1, "{orgs}");
     server.kill_hard();
 }
+
+#[tokio::test]
+async fn keys_rotate_reseals_every_user_and_the_service_reads_them_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir).await;
+    let token = admin_token(&data_dir);
+    let client = reqwest::Client::new();
+    let email = format!("rotate-{}@example.test", uuid::Uuid::new_v4().simple());
+    let created: Value = client
+        .post(format!("{}/v1/user/create", server.base))
+        .header("x-authenticated-user-token", &token)
+        .json(&json!({"request": {"firstName": "Ro", "email": email, "phone": "9876512345"}}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let id = created["result"]["userId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    server.kill_hard();
+    let old_key = std::fs::read_to_string(data_dir.join("keys").join("pii.key")).expect("key");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .args(["keys", "rotate"])
+        .env("USERORG__DATA_DIR", &data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("rotate runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new_key = std::fs::read_to_string(data_dir.join("keys").join("pii.key")).expect("key");
+    assert_ne!(old_key, new_key);
+    assert!(printed.starts_with("new PII key "), "{printed}");
+    // The admin and the new user, each with an email and a user name (and the user a phone).
+    assert!(
+        printed.contains("resealed 7 values in 2 of 2 users"),
+        "{printed}"
+    );
+    let retired =
+        std::fs::read_to_string(data_dir.join("keys").join("pii-retired.keys")).expect("retired");
+    assert_eq!(retired.trim(), old_key.trim());
+
+    // Nothing is left under the old key: with the retired key gone, every value still opens.
+    std::fs::remove_file(data_dir.join("keys").join("pii-retired.keys")).expect("drop old key");
+    let server = Server::start(&data_dir).await;
+    let read: Value = client
+        .get(format!("{}/v1/user/read/{id}", server.base))
+        .header("x-authenticated-user-token", &token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let user = &read["result"]["response"];
+    assert_eq!(user["maskedPhone"], "******2345", "{read}");
+    assert_eq!(user["phone"], "******2345", "{read}");
+    assert!(
+        user["email"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ro") && e.ends_with("@example.test")),
+        "{read}"
+    );
+    server.kill_hard();
+}

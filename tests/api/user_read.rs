@@ -161,7 +161,7 @@ async fn self_reads_show_external_ids_and_private_reads_show_ciphertext() {
     let user = private.assert_ok()["response"].clone();
     for field in ["encEmail", "encPhone"] {
         let sealed = user[field].as_str().expect(field);
-        assert!(sealed.starts_with("v1."), "{field} is ciphertext");
+        assert!(sealed.starts_with("v2."), "{field} is ciphertext");
     }
     assert_ne!(user["email"], Value::Null);
     app.stop().await;

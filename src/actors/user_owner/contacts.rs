@@ -3,9 +3,9 @@
 //! contacts are sealed and tokenised too but never claimed: Sunbird does not make them unique.
 
 use crate::crypto::PiiVault;
-use crate::domain::DomainError;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::user::{ExternalId, UserRecord};
+use crate::domain::{DomainError, DomainResult};
 use crate::storage::{ClaimKind, Transaction};
 
 /// The blind-index token of a username (usernames are unique case-insensitively, so the value
@@ -22,23 +22,45 @@ pub(super) fn phone_token(vault: &PiiVault, phone: &Phone) -> String {
     vault.token("phone", phone.number())
 }
 
+/// Seals `plaintext` of `kind` into the user's row; a sealing failure fails the command.
+pub(super) fn seal(
+    vault: &PiiVault,
+    record: &UserRecord,
+    kind: &str,
+    plaintext: &str,
+) -> DomainResult<String> {
+    vault
+        .seal(&record.id, kind, plaintext)
+        .map_err(DomainError::internal)
+}
+
 /// Seals the primary phone into the record (value, mask, country code, token).
-pub(super) fn seal_phone(vault: &PiiVault, record: &mut UserRecord, phone: &Phone) {
-    record.phone = Some(vault.seal(phone.number()));
+pub(super) fn seal_phone(
+    vault: &PiiVault,
+    record: &mut UserRecord,
+    phone: &Phone,
+) -> DomainResult<()> {
+    record.phone = Some(seal(vault, record, "phone", phone.number())?);
     record.masked_phone = Some(phone.masked());
     record.country_code = Some(phone.country_code().to_string());
     record
         .pii_tokens
         .insert("phone".into(), phone_token(vault, phone));
+    Ok(())
 }
 
 /// Seals the primary email into the record (value, mask, token).
-pub(super) fn seal_email(vault: &PiiVault, record: &mut UserRecord, email: &Email) {
-    record.email = Some(vault.seal(email.as_str()));
+pub(super) fn seal_email(
+    vault: &PiiVault,
+    record: &mut UserRecord,
+    email: &Email,
+) -> DomainResult<()> {
+    record.email = Some(seal(vault, record, "email", email.as_str())?);
     record.masked_email = Some(email.masked());
     record
         .pii_tokens
         .insert("email".into(), email_token(vault, email));
+    Ok(())
 }
 
 /// Seals the recovery contacts that are given.
@@ -47,31 +69,36 @@ pub(super) fn seal_recovery_contacts(
     record: &mut UserRecord,
     email: Option<&Email>,
     phone: Option<&Phone>,
-) {
+) -> DomainResult<()> {
     if let Some(email) = email {
-        record.recovery_email = Some(vault.seal(email.as_str()));
+        record.recovery_email = Some(seal(vault, record, "email", email.as_str())?);
         record.pii_tokens.insert(
             "recoveryEmail".into(),
             vault.token("recoveryEmail", email.as_str()),
         );
     }
     if let Some(phone) = phone {
-        record.recovery_phone = Some(vault.seal(phone.number()));
+        record.recovery_phone = Some(seal(vault, record, "phone", phone.number())?);
         record.pii_tokens.insert(
             "recoveryPhone".into(),
             vault.token("recoveryPhone", phone.number()),
         );
     }
+    Ok(())
 }
 
 /// Seals the username, which is also Sunbird's login id, and returns its claim token.
-pub(super) fn seal_username(vault: &PiiVault, record: &mut UserRecord, username: &str) -> String {
-    record.user_name = Some(vault.seal(username));
-    record.login_id = Some(vault.seal(username));
+pub(super) fn seal_username(
+    vault: &PiiVault,
+    record: &mut UserRecord,
+    username: &str,
+) -> DomainResult<String> {
+    record.user_name = Some(seal(vault, record, "userName", username)?);
+    record.login_id = Some(seal(vault, record, "userName", username)?);
     let token = username_token(vault, username);
     record.pii_tokens.insert("userName".into(), token.clone());
     record.pii_tokens.insert("loginId".into(), token.clone());
-    token
+    Ok(token)
 }
 
 /// Moves the claim of a primary contact from the stored token to `token`, unless the value is

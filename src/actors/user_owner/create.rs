@@ -107,7 +107,7 @@ pub(super) fn new_record(
     now: &str,
     user: &NewUser,
     username: &str,
-) -> (UserRecord, String) {
+) -> DomainResult<(UserRecord, String)> {
     let request = &user.request;
     let mut record = UserRecord {
         id: user.id.clone(),
@@ -149,19 +149,19 @@ pub(super) fn new_record(
     record.first_name = Some(request.first_name.clone());
     record.last_name = request.last_name.clone();
     if let Some(phone) = &request.phone {
-        seal_phone(vault, &mut record, phone);
+        seal_phone(vault, &mut record, phone)?;
     }
     if let Some(email) = &request.email {
-        seal_email(vault, &mut record, email);
+        seal_email(vault, &mut record, email)?;
     }
     seal_recovery_contacts(
         vault,
         &mut record,
         request.recovery_email.as_ref(),
         request.recovery_phone.as_ref(),
-    );
-    let username_token = seal_username(vault, &mut record, username);
-    (record, username_token)
+    )?;
+    let username_token = seal_username(vault, &mut record, username)?;
+    Ok((record, username_token))
 }
 
 /// Everything a create writes, in one transaction.
@@ -172,7 +172,7 @@ pub(super) fn build_create(
     username: &str,
 ) -> DomainResult<Transaction> {
     let request = &user.request;
-    let (record, username_token) = new_record(vault, now, user, username);
+    let (record, username_token) = new_record(vault, now, user, username)?;
     let mut transaction = Transaction::default();
     // Claims in Sunbird's order of uniqueness checks: phone, then email, then the username.
     if let Some(phone) = &request.phone {

@@ -129,7 +129,10 @@ fn a_create_seals_pii_claims_in_sunbird_order_and_writes_memberships_roles_and_t
     );
     let sealed = record.email.clone().expect("sealed email");
     assert!(!sealed.contains("asha@example.org"));
-    assert_eq!(vault.open(&sealed).expect("opens"), "asha@example.org");
+    assert_eq!(
+        vault.open("u1", "email", &sealed).expect("opens"),
+        "asha@example.org"
+    );
     assert_eq!(record.masked_email.as_deref(), Some("as**@example.org"));
     assert_eq!(record.masked_phone.as_deref(), Some("******3210"));
     assert_eq!(

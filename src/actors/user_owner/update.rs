@@ -109,7 +109,7 @@ pub(super) fn build_update(
             token,
             user_id,
         ) {
-            seal_phone(vault, &mut record, phone);
+            seal_phone(vault, &mut record, phone)?;
             // A new contact is not verified until someone verifies it.
             record.phone_verified = false;
         }
@@ -127,7 +127,7 @@ pub(super) fn build_update(
             token,
             user_id,
         ) {
-            seal_email(vault, &mut record, email);
+            seal_email(vault, &mut record, email)?;
             // A new contact is not verified until someone verifies it.
             record.email_verified = false;
         }
@@ -140,7 +140,7 @@ pub(super) fn build_update(
         &mut record,
         request.recovery_email.as_ref(),
         request.recovery_phone.as_ref(),
-    );
+    )?;
     if request.email.is_some() || request.phone.is_some() {
         // A managed user who gains a contact becomes a normal user (Sunbird "graduation").
         record.managed_by = None;

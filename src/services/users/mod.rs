@@ -3,6 +3,7 @@
 //! to the store (through the cache) and searches to the index.
 
 pub mod input;
+pub mod reseal;
 pub mod view;
 
 use std::sync::Arc;

@@ -104,17 +104,35 @@ pub struct ReadContext<'a> {
     pub today: NaiveDate,
 }
 
-fn open_field(vault: &PiiVault, value: &Value) -> Option<String> {
+/// The kind a sealed field's value is bound to (with the user id) when sealed.
+pub fn sealed_kind(field: &str) -> &'static str {
+    let lower = field.to_lowercase();
+    if lower.ends_with("email") {
+        "email"
+    } else if lower.ends_with("phone") {
+        "phone"
+    } else {
+        "userName"
+    }
+}
+
+fn open_field(vault: &PiiVault, row: &str, field: &str, value: &Value) -> Option<String> {
     let sealed = value.as_str().filter(|s| !s.is_empty())?;
-    vault.open(sealed).ok()
+    vault.open(row, sealed_kind(field), sealed).ok()
 }
 
 /// Opens sealed PII in `map`: contact fields masked, usernames in clear. Empty strings (a
 /// deleted user's scrubbed values) stay empty.
 pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
+    let row = map
+        .get("id")
+        .or_else(|| map.get("userId"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     for field in MASKED_PII {
         if let Some(value) = map.get(field) {
-            let shown = match open_field(vault, value) {
+            let shown = match open_field(vault, &row, field, value) {
                 Some(plain) if field.to_lowercase().ends_with("email") => json!(mask_email(&plain)),
                 Some(plain) => json!(mask_phone(&plain)),
                 None if value.is_string() => json!(""),
@@ -125,7 +143,7 @@ pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
     }
     for field in CLEAR_PII {
         if let Some(value) = map.get(field) {
-            let shown = match open_field(vault, value) {
+            let shown = match open_field(vault, &row, field, value) {
                 Some(plain) => json!(plain),
                 None if value.is_string() => json!(""),
                 None => Value::Null,
@@ -344,16 +362,24 @@ mod tests {
     #[test]
     fn pii_is_opened_and_masked() {
         let vault = vault();
+        let seal = |kind: &str, value: &str| vault.seal("u1", kind, value).expect("sealed");
         let mut map = Map::new();
-        map.insert("email".into(), json!(vault.seal("asha.rao@example.org")));
-        map.insert("phone".into(), json!(vault.seal("9876543210")));
-        map.insert("userName".into(), json!(vault.seal("asharao_ab12")));
+        map.insert("id".into(), json!("u1"));
+        map.insert("email".into(), json!(seal("email", "asha.rao@example.org")));
+        map.insert("phone".into(), json!(seal("phone", "9876543210")));
+        map.insert("userName".into(), json!(seal("userName", "asharao_ab12")));
+        // Another user's sealed phone copied into this row does not open here.
+        map.insert(
+            "recoveryPhone".into(),
+            json!(vault.seal("u2", "phone", "9876500000").expect("sealed")),
+        );
         map.insert("prevUsedEmail".into(), json!(""));
         reveal_pii(&vault, &mut map);
         assert_eq!(map["email"], "as******@example.org");
         assert_eq!(map["phone"], "******3210");
         assert_eq!(map["userName"], "asharao_ab12");
         assert_eq!(map["prevUsedEmail"], "");
+        assert_eq!(map["recoveryPhone"], "");
     }
 
     #[test]
@@ -361,7 +387,7 @@ mod tests {
         let vault = vault();
         let doc = json!({
             "id": "u1",
-            "email": vault.seal("asha.rao@example.org"),
+            "email": vault.seal("u1", "email", "asha.rao@example.org").expect("sealed"),
             "piiTokens": {"email": "token"},
             "passwordHash": "secret",
             "roles": [{"role": "PUBLIC", "scope": [{"organisationId": "o1"}]}],
