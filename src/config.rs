@@ -30,6 +30,24 @@ pub struct Settings {
     pub seed: SeedSettings,
     pub locations: LocationSettings,
     pub sync: SyncSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// How the binary writes its log (`[log]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogSettings {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `text` for people, `json` (one object per line) for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]

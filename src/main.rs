@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 use userorg::app::{Application, process_environment};
 use userorg::auth::{LocalSigner, MintClaims, ServiceCredential};
-use userorg::config::Settings;
+use userorg::config::{LogFormat, Settings};
 use userorg::services::audit::Verdict;
 
 #[derive(Parser)]
@@ -69,12 +69,19 @@ enum AuditCommand {
     Verify,
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 #[tokio::main]
@@ -113,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(settings.log.format);
     let app = Application::build(settings).await?;
     tracing::info!(
         "get an admin token with: userorg token --admin (send it as x-authenticated-user-token)"
@@ -229,7 +236,7 @@ async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn reindex(settings: Settings) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(settings.log.format);
     let engines = userorg::engines::open(&settings).await?;
     let started = std::time::Instant::now();
     let count =

@@ -11,6 +11,7 @@ use userorg::auth::{LocalSigner, MintClaims};
 struct Server {
     child: Child,
     base: String,
+    internal: String,
 }
 
 /// Where a server's output goes: the log file tests read afterwards, or one next to the data dir.
@@ -27,6 +28,11 @@ fn listening_addresses(log: &Path, offset: usize) -> Option<(String, String)> {
         .lines()
         .rev()
         .find(|l| l.contains("userorg listening"))?;
+    // A JSON log line, or a text one (`public=... internal=...`).
+    if let Ok(json) = serde_json::from_str::<Value>(line) {
+        let field = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_string);
+        return Some((field("public")?, field("internal")?));
+    }
     let field = |name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
@@ -45,6 +51,11 @@ impl Server {
     /// check would then be answered by that other server. With a log path, everything the binary
     /// prints at debug level goes there.
     async fn start_logging(data_dir: &Path, log: Option<&Path>) -> Server {
+        Self::start_with(data_dir, log, &[]).await
+    }
+
+    /// [`Server::start_logging`] with more environment variables.
+    async fn start_with(data_dir: &Path, log: Option<&Path>, env: &[(&str, &str)]) -> Server {
         let path = log_file(data_dir, log);
         let offset = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
         let file = std::fs::OpenOptions::new()
@@ -66,12 +77,13 @@ impl Server {
                 },
             )
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(file))
             .spawn()
             .expect("binary starts");
         let started = Instant::now();
-        let (public, _internal) = loop {
+        let (public, internal) = loop {
             if let Some(addresses) = listening_addresses(&path, offset) {
                 break addresses;
             }
@@ -90,6 +102,7 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://{public}"),
+            internal: format!("http://{internal}"),
         };
         let client = reqwest::Client::new();
         loop {
@@ -407,4 +420,158 @@ async fn keys_rotate_reseals_every_user_and_the_service_reads_them_after() {
         "{read}"
     );
     server.kill_hard();
+}
+
+/// The log canary: with the JSON log at debug level, a session touching every kind of secret
+/// (emails, phones, passwords, user tokens, a bad token, the service credential, lookups by
+/// email and phone) leaves one JSON access line per request and none of those values anywhere.
+#[tokio::test]
+async fn the_json_log_has_one_access_line_per_request_and_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let server =
+        Server::start_with(&data_dir, Some(&log), &[("USERORG__LOG__FORMAT", "json")]).await;
+    let token = admin_token(&data_dir);
+    let service = std::fs::read_to_string(data_dir.join("keys").join("service-credential"))
+        .expect("service credential")
+        .trim()
+        .to_string();
+    let client = reqwest::Client::new();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let email = format!("canary-{run}@example.test");
+    let signup_email = format!("signup-{run}@example.test");
+    let phone = "9876554321";
+    let new_phone = "9876556789";
+    let password = "Canary!Pass1";
+    let mut requests = 0;
+    let mut send = |builder: reqwest::RequestBuilder| {
+        requests += 1;
+        builder.header("user-agent", "canary-agent/1.0").send()
+    };
+    let created: Value = send(
+        client
+            .post(format!("{}/v1/user/create", server.base))
+            .header("x-authenticated-user-token", &token)
+            .json(&json!({"request": {"firstName": "Canary", "email": email, "phone": phone, "password": password}})),
+    )
+    .await
+    .expect("sent")
+    .json()
+    .await
+    .expect("json");
+    let id = created["result"]["userId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    send(client.post(format!("{}/v1/user/signup", server.base)).json(
+        &json!({"request": {"firstName": "Signer", "email": signup_email, "password": password}}),
+    ))
+    .await
+    .expect("sent");
+    for path in [
+        format!("/v1/user/exists/email/{email}"),
+        format!("/v1/user/exists/phone/{phone}"),
+        format!("/v1/user/get/email/{email}"),
+        format!("/v1/user/read/{id}"),
+    ] {
+        send(
+            client
+                .get(format!("{}{path}", server.base))
+                .header("x-authenticated-user-token", &token),
+        )
+        .await
+        .expect("sent");
+    }
+    send(
+        client
+            .get(format!("{}/v1/user/read/{id}", server.base))
+            .header("x-authenticated-user-token", format!("{token}x")),
+    )
+    .await
+    .expect("sent");
+    send(
+        client
+            .patch(format!("{}/v1/user/update", server.base))
+            .header("x-authenticated-user-token", &token)
+            .json(&json!({"request": {"userId": id, "phone": new_phone}})),
+    )
+    .await
+    .expect("sent");
+    send(
+        client
+            .post(format!("{}/v3/user/search", server.base))
+            .header("x-authenticated-user-token", &token)
+            .json(&json!({"request": {"filters": {"email": email}}})),
+    )
+    .await
+    .expect("sent");
+    send(
+        client
+            .get(format!("{}/private/user/v1/read/{id}", server.internal))
+            .bearer_auth(&service),
+    )
+    .await
+    .expect("sent");
+    send(
+        client
+            .get(format!("{}/private/user/v1/read/{id}", server.internal))
+            .bearer_auth(format!("{service}-wrong")),
+    )
+    .await
+    .expect("sent");
+    server.kill_hard();
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["log.kind"] == "access" && line["user_agent"] == "canary-agent/1.0")
+        .collect();
+    assert_eq!(access.len(), requests, "one access line per request");
+    for line in &access {
+        for field in [
+            "timestamp",
+            "request.id",
+            "client.ip",
+            "user.id",
+            "http.method",
+            "http.route",
+            "http.status",
+            "latency_ms",
+        ] {
+            assert!(
+                line.get(field).is_some_and(|v| !v.is_null()),
+                "{field} missing in {line}"
+            );
+        }
+        let route = line["http.route"].as_str().expect("route");
+        assert!(
+            !route.contains(&id),
+            "a route template, never a path: {route}"
+        );
+    }
+    let admin_line = access
+        .iter()
+        .find(|line| line["http.route"] == "/v1/user/create")
+        .expect("create logged");
+    assert_eq!(admin_line["http.status"], 200);
+    assert_ne!(admin_line["user.id"], "-");
+    let signature = token.rsplit('.').next().expect("signature");
+    for secret in [
+        email.as_str(),
+        signup_email.as_str(),
+        phone,
+        new_phone,
+        password,
+        token.as_str(),
+        signature,
+        service.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} appears in the log");
+    }
 }
