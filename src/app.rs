@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower::util::MapRequestLayer;
@@ -304,9 +303,6 @@ impl Application {
             shutdown.await;
             let _ = stop_sender.send(true);
         });
-        let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = receiver.wait_for(|stopped| *stopped).await;
-        };
         let public_app = MapRequestLayer::new(rewrite_gateway_path)
             .layer(build_router(self.state.clone(), Listener::Public));
         let internal_app = MapRequestLayer::new(rewrite_gateway_path)
@@ -316,20 +312,16 @@ impl Application {
             internal = %self.internal_addr(),
             "userorg listening"
         );
-        let public = axum::serve(
-            self.public,
-            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-                public_app,
+        let options = crate::http::server::ServeOptions {
+            header_read_timeout: Duration::from_secs(
+                self.settings.http.header_read_timeout_seconds,
             ),
-        )
-        .with_graceful_shutdown(wait(stop_receiver.clone()));
-        let internal = axum::serve(
-            self.internal,
-            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-                internal_app,
-            ),
-        )
-        .with_graceful_shutdown(wait(stop_receiver));
+            drain_timeout: Duration::from_secs(self.settings.http.request_timeout_seconds + 5),
+        };
+        let public =
+            crate::http::server::serve(self.public, public_app, stop_receiver.clone(), options);
+        let internal =
+            crate::http::server::serve(self.internal, internal_app, stop_receiver, options);
         let (public_result, internal_result) = tokio::join!(public, internal);
         tracing::info!("listeners stopped, stopping actors");
         self.tree.shutdown().await;

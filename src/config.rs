@@ -65,6 +65,9 @@ pub struct HttpSettings {
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout_seconds: u64,
+    /// Time a client has to send its request head (slow clients are dropped).
+    #[serde(default = "default_header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,6 +334,12 @@ impl Settings {
         if self.http.request_timeout_seconds == 0 {
             return Err(invalid("http.request_timeout_seconds", "must be positive"));
         }
+        if self.http.header_read_timeout_seconds == 0 {
+            return Err(invalid(
+                "http.header_read_timeout_seconds",
+                "must be positive",
+            ));
+        }
         if self.auth.issuer.trim().is_empty() {
             return Err(invalid("auth.issuer", "must not be empty"));
         }
@@ -487,6 +496,10 @@ impl Settings {
 
 fn default_access_ttl_seconds() -> u64 {
     5
+}
+
+fn default_header_read_timeout_seconds() -> u64 {
+    10
 }
 
 fn default_local_issuer() -> String {

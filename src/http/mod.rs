@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod policy;
 pub mod preferences;
 pub mod roles;
+pub mod server;
 pub mod settings;
 pub mod users;
 

@@ -276,3 +276,35 @@ async fn cors_follows_the_configured_origins_and_answers_preflights() {
     );
     app.stop().await;
 }
+
+/// A client that never finishes its request head is disconnected after
+/// `http.header_read_timeout_seconds`, instead of holding a connection for as long as it likes.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("USERORG__HTTP__HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let address = app.public.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\n")
+        .await
+        .expect("partial head");
+    let started = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buffer),
+    )
+    .await
+    .expect("the server closes the connection well before 10 s");
+    assert!(
+        outcome.is_err() || buffer.is_empty() || buffer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buffer)
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // Meanwhile, and after, ordinary requests are served.
+    app.get("/health", None).await.assert_ok();
+    app.stop().await;
+}
