@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
 use crate::engines::{self, Engines};
+use crate::http::tls::ReloadingTls;
 use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
 use crate::search::dsl::SearchLimits;
 use crate::seed;
@@ -303,25 +305,65 @@ impl Application {
             shutdown.await;
             let _ = stop_sender.send(true);
         });
-        let public_app = MapRequestLayer::new(rewrite_gateway_path)
-            .layer(build_router(self.state.clone(), Listener::Public));
-        let internal_app = MapRequestLayer::new(rewrite_gateway_path)
-            .layer(build_router(self.state.clone(), Listener::Internal));
+        let tls_of = |cert: &str, key: &str| -> anyhow::Result<Option<Arc<ReloadingTls>>> {
+            if cert.is_empty() {
+                return Ok(None);
+            }
+            let tls = ReloadingTls::load(Path::new(cert), Path::new(key))?;
+            tls.watch(Duration::from_secs(
+                self.settings.http.tls_reload_seconds.max(1),
+            ));
+            Ok(Some(tls))
+        };
+        let http = &self.settings.http;
+        let public_tls = tls_of(&http.tls_cert_file, &http.tls_key_file)?;
+        let internal_tls = tls_of(&http.internal_tls_cert_file, &http.internal_tls_key_file)?;
+        // Browsers that reached the service over TLS keep to it.
+        let hsts = |on: bool| {
+            move |mut response: axum::response::Response| {
+                if on {
+                    response.headers_mut().insert(
+                        axum::http::header::STRICT_TRANSPORT_SECURITY,
+                        axum::http::HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
+                response
+            }
+        };
+        let public_app = tower::ServiceExt::map_response(
+            MapRequestLayer::new(rewrite_gateway_path)
+                .layer(build_router(self.state.clone(), Listener::Public)),
+            hsts(public_tls.is_some()),
+        );
+        let internal_app = tower::ServiceExt::map_response(
+            MapRequestLayer::new(rewrite_gateway_path)
+                .layer(build_router(self.state.clone(), Listener::Internal)),
+            hsts(internal_tls.is_some()),
+        );
         tracing::info!(
             public = %self.public_addr(),
             internal = %self.internal_addr(),
             "userorg listening"
         );
-        let options = crate::http::server::ServeOptions {
+        let options = |tls| crate::http::server::ServeOptions {
+            tls,
             header_read_timeout: Duration::from_secs(
                 self.settings.http.header_read_timeout_seconds,
             ),
             drain_timeout: Duration::from_secs(self.settings.http.request_timeout_seconds + 5),
         };
-        let public =
-            crate::http::server::serve(self.public, public_app, stop_receiver.clone(), options);
-        let internal =
-            crate::http::server::serve(self.internal, internal_app, stop_receiver, options);
+        let public = crate::http::server::serve(
+            self.public,
+            public_app,
+            stop_receiver.clone(),
+            options(public_tls),
+        );
+        let internal = crate::http::server::serve(
+            self.internal,
+            internal_app,
+            stop_receiver,
+            options(internal_tls),
+        );
         let (public_result, internal_result) = tokio::join!(public, internal);
         tracing::info!("listeners stopped, stopping actors");
         self.tree.shutdown().await;

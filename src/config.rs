@@ -65,6 +65,19 @@ pub struct HttpSettings {
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout_seconds: u64,
+    /// PEM certificate chain and private key of the public listener; empty: plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    #[serde(default)]
+    pub tls_key_file: String,
+    /// The same for the internal listener.
+    #[serde(default)]
+    pub internal_tls_cert_file: String,
+    #[serde(default)]
+    pub internal_tls_key_file: String,
+    /// How often the certificate files are checked for a change.
+    #[serde(default = "default_tls_reload_seconds")]
+    pub tls_reload_seconds: u64,
     /// Time a client has to send its request head (slow clients are dropped).
     #[serde(default = "default_header_read_timeout_seconds")]
     pub header_read_timeout_seconds: u64,
@@ -334,6 +347,27 @@ impl Settings {
         if self.http.request_timeout_seconds == 0 {
             return Err(invalid("http.request_timeout_seconds", "must be positive"));
         }
+        for (cert_key, cert, key_key, key) in [
+            (
+                "http.tls_cert_file",
+                &self.http.tls_cert_file,
+                "http.tls_key_file",
+                &self.http.tls_key_file,
+            ),
+            (
+                "http.internal_tls_cert_file",
+                &self.http.internal_tls_cert_file,
+                "http.internal_tls_key_file",
+                &self.http.internal_tls_key_file,
+            ),
+        ] {
+            if cert.is_empty() != key.is_empty() {
+                return Err(invalid(
+                    if cert.is_empty() { cert_key } else { key_key },
+                    "a certificate and its key go together",
+                ));
+            }
+        }
         if self.http.header_read_timeout_seconds == 0 {
             return Err(invalid(
                 "http.header_read_timeout_seconds",
@@ -496,6 +530,10 @@ impl Settings {
 
 fn default_access_ttl_seconds() -> u64 {
     5
+}
+
+fn default_tls_reload_seconds() -> u64 {
+    30
 }
 
 fn default_header_read_timeout_seconds() -> u64 {

@@ -16,6 +16,7 @@ pub mod preferences;
 pub mod roles;
 pub mod server;
 pub mod settings;
+pub mod tls;
 pub mod users;
 
 use std::collections::HashMap;

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::convert::Infallible;
+use std::sync::Arc;
+
+use super::tls::ReloadingTls;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -20,8 +23,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServeOptions {
+    /// TLS, when the listener has a certificate.
+    pub tls: Option<Arc<ReloadingTls>>,
     /// Time a client has to send its whole request head.
     pub header_read_timeout: Duration,
     /// Time requests in flight get to finish once a stop is asked for.
@@ -72,12 +77,40 @@ where
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = options.tls.as_ref().map(|tls| tls.acceptor());
+        let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let outcome = match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    // The handshake is part of the request head's time budget.
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(client.ip = %peer.ip(), %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(error) = outcome {
                 tracing::debug!(client.ip = %peer.ip(), %error, "connection ended with an error");
             }
         });

@@ -24,6 +24,7 @@ mod restart;
 mod roles;
 mod settings;
 mod time;
+mod tls;
 mod user_create;
 mod user_read;
 mod user_search;
