@@ -8,17 +8,25 @@ use ractor::factory::{FactoryMessage, FactoryRef, JobKey};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::domain::{DomainError, DomainResult};
 
-/// A shared, replaceable actor reference.
+/// Calls one actor (or factory) may have in flight, queued or running: past it a call is
+/// answered "unavailable" (503) at once, so an overload cannot grow the mailbox without end.
+pub const MAILBOX_LIMIT: usize = 4096;
+
+/// A shared, replaceable actor reference, and the bound on calls in flight to it.
 pub struct ActorSlot<R> {
     current: Arc<RwLock<Option<R>>>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl<R> Clone for ActorSlot<R> {
     fn clone(&self) -> Self {
         ActorSlot {
             current: Arc::clone(&self.current),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 }
@@ -31,9 +39,22 @@ impl<R: Clone> Default for ActorSlot<R> {
 
 impl<R: Clone> ActorSlot<R> {
     pub fn new() -> Self {
+        Self::with_mailbox_limit(MAILBOX_LIMIT)
+    }
+
+    /// A slot admitting at most `limit` calls in flight.
+    pub fn with_mailbox_limit(limit: usize) -> Self {
         ActorSlot {
             current: Arc::new(RwLock::new(None)),
+            in_flight: Arc::new(Semaphore::new(limit)),
         }
+    }
+
+    /// A place in the mailbox for one call, or "unavailable" when it is full.
+    fn admit(&self, what: &str) -> DomainResult<OwnedSemaphorePermit> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| DomainError::Unavailable(format!("{what} is overloaded")))
     }
 
     pub fn set(&self, actor: Option<R>) {
@@ -80,6 +101,7 @@ where
     FactoryMessage<K, M>: Message,
 {
     let factory = slot.get().ok_or_else(|| unavailable(what))?;
+    let _admitted = slot.admit(what)?;
     match factory.call_job(key, build, Some(timeout)).await {
         Ok(CallResult::Success(value)) => Ok(value),
         Ok(CallResult::Timeout) => Err(DomainError::Timeout(format!("{what} call"))),
@@ -103,6 +125,7 @@ where
     F: FnOnce(RpcReplyPort<T>) -> M,
 {
     let actor = slot.get().ok_or_else(|| unavailable(what))?;
+    let _admitted = slot.admit(what)?;
     match actor.call(build, Some(timeout)).await {
         Ok(CallResult::Success(value)) => Ok(value),
         Ok(CallResult::Timeout) => Err(DomainError::Timeout(format!("{what} call"))),
@@ -110,5 +133,81 @@ where
             "{what} dropped the request"
         ))),
         Err(_) => Err(unavailable(what)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Answers each call once the test opens its gate.
+    struct Gated;
+
+    impl Actor for Gated {
+        type Msg = RpcReplyPort<()>;
+        type State = Arc<Semaphore>;
+        type Arguments = Arc<Semaphore>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            gate: Arc<Semaphore>,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(gate)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            reply: RpcReplyPort<()>,
+            gate: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+            let _ = reply.send(());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_past_the_mailbox_limit_are_refused_at_once() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (actor, _handle) = Actor::spawn(None, Gated, Arc::clone(&gate))
+            .await
+            .expect("actor");
+        let slot = ActorSlot::with_mailbox_limit(2);
+        slot.set(Some(actor));
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    call_actor(&slot, Duration::from_secs(30), "gated", |reply| reply).await
+                })
+            })
+            .collect();
+        // Let both calls take their places (each does before its first wait).
+        while slot.in_flight.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = call_actor(&slot, Duration::from_secs(30), "gated", |reply| reply).await;
+        assert!(
+            matches!(&refused, Err(DomainError::Unavailable(what)) if what == "gated is overloaded"),
+            "{refused:?}"
+        );
+        gate.add_permits(3);
+        for call in waiting {
+            assert!(call.await.expect("joined").is_ok());
+        }
+        // Places are given back: the next call goes through.
+        call_actor(&slot, Duration::from_secs(30), "gated", |reply| reply)
+            .await
+            .expect("admitted again");
     }
 }
