@@ -82,7 +82,7 @@ impl Application {
         // The embedded install publishes the local key where the ring loads keys from; beside
         // an external provider the key stays out of its directory and is pinned, bound to its
         // own issuer.
-        let publish_to = (!settings.external_keys()).then(|| public_keys_dir.clone());
+        let publish_to = settings.local_key_publish_dir();
         let signer = if settings.local_signer_enabled() {
             let data_dir = settings.data_dir.clone();
             Some(

@@ -509,6 +509,12 @@ impl Settings {
         }
     }
 
+    /// Where the local key's public half is published: the key directory of the embedded
+    /// install; never an external provider's directory.
+    pub fn local_key_publish_dir(&self) -> Option<PathBuf> {
+        (!self.external_keys()).then(|| self.public_keys_dir())
+    }
+
     /// The issuer of locally signed tokens: the configured issuer on the embedded install, where
     /// the local key is the identity provider; its own issuer beside an external provider, so
     /// a local token can never pass for one of the provider's.

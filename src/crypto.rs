@@ -7,7 +7,7 @@
 //! created with a random value on first start.
 
 use std::fs;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -84,17 +84,34 @@ pub fn load_or_create_key(configured: &str, file: &Path) -> anyhow::Result<[u8; 
         fs::create_dir_all(parent)?;
     }
     let key: [u8; 32] = rand::random();
+    write_private(file, Write::CreateNew, BASE64.encode(key).as_bytes())?;
+    Ok(key)
+}
+
+/// How [`write_private`] opens its file.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A new file (an existing one is an error).
+    CreateNew,
+    /// Appended to, created when missing.
+    Append,
+}
+
+/// Writes `bytes` to a key file that is mode 0600 from its creation, and flushes it to disk.
+fn write_private(path: &Path, how: Write, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    match how {
+        Write::CreateNew => options.write(true).create_new(true),
+        Write::Append => options.append(true).create(true),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut handle = options.open(file)?;
-    handle.write_all(BASE64.encode(key).as_bytes())?;
-    handle.sync_all()?;
-    Ok(key)
+    let mut handle = options.open(path)?;
+    handle.write_all(bytes)?;
+    handle.sync_all()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -361,30 +378,15 @@ pub fn rotate_key_file(configured: &str, keys_dir: &Path) -> anyhow::Result<Stri
     }
     let current_path = keys_dir.join(PII_KEY_FILE);
     let current = load_or_create_key("", &current_path)?;
-    let retired_path = keys_dir.join(PII_RETIRED_FILE);
-    let mut options = fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut retired = options.open(&retired_path)?;
-    retired.write_all(format!("{}\n", BASE64.encode(current)).as_bytes())?;
-    retired.sync_all()?;
+    write_private(
+        &keys_dir.join(PII_RETIRED_FILE),
+        Write::Append,
+        format!("{}\n", BASE64.encode(current)).as_bytes(),
+    )?;
     let next: [u8; 32] = rand::random();
     let temp = keys_dir.join(format!(".{PII_KEY_FILE}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&temp);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&temp)?;
-    file.write_all(BASE64.encode(next).as_bytes())?;
-    file.sync_all()?;
+    write_private(&temp, Write::CreateNew, BASE64.encode(next).as_bytes())?;
     fs::rename(&temp, &current_path)?;
     if let Ok(dir) = fs::File::open(keys_dir) {
         let _ = dir.sync_all();

@@ -179,7 +179,7 @@ fn token(
             "the local signer is off (auth.local_signer, or external keys in auth.public_keys_dir): tokens come from your identity provider"
         );
     }
-    let publish_to = (!settings.external_keys()).then(|| settings.public_keys_dir());
+    let publish_to = settings.local_key_publish_dir();
     let signer = LocalSigner::ensure(&settings.data_dir, publish_to.as_deref())?;
     let claims = MintClaims::new(
         subject,

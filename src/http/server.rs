@@ -22,6 +22,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+/// A connection's byte stream, plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// How connections are served.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -83,20 +88,12 @@ where
         let tls = options.tls.as_ref().map(|tls| tls.acceptor());
         let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            let outcome = match tls {
-                None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
-                }
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                // The handshake is part of the request head's time budget.
                 Some(acceptor) => {
-                    // The handshake is part of the request head's time budget.
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => Box::new(stream),
                         Ok(Err(error)) => {
                             tracing::debug!(client.ip = %peer.ip(), %error, "TLS handshake failed");
                             return;
@@ -105,11 +102,11 @@ where
                             tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out");
                             return;
                         }
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
+                    }
                 }
             };
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            let outcome = watcher.watch(connection.into_owned()).await;
             if let Err(error) = outcome {
                 tracing::debug!(client.ip = %peer.ip(), %error, "connection ended with an error");
             }

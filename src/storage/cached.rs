@@ -393,19 +393,15 @@ mod tests {
     }
 
     /// A moka cache that notes the time to live of every entry set.
-    #[derive(Default)]
     struct RecordingCache {
-        inner: Option<MokaCache>,
+        inner: MokaCache,
         sets: std::sync::Mutex<Vec<(String, Duration)>>,
     }
 
     #[async_trait]
     impl Cache for RecordingCache {
         async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::cache::CacheError> {
-            match &self.inner {
-                Some(inner) => inner.get(key).await,
-                None => Ok(None),
-            }
+            self.inner.get(key).await
         }
         async fn set(
             &self,
@@ -414,16 +410,10 @@ mod tests {
             ttl: Duration,
         ) -> Result<(), crate::cache::CacheError> {
             self.sets.lock().expect("lock").push((key.to_string(), ttl));
-            match &self.inner {
-                Some(inner) => inner.set(key, value, ttl).await,
-                None => Ok(()),
-            }
+            self.inner.set(key, value, ttl).await
         }
         async fn delete(&self, key: &str) -> Result<(), crate::cache::CacheError> {
-            match &self.inner {
-                Some(inner) => inner.delete(key).await,
-                None => Ok(()),
-            }
+            self.inner.delete(key).await
         }
         async fn healthy(&self) -> bool {
             true
@@ -436,8 +426,8 @@ mod tests {
         let inner: Arc<dyn Store> =
             Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
         let cache = Arc::new(RecordingCache {
-            inner: Some(MokaCache::new(100)),
-            ..RecordingCache::default()
+            inner: MokaCache::new(100),
+            sets: std::sync::Mutex::default(),
         });
         let store = CachedStore::new(
             Arc::clone(&inner),

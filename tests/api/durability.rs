@@ -129,6 +129,17 @@ impl Server {
 
 /// A token for the bootstrap admin of a data dir the binary has started on, signed with the
 /// local key the binary created there (what `userorg token --admin` prints).
+/// Sends a request and reads its JSON answer.
+trait SendJson {
+    async fn send_json(self) -> Value;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json(self) -> Value {
+        self.send().await.expect("sent").json().await.expect("json")
+    }
+}
+
 fn admin_token(data_dir: &Path) -> String {
     let signer =
         LocalSigner::ensure(data_dir, Some(&data_dir.join("keys").join("public"))).expect("signer");
@@ -185,12 +196,8 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
             .post(format!("{}/v1/user/create", server.base))
             .header("x-authenticated-user-token", &token)
             .json(&json!({"request": {"firstName": format!("Crash{n}"), "email": email, "phone": phone, "password": "S3cret!pass"}}))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+            .send_json()
+            .await;
         let id = reply["result"]["userId"]
             .as_str()
             .unwrap_or_else(|| panic!("{reply}"))
@@ -213,12 +220,8 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
         let reply: Value = client
             .get(format!("{}/v1/user/read/{id}", server.base))
             .header("x-authenticated-user-token", &token)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+            .send_json()
+            .await;
         assert_eq!(reply["result"]["response"]["id"], id.as_str(), "{reply}");
         let started = Instant::now();
         loop {
@@ -226,12 +229,8 @@ async fn acknowledged_users_survive_kill_9_and_pii_is_never_stored_or_logged_in_
                 .post(format!("{}/v3/user/search", server.base))
                 .header("x-authenticated-user-token", &token)
                 .json(&json!({"request": {"filters": {"email": email}}}))
-                .send()
-                .await
-                .expect("sent")
-                .json()
-                .await
-                .expect("json");
+                .send_json()
+                .await;
             if found["result"]["response"]["count"] == 1 {
                 assert_eq!(found["result"]["response"]["content"][0]["id"], id.as_str());
                 break;
@@ -293,12 +292,8 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
         .post(format!("{}/v1/user/create", server.base))
         .header("x-authenticated-user-token", &token)
         .json(&json!({"request": {"firstName": "Re", "email": email}}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .send_json()
+        .await;
     let id = created["result"]["userId"]
         .as_str()
         .expect("id")
@@ -325,12 +320,8 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
         .post(format!("{}/v3/user/search", server.base))
         .header("x-authenticated-user-token", &token)
         .json(&json!({"request": {"filters": {"email": email}}}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .send_json()
+        .await;
     assert_eq!(
         found["result"]["response"]["content"][0]["id"],
         id.as_str(),
@@ -339,12 +330,8 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
     let orgs: Value = client
         .post(format!("{}/v2/org/search", server.base))
         .json(&json!({"request": {"filters": {"channel": "sunbird", "isTenant": true}}}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .send_json()
+        .await;
     assert_eq!(orgs["result"]["response"]["count"], 1, "{orgs}");
     server.kill_hard();
 }
@@ -361,12 +348,8 @@ async fn keys_rotate_reseals_every_user_and_the_service_reads_them_after() {
         .post(format!("{}/v1/user/create", server.base))
         .header("x-authenticated-user-token", &token)
         .json(&json!({"request": {"firstName": "Ro", "email": email, "phone": "9876512345"}}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .send_json()
+        .await;
     let id = created["result"]["userId"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))
@@ -404,12 +387,8 @@ async fn keys_rotate_reseals_every_user_and_the_service_reads_them_after() {
     let read: Value = client
         .get(format!("{}/v1/user/read/{id}", server.base))
         .header("x-authenticated-user-token", &token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .send_json()
+        .await;
     let user = &read["result"]["response"];
     assert_eq!(user["maskedPhone"], "******2345", "{read}");
     assert_eq!(user["phone"], "******2345", "{read}");
