@@ -4,6 +4,8 @@
 #
 #   bench/load.sh                      # defaults below
 #   DURATION=30s CONNECTIONS=64 bench/load.sh
+#   USERORG_BIN=/tmp/userorg-old bench/load.sh   # an already built binary (no build), e.g. to
+#                                                # compare two commits in one session
 #
 # The server is pinned to CPU 0 and wrk to CPU 1 when `taskset` exists, so the figures mean
 # "server on one core".
@@ -20,7 +22,10 @@ INTERNAL_PORT=${INTERNAL_PORT:-19001}
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --locked --quiet
+if [ -z "${USERORG_BIN:-}" ]; then
+  cargo build --release --locked --quiet
+  USERORG_BIN=./target/release/userorg
+fi
 
 WORK=$(mktemp -d)
 DATA="$WORK/data"
@@ -35,7 +40,7 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   SERVER_PIN="taskset -c 0"; LOAD_PIN="taskset -c 1"
 fi
 
-$SERVER_PIN ./target/release/userorg serve >"$WORK/server.log" 2>&1 &
+$SERVER_PIN "$USERORG_BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 200); do
@@ -43,7 +48,7 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 curl -sf "$BASE/health" >/dev/null || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
-TOKEN=$(./target/release/userorg token --admin)
+TOKEN=$("$USERORG_BIN" token --admin)
 export TOKEN
 
 # Seed users and keep their ids for the read benchmark.
