@@ -107,6 +107,30 @@ impl Phone {
     pub fn masked(&self) -> String {
         mask_phone(&self.number)
     }
+
+    /// What the phone blind index is computed over: the international form `+<CC><national>`,
+    /// so the same national number under two country codes gets two tokens (two people).
+    pub fn index_form(&self) -> String {
+        format!("{}{}", self.country_code, self.number)
+    }
+
+    /// The index form of a phone a caller searches or looks up by: an international number
+    /// (`+919876543210`), or a national one under `default_country_code`. A value that is no
+    /// valid phone still gets a form (it matches nobody), so a search never widens on it.
+    pub fn index_form_of(raw: &str, default_country_code: &str) -> String {
+        let trimmed = raw.trim();
+        let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        if trimmed.starts_with('+') {
+            return match phonenumber::parse(None, format!("+{digits}")) {
+                Ok(parsed) => format!("+{}{}", parsed.code().value(), parsed.national().value()),
+                Err(_) => format!("+{digits}"),
+            };
+        }
+        match Phone::parse(trimmed, None, default_country_code) {
+            Ok(phone) => phone.index_form(),
+            Err(_) => format!("+{}{digits}", default_country_code.trim_start_matches('+')),
+        }
+    }
 }
 
 /// Sunbird masking: the first two characters of the local part stay, the rest of it becomes `*`,
@@ -159,6 +183,27 @@ mod tests {
         }
         assert!(Email::parse("first.last@sub.example.co.in").is_some());
         assert!(Email::parse("first+tag@example.org").is_some());
+    }
+
+    #[test]
+    fn the_phone_index_form_carries_the_country_code() {
+        let indian = Phone::parse("9876543210", None, "91").expect("valid");
+        let american = Phone::parse("2025550143", Some("+1"), "91").expect("valid");
+        assert_eq!(indian.index_form(), "+919876543210");
+        assert_eq!(american.index_form(), "+12025550143");
+        // A lookup finds the same form from a national or an international spelling.
+        assert_eq!(Phone::index_form_of(" 98765-43210 ", "91"), "+919876543210");
+        assert_eq!(Phone::index_form_of("+919876543210", "91"), "+919876543210");
+        assert_eq!(
+            Phone::index_form_of("+1 202 555 0143", "91"),
+            "+12025550143"
+        );
+        // The same national digits under another code are another phone.
+        assert_ne!(
+            Phone::index_form_of("9876543210", "1"),
+            Phone::index_form_of("9876543210", "91")
+        );
+        assert_eq!(Phone::index_form_of("12", "91"), "+9112");
     }
 
     #[test]

@@ -121,3 +121,61 @@ async fn facets_on_sealed_or_tokenised_fields_list_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_national_number_under_two_country_codes_is_two_phones() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let national = "2025550143";
+    let indian = app
+        .create_user(json!({"firstName": "Pune", "phone": national}))
+        .await;
+    // Before the blind index carried the country code this was "phone already exists".
+    let american = app
+        .create_user(json!({"firstName": "Washington", "phone": national, "countryCode": "+1"}))
+        .await;
+    assert_ne!(indian, american);
+    // A second American with that number is refused.
+    app.post(
+        "/v1/user/create",
+        json!({"firstName": "Again", "phone": national, "countryCode": "+1"}),
+        admin,
+    )
+    .await
+    .assert_error(400, "UOS_USRCRT0002", "phone already exists");
+    // A national lookup means the default country code.
+    let found = app
+        .get(&format!("/v2/user/exists/phone/{national}"), admin)
+        .await;
+    found.assert_ok();
+    assert_eq!(
+        found.body["result"]["exists"],
+        json!(true),
+        "{}",
+        found.body
+    );
+    app.wait_for_index().await;
+    let ids_for = |phone: &'static str| {
+        let app = &app;
+        async move {
+            let reply = app
+                .post(
+                    "/v3/user/search",
+                    json!({"filters": {"phone": phone}, "fields": ["id"]}),
+                    admin,
+                )
+                .await;
+            reply.assert_ok();
+            reply.body["result"]["response"]["content"]
+                .as_array()
+                .expect("content")
+                .iter()
+                .map(|hit| hit["id"].as_str().expect("id").to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids_for("2025550143").await, vec![indian.clone()]);
+    assert_eq!(ids_for("+12025550143").await, vec![american.clone()]);
+    assert_eq!(ids_for("+91 20 2555 0143").await, vec![indian]);
+    app.stop().await;
+}

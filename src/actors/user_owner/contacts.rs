@@ -19,7 +19,7 @@ pub(super) fn email_token(vault: &PiiVault, email: &Email) -> String {
 }
 
 pub(super) fn phone_token(vault: &PiiVault, phone: &Phone) -> String {
-    vault.token("phone", phone.number())
+    vault.token("phone", &phone.index_form())
 }
 
 /// Seals `plaintext` of `kind` into the user's row; a sealing failure fails the command.
@@ -81,7 +81,7 @@ pub(super) fn seal_recovery_contacts(
         record.recovery_phone = Some(seal(vault, record, "phone", phone.number())?);
         record.pii_tokens.insert(
             "recoveryPhone".into(),
-            vault.token("recoveryPhone", phone.number()),
+            vault.token("recoveryPhone", &phone.index_form()),
         );
     }
     Ok(())

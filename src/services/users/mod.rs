@@ -111,15 +111,20 @@ fn guard_owned_fields(
 /// Fields whose stored value is ciphertext or a blind-index token (and the hash): never
 /// faceted on.
 fn is_sealed_field(field: &str) -> bool {
-    pii_token_input(field, "").is_some()
+    pii_token_input(field, "", "").is_some()
         || field == PII_TOKENS_FIELD
         || field.starts_with(&format!("{PII_TOKENS_FIELD}."))
         || matches!(field, "passwordHash" | "encEmail" | "encPhone")
 }
 
 /// The blind-index namespace and normalised form of a PII filter value, or `None` for fields
-/// that are not PII.
-fn pii_token_input(field: &str, value: &str) -> Option<(&'static str, String)> {
+/// that are not PII. Phones take their international form, under `default_country_code` when
+/// the value has none.
+fn pii_token_input(
+    field: &str,
+    value: &str,
+    default_country_code: &str,
+) -> Option<(&'static str, String)> {
     let trimmed = value.trim();
     match field {
         "email" | "recoveryEmail" | "prevUsedEmail" => {
@@ -136,8 +141,7 @@ fn pii_token_input(field: &str, value: &str) -> Option<(&'static str, String)> {
                 "recoveryPhone" => "recoveryPhone",
                 _ => "prevUsedPhone",
             };
-            let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-            Some((kind, digits))
+            Some((kind, Phone::index_form_of(trimmed, default_country_code)))
         }
         "userName" | "loginId" => Some(("userName", trimmed.to_lowercase())),
         _ => None,
@@ -178,7 +182,7 @@ impl UserService {
     async fn refuse_taken_identifiers(&self, request: &CreateRequest) -> DomainResult<()> {
         if let Some(phone) = &request.phone
             && self
-                .owner_of(ClaimKind::Phone, "phone", phone.number())
+                .owner_of(ClaimKind::Phone, "phone", &phone.index_form())
                 .await?
                 .is_some()
         {
@@ -561,7 +565,8 @@ impl UserService {
             let Scalar::Str(text) = value else {
                 return None;
             };
-            let (kind, normalised) = pii_token_input(field, text)?;
+            let (kind, normalised) =
+                pii_token_input(field, text, &self.rules.default_country_code)?;
             Some(Scalar::Str(self.vault.token(kind, &normalised)))
         };
         match filter {
@@ -576,7 +581,7 @@ impl UserService {
                 },
             },
             Filter::Terms { field, values } => {
-                if pii_token_input(&field, "").is_some() {
+                if pii_token_input(&field, "", "").is_some() {
                     let values = values
                         .iter()
                         .map(|v| token(&field, v).unwrap_or_else(|| v.clone()))
@@ -720,7 +725,7 @@ impl UserService {
             },
             "phone" => match Phone::parse(value, None, &self.rules.default_country_code) {
                 Ok(phone) => {
-                    self.owner_of(ClaimKind::Phone, "phone", phone.number())
+                    self.owner_of(ClaimKind::Phone, "phone", &phone.index_form())
                         .await
                 }
                 Err(_) => Ok(None),
@@ -916,17 +921,17 @@ mod tests {
     #[test]
     fn pii_filters_are_normalised_before_tokenising() {
         assert_eq!(
-            pii_token_input("email", " A@B.co "),
+            pii_token_input("email", " A@B.co ", "91"),
             Some(("email", "a@b.co".to_string()))
         );
         assert_eq!(
-            pii_token_input("phone", "98765-43210"),
-            Some(("phone", "9876543210".to_string()))
+            pii_token_input("phone", "98765-43210", "91"),
+            Some(("phone", "+919876543210".to_string()))
         );
         assert_eq!(
-            pii_token_input("loginId", "X"),
+            pii_token_input("loginId", "X", "91"),
             Some(("userName", "x".to_string()))
         );
-        assert_eq!(pii_token_input("firstName", "x"), None);
+        assert_eq!(pii_token_input("firstName", "x", "91"), None);
     }
 }
