@@ -103,7 +103,7 @@ pub fn response_code_name(status: u16) -> &'static str {
     match status {
         200..=299 if status == 206 => "PARTIAL_SUCCESS_RESPONSE",
         200..=299 => "OK",
-        400 | 405 | 411 | 413 | 415 | 422 => "CLIENT_ERROR",
+        400 | 405 | 411 | 413 | 414 | 415 | 422 | 431 => "CLIENT_ERROR",
         401 => "UNAUTHORIZED",
         403 => "FORBIDDEN",
         404 => "RESOURCE_NOT_FOUND",

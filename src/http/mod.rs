@@ -13,6 +13,7 @@ pub mod locations;
 pub mod orgs;
 pub mod policy;
 pub mod preferences;
+pub mod protocol_errors;
 pub mod roles;
 pub mod server;
 pub mod settings;
@@ -451,6 +452,16 @@ async fn sunbird_middleware(
     headers.insert(
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
+    );
+    // The service answers JSON only: a browser that is made to render an answer as a page
+    // runs nothing from it and frames it nowhere.
+    headers.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        axum::http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
     );
     // Answers carry profiles and tokens: no shared or browser cache keeps them.
     headers.insert(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::protocol_errors::EnvelopedErrors;
 use super::tls::ReloadingTls;
 
 use axum::body::Body;
@@ -105,6 +106,7 @@ where
                     }
                 }
             };
+            let io = EnvelopedErrors::new(io);
             let connection = builder.serve_connection(TokioIo::new(io), service);
             let outcome = watcher.watch(connection.into_owned()).await;
             if let Err(error) = outcome {

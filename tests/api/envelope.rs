@@ -30,6 +30,12 @@ async fn request_ids_are_echoed_and_ids_follow_the_path() {
         .expect("sent");
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
     assert_eq!(reply.headers()["cache-control"], "no-store");
+    assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        reply.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(reply.headers()["x-frame-options"], "DENY");
     let body: serde_json::Value = reply.json().await.expect("json");
     assert_envelope_shape(&body);
     assert_eq!(body["id"], "api.user.create");
@@ -305,6 +311,73 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     );
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
     // Meanwhile, and after, ordinary requests are served.
+    app.get("/health", None).await.assert_ok();
+    app.stop().await;
+}
+
+/// Sends `raw` on a fresh connection to `base` and reads the whole answer (the server closes
+/// the connection after a protocol error).
+async fn raw_exchange(base: &str, raw: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(raw).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8(answer).expect("utf-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status: u16 = head[9..12].parse().expect("status");
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .expect("content-length")
+        .trim()
+        .parse()
+        .expect("length");
+    assert_eq!(length, body.len(), "{head}");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("envelope: {body:?}")),
+    )
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_are_answered_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let long_query = format!(
+        "GET /health?x={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let many_headers = format!(
+        "POST /v1/user/search HTTP/1.1\r\nhost: x\r\n{}content-length: 2\r\n\r\n{{}}",
+        (0..200)
+            .map(|n| format!("x-h{n}: v\r\n"))
+            .collect::<String>()
+    );
+    let negative_length =
+        "POST /v1/org/read HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n{\"request\":{}}";
+    let huge_length = "POST /v1/org/read HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999999999999\r\n\r\n{\"request\":{}}";
+    for (raw, status, url) in [
+        (long_query.as_str(), 414, &app.public),
+        (many_headers.as_str(), 431, &app.public),
+        (negative_length, 400, &app.public),
+        (huge_length, 400, &app.public),
+        (long_query.as_str(), 414, &app.internal),
+    ] {
+        let (answered, body) = raw_exchange(url, raw.as_bytes()).await;
+        assert_eq!(answered, status, "{body}");
+        assert_envelope_shape(&body);
+        assert_eq!(body["responseCode"], "CLIENT_ERROR", "{body}");
+        assert_eq!(body["params"]["err"], "UOS_0028", "{body}");
+        assert_eq!(body["params"]["status"], "FAILED");
+    }
+    // The same connection handling still answers ordinary requests.
     app.get("/health", None).await.assert_ok();
     app.stop().await;
 }
