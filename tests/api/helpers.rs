@@ -170,6 +170,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(extra_env: &[(&str, &str)]) -> TestApp {
+        crate::canary::install();
         let dir = tempfile::tempdir().expect("tempdir");
         copy_dir(template_keys(), &dir.path().join("data"));
         Self::start_in(dir, extra_env).await
@@ -232,6 +233,7 @@ impl TestApp {
         let admin_id = app.admin_user_id().expect("a bootstrap admin").to_string();
         let indexer = app.indexer();
         let service_credential = app.service_credential().reveal().to_string();
+        crate::canary::remember_secret(&service_credential);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -274,7 +276,7 @@ impl TestApp {
         std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"))
     }
 
-    /// Stops the server and waits for it (actors included).
+    /// Stops the server and waits for it (actors included), then checks the log canary.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -282,6 +284,7 @@ impl TestApp {
         if let Some(handle) = self.handle.take() {
             let _ = handle.await;
         }
+        crate::canary::check();
     }
 
     pub fn token_for(&self, user_id: &str) -> String {
@@ -399,7 +402,9 @@ pub fn unique_email() -> String {
 /// A unique valid Indian mobile number.
 pub fn unique_phone() -> String {
     let n: u32 = rand_digits();
-    format!("9{:09}", n % 1_000_000_000)
+    let phone = format!("9{:09}", n % 1_000_000_000);
+    crate::canary::remember_phone(&phone);
+    phone
 }
 
 fn rand_digits() -> u32 {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod canary;
 mod consistency;
 mod data_sync;
 mod durability;
