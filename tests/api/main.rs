@@ -11,6 +11,7 @@ mod envelope;
 mod failures;
 mod grants;
 mod helpers;
+mod jwt;
 mod keys;
 mod locations;
 mod lookup;
