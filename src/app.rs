@@ -19,6 +19,7 @@ use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorSettings, Actors};
 use crate::auth::{KeyRing, LocalSigner, ServiceCredential, TokenVerifier, VerifierSettings};
+use crate::cache::rate::RateCounter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, parse_nets};
 use crate::crypto::PiiVault;
@@ -220,7 +221,7 @@ impl Application {
         );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
-            network: network_policy(&settings)?,
+            network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
             callers: CallerResolver::new(
                 verifier,
                 service_credential.clone(),
@@ -375,7 +376,10 @@ impl Application {
 }
 
 /// The address rules and rate limits of the configuration (already validated at load).
-fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
+fn network_policy(
+    settings: &Settings,
+    counter: Arc<dyn RateCounter>,
+) -> anyhow::Result<NetworkPolicy> {
     let nets = |key: &str, list: &[String]| {
         parse_nets(list)
             .map_err(|reason| anyhow::anyhow!("invalid configuration key `{key}`: {reason}"))
@@ -394,12 +398,15 @@ fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
                 deny: nets("network.internal_deny", &network.internal_deny)?,
             },
         },
-        limits: RateLimits::new(RateLimitSettings {
-            per_client: limits.per_client_per_minute,
-            lookup_per_client: limits.lookup_per_client_per_minute,
-            signup_per_client: limits.signup_per_client_per_minute,
-            per_identifier: limits.per_identifier_per_minute,
-        }),
+        limits: RateLimits::new(
+            RateLimitSettings {
+                per_client: limits.per_client_per_minute,
+                lookup_per_client: limits.lookup_per_client_per_minute,
+                signup_per_client: limits.signup_per_client_per_minute,
+                per_identifier: limits.per_identifier_per_minute,
+            },
+            counter,
+        ),
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::cache::moka_cache::MokaCache;
+use crate::cache::rate::{FallbackRateCounter, LocalRateCounter, RateCounter};
 use crate::cache::redis_cache::RedisCache;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
 use crate::search::SearchIndex;
@@ -24,6 +25,8 @@ pub struct Engines {
     /// document built from a stale cached row would stay stale in the index.
     pub uncached_store: Arc<dyn Store>,
     pub search: Arc<dyn SearchIndex>,
+    /// Where rate limits are counted: in process, or on the Redis of the cache engine.
+    pub rate_counter: Arc<dyn RateCounter>,
 }
 
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -46,14 +49,24 @@ pub async fn open_search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIn
     }
 }
 
-pub async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
+/// The cache engine and the rate counter that goes with it: in process with moka; on Redis,
+/// with an in-process fallback while Redis does not answer.
+pub async fn open_cache(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Cache>, Arc<dyn RateCounter>)> {
     match settings.cache.engine {
-        CacheEngine::Moka => Ok(Arc::new(MokaCache::new(settings.cache.max_entries))),
-        CacheEngine::Redis => Ok(Arc::new(
-            RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?,
+        CacheEngine::Moka => Ok((
+            Arc::new(MokaCache::new(settings.cache.max_entries)),
+            Arc::new(LocalRateCounter::new()),
         )),
+        CacheEngine::Redis => {
+            let redis =
+                RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?;
+            let counter = FallbackRateCounter::new(Arc::new(redis.rate_counter()));
+            Ok((Arc::new(redis), Arc::new(counter)))
+        }
     }
 }
 
@@ -61,7 +74,7 @@ pub async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
 pub async fn open(settings: &Settings) -> anyhow::Result<Engines> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let uncached_store = open_store(settings).await?;
-    let cache = open_cache(settings).await?;
+    let (cache, rate_counter) = open_cache(settings).await?;
     let store: Arc<dyn Store> = Arc::new(
         CachedStore::new(
             Arc::clone(&uncached_store),
@@ -75,5 +88,6 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Engines> {
         store,
         uncached_store,
         search,
+        rate_counter,
     })
 }

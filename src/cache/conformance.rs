@@ -71,3 +71,47 @@ pub async fn run_cache_conformance(cache: Arc<dyn Cache>) {
 
     assert!(cache.healthy().await);
 }
+
+/// The behaviour every [`RateCounter`](super::rate::RateCounter) must have: a burst of exactly
+/// the budget, a wait of about one interval after it, and independent keys and buckets.
+pub async fn run_rate_counter_conformance(counter: Arc<dyn super::rate::RateCounter>) {
+    use super::rate::Admission;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let five = std::num::NonZeroU32::new(5).expect("non-zero");
+    let mut admitted = 0;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        match counter
+            .admit("conformance", &run, five)
+            .await
+            .expect("admit")
+        {
+            Admission::Admitted => admitted += 1,
+            Admission::RetryAfter(wait) => waits.push(wait),
+        }
+    }
+    assert_eq!(admitted, 5, "a burst of exactly the budget");
+    for wait in &waits {
+        // One interval is 12 s at five a minute; the counter's clock ran a little meanwhile.
+        assert!(
+            *wait > Duration::from_secs(10) && *wait <= Duration::from_secs(12),
+            "wait {wait:?}"
+        );
+    }
+    assert_eq!(
+        counter
+            .admit("conformance", &format!("{run}-other"), five)
+            .await
+            .expect("admit"),
+        Admission::Admitted,
+        "another key has its own budget"
+    );
+    assert_eq!(
+        counter
+            .admit("conformance-other", &run, five)
+            .await
+            .expect("admit"),
+        Admission::Admitted,
+        "another bucket has its own budget"
+    );
+}

@@ -5,6 +5,7 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod moka_cache;
+pub mod rate;
 pub mod redis_cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

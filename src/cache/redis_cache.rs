@@ -42,6 +42,11 @@ impl RedisCache {
         })
     }
 
+    /// A rate counter on the same connection and under the same prefix.
+    pub fn rate_counter(&self) -> super::rate::RedisRateCounter {
+        super::rate::RedisRateCounter::new(self.connection.clone(), &self.prefix)
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

@@ -371,25 +371,27 @@ async fn sunbird_middleware(
         tracing::info!(client.ip = %client, "address refused");
         Err(ApiError(DomainError::forbidden()))
     };
-    let admitted = admitted.and_then(|caller| {
-        let anonymous = matches!(caller, Caller::Anonymous);
-        match context.state.network.admit_request(
-            side,
-            template.as_deref(),
-            &path,
-            client,
-            anonymous,
-        ) {
-            Ok(()) => Ok(caller),
-            Err(refusal) => {
-                retry_after = Some(refusal.retry_after_seconds);
-                Err(ApiError(DomainError::rule(
-                    ErrorCode::errorRateLimitExceeded,
-                    &["minute"],
-                )))
+    let admitted = match admitted {
+        Ok(caller) => {
+            let anonymous = matches!(caller, Caller::Anonymous);
+            match context
+                .state
+                .network
+                .admit_request(side, template.as_deref(), &path, client, anonymous)
+                .await
+            {
+                Ok(()) => Ok(caller),
+                Err(refusal) => {
+                    retry_after = Some(refusal.retry_after_seconds);
+                    Err(ApiError(DomainError::rule(
+                        ErrorCode::errorRateLimitExceeded,
+                        &["minute"],
+                    )))
+                }
             }
         }
-    });
+        Err(error) => Err(error),
+    };
     let (mut response, caller) = match admitted {
         Ok(caller) => {
             request.extensions_mut().insert(caller.clone());

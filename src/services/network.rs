@@ -3,17 +3,17 @@
 //! and rate limits per client address and route class, plus per identifier for the lookups
 //! that answer "does this email exist".
 //!
-//! Limits are kept in process (governor's keyed GCRA limiters), so with several instances each
-//! allows its own quota; a Redis-backed store shared by instances is not built yet.
+//! Limits are counted on the cache engine's rate counter: in process (governor's keyed GCRA
+//! limiters) with the embedded cache, on Redis, shared by every instance, with the Redis one.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::clock::Clock;
 use ipnet::IpNet;
+
+use crate::cache::rate::{Admission, LocalRateCounter, RateCounter};
 use sha2::{Digest, Sha256};
 
 /// Which listener a request came in on (the lists differ).
@@ -140,72 +140,50 @@ pub struct Refusal {
     pub retry_after_seconds: u64,
 }
 
-type Keyed<C> = RateLimiter<
-    String,
-    DefaultKeyedStateStore<String>,
-    C,
-    governor::middleware::NoOpMiddleware<<C as Clock>::Instant>,
->;
-
-/// One keyed limiter, pruned of idle keys now and then so it does not grow without bound.
-struct Limit<C: Clock + Clone> {
-    limiter: Keyed<C>,
-    clock: C,
-    checks: AtomicU64,
+/// The rate limits of the public listener, counted on a [`RateCounter`] (in process, or on
+/// Redis shared by every instance).
+pub struct RateLimits {
+    settings: RateLimitSettings,
+    counter: Arc<dyn RateCounter>,
 }
 
-impl<C: Clock + Clone> Limit<C> {
-    fn new(per_minute: u32, clock: C) -> Option<Limit<C>> {
-        let rate = NonZeroU32::new(per_minute)?;
-        let limiter = RateLimiter::dashmap_with_clock(Quota::per_minute(rate), clock.clone());
-        Some(Limit {
-            limiter,
-            clock,
-            checks: AtomicU64::new(0),
-        })
+impl RateLimits {
+    pub fn new(settings: RateLimitSettings, counter: Arc<dyn RateCounter>) -> Self {
+        RateLimits { settings, counter }
     }
 
-    fn check(&self, key: String) -> Result<(), Refusal> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            Refusal {
+    /// Limits counted in process on `clock` (tests move a fake one).
+    pub fn with_clock<C>(settings: RateLimitSettings, clock: C) -> Self
+    where
+        C: Clock + Clone + Send + Sync + 'static,
+        C::Instant: Send + Sync,
+    {
+        RateLimits::new(settings, Arc::new(LocalRateCounter::with_clock(clock)))
+    }
+
+    /// Spends one request of `key` from the budget `bucket` of `per_minute` (0: no limit). A
+    /// counter that cannot answer admits: the Redis counter is wrapped in an in-process
+    /// fallback, so this is only the last resort.
+    async fn spend(&self, bucket: &str, per_minute: u32, key: &str) -> Result<(), Refusal> {
+        let Some(rate) = NonZeroU32::new(per_minute) else {
+            return Ok(());
+        };
+        match self.counter.admit(bucket, key, rate).await {
+            Ok(Admission::Admitted) => Ok(()),
+            Ok(Admission::RetryAfter(wait)) => Err(Refusal {
                 retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "rate counter unavailable, request admitted");
+                Ok(())
             }
-        })
-    }
-}
-
-/// The rate limits of the public listener.
-pub struct RateLimits<C: Clock + Clone = DefaultClock> {
-    per_client: Option<Limit<C>>,
-    lookup: Option<Limit<C>>,
-    signup: Option<Limit<C>>,
-    identifier: Option<Limit<C>>,
-}
-
-impl RateLimits<DefaultClock> {
-    pub fn new(settings: RateLimitSettings) -> Self {
-        RateLimits::with_clock(settings, DefaultClock::default())
-    }
-}
-
-impl<C: Clock + Clone> RateLimits<C> {
-    pub fn with_clock(settings: RateLimitSettings, clock: C) -> Self {
-        RateLimits {
-            per_client: Limit::new(settings.per_client, clock.clone()),
-            lookup: Limit::new(settings.lookup_per_client, clock.clone()),
-            signup: Limit::new(settings.signup_per_client, clock.clone()),
-            identifier: Limit::new(settings.per_identifier, clock),
         }
     }
 
     /// Counts one request of `client` on a route of `class`. The per-class quotas apply to
     /// anonymous callers (a token holder is accountable); the per-identifier one (`identifier`
     /// is the looked-up value of a lookup route, kept only as a digest) to everyone.
-    pub fn check(
+    pub async fn check(
         &self,
         class: RouteClass,
         client: IpAddr,
@@ -213,22 +191,29 @@ impl<C: Clock + Clone> RateLimits<C> {
         anonymous: bool,
     ) -> Result<(), Refusal> {
         let client = canonical(client).to_string();
-        if let Some(limit) = &self.per_client {
-            limit.check(client.clone())?;
-        }
-        let class_limit = match class {
-            RouteClass::Lookup if anonymous => &self.lookup,
-            RouteClass::Signup if anonymous => &self.signup,
-            _ => &None,
-        };
-        if let Some(limit) = class_limit {
-            limit.check(client)?;
+        self.spend("client", self.settings.per_client, &client)
+            .await?;
+        match class {
+            RouteClass::Lookup if anonymous => {
+                self.spend("lookup", self.settings.lookup_per_client, &client)
+                    .await?
+            }
+            RouteClass::Signup if anonymous => {
+                self.spend("signup", self.settings.signup_per_client, &client)
+                    .await?
+            }
+            _ => {}
         }
         if class == RouteClass::Lookup
-            && let (Some(limit), Some(identifier)) = (&self.identifier, identifier)
+            && let Some(identifier) = identifier
         {
             let digest = Sha256::digest(identifier.trim().to_lowercase().as_bytes());
-            limit.check(hex::encode(digest))?;
+            self.spend(
+                "identifier",
+                self.settings.per_identifier,
+                &hex::encode(digest),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -243,7 +228,7 @@ pub struct NetworkPolicy {
 impl NetworkPolicy {
     /// Counts a request on the public listener (the internal one carries service traffic).
     /// The identifier of a lookup is the last segment of its path (`/v1/user/exists/email/x`).
-    pub fn admit_request(
+    pub async fn admit_request(
         &self,
         side: Side,
         template: Option<&str>,
@@ -258,7 +243,9 @@ impl NetworkPolicy {
         let identifier = template
             .filter(|t| t.ends_with("{value}"))
             .and_then(|_| path.rsplit('/').next());
-        self.limits.check(class, client, identifier, anonymous)
+        self.limits
+            .check(class, client, identifier, anonymous)
+            .await
     }
 }
 
@@ -314,8 +301,8 @@ mod tests {
         assert!(AddressRules::default().admits(ip("192.0.2.1")));
     }
 
-    #[test]
-    fn limits_count_per_client_class_and_identifier_and_refill_with_time() {
+    #[tokio::test]
+    async fn limits_count_per_client_class_and_identifier_and_refill_with_time() {
         let clock = FakeRelativeClock::default();
         let limits = RateLimits::with_clock(
             RateLimitSettings {
@@ -327,45 +314,45 @@ mod tests {
             clock.clone(),
         );
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let lookup = |client: IpAddr, identifier: String| {
+            let limits = &limits;
+            async move {
+                limits
+                    .check(RouteClass::Lookup, client, Some(&identifier), true)
+                    .await
+            }
+        };
         // Five lookups of one email from different clients, then the identifier is spent.
         for n in 0..5u8 {
             let client = IpAddr::from([198, 51, 100, n]);
-            assert!(
-                limits
-                    .check(RouteClass::Lookup, client, Some("x@y.z"), true)
-                    .is_ok()
-            );
+            assert!(lookup(client, "x@y.z".into()).await.is_ok());
         }
-        let refusal = limits
-            .check(RouteClass::Lookup, b, Some("X@Y.Z"), true)
+        let refusal = lookup(b, "X@Y.Z".into())
+            .await
             .expect_err("the identifier's quota is spent");
         assert_eq!(
             refusal.retry_after_seconds, 12,
             "one per 12 s at 5 per minute"
         );
         // A client's lookup quota: 60 a minute, whatever the identifiers.
-        let allowed = (0..100)
-            .filter(|n| {
-                limits
-                    .check(RouteClass::Lookup, a, Some(&format!("u{n}@y.z")), true)
-                    .is_ok()
-            })
-            .count();
+        let mut allowed = 0;
+        for n in 0..100 {
+            if lookup(a, format!("u{n}@y.z")).await.is_ok() {
+                allowed += 1;
+            }
+        }
         assert_eq!(allowed, 60);
         // Other routes of the same client still pass (600 a minute).
-        assert!(limits.check(RouteClass::Default, a, None, true).is_ok());
-        // Time refills the quota: a second buys one lookup.
-        clock.advance(Duration::from_secs(1));
         assert!(
             limits
-                .check(RouteClass::Lookup, a, Some("fresh@y.z"), true)
+                .check(RouteClass::Default, a, None, true)
+                .await
                 .is_ok()
         );
-        assert!(
-            limits
-                .check(RouteClass::Lookup, a, Some("fresh2@y.z"), true)
-                .is_err()
-        );
+        // Time refills the quota: a second buys one lookup.
+        clock.advance(Duration::from_secs(1));
+        assert!(lookup(a, "fresh@y.z".into()).await.is_ok());
+        assert!(lookup(a, "fresh2@y.z".into()).await.is_err());
         // Accuracy over ten simulated seconds at 200 requests a second against 600 a minute:
         // the burst of 600 (less what was used above) plus 10 refills a second.
         let client = ip("192.0.2.50");
@@ -374,6 +361,7 @@ mod tests {
             for _ in 0..200 {
                 if limits
                     .check(RouteClass::Default, client, None, true)
+                    .await
                     .is_ok()
                 {
                     allowed += 1;

@@ -222,6 +222,7 @@ impl TestApp {
             store: faulty(opened.store),
             uncached_store: faulty(opened.uncached_store),
             search: Arc::new(search),
+            rate_counter: opened.rate_counter,
         };
         let clock = Arc::new(ManualClock::at(chrono::Local::now()));
         let app = Application::build_with(settings, engines, clock.clone())

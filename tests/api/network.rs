@@ -115,3 +115,38 @@ async fn a_denied_address_is_refused_with_403() {
         .assert_ok();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn instances_on_one_redis_share_their_rate_limits() {
+    let Some(url) = userorg::test_tiers::redis() else {
+        return;
+    };
+    let prefix = format!("userorg-api-test:{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("USERORG__CACHE__ENGINE", "redis"),
+        ("USERORG__CACHE__REDIS_URL", url.as_str()),
+        ("USERORG__CACHE__REDIS_KEY_PREFIX", prefix.as_str()),
+        ("USERORG__RATE_LIMITS__LOOKUP_PER_CLIENT_PER_MINUTE", "4"),
+        ("USERORG__RATE_LIMITS__PER_IDENTIFIER_PER_MINUTE", "0"),
+    ];
+    let (first, second) = (
+        TestApp::spawn_with(&env).await,
+        TestApp::spawn_with(&env).await,
+    );
+    // Two lookups on each instance spend the one budget of four...
+    for app in [&first, &second, &first, &second] {
+        exists_from(app, &unique_email(), None).await.0.assert_ok();
+    }
+    // ...so the fifth is refused, on either instance.
+    for app in [&first, &second] {
+        let (reply, retry_after) = exists_from(app, &unique_email(), None).await;
+        reply.assert_error(
+            429,
+            "UOS_UEXIST0059",
+            "Your per minute rate limit has exceeded. You can retry after some time.",
+        );
+        assert!(retry_after.is_some());
+    }
+    first.stop().await;
+    second.stop().await;
+}
