@@ -20,6 +20,14 @@ pub enum CacheError {
     Unavailable(String),
 }
 
+/// Longest wait for one Redis command before the caller falls back (to the store, or to
+/// counting rate limits in process).
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+fn unavailable(error: impl std::fmt::Display) -> CacheError {
+    CacheError::Unavailable(error.to_string())
+}
+
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;

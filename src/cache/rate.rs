@@ -16,10 +16,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use redis::aio::ConnectionManager;
 
-use super::CacheError;
-
-/// Longest wait for Redis before the fallback counts.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+use super::{COMMAND_TIMEOUT, CacheError, unavailable};
 
 /// Keys idle this many checks are pruned from the in-process limiters.
 const PRUNE_EVERY: u64 = 10_000;
@@ -37,7 +34,7 @@ pub trait RateCounter: Send + Sync + 'static {
     /// Counts one request of `key` in `bucket` (a limit's name) against `per_minute`.
     async fn admit(
         &self,
-        bucket: &str,
+        bucket: &'static str,
         key: &str,
         per_minute: NonZeroU32,
     ) -> Result<Admission, CacheError>;
@@ -51,7 +48,7 @@ type Keyed<C> = RateLimiter<
 >;
 
 /// The keyed limiters by (bucket, requests a minute).
-type Limiters<C> = HashMap<(String, u32), Arc<Keyed<C>>>;
+type Limiters<C> = HashMap<(&'static str, u32), Arc<Keyed<C>>>;
 
 /// Budgets kept in this process, one keyed limiter per bucket and rate.
 pub struct LocalRateCounter<C: Clock + Clone = DefaultClock> {
@@ -81,14 +78,24 @@ impl<C: Clock + Clone> LocalRateCounter<C> {
         }
     }
 
-    fn limiter(&self, bucket: &str, per_minute: NonZeroU32) -> Arc<Keyed<C>> {
+    /// The limiter of `bucket` at `per_minute`; every [`PRUNE_EVERY`] checks, all limiters
+    /// forget their idle keys so they do not grow without bound.
+    fn limiter(&self, bucket: &'static str, per_minute: NonZeroU32) -> Arc<Keyed<C>> {
         let mut limiters = self
             .limiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            limiters
+                .values()
+                .for_each(|limiter| limiter.retain_recent());
+        }
         Arc::clone(
             limiters
-                .entry((bucket.to_string(), per_minute.get()))
+                .entry((bucket, per_minute.get()))
                 .or_insert_with(|| {
                     Arc::new(RateLimiter::dashmap_with_clock(
                         Quota::per_minute(per_minute),
@@ -99,14 +106,8 @@ impl<C: Clock + Clone> LocalRateCounter<C> {
     }
 
     /// The synchronous check, for callers without a runtime at hand.
-    pub fn admit_now(&self, bucket: &str, key: &str, per_minute: NonZeroU32) -> Admission {
+    pub fn admit_now(&self, bucket: &'static str, key: &str, per_minute: NonZeroU32) -> Admission {
         let limiter = self.limiter(bucket, per_minute);
-        let checks = self
-            .checks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if checks % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            limiter.retain_recent();
-        }
         match limiter.check_key(&key.to_string()) {
             Ok(()) => Admission::Admitted,
             Err(not_until) => Admission::RetryAfter(not_until.wait_time_from(self.clock.now())),
@@ -122,7 +123,7 @@ where
 {
     async fn admit(
         &self,
-        bucket: &str,
+        bucket: &'static str,
         key: &str,
         per_minute: NonZeroU32,
     ) -> Result<Admission, CacheError> {
@@ -169,7 +170,7 @@ impl RedisRateCounter {
 impl RateCounter for RedisRateCounter {
     async fn admit(
         &self,
-        bucket: &str,
+        bucket: &'static str,
         key: &str,
         per_minute: NonZeroU32,
     ) -> Result<Admission, CacheError> {
@@ -187,8 +188,8 @@ impl RateCounter for RedisRateCounter {
         let waited: i64 =
             tokio::time::timeout(COMMAND_TIMEOUT, command.query_async(&mut connection))
                 .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
         Ok(match u64::try_from(waited) {
             Ok(millis) => Admission::RetryAfter(Duration::from_millis(millis)),
             Err(_) => Admission::Admitted,
@@ -215,7 +216,7 @@ impl FallbackRateCounter {
 impl RateCounter for FallbackRateCounter {
     async fn admit(
         &self,
-        bucket: &str,
+        bucket: &'static str,
         key: &str,
         per_minute: NonZeroU32,
     ) -> Result<Admission, CacheError> {
@@ -238,7 +239,12 @@ mod tests {
 
     #[async_trait]
     impl RateCounter for Down {
-        async fn admit(&self, _: &str, _: &str, _: NonZeroU32) -> Result<Admission, CacheError> {
+        async fn admit(
+            &self,
+            _: &'static str,
+            _: &str,
+            _: NonZeroU32,
+        ) -> Result<Admission, CacheError> {
             Err(CacheError::Unavailable("connection refused".into()))
         }
     }

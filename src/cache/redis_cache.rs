@@ -9,18 +9,11 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Cache, CacheError};
-
-/// Longest wait for one Redis command before the caller falls back to the store.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+use super::{COMMAND_TIMEOUT, Cache, CacheError, unavailable};
 
 pub struct RedisCache {
     connection: ConnectionManager,
     prefix: String,
-}
-
-fn unavailable(error: impl std::fmt::Display) -> CacheError {
-    CacheError::Unavailable(error.to_string())
 }
 
 impl RedisCache {

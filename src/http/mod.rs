@@ -451,25 +451,12 @@ async fn sunbird_middleware(
         None => response,
     };
     let headers = response.headers_mut();
-    headers.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    // The service answers JSON only: a browser that is made to render an answer as a page
-    // runs nothing from it and frames it nowhere.
-    headers.insert(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    headers.insert(
-        axum::http::header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
-    );
-    // Answers carry profiles and tokens: no shared or browser cache keeps them.
-    headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);
     }
@@ -478,6 +465,20 @@ async fn sunbird_middleware(
     }
     response
 }
+
+/// The headers every answer carries, the router's and the protocol-error envelopes alike.
+/// The service answers JSON only: a browser that is made to render an answer as a page runs
+/// nothing from it and frames it nowhere; answers carry profiles and tokens, so no shared or
+/// browser cache keeps them.
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+];
 
 /// Status and envelope for responses produced without one (axum's wrong method, the timeout
 /// layer's 504, a panic). A wrong method is Sunbird's `invalidOperationName`, answered 400 as

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::domain::error::ErrorCode;
 
+use super::SECURITY_HEADERS;
 use super::envelope::{EnvelopeBody, render};
 
 /// A connection's stream whose bare protocol-error answers are replaced by envelopes.
@@ -72,13 +73,16 @@ fn enveloped_answer(status: u16) -> Vec<u8> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let json = render("/", &request_id, status, &body, None);
     let body = serde_json::to_vec(&json).unwrap_or_default();
-    let mut answer = format!(
+    let mut head = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
-         content-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\
-         x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\n\r\n",
+         content-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n",
         body.len()
-    )
-    .into_bytes();
+    );
+    for (name, value) in SECURITY_HEADERS {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut answer = head.into_bytes();
     answer.extend_from_slice(&body);
     answer
 }
@@ -171,6 +175,7 @@ mod tests {
         let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
         assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(head.contains("\r\ncontent-security-policy: default-src 'none'"));
         let json: serde_json::Value = serde_json::from_str(body).expect("json");
         assert_eq!(json["responseCode"], "CLIENT_ERROR");
         assert_eq!(json["params"]["status"], "FAILED");

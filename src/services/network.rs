@@ -164,7 +164,7 @@ impl RateLimits {
     /// Spends one request of `key` from the budget `bucket` of `per_minute` (0: no limit). A
     /// counter that cannot answer admits: the Redis counter is wrapped in an in-process
     /// fallback, so this is only the last resort.
-    async fn spend(&self, bucket: &str, per_minute: u32, key: &str) -> Result<(), Refusal> {
+    async fn spend(&self, bucket: &'static str, per_minute: u32, key: &str) -> Result<(), Refusal> {
         let Some(rate) = NonZeroU32::new(per_minute) else {
             return Ok(());
         };

@@ -27,8 +27,8 @@ const FIXED_PHONES: &[&str] = &[
 
 #[derive(Default)]
 struct Canary {
+    /// What was logged since the last check.
     log: Vec<u8>,
-    checked: usize,
     phones: HashSet<String>,
     secrets: HashSet<String>,
 }
@@ -84,12 +84,11 @@ pub fn remember_secret(secret: &str) {
     lock().secrets.insert(secret.to_string());
 }
 
-/// What the log written since the last check leaks; the check point moves on.
+/// What the log written since the last check leaks; the buffer starts afresh.
 fn leaks_since_last_check() -> Vec<String> {
     let mut canary = lock();
-    let fresh = String::from_utf8_lossy(&canary.log[canary.checked..]).into_owned();
-    canary.checked = canary.log.len();
-    scan(&fresh, &canary)
+    let fresh = std::mem::take(&mut canary.log);
+    scan(&String::from_utf8_lossy(&fresh), &canary)
 }
 
 /// The secrets in `text`, one description per hit.
