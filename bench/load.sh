@@ -6,6 +6,8 @@
 #   DURATION=30s CONNECTIONS=64 bench/load.sh
 #   USERORG_BIN=/tmp/userorg-old bench/load.sh   # an already built binary (no build), e.g. to
 #                                                # compare two commits in one session
+#   PROFILE=read-by-id bench/load.sh   # perf profile of one run's server, top symbols written
+#                                      # to /tmp/userorg-read-by-id.profile (or $PROFILE_OUT)
 #
 # The server is pinned to CPU 0 and wrk to CPU 1 when `taskset` exists, so the figures mean
 # "server on one core".
@@ -157,8 +159,22 @@ server_ticks() {
 run() {
   local name=$1 script=$2 before after
   before=$(server_ticks)
+  local profiler=""
+  if [ "${PROFILE:-}" = "$name" ] && command -v perf >/dev/null 2>&1; then
+    # PERF_RECORD="--call-graph dwarf" for inclusive costs of unframed release code.
+    # shellcheck disable=SC2086
+    perf record -q ${PERF_RECORD:--g} -p "$SERVER" -o "$WORK/$name.perf" >/dev/null 2>&1 &
+    profiler=$!
+  fi
   $LOAD_PIN wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$BASE" >"$WORK/$name.txt" 2>&1
   after=$(server_ticks)
+  if [ -n "$profiler" ]; then
+    kill -INT "$profiler" 2>/dev/null || true
+    wait "$profiler" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    perf report -q ${PERF_REPORT:---no-children} -g none --percent-limit 0.5 --sort symbol \
+      -i "$WORK/$name.perf" >"${PROFILE_OUT:-/tmp/userorg-$name.profile}" 2>/dev/null || true
+  fi
   local rps p50 p99 non2xx requests cpu
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.txt")
   p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.txt")

@@ -287,8 +287,11 @@ async fn document_for(
     };
     let source = match topic {
         Topic::User => user_document(store, &row.doc, id).await?,
-        Topic::Organisation => organisation_document(&row.doc),
-        Topic::Location => row.doc.as_object().cloned().unwrap_or_default(),
+        Topic::Organisation => organisation_document(row.doc),
+        Topic::Location => match row.doc {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
     };
     Ok(Some(IndexChange::Upsert(
         index,

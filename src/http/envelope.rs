@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::clock::sunbird_timestamp;
 use crate::domain::{DomainError, ErrorCode};
@@ -168,53 +168,135 @@ pub fn response_version(path: &str) -> String {
         .to_string()
 }
 
-/// The whole envelope.
+/// The envelope's `params`, in Sunbird's key order.
+#[derive(serde::Serialize)]
+struct Params<'a> {
+    resmsgid: &'a str,
+    msgid: &'a str,
+    err: Option<String>,
+    status: &'static str,
+    errmsg: Option<&'a str>,
+}
+
+/// The whole envelope, in Sunbird's key order, borrowing the handler's result.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    id: String,
+    ver: String,
+    ts: String,
+    params: Params<'a>,
+    #[serde(rename = "responseCode")]
+    response_code: &'static str,
+    result: &'a Map<String, Value>,
+}
+
+/// The whole envelope as JSON bytes. The result is serialized where it is, never copied: a read
+/// view or a page of search hits is the biggest thing a request builds.
 pub fn render(
     path: &str,
     request_id: &str,
     status: u16,
     body: &EnvelopeBody,
     operation: Option<&str>,
-) -> Value {
+) -> Vec<u8> {
     let (params, result) = match body {
         EnvelopeBody::Success(result) => (
-            json!({
-                "resmsgid": request_id,
-                "msgid": request_id,
-                "err": null,
-                "status": "SUCCESS",
-                "errmsg": null,
-            }),
-            result.clone(),
+            Params {
+                resmsgid: request_id,
+                msgid: request_id,
+                err: None,
+                status: "SUCCESS",
+                errmsg: None,
+            },
+            result,
         ),
         EnvelopeBody::Failure {
             code,
             message,
             result,
         } => (
-            json!({
-                "resmsgid": request_id,
-                "msgid": request_id,
-                "err": error_code_text(*code, operation),
-                "status": "FAILED",
-                "errmsg": message,
-            }),
-            result.clone(),
+            Params {
+                resmsgid: request_id,
+                msgid: request_id,
+                err: Some(error_code_text(*code, operation)),
+                status: "FAILED",
+                errmsg: Some(message),
+            },
+            result,
         ),
     };
-    json!({
-        "id": response_id(path),
-        "ver": response_version(path),
-        "ts": sunbird_timestamp(chrono::Local::now()),
-        "params": params,
-        "responseCode": response_code_name(status),
-        "result": result,
-    })
+    let envelope = Envelope {
+        id: response_id(path),
+        ver: response_version(path),
+        ts: sunbird_timestamp(chrono::Local::now()),
+        params,
+        response_code: response_code_name(status),
+        result,
+    };
+    // Serializing maps of JSON values with string keys cannot fail.
+    serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn the_envelope_keeps_sunbird_key_order_and_nulls() {
+        let mut result = Map::new();
+        result.insert("response".into(), Value::from("SUCCESS"));
+        let bytes = render(
+            "/v1/user/read/u-1",
+            "req-1",
+            200,
+            &EnvelopeBody::Success(result),
+            None,
+        );
+        let success: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            keys(&success),
+            ["id", "ver", "ts", "params", "responseCode", "result"]
+        );
+        assert_eq!(
+            keys(&success["params"]),
+            ["resmsgid", "msgid", "err", "status", "errmsg"]
+        );
+        assert_eq!(success["id"], "api.user.read.u-1");
+        assert_eq!(success["ver"], "v1");
+        assert_eq!(success["responseCode"], "OK");
+        assert_eq!(success["params"]["err"], Value::Null);
+        assert_eq!(success["params"]["errmsg"], Value::Null);
+        assert_eq!(success["params"]["status"], "SUCCESS");
+        assert_eq!(success["result"]["response"], "SUCCESS");
+
+        let failure = EnvelopeBody::Failure {
+            code: ErrorCode::invalidRequestData,
+            message: "Invalid request data".into(),
+            result: Map::new(),
+        };
+        let bytes = render("/v1/user/create", "req-2", 400, &failure, Some("USR"));
+        let failure: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(failure["params"]["status"], "FAILED");
+        assert_eq!(failure["params"]["errmsg"], "Invalid request data");
+        assert_eq!(failure["params"]["msgid"], "req-2");
+        assert_eq!(failure["responseCode"], "CLIENT_ERROR");
+        assert_eq!(failure["result"], serde_json::json!({}));
+        assert!(
+            failure["params"]["err"]
+                .as_str()
+                .is_some_and(|err| err.starts_with("UOS_USR")),
+            "{failure}"
+        );
+    }
 
     #[test]
     fn ids_follow_sunbird() {

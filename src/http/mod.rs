@@ -434,8 +434,7 @@ async fn sunbird_middleware(
     );
     let mut response = match body {
         Some(body) => {
-            let json = render(&path, &request_id, status, &body, meta.map(|m| m.operation));
-            let bytes = serde_json::to_vec(&json).unwrap_or_default();
+            let bytes = render(&path, &request_id, status, &body, meta.map(|m| m.operation));
             let length = bytes.len();
             let mut rendered = (answered, bytes).into_response();
             let headers = rendered.headers_mut();

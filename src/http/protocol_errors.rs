@@ -71,8 +71,7 @@ fn enveloped_answer(status: u16) -> Vec<u8> {
         result: serde_json::Map::new(),
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let json = render("/", &request_id, status, &body, None);
-    let body = serde_json::to_vec(&json).unwrap_or_default();
+    let body = render("/", &request_id, status, &body, None);
     let mut head = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n",

@@ -80,8 +80,11 @@ pub fn index_document(
 }
 
 /// An organisation's search document: the row with Sunbird's `hashTagId`.
-pub fn organisation_document(doc: &Value) -> serde_json::Map<String, Value> {
-    let mut source = doc.as_object().cloned().unwrap_or_default();
+pub fn organisation_document(doc: Value) -> serde_json::Map<String, Value> {
+    let mut source = match doc {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
     if let Some(id) = source.get("id").cloned() {
         source.entry("hashTagId").or_insert(id);
     }

@@ -496,7 +496,7 @@ impl OrgService {
             .await?
             .ok_or_else(|| DomainError::not_found("organisation"))?;
         let types = org_types(&self.store).await?;
-        let mut view = organisation_document(&org.to_doc());
+        let mut view = organisation_document(org.to_doc());
         view.remove("contactDetail");
         if !view.get("orgLocation").is_some_and(Value::is_array) {
             view.insert("orgLocation".into(), json!([]));

@@ -396,7 +396,7 @@ impl UserService {
             .collect();
         let root_org = match get_org(&self.store, &user.root_org_id).await? {
             Some(org) => {
-                let mut org = crate::search::documents::organisation_document(&org.to_doc());
+                let mut org = crate::search::documents::organisation_document(org.to_doc());
                 org.remove("contactDetail");
                 Some(Value::Object(org))
             }
@@ -404,7 +404,7 @@ impl UserService {
         };
         let tnc_config = json_setting(&self.store, "tncConfig").await?;
         Ok(read_view(
-            &user.to_doc(),
+            user.to_doc(),
             ReadContext {
                 vault: &self.vault,
                 version,

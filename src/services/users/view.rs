@@ -166,8 +166,11 @@ fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
 }
 
 /// The user read response (`result.response`).
-pub fn read_view(doc: &Value, context: ReadContext<'_>) -> Map<String, Value> {
-    let mut view = doc.as_object().cloned().unwrap_or_default();
+pub fn read_view(doc: Value, context: ReadContext<'_>) -> Map<String, Value> {
+    let mut view = match doc {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     let encrypted_email = view.get("email").cloned();
     let encrypted_phone = view.get("phone").cloned();
     for field in INTERNAL_FIELDS.iter().chain(EXCLUDED_FIELDS.iter()) {
