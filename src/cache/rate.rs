@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,6 +202,9 @@ impl RateCounter for RedisRateCounter {
 pub struct FallbackRateCounter {
     primary: Arc<dyn RateCounter>,
     fallback: LocalRateCounter,
+    /// The primary failed its last check: the outage is logged once, when it starts, and once
+    /// when it ends, never once per request.
+    degraded: AtomicBool,
 }
 
 impl FallbackRateCounter {
@@ -208,6 +212,7 @@ impl FallbackRateCounter {
         FallbackRateCounter {
             primary,
             fallback: LocalRateCounter::new(),
+            degraded: AtomicBool::new(false),
         }
     }
 }
@@ -221,9 +226,18 @@ impl RateCounter for FallbackRateCounter {
         per_minute: NonZeroU32,
     ) -> Result<Admission, CacheError> {
         match self.primary.admit(bucket, key, per_minute).await {
-            Ok(admission) => Ok(admission),
+            Ok(admission) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("shared rate counter answers again, counting there");
+                }
+                Ok(admission)
+            }
             Err(error) => {
-                tracing::warn!(%error, "shared rate counter unavailable, counting in process");
+                if self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%error, "shared rate counter still unavailable");
+                } else {
+                    tracing::warn!(%error, "shared rate counter unavailable, counting in process");
+                }
                 Ok(self.fallback.admit_now(bucket, key, per_minute))
             }
         }
@@ -247,6 +261,76 @@ mod tests {
         ) -> Result<Admission, CacheError> {
             Err(CacheError::Unavailable("connection refused".into()))
         }
+    }
+
+    /// A shared counter that can be taken down and brought back.
+    struct Switchable(AtomicBool);
+
+    #[async_trait]
+    impl RateCounter for Switchable {
+        async fn admit(
+            &self,
+            _: &'static str,
+            _: &str,
+            _: NonZeroU32,
+        ) -> Result<Admission, CacheError> {
+            if self.0.load(Ordering::Relaxed) {
+                Ok(Admission::Admitted)
+            } else {
+                Err(CacheError::Unavailable("connection refused".into()))
+            }
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_of_the_shared_counter_is_logged_when_it_starts_and_ends_only() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let primary = Arc::new(Switchable(AtomicBool::new(false)));
+        let counter = FallbackRateCounter::new(primary.clone());
+        let budget = NonZeroU32::new(1000).expect("non-zero");
+        for _ in 0..50 {
+            counter
+                .admit("outage", "client", budget)
+                .await
+                .expect("admit");
+        }
+        primary.0.store(true, Ordering::Relaxed);
+        for _ in 0..50 {
+            counter
+                .admit("outage", "client", budget)
+                .await
+                .expect("admit");
+        }
+        let log = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf-8");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line when the outage starts, one when it ends: {log}"
+        );
+        assert!(lines[0].contains("shared rate counter unavailable, counting in process"));
+        assert!(lines[0].contains("connection refused"));
+        assert!(lines[1].contains("shared rate counter answers again"));
     }
 
     #[tokio::test]
