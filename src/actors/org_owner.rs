@@ -11,7 +11,7 @@ use ractor::{ActorProcessingErr, RpcReplyPort};
 use serde_json::{Map, Value, json};
 
 use super::keyed::spawn_keyed_factory;
-use super::slot::{ActorSlot, call_factory};
+use super::slot::{ActorSlot, call_factory, serve};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::org::{ORG_ACTIVE, OrgRecord, channel_claim};
@@ -168,12 +168,6 @@ impl OrgOwners {
 
 pub struct OrgOwnerWorker;
 
-fn answer<T>(reply: RpcReplyPort<T>, value: T, key: &str) {
-    if reply.send(value).is_err() {
-        tracing::debug!(org.id = %key, "reply dropped by caller");
-    }
-}
-
 impl Worker for OrgOwnerWorker {
     type Key = String;
     type Message = OrgMessage;
@@ -197,38 +191,46 @@ impl Worker for OrgOwnerWorker {
         context: &mut Self::State,
     ) -> Result<String, ActorProcessingErr> {
         match msg {
-            OrgMessage::Create(org, reply) => answer(reply, create(context, *org).await, &key),
+            OrgMessage::Create(org, reply) => serve(WHAT, &key, reply, create(context, *org)).await,
             OrgMessage::Update(changes, reply) => {
-                answer(reply, update(context, *changes).await, &key)
+                serve(WHAT, &key, reply, update(context, *changes)).await
             }
             OrgMessage::SetStatus {
                 id,
                 status,
                 by,
                 reply,
-            } => answer(reply, set_status(context, &id, status, by).await, &key),
+            } => serve(WHAT, &key, reply, set_status(context, &id, status, by)).await,
             OrgMessage::AssignKeys {
                 id,
                 sign_keys,
                 enc_keys,
                 by,
                 reply,
-            } => answer(
-                reply,
-                assign_keys(context, &id, sign_keys, enc_keys, by).await,
-                &key,
-            ),
+            } => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    assign_keys(context, &id, sign_keys, enc_keys, by),
+                )
+                .await
+            }
             OrgMessage::SetEncryptionKey {
                 id,
                 file_name,
                 pem,
                 by,
                 reply,
-            } => answer(
-                reply,
-                set_encryption_key(context, &id, &file_name, &pem, by).await,
-                &key,
-            ),
+            } => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    set_encryption_key(context, &id, &file_name, &pem, by),
+                )
+                .await
+            }
         }
         Ok(key)
     }

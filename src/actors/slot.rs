@@ -112,6 +112,29 @@ where
     }
 }
 
+/// Runs one command of `key` for its caller and sends the outcome back. A caller that stopped
+/// waiting (its call timed out and it answered 504) is not served: its command is dropped
+/// before it starts, so a client told "timed out, please retry" does not find the write applied
+/// later, behind its retry. A command already running when its caller gives up completes.
+pub async fn serve<T, W>(what: &str, key: &str, reply: RpcReplyPort<T>, work: W)
+where
+    T: Send + 'static,
+    W: std::future::Future<Output = T>,
+{
+    if reply.is_closed() {
+        tracing::info!(
+            actor = what,
+            key,
+            "caller stopped waiting; command dropped unstarted"
+        );
+        return;
+    }
+    let outcome = work.await;
+    if reply.send(outcome).is_err() {
+        tracing::debug!(actor = what, key, "reply dropped by caller");
+    }
+}
+
 /// Calls a plain actor and waits for the reply, with the same error mapping.
 pub async fn call_actor<M, T, F>(
     slot: &ActorSlot<ActorRef<M>>,

@@ -26,6 +26,7 @@ pub struct StoreFaults {
     commits: AtomicUsize,
     spared: Mutex<Vec<Table>>,
     after_read: Mutex<Option<(Table, Hook)>>,
+    before_commit: Mutex<Option<Hook>>,
 }
 
 impl StoreFaults {
@@ -62,6 +63,12 @@ impl StoreFaults {
     /// interleaving an API test could only hope to hit.
     pub fn after_next_read(&self, table: Table, hook: Hook) {
         *self.lock_hook() = Some((table, hook));
+    }
+
+    /// Runs `hook` once, before the next commit reaches the engine: holds a writer inside its
+    /// command for as long as the test wants.
+    pub fn before_next_commit(&self, hook: Hook) {
+        *lock(&self.before_commit) = Some(hook);
     }
 
     fn lock_hook(&self) -> std::sync::MutexGuard<'_, Option<(Table, Hook)>> {
@@ -140,6 +147,10 @@ impl Store for FaultyStore {
                 table: Table::User,
                 key: "injected".into(),
             });
+        }
+        let hook = lock(&self.faults.before_commit).take();
+        if let Some(hook) = hook {
+            hook().await;
         }
         self.faults.commits.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.commit(transaction).await;

@@ -234,3 +234,67 @@ async fn requests_past_the_concurrency_limit_are_shed_with_503() {
     app.get("/v1/system/settings/list", None).await.assert_ok();
     app.stop().await;
 }
+
+/// A client told "timed out, please retry" must not find its write applied later. Two updates
+/// of one user queue on its owner; the first is held inside its commit until both callers have
+/// answered 504; released, the first (already running) completes, and the second, whose caller
+/// is gone, is dropped before it starts. A third update, queued behind both, shows the order.
+#[tokio::test]
+async fn a_command_whose_caller_timed_out_is_not_applied_later() {
+    let app = TestApp::spawn_with(&[("USERORG__ACTORS__CALL_TIMEOUT_MS", "300")]).await;
+    let id = app
+        .create_user(json!({"firstName": "Queued", "email": unique_email()}))
+        .await;
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    app.faults.before_next_commit(Box::new(move || {
+        Box::pin(async move {
+            let _ = entered.send(());
+            let _ = held.await;
+        })
+    }));
+    let update = |first_name: &str| {
+        let client = app.client.clone();
+        let url = format!("{}/v1/user/update", app.public);
+        let body = json!({"request": {"userId": id, "firstName": first_name}});
+        let token = app.admin_token.clone();
+        async move {
+            client
+                .patch(url)
+                .header("x-authenticated-user-token", token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let running = tokio::spawn(update("Running"));
+    inside.await.expect("the first update reached its commit");
+    let abandoned = update("Abandoned").await;
+    assert_eq!(abandoned.status().as_u16(), 504);
+    let abandoned: serde_json::Value = abandoned.json().await.expect("json");
+    assert_eq!(abandoned["params"]["err"], "UOS_USRUPD0084", "{abandoned}");
+    assert_eq!(
+        running.await.expect("first").status().as_u16(),
+        504,
+        "the held update timed out too"
+    );
+    release.send(()).expect("release");
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": id, "lastName": "After"}),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_ok();
+    let read = app
+        .get(&format!("/v1/user/read/{id}"), Some(&app.admin_token))
+        .await;
+    let user = read.assert_ok()["response"].clone();
+    assert_eq!(user["lastName"], "After", "{user}");
+    assert_eq!(
+        user["firstName"], "Running",
+        "the update whose caller gave up before it started was applied: {user}"
+    );
+    app.stop().await;
+}

@@ -23,7 +23,7 @@ use ractor::factory::{FactoryRef, Job, Worker, WorkerId};
 use ractor::{ActorProcessingErr, RpcReplyPort};
 
 use super::keyed::spawn_keyed_factory;
-use super::slot::{ActorSlot, call_factory};
+use super::slot::{ActorSlot, call_factory, serve};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
@@ -144,24 +144,28 @@ impl Worker for UserOwnerWorker {
         // Business failures travel in the reply; `handle` itself never fails.
         match msg {
             UserMessage::Create(user, reply) => {
-                answer(&key, reply, create::create_user(context, *user).await)
+                serve(WHAT, &key, reply, create::create_user(context, *user)).await
             }
             UserMessage::AssignRoles(assignment, reply) => {
-                answer(&key, reply, roles::assign_roles(context, *assignment).await)
+                serve(WHAT, &key, reply, roles::assign_roles(context, *assignment)).await
             }
             UserMessage::Update(update, reply) => {
-                answer(&key, reply, update::update_user(context, *update).await)
+                serve(WHAT, &key, reply, update::update_user(context, *update)).await
             }
             UserMessage::ChangeStatus {
                 user_id,
                 change,
                 by,
                 reply,
-            } => answer(
-                &key,
-                reply,
-                status::change_status(context, &user_id, change, by).await,
-            ),
+            } => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    status::change_status(context, &user_id, change, by),
+                )
+                .await
+            }
         }
         Ok(key)
     }
@@ -188,12 +192,6 @@ pub fn child_spec(
 }
 
 /// A closed reply port only means the caller gave up (timeout): not this worker's failure.
-fn answer<T>(key: &str, reply: RpcReplyPort<DomainResult<T>>, outcome: DomainResult<T>) {
-    if reply.send(outcome).is_err() {
-        tracing::debug!(user.id = %key, "reply dropped by caller");
-    }
-}
-
 /// Sunbird's timestamp of the context's clock.
 fn now(context: &UserOwnerContext) -> String {
     sunbird_timestamp(context.clock.now())
