@@ -41,7 +41,9 @@ fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<(Value, usize)>>
         if sealed.is_empty() || !vault.needs_reseal(sealed) {
             continue;
         }
-        let kind = sealed_kind(field);
+        let Some(kind) = sealed_kind(field) else {
+            continue;
+        };
         let plain = vault.open(&row.key, kind, sealed).map_err(|error| {
             DomainError::internal(anyhow::anyhow!("user {}: {field}: {error}", row.key))
         })?;

@@ -104,21 +104,20 @@ pub struct ReadContext<'a> {
     pub today: NaiveDate,
 }
 
-/// The kind a sealed field's value is bound to (with the user id) when sealed.
-pub fn sealed_kind(field: &str) -> &'static str {
-    let lower = field.to_lowercase();
-    if lower.ends_with("email") {
-        "email"
-    } else if lower.ends_with("phone") {
-        "phone"
-    } else {
-        "userName"
+/// The kind a sealed field's value is bound to (with the user id) when sealed; `None` for a
+/// field that is not sealed PII, which is then never opened (no guessed kind).
+pub fn sealed_kind(field: &str) -> Option<&'static str> {
+    match field {
+        "email" | "recoveryEmail" | "prevUsedEmail" => Some("email"),
+        "phone" | "recoveryPhone" | "prevUsedPhone" => Some("phone"),
+        "userName" | "loginId" => Some("userName"),
+        _ => None,
     }
 }
 
 fn open_field(vault: &PiiVault, row: &str, field: &str, value: &Value) -> Option<String> {
     let sealed = value.as_str().filter(|s| !s.is_empty())?;
-    vault.open(row, sealed_kind(field), sealed).ok()
+    vault.open(row, sealed_kind(field)?, sealed).ok()
 }
 
 /// Opens sealed PII in `map`: contact fields masked, usernames in clear. Empty strings (a
@@ -133,7 +132,7 @@ pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
     for field in MASKED_PII {
         if let Some(value) = map.get(field) {
             let shown = match open_field(vault, &row, field, value) {
-                Some(plain) if field.to_lowercase().ends_with("email") => json!(mask_email(&plain)),
+                Some(plain) if sealed_kind(field) == Some("email") => json!(mask_email(&plain)),
                 Some(plain) => json!(mask_phone(&plain)),
                 None if value.is_string() => json!(""),
                 None => Value::Null,
@@ -360,6 +359,27 @@ mod tests {
 
     fn vault() -> PiiVault {
         PiiVault::new(PiiCipher::new(&[3u8; 32]), BlindIndex::new(&[4u8; 32]))
+    }
+
+    #[test]
+    fn every_sealed_field_has_its_kind_and_nothing_else_is_opened() {
+        for field in MASKED_PII.iter().chain(CLEAR_PII.iter()) {
+            assert!(sealed_kind(field).is_some(), "{field} has no kind");
+        }
+        assert_eq!(sealed_kind("recoveryEmail"), Some("email"));
+        assert_eq!(sealed_kind("prevUsedPhone"), Some("phone"));
+        assert_eq!(sealed_kind("loginId"), Some("userName"));
+        // A field is not sealed PII because of how its name ends.
+        for field in ["firstName", "address", "workEmail", "EMAIL", "externalIds"] {
+            assert_eq!(sealed_kind(field), None, "{field}");
+        }
+        let vault = vault();
+        let sealed = vault.seal("u-1", "userName", "secret").expect("seal");
+        assert_eq!(
+            open_field(&vault, "u-1", "userName", &json!(sealed)).as_deref(),
+            Some("secret")
+        );
+        assert_eq!(open_field(&vault, "u-1", "firstName", &json!(sealed)), None);
     }
 
     #[test]
