@@ -1,83 +1,35 @@
-//! The audit trail: who did which sensitive thing to what (role grants and removals, blocks,
-//! unblocks, deletes, organisation status and keys, system settings, data sync), as a hash
-//! chain in the store. Each entry holds the hash of the one before it, and the head row names
-//! the last entry, so `userorg audit verify` finds an entry that was changed, removed or cut off
-//! the end.
-//!
-//! An entry is written right after the change it records has committed, in its own commit: a
-//! crash between the two loses that entry (the change itself is never lost or doubled). Entries
-//! carry ids and operation names, never PII.
+//! Who is named in the audit trail, and entries for changes no owner makes. The chain itself
+//! (entries, head, [`append`], [`verify`]) is `storage::audit`: owners append an entry inside
+//! the transaction of the change it records, so the two commit together or not at all.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, sunbird_timestamp};
-use crate::domain::{DomainResult, Record};
+use crate::domain::DomainResult;
 use crate::services::access::Caller;
+pub use crate::storage::audit::{AuditNote, Verdict, append, verify};
 use crate::storage::retry::{no_claims, read_modify_write};
-use crate::storage::{Expect, Store, Table, Transaction, compose_key, key_prefix};
+use crate::storage::{Store, Transaction};
 
-const HEAD: &str = "head";
-const ENTRY: &str = "e";
-
-/// One audited operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEntry {
-    pub sequence: u64,
-    pub at: String,
-    /// The user id, `service` (internal caller) or `anonymous`.
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    #[serde(default)]
-    pub details: Value,
-    /// The hash of the previous entry ("" for the first).
-    pub previous: String,
-    /// SHA-256 of this entry with `hash` empty.
-    #[serde(default)]
-    pub hash: String,
-}
-
-impl AuditEntry {
-    fn digest(&self) -> String {
-        let mut unhashed = self.clone();
-        unhashed.hash.clear();
-        let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
-        hex::encode(Sha256::digest(bytes))
+/// The name a caller has in the trail: the user id, `service` or `anonymous`.
+pub fn actor_of(caller: &Caller) -> String {
+    match caller {
+        Caller::User(principal) => principal.id.clone(),
+        Caller::Internal => "service".to_string(),
+        Caller::Anonymous => "anonymous".to_string(),
     }
 }
 
-/// The last entry: its sequence and hash.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Head {
-    sequence: u64,
-    hash: String,
-}
-
-impl Record for AuditEntry {
-    fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+/// The note of `caller` doing `action` to `target`.
+pub fn note(caller: &Caller, action: &str, target: &str, details: Value) -> AuditNote {
+    AuditNote {
+        actor: actor_of(caller),
+        action: action.to_string(),
+        target: target.to_string(),
+        details,
     }
-    fn from_value(doc: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(doc)
-    }
-}
-
-impl Record for Head {
-    fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-    fn from_value(doc: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(doc)
-    }
-}
-
-fn entry_key(sequence: u64) -> String {
-    compose_key(&[ENTRY, &format!("{sequence:020}")])
 }
 
 #[derive(Clone)]
@@ -91,7 +43,9 @@ impl AuditTrail {
         AuditTrail { store, clock }
     }
 
-    /// Appends an entry for an operation that has committed.
+    /// Appends an entry in a commit of its own, for an operation that has committed already.
+    /// A crash between the two loses the entry: changes made by an owner append theirs in their
+    /// own transaction instead ([`append`]).
     pub async fn record(
         &self,
         caller: &Caller,
@@ -99,44 +53,12 @@ impl AuditTrail {
         target: &str,
         details: Value,
     ) -> DomainResult<()> {
-        let actor = match caller {
-            Caller::User(principal) => principal.id.clone(),
-            Caller::Internal => "service".to_string(),
-            Caller::Anonymous => "anonymous".to_string(),
-        };
-        let (actor, details) = (&actor, &details);
+        let note = note(caller, action, target, details);
+        let note = &note;
         read_modify_write(&*self.store, no_claims, || async move {
-            let head_row = self.store.get(Table::Audit, HEAD).await?;
-            let (head, expect) = match head_row {
-                Some(row) => (
-                    Head::from_value(row.doc).unwrap_or_default(),
-                    Expect::Version(row.version),
-                ),
-                None => (Head::default(), Expect::Absent),
-            };
-            let mut entry = AuditEntry {
-                sequence: head.sequence + 1,
-                at: sunbird_timestamp(self.clock.now()),
-                actor: actor.clone(),
-                action: action.to_string(),
-                target: target.to_string(),
-                details: details.clone(),
-                previous: head.hash.clone(),
-                hash: String::new(),
-            };
-            entry.hash = entry.digest();
-            let next = Head {
-                sequence: entry.sequence,
-                hash: entry.hash.clone(),
-            };
             let mut transaction = Transaction::default();
-            transaction.put_record(
-                Table::Audit,
-                entry_key(entry.sequence),
-                &entry,
-                Expect::Absent,
-            )?;
-            transaction.put_record(Table::Audit, HEAD, &next, expect)?;
+            let at = sunbird_timestamp(self.clock.now());
+            append(&*self.store, &mut transaction, note, &at).await?;
             Ok((transaction, ()))
         })
         .await?;
@@ -149,168 +71,5 @@ impl AuditTrail {
         if let Err(error) = self.record(caller, action, target, details).await {
             tracing::error!(audit.action = action, error = %error, "audit entry not written");
         }
-    }
-}
-
-/// What a verification found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every entry is in place and unchanged.
-    Intact { entries: u64 },
-    /// The first problem met.
-    Broken { sequence: u64, reason: String },
-}
-
-/// Walks the whole chain and checks every link and the head.
-pub async fn verify(store: &Arc<dyn Store>) -> DomainResult<Verdict> {
-    let head = match store.get(Table::Audit, HEAD).await? {
-        Some(row) => Head::from_value(row.doc).unwrap_or_default(),
-        None => Head::default(),
-    };
-    let prefix = key_prefix(ENTRY);
-    let mut previous = String::new();
-    let mut expected = 1u64;
-    let mut after: Option<String> = None;
-    loop {
-        let rows = store
-            .scan(Table::Audit, &prefix, after.as_deref(), 1000)
-            .await?;
-        let Some(last) = rows.last().map(|row| row.key.clone()) else {
-            break;
-        };
-        for row in rows {
-            let broken = |reason: &str| Verdict::Broken {
-                sequence: expected,
-                reason: reason.to_string(),
-            };
-            let Ok(entry) = AuditEntry::from_value(row.doc) else {
-                return Ok(broken("the entry does not parse"));
-            };
-            if entry.sequence != expected {
-                return Ok(broken("an entry is missing before this one"));
-            }
-            if entry.previous != previous {
-                return Ok(broken("the link to the previous entry does not hold"));
-            }
-            if entry.digest() != entry.hash {
-                return Ok(broken("the entry was changed"));
-            }
-            previous = entry.hash;
-            expected += 1;
-        }
-        after = Some(last);
-    }
-    let entries = expected - 1;
-    if head.sequence != entries || head.hash != previous {
-        return Ok(Verdict::Broken {
-            sequence: entries + 1,
-            reason: format!(
-                "the head names entry {} but the chain ends at {entries}: entries were removed from the end",
-                head.sequence
-            ),
-        });
-    }
-    Ok(Verdict::Intact { entries })
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::clock::SystemClock;
-    use crate::storage::redb_store::RedbStore;
-
-    async fn trail() -> (tempfile::TempDir, Arc<dyn Store>, AuditTrail) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
-        let trail = AuditTrail::new(Arc::clone(&store), Arc::new(SystemClock));
-        for n in 0..5 {
-            trail
-                .record(&Caller::Internal, "user.block", &format!("u{n}"), json!({}))
-                .await
-                .expect("recorded");
-        }
-        (dir, store, trail)
-    }
-
-    async fn tamper(store: &Arc<dyn Store>, sequence: u64, change: impl FnOnce(&mut Value)) {
-        let row = store
-            .get(Table::Audit, &entry_key(sequence))
-            .await
-            .expect("get")
-            .expect("entry");
-        let mut doc = row.doc;
-        change(&mut doc);
-        let mut transaction = Transaction::default();
-        transaction.put(Table::Audit, entry_key(sequence), doc, Expect::Any);
-        store.commit(transaction).await.expect("tampered");
-    }
-
-    async fn remove(store: &Arc<dyn Store>, sequence: u64) {
-        let mut transaction = Transaction::default();
-        transaction.delete(Table::Audit, entry_key(sequence), Expect::Any);
-        store.commit(transaction).await.expect("removed");
-    }
-
-    #[tokio::test]
-    async fn an_intact_chain_verifies() {
-        let (_dir, store, _) = trail().await;
-        assert_eq!(
-            verify(&store).await.expect("verify"),
-            Verdict::Intact { entries: 5 }
-        );
-    }
-
-    #[tokio::test]
-    async fn a_changed_entry_is_found() {
-        let (_dir, store, _) = trail().await;
-        tamper(&store, 3, |doc| doc["target"] = json!("someone-else")).await;
-        assert_eq!(
-            verify(&store).await.expect("verify"),
-            Verdict::Broken {
-                sequence: 3,
-                reason: "the entry was changed".into()
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn a_rehashed_entry_breaks_the_next_link() {
-        let (_dir, store, _) = trail().await;
-        tamper(&store, 2, |doc| {
-            doc["actor"] = json!("nobody");
-            let mut entry = AuditEntry::from_value(doc.clone()).expect("entry");
-            entry.hash = entry.digest();
-            *doc = entry.to_doc();
-        })
-        .await;
-        assert_eq!(
-            verify(&store).await.expect("verify"),
-            Verdict::Broken {
-                sequence: 3,
-                reason: "the link to the previous entry does not hold".into()
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn a_removed_entry_is_found_in_the_middle_and_at_the_end() {
-        let (_dir, store, _) = trail().await;
-        remove(&store, 2).await;
-        assert_eq!(
-            verify(&store).await.expect("verify"),
-            Verdict::Broken {
-                sequence: 2,
-                reason: "an entry is missing before this one".into()
-            }
-        );
-        let (_dir, store, _) = trail().await;
-        remove(&store, 5).await;
-        assert!(matches!(
-            verify(&store).await.expect("verify"),
-            Verdict::Broken { sequence: 5, .. }
-        ));
     }
 }

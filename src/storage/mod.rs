@@ -40,6 +40,7 @@
 //! Rows are keyed by strings; composite keys are built with [`compose_key`] so a prefix scan over
 //! the first part lists the rest (a user's memberships, for instance).
 
+pub mod audit;
 pub mod cached;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 
 use super::{
     Acknowledgement, ClaimKind, CommitInfo, Lease, OutboxCursor, OutboxRecord, Row, Store,
-    StoreError, Table, Transaction,
+    StoreError, Table, Transaction, Write,
 };
 
 /// Work a test runs in the middle of an operation under test.
@@ -27,6 +27,7 @@ pub struct StoreFaults {
     spared: Mutex<Vec<Table>>,
     after_read: Mutex<Option<(Table, Hook)>>,
     before_commit: Mutex<Option<Hook>>,
+    refused_tables: Mutex<Vec<Table>>,
 }
 
 impl StoreFaults {
@@ -63,6 +64,12 @@ impl StoreFaults {
     /// interleaving an API test could only hope to hit.
     pub fn after_next_read(&self, table: Table, hook: Hook) {
         *self.lock_hook() = Some((table, hook));
+    }
+
+    /// Commits that write any of these tables fail with [`StoreError::Unavailable`] before
+    /// reaching the engine (nothing applied); others commit as usual. Empty: none refused.
+    pub fn refuse_commits_writing(&self, tables: &[Table]) {
+        *lock(&self.refused_tables) = tables.to_vec();
     }
 
     /// Runs `hook` once, before the next commit reaches the engine: holds a writer inside its
@@ -147,6 +154,16 @@ impl Store for FaultyStore {
                 table: Table::User,
                 key: "injected".into(),
             });
+        }
+        let refused = {
+            let tables = lock(&self.faults.refused_tables);
+            transaction.writes.iter().any(|write| match write {
+                Write::Put { table, .. } | Write::Delete { table, .. } => tables.contains(table),
+                Write::Check { .. } => false,
+            })
+        };
+        if refused {
+            return Err(StoreError::Unavailable("injected: commit refused".into()));
         }
         let hook = lock(&self.faults.before_commit).take();
         if let Some(hook) = hook {

@@ -94,3 +94,36 @@ async fn sensitive_operations_are_chained_and_tampering_is_found() {
         "audit trail broken at entry 2: an entry is missing before this one"
     );
 }
+
+/// A block and its audit entry commit together or not at all: while every commit that writes
+/// the audit table is refused, the block fails (503) and the user stays active; once commits
+/// go through, the block lands with its entry.
+#[tokio::test]
+async fn a_status_change_never_commits_without_its_audit_entry() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let id = app
+        .create_user(json!({"firstName": "Entry", "email": unique_email()}))
+        .await;
+    app.faults.refuse_commits_writing(&[Table::Audit]);
+    app.post("/v1/user/block", json!({"userId": id}), admin)
+        .await
+        .assert_error(503, "UOS_USRBLOK0064", "SERVICE UNAVAILABLE");
+    let read = app.get(&format!("/v1/user/read/{id}"), admin).await;
+    assert_eq!(
+        read.assert_ok()["response"]["status"],
+        1,
+        "the block committed without its audit entry"
+    );
+    app.faults.refuse_commits_writing(&[]);
+    app.post("/v1/user/block", json!({"userId": id}), admin)
+        .await
+        .assert_ok();
+    let dir = app.stop_keeping_data().await;
+    let data_dir = dir.path().join("data");
+    assert_eq!(
+        verify(&data_dir),
+        (true, "audit trail intact: 1 entries".to_string()),
+        "exactly the block that committed is audited"
+    );
+}

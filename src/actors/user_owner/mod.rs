@@ -29,6 +29,7 @@ use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
 use crate::domain::user::{AssignRoles, NewUser, StatusChange, UserRecord, UserUpdate};
 use crate::domain::{DomainError, DomainResult};
+use crate::storage::audit::AuditNote;
 use crate::storage::records::user;
 use crate::storage::{Store, Versioned};
 
@@ -50,10 +51,12 @@ pub enum UserMessage {
     Create(Box<NewUser>, RpcReplyPort<DomainResult<String>>),
     AssignRoles(Box<AssignRoles>, RpcReplyPort<DomainResult<()>>),
     Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
+    /// Written with its audit entry, in one transaction.
     ChangeStatus {
         user_id: String,
         change: StatusChange,
         by: Option<String>,
+        audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
     },
 }
@@ -104,12 +107,14 @@ impl UserOwners {
         user_id: String,
         change: StatusChange,
         by: Option<String>,
+        audit: AuditNote,
     ) -> DomainResult<()> {
         call_factory(&self.slot, user_id.clone(), self.timeout, WHAT, |reply| {
             UserMessage::ChangeStatus {
                 user_id,
                 change,
                 by,
+                audit: Box::new(audit),
                 reply,
             }
         })
@@ -156,13 +161,14 @@ impl Worker for UserOwnerWorker {
                 user_id,
                 change,
                 by,
+                audit,
                 reply,
             } => {
                 serve(
                     WHAT,
                     &key,
                     reply,
-                    status::change_status(context, &user_id, change, by),
+                    status::change_status(context, &user_id, change, by, &audit),
                 )
                 .await
             }

@@ -9,6 +9,7 @@ use crate::domain::user::{
     STATUS_ACTIVE, STATUS_BLOCKED, STATUS_DELETED, StatusChange, UserRecord,
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::storage::audit::{AuditNote, append};
 use crate::storage::records::{load_roles, user};
 use crate::storage::retry::read_modify_write;
 use crate::storage::{ClaimKind, Expect, Table, Topic, Transaction, Versioned};
@@ -18,6 +19,7 @@ pub(super) async fn change_status(
     user_id: &str,
     change: StatusChange,
     by: Option<String>,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     let by = by.as_deref();
     read_modify_write(
@@ -44,10 +46,10 @@ pub(super) async fn change_status(
                     return Err(DomainError::rule(ErrorCode::cannotDeleteUser, &[]));
                 }
             }
-            Ok((
-                build_status_change(&now(context), &current, change, by)?,
-                (),
-            ))
+            let at = now(context);
+            let mut transaction = build_status_change(&at, &current, change, by)?;
+            append(&*context.store, &mut transaction, audit, &at).await?;
+            Ok((transaction, ()))
         },
     )
     .await

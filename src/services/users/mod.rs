@@ -27,7 +27,7 @@ use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit::AuditTrail;
+use crate::services::audit::{self, AuditTrail};
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
@@ -535,17 +535,15 @@ impl UserService {
         authority.require(allowed)?;
         let target_roles = load_roles(&self.store, &user_id).await?;
         authority.require(authority.may_act_on_holder_of(&target_roles))?;
-        self.owners
-            .change_status(user_id.clone(), change, caller.audit_id())
-            .await?;
         let action = match change {
             StatusChange::Block => "user.block",
             StatusChange::Unblock => "user.unblock",
             StatusChange::Delete => "user.delete",
         };
-        self.audit
-            .record_or_log(caller, action, &user_id, json!({}))
-            .await;
+        let audit = audit::note(caller, action, &user_id, json!({}));
+        self.owners
+            .change_status(user_id, change, caller.audit_id(), audit)
+            .await?;
         Ok(success())
     }
 
