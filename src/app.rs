@@ -179,7 +179,6 @@ impl Application {
                     max_offset: settings.search.max_offset,
                 },
             },
-            audit.clone(),
         );
         let search_limits = SearchLimits {
             default_limit: settings.search.default_limit,
@@ -191,13 +190,11 @@ impl Application {
             Arc::clone(&engines.search),
             tree.org_owners.clone(),
             search_limits,
-            audit.clone(),
         );
         let roles = RoleService::new(
             Arc::clone(&engines.store),
             tree.user_owners.clone(),
             settings.roles.single_organisation,
-            audit.clone(),
         );
         let location_types = LocationTypes::new(&settings.locations.types)
             .map_err(|e| anyhow::anyhow!("invalid configuration key `locations.types`: {e}"))?;
@@ -213,7 +210,7 @@ impl Application {
             Arc::clone(&clock),
         );
         let preferences = PreferenceService::new(Arc::clone(&engines.store), Arc::clone(&clock));
-        let system_settings = SettingsService::new(Arc::clone(&engines.store), audit.clone());
+        let system_settings = SettingsService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let data_sync = DataSyncService::new(
             tree.indexer.clone(),
             Duration::from_secs(settings.sync.rebuild_timeout_seconds),

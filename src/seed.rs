@@ -263,16 +263,19 @@ pub async fn seed_admin(
                 managed_by: None,
             };
             owners
-                .create(NewUser {
-                    id: new_user_id(),
-                    request,
-                    password_hash: None,
-                    root_org_id: custodian_id,
-                    channel,
-                    association_type: ASSOCIATION_SSO,
-                    created_by: None,
-                    flags_value: 0,
-                })
+                .create(
+                    NewUser {
+                        id: new_user_id(),
+                        request,
+                        password_hash: None,
+                        root_org_id: custodian_id,
+                        channel,
+                        association_type: ASSOCIATION_SSO,
+                        created_by: None,
+                        flags_value: 0,
+                    },
+                    None,
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?
         }

@@ -17,6 +17,7 @@ use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::org::{ORG_ACTIVE, OrgRecord, channel_claim};
 use crate::domain::rules::slugify;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::storage::audit::{AuditNote, append};
 use crate::storage::records::{external_id_claim, org};
 use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{ClaimKind, Expect, Store, StoreError, Table, Topic, Transaction, Versioned};
@@ -57,6 +58,7 @@ pub enum OrgMessage {
         id: String,
         status: i64,
         by: Option<String>,
+        audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
     },
     AssignKeys {
@@ -64,6 +66,7 @@ pub enum OrgMessage {
         sign_keys: Vec<Value>,
         enc_keys: Vec<Value>,
         by: Option<String>,
+        audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
     },
     SetEncryptionKey {
@@ -71,6 +74,7 @@ pub enum OrgMessage {
         file_name: String,
         pem: String,
         by: Option<String>,
+        audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
     },
 }
@@ -115,12 +119,14 @@ impl OrgOwners {
         id: String,
         status: i64,
         by: Option<String>,
+        audit: AuditNote,
     ) -> DomainResult<()> {
         call_factory(&self.slot, id.clone(), self.timeout, WHAT, |reply| {
             OrgMessage::SetStatus {
                 id,
                 status,
                 by,
+                audit: Box::new(audit),
                 reply,
             }
         })
@@ -133,6 +139,7 @@ impl OrgOwners {
         sign_keys: Vec<Value>,
         enc_keys: Vec<Value>,
         by: Option<String>,
+        audit: AuditNote,
     ) -> DomainResult<()> {
         call_factory(&self.slot, id.clone(), self.timeout, WHAT, |reply| {
             OrgMessage::AssignKeys {
@@ -140,6 +147,7 @@ impl OrgOwners {
                 sign_keys,
                 enc_keys,
                 by,
+                audit: Box::new(audit),
                 reply,
             }
         })
@@ -152,6 +160,7 @@ impl OrgOwners {
         file_name: String,
         pem: String,
         by: Option<String>,
+        audit: AuditNote,
     ) -> DomainResult<()> {
         call_factory(&self.slot, id.clone(), self.timeout, WHAT, |reply| {
             OrgMessage::SetEncryptionKey {
@@ -159,6 +168,7 @@ impl OrgOwners {
                 file_name,
                 pem,
                 by,
+                audit: Box::new(audit),
                 reply,
             }
         })
@@ -199,20 +209,30 @@ impl Worker for OrgOwnerWorker {
                 id,
                 status,
                 by,
-                reply,
-            } => serve(WHAT, &key, reply, set_status(context, &id, status, by)).await,
-            OrgMessage::AssignKeys {
-                id,
-                sign_keys,
-                enc_keys,
-                by,
+                audit,
                 reply,
             } => {
                 serve(
                     WHAT,
                     &key,
                     reply,
-                    assign_keys(context, &id, sign_keys, enc_keys, by),
+                    set_status(context, &id, status, by, &audit),
+                )
+                .await
+            }
+            OrgMessage::AssignKeys {
+                id,
+                sign_keys,
+                enc_keys,
+                by,
+                audit,
+                reply,
+            } => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    assign_keys(context, &id, sign_keys, enc_keys, by, &audit),
                 )
                 .await
             }
@@ -221,13 +241,14 @@ impl Worker for OrgOwnerWorker {
                 file_name,
                 pem,
                 by,
+                audit,
                 reply,
             } => {
                 serve(
                     WHAT,
                     &key,
                     reply,
-                    set_encryption_key(context, &id, &file_name, &pem, by),
+                    set_encryption_key(context, &id, &file_name, &pem, by, &audit),
                 )
                 .await
             }
@@ -446,14 +467,15 @@ pub fn status_transition_allowed(from: Option<i64>, to: i64) -> bool {
     }
 }
 
-/// Applies `change` to the current record and commits it at the version read, retrying when
-/// another instance wrote in between.
+/// Applies `change` to the current record and commits it at the version read with the audit
+/// entry of the change, retrying when another instance wrote in between.
 async fn modify(
     context: &OrgOwnerContext,
     id: &str,
     missing: fn(&str) -> DomainError,
     change: impl Fn(&mut OrgRecord, &mut Transaction) -> DomainResult<()>,
     by: Option<&str>,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     let change = &change;
     read_modify_write(&*context.store, no_claims, || async move {
@@ -461,8 +483,9 @@ async fn modify(
         let mut record = current.record.clone();
         let mut transaction = Transaction::default();
         change(&mut record, &mut transaction)?;
+        let at = now(context);
         record.updated_by = by.map(str::to_string);
-        record.updated_date = Some(now(context));
+        record.updated_date = Some(at.clone());
         transaction.put_record(
             Table::Organisation,
             id,
@@ -470,6 +493,7 @@ async fn modify(
             Expect::Version(current.version),
         )?;
         transaction.event(Topic::Organisation, id, current.version + 1);
+        append(&*context.store, &mut transaction, audit, &at).await?;
         Ok((transaction, ()))
     })
     .await
@@ -480,6 +504,7 @@ async fn set_status(
     id: &str,
     status: i64,
     by: Option<String>,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     modify(
         context,
@@ -493,6 +518,7 @@ async fn set_status(
             Ok(())
         },
         by.as_deref(),
+        audit,
     )
     .await
 }
@@ -516,6 +542,7 @@ async fn assign_keys(
     sign_keys: Vec<Value>,
     enc_keys: Vec<Value>,
     by: Option<String>,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     modify(
         context,
@@ -535,6 +562,7 @@ async fn assign_keys(
             Ok(())
         },
         by.as_deref(),
+        audit,
     )
     .await
 }
@@ -550,6 +578,7 @@ async fn set_encryption_key(
     file_name: &str,
     pem: &str,
     by: Option<String>,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     let path = encryption_key_path(id, file_name);
     modify(
@@ -581,6 +610,7 @@ async fn set_encryption_key(
             Ok(())
         },
         by.as_deref(),
+        audit,
     )
     .await
 }

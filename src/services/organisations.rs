@@ -17,7 +17,7 @@ use crate::search::documents::organisation_document;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit::AuditTrail;
+use crate::services::audit;
 use crate::services::json::{Body, doc_str, opt_bool, opt_nonblank, present, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{get_org, org_types, tenant_by_channel, tenant_id_of};
@@ -55,7 +55,6 @@ pub struct OrgService {
     search: Arc<dyn SearchIndex>,
     owners: OrgOwners,
     limits: SearchLimits,
-    audit: AuditTrail,
 }
 
 fn invalid_request() -> DomainError {
@@ -118,14 +117,12 @@ impl OrgService {
         search: Arc<dyn SearchIndex>,
         owners: OrgOwners,
         limits: SearchLimits,
-        audit: AuditTrail,
     ) -> Self {
         OrgService {
             store,
             search,
             owners,
             limits,
-            audit,
         }
     }
 
@@ -469,12 +466,10 @@ impl OrgService {
             .and_then(Value::as_i64)
             .ok_or_else(invalid_request)?;
         self.load_for_change(caller, &id).await?;
+        let audit = audit::note(caller, "org.status", &id, json!({"status": status}));
         self.owners
-            .set_status(id.clone(), status, caller.audit_id())
+            .set_status(id.clone(), status, caller.audit_id(), audit)
             .await?;
-        self.audit
-            .record_or_log(caller, "org.status", &id, json!({"status": status}))
-            .await;
         let mut result = success();
         result.insert("organisationId".into(), json!(id));
         Ok(result)
@@ -619,12 +614,10 @@ impl OrgService {
         // The original leaves this route to its gateway; keys are a system administrator's job.
         let authority = Authority::of(caller).await?;
         authority.require(authority.is_admin())?;
+        let audit = audit::note(caller, "org.keys", &id, json!({}));
         self.owners
-            .assign_keys(id.clone(), sign_keys, enc_keys, caller.audit_id())
+            .assign_keys(id, sign_keys, enc_keys, caller.audit_id(), audit)
             .await?;
-        self.audit
-            .record_or_log(caller, "org.keys", &id, json!({}))
-            .await;
         Ok(success())
     }
 
@@ -663,17 +656,15 @@ impl OrgService {
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             .take(100)
             .collect();
+        let audit = audit::note(
+            caller,
+            "org.encryption_key",
+            &id,
+            json!({"file": safe_name}),
+        );
         self.owners
-            .set_encryption_key(id.clone(), safe_name.clone(), pem, caller.audit_id())
+            .set_encryption_key(id, safe_name, pem, caller.audit_id(), audit)
             .await?;
-        self.audit
-            .record_or_log(
-                caller,
-                "org.encryption_key",
-                &id,
-                json!({"file": safe_name}),
-            )
-            .await;
         Ok(success())
     }
 }

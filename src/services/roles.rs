@@ -12,7 +12,7 @@ use crate::domain::role::ORG_ADMIN;
 use crate::domain::user::{AssignRoles, RoleAssignment, ScopeChange, user_id_from_path};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit::AuditTrail;
+use crate::services::audit;
 use crate::services::json::{Body, opt_nonblank, success};
 use crate::storage::records::{check_roles_exist, get_org, load_roles, tenant_id_of};
 use crate::storage::{ClaimKind, Store, Table, key_prefix};
@@ -26,7 +26,6 @@ pub struct RoleService {
     owners: UserOwners,
     single_organisation: bool,
     catalogue: Arc<RwLock<Option<(Instant, Value)>>>,
-    audit: AuditTrail,
 }
 
 fn literal_missing() -> DomainError {
@@ -47,18 +46,12 @@ fn roles_list(body: &Body) -> DomainResult<&Vec<Value>> {
 }
 
 impl RoleService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        owners: UserOwners,
-        single_organisation: bool,
-        audit: AuditTrail,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, owners: UserOwners, single_organisation: bool) -> Self {
         RoleService {
             store,
             owners,
             single_organisation,
             catalogue: Arc::new(RwLock::new(None)),
-            audit,
         }
     }
 
@@ -249,25 +242,26 @@ impl RoleService {
             &roles,
         )
         .await?;
+        let audit = audit::note(
+            caller,
+            "role.assign",
+            &user_id,
+            json!({"organisationId": organisation_id, "roles": roles}),
+        );
         self.owners
-            .assign_roles(AssignRoles {
-                user_id: user_id.clone(),
-                assignment: RoleAssignment::ReplaceForOrganisation {
-                    organisation_id: organisation_id.clone(),
-                    roles: roles.clone(),
+            .assign_roles(
+                AssignRoles {
+                    user_id,
+                    assignment: RoleAssignment::ReplaceForOrganisation {
+                        organisation_id,
+                        roles,
+                    },
+                    by: caller.audit_id(),
+                    single_organisation: self.single_organisation,
                 },
-                by: caller.audit_id(),
-                single_organisation: self.single_organisation,
-            })
-            .await?;
-        self.audit
-            .record_or_log(
-                caller,
-                "role.assign",
-                &user_id,
-                json!({"organisationId": organisation_id, "roles": roles}),
+                audit,
             )
-            .await;
+            .await?;
         Ok(success())
     }
 
@@ -361,17 +355,18 @@ impl RoleService {
             .iter()
             .map(|c| json!({"role": c.role, "add": c.add, "organisations": c.organisations}))
             .collect();
+        let audit = audit::note(caller, "role.assign", &user_id, json!({"changes": audited}));
         self.owners
-            .assign_roles(AssignRoles {
-                user_id: user_id.clone(),
-                assignment: RoleAssignment::Scopes(changes),
-                by: caller.audit_id(),
-                single_organisation: self.single_organisation,
-            })
+            .assign_roles(
+                AssignRoles {
+                    user_id,
+                    assignment: RoleAssignment::Scopes(changes),
+                    by: caller.audit_id(),
+                    single_organisation: self.single_organisation,
+                },
+                audit,
+            )
             .await?;
-        self.audit
-            .record_or_log(caller, "role.assign", &user_id, json!({"changes": audited}))
-            .await;
         Ok(success())
     }
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, channel_claim};
 use crate::domain::setting::{self, SettingShape};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit::AuditTrail;
+use crate::services::audit;
 use crate::services::json::{Body, response, success};
+use crate::storage::audit::commit_with_entry;
 use crate::storage::records::{custodian, get_org};
 use crate::storage::{Expect, Store, Table, Transaction};
 
@@ -25,7 +27,7 @@ const PAGE: usize = 500;
 #[derive(Clone)]
 pub struct SettingsService {
     store: Arc<dyn Store>,
-    audit: AuditTrail,
+    clock: Arc<dyn Clock>,
 }
 
 fn setting_doc(id: &str, value: &str) -> Value {
@@ -46,8 +48,8 @@ fn required_string(body: &Body, field: &str) -> DomainResult<String> {
 }
 
 impl SettingsService {
-    pub fn new(store: Arc<dyn Store>, audit: AuditTrail) -> SettingsService {
-        SettingsService { store, audit }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> SettingsService {
+        SettingsService { store, clock }
     }
 
     /// GET /v1/system/settings/get/{field}: `{"response": {"id", "field", "value"}}`.
@@ -129,11 +131,10 @@ impl SettingsService {
             }
             _ => {}
         }
-        self.store.commit(transaction).await?;
+        let note = audit::note(caller, "setting.set", &id, json!({"field": field}));
+        let at = sunbird_timestamp(self.clock.now());
+        commit_with_entry(&*self.store, transaction, &note, &at).await?;
         tracing::info!(setting.id = %id, "system setting set");
-        self.audit
-            .record_or_log(caller, "setting.set", &id, json!({"field": field}))
-            .await;
         let mut result = success();
         result.insert("id".into(), json!(id));
         Ok(result)

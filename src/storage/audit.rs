@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Expect, Store, Table, Transaction, compose_key, key_prefix};
+use super::retry::AUDIT_APPEND_ATTEMPTS;
+use super::{Expect, Store, StoreError, Table, Transaction, compose_key, key_prefix};
 use crate::domain::{DomainResult, Record};
 
 const HEAD: &str = "head";
@@ -126,6 +127,31 @@ pub async fn append(
     Ok(())
 }
 
+/// Commits `transaction` together with the entry of `note`. When another audited change took
+/// the next entry first, the entry is appended again after it; the rest of the transaction is
+/// committed as built (a conflict on any other row is the caller's).
+pub async fn commit_with_entry(
+    store: &dyn Store,
+    transaction: Transaction,
+    note: &AuditNote,
+    at: &str,
+) -> DomainResult<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut audited = transaction.clone();
+        append(store, &mut audited, note, at).await?;
+        match store.commit(audited).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict {
+                table: Table::Audit,
+                ..
+            }) if attempt < AUDIT_APPEND_ATTEMPTS => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -192,7 +218,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::storage::StoreError;
     use crate::storage::redb_store::RedbStore;
 
     async fn trail() -> (tempfile::TempDir, Arc<dyn Store>) {

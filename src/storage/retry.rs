@@ -5,14 +5,21 @@
 
 use std::future::Future;
 
-use super::{ClaimKind, Store, StoreError, Transaction};
+use super::{ClaimKind, Store, StoreError, Table, Transaction};
 use crate::domain::{DomainError, DomainResult};
 
 /// Attempts of a read-modify-write before giving up with 503 (the caller may retry).
 pub const WRITE_ATTEMPTS: usize = 5;
 
+/// Conflicts on the audit trail's head a write may meet before giving up, counted apart from
+/// [`WRITE_ATTEMPTS`]: every audited change takes the one head, so changes audited at once
+/// conflict there, and each round lets one of them through. One round per write that can be
+/// audited at the same time (owner workers of every kind, settings) is enough; this is more.
+pub const AUDIT_APPEND_ATTEMPTS: usize = 64;
+
 /// Runs `attempt` (read, check, build) and commits what it returns, again on a version
-/// conflict, up to [`WRITE_ATTEMPTS`] times. A taken claim is answered with `on_claim`; any
+/// conflict, up to [`WRITE_ATTEMPTS`] times (conflicts on the audit head up to
+/// [`AUDIT_APPEND_ATTEMPTS`] more). A taken claim is answered with `on_claim`; any
 /// other store failure with its domain error. `attempt` answers the transaction and the value to
 /// return once it committed.
 pub async fn read_modify_write<T, F, Fut>(
@@ -24,11 +31,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = DomainResult<(Transaction, T)>>,
 {
-    for _ in 0..WRITE_ATTEMPTS {
+    let (mut conflicts, mut audit_conflicts) = (0, 0);
+    while conflicts < WRITE_ATTEMPTS {
         let (transaction, value) = attempt().await?;
         match store.commit(transaction).await {
             Ok(_) => return Ok(value),
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict {
+                table: Table::Audit,
+                ..
+            }) if audit_conflicts < AUDIT_APPEND_ATTEMPTS => audit_conflicts += 1,
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
             Err(StoreError::ClaimTaken { kind, .. }) => return Err(on_claim(kind)),
             Err(other) => return Err(other.into()),
         }

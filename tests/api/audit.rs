@@ -127,3 +127,124 @@ async fn a_status_change_never_commits_without_its_audit_entry() {
         "exactly the block that committed is audited"
     );
 }
+
+/// The org status route is a PATCH; the other audited writes here are POSTs.
+async fn send(app: &TestApp, path: &str, request: serde_json::Value) -> crate::helpers::Reply {
+    let admin = Some(app.admin_token.as_str());
+    if path == "/v1/org/status/update" {
+        app.patch(path, request, admin).await
+    } else {
+        app.post(path, request, admin).await
+    }
+}
+
+/// Every audited change an owner or the settings service makes commits with its entry or not at
+/// all: with commits writing the audit table refused, each answers 503 and changes nothing;
+/// afterwards the same requests succeed and the chain holds exactly their entries.
+#[tokio::test]
+async fn audited_changes_commit_with_their_entry_or_not_at_all() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let custodian = app
+        .get("/v1/system/settings/get/custodianOrgId", None)
+        .await
+        .assert_ok()["response"]["value"]
+        .as_str()
+        .expect("custodian id")
+        .to_string();
+    let member = app
+        .create_user(json!({"firstName": "Member", "email": unique_email()}))
+        .await;
+    let org = app
+        .post(
+            "/v1/org/create",
+            json!({"orgName": "Audited School", "isTenant": false, "channel": "sunbird",
+                   "organisationType": "school"}),
+            admin,
+        )
+        .await
+        .assert_ok()["organisationId"]
+        .as_str()
+        .expect("organisation id")
+        .to_string();
+    let granted_email = unique_email();
+    let requests = [
+        (
+            "/v1/user/create",
+            json!({"firstName": "Granted", "email": granted_email, "roles": ["ORG_ADMIN"]}),
+        ),
+        (
+            "/v1/user/assign/role",
+            json!({"userId": member, "organisationId": custodian, "roles": ["ORG_ADMIN"]}),
+        ),
+        (
+            "/v1/system/settings/set",
+            json!({"id": "auditProbe", "field": "auditProbe", "value": "1"}),
+        ),
+        (
+            "/v1/org/status/update",
+            json!({"organisationId": org, "status": 0}),
+        ),
+    ];
+    app.faults.refuse_commits_writing(&[Table::Audit]);
+    for (path, request) in &requests {
+        let reply = send(&app, path, request.clone()).await;
+        assert_eq!(reply.status.as_u16(), 503, "{path}: {}", reply.body);
+    }
+    app.faults.refuse_commits_writing(&[]);
+    let read = app.get(&format!("/v5/user/read/{member}"), admin).await;
+    let user = read.assert_ok()["response"].clone();
+    assert!(
+        user["roles"].as_array().expect("roles").is_empty(),
+        "a role assignment committed without its entry: {user}"
+    );
+    app.get("/v1/system/settings/get/auditProbe", None)
+        .await
+        .assert_error(404, "UOS_SYSRED0013", "Requested {0} resource not found");
+    for (path, request) in &requests {
+        send(&app, path, request.clone()).await.assert_ok();
+    }
+    let dir = app.stop_keeping_data().await;
+    assert_eq!(
+        verify(&dir.path().join("data")),
+        (true, "audit trail intact: 4 entries".to_string()),
+        "exactly the four changes that committed are audited (a user created twice would be refused)"
+    );
+}
+
+/// Audited changes of different users run on different owners at once; they all take the one
+/// head of the trail, so most of them conflict and append again after the winner: all succeed
+/// and the chain holds one entry each.
+#[tokio::test]
+async fn concurrent_audited_changes_all_land_in_one_chain() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(
+            app.create_user(json!({"firstName": format!("Busy{n}"), "email": unique_email()}))
+                .await,
+        );
+    }
+    let blocks = ids.iter().map(|id| {
+        let (client, url) = (app.client.clone(), format!("{}/v1/user/block", app.public));
+        let (token, body) = (app.admin_token.clone(), json!({"request": {"userId": id}}));
+        async move {
+            client
+                .post(url)
+                .header("x-authenticated-user-token", token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(blocks).await;
+    assert_eq!(statuses, vec![200; 8]);
+    let dir = app.stop_keeping_data().await;
+    assert_eq!(
+        verify(&dir.path().join("data")),
+        (true, "audit trail intact: 8 entries".to_string())
+    );
+}

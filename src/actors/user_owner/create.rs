@@ -18,14 +18,19 @@ use crate::domain::role::RoleGrant;
 use crate::domain::rules::{new_timestamp_id, username_candidate};
 use crate::domain::user::{NewUser, STATUS_ACTIVE, UserRecord};
 use crate::domain::{DomainError, DomainResult};
-use crate::storage::retry::WRITE_ATTEMPTS;
+use crate::storage::audit::{AuditNote, append};
+use crate::storage::retry::{AUDIT_APPEND_ATTEMPTS, WRITE_ATTEMPTS};
 use crate::storage::{ClaimKind, Expect, StoreError, Table, Topic, Transaction, compose_key};
 
 /// Rounds of ten username candidates tried before giving up (Sunbird tries 10 x 10).
 const USERNAME_ROUNDS: usize = 10;
 const USERNAME_CANDIDATES: usize = 10;
 
-pub(super) async fn create_user(context: &UserOwnerContext, user: NewUser) -> DomainResult<String> {
+pub(super) async fn create_user(
+    context: &UserOwnerContext,
+    user: NewUser,
+    audit: Option<&AuditNote>,
+) -> DomainResult<String> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -36,7 +41,11 @@ pub(super) async fn create_user(context: &UserOwnerContext, user: NewUser) -> Do
                 true,
             ),
         };
-        let transaction = build_create(&context.vault, &now(context), &user, &username)?;
+        let at = now(context);
+        let mut transaction = build_create(&context.vault, &at, &user, &username)?;
+        if let Some(note) = audit {
+            append(&*context.store, &mut transaction, note, &at).await?;
+        }
         match context.store.commit(transaction).await {
             Ok(_) => return Ok(user.id.clone()),
             // A generated username taken between the check and the commit: pick another.
@@ -51,6 +60,11 @@ pub(super) async fn create_user(context: &UserOwnerContext, user: NewUser) -> Do
                 };
                 return Err(claim_message(kind, &user.request.external_ids, &taken));
             }
+            // Another audited change took the next entry of the trail: append after it.
+            Err(StoreError::Conflict {
+                table: Table::Audit,
+                ..
+            }) if attempt < AUDIT_APPEND_ATTEMPTS => continue,
             Err(StoreError::Conflict { .. }) => {
                 // The id is new: a conflict means an id collision (or this very create, retried).
                 return Err(DomainError::internal(anyhow::anyhow!(

@@ -48,8 +48,18 @@ pub struct UserOwnerContext {
 }
 
 pub enum UserMessage {
-    Create(Box<NewUser>, RpcReplyPort<DomainResult<String>>),
-    AssignRoles(Box<AssignRoles>, RpcReplyPort<DomainResult<()>>),
+    /// With the audit entry of the roles it grants, if any, in the same transaction.
+    Create(
+        Box<NewUser>,
+        Option<Box<AuditNote>>,
+        RpcReplyPort<DomainResult<String>>,
+    ),
+    /// Written with its audit entry, in one transaction.
+    AssignRoles(
+        Box<AssignRoles>,
+        Box<AuditNote>,
+        RpcReplyPort<DomainResult<()>>,
+    ),
     Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
     /// Written with its audit entry, in one transaction.
     ChangeStatus {
@@ -78,18 +88,22 @@ impl UserOwners {
         self.slot.alive()
     }
 
-    pub async fn create(&self, user: NewUser) -> DomainResult<String> {
+    pub async fn create(&self, user: NewUser, audit: Option<AuditNote>) -> DomainResult<String> {
         let key = user.id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
-            UserMessage::Create(Box::new(user), reply)
+            UserMessage::Create(Box::new(user), audit.map(Box::new), reply)
         })
         .await?
     }
 
-    pub async fn assign_roles(&self, assignment: AssignRoles) -> DomainResult<()> {
+    pub async fn assign_roles(
+        &self,
+        assignment: AssignRoles,
+        audit: AuditNote,
+    ) -> DomainResult<()> {
         let key = assignment.user_id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
-            UserMessage::AssignRoles(Box::new(assignment), reply)
+            UserMessage::AssignRoles(Box::new(assignment), Box::new(audit), reply)
         })
         .await?
     }
@@ -148,11 +162,23 @@ impl Worker for UserOwnerWorker {
     ) -> Result<String, ActorProcessingErr> {
         // Business failures travel in the reply; `handle` itself never fails.
         match msg {
-            UserMessage::Create(user, reply) => {
-                serve(WHAT, &key, reply, create::create_user(context, *user)).await
+            UserMessage::Create(user, audit, reply) => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    create::create_user(context, *user, audit.as_deref()),
+                )
+                .await
             }
-            UserMessage::AssignRoles(assignment, reply) => {
-                serve(WHAT, &key, reply, roles::assign_roles(context, *assignment)).await
+            UserMessage::AssignRoles(assignment, audit, reply) => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    roles::assign_roles(context, *assignment, &audit),
+                )
+                .await
             }
             UserMessage::Update(update, reply) => {
                 serve(WHAT, &key, reply, update::update_user(context, *update)).await

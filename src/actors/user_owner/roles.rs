@@ -2,6 +2,7 @@
 //! removes organisations from single roles. The new role set is planned by a pure function; a
 //! role in an organisation the user is not an active member of makes them a member.
 
+use crate::storage::audit::{AuditNote, append};
 use std::collections::BTreeMap;
 
 use super::{UserOwnerContext, load_user, now};
@@ -17,6 +18,7 @@ use crate::storage::{Expect, Table, Topic, Transaction, Versioned, compose_key};
 pub(super) async fn assign_roles(
     context: &UserOwnerContext,
     assignment: AssignRoles,
+    audit: &AuditNote,
 ) -> DomainResult<()> {
     let assignment = &assignment;
     read_modify_write(
@@ -30,14 +32,10 @@ pub(super) async fn assign_roles(
             let grants = role_grants(&context.store, &assignment.user_id).await?;
             let members = memberships(&context.store, &assignment.user_id).await?;
             let plan = plan_roles(&grants, assignment)?;
-            let transaction = build_role_assignment(
-                &now(context),
-                user.version,
-                &grants,
-                &members,
-                &plan,
-                assignment,
-            )?;
+            let at = now(context);
+            let mut transaction =
+                build_role_assignment(&at, user.version, &grants, &members, &plan, assignment)?;
+            append(&*context.store, &mut transaction, audit, &at).await?;
             Ok((transaction, ()))
         },
     )

@@ -27,7 +27,7 @@ use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit::{self, AuditTrail};
+use crate::services::audit;
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
@@ -63,7 +63,6 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     rules: UserRules,
     hashing: Arc<tokio::sync::Semaphore>,
-    audit: AuditTrail,
 }
 
 /// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
@@ -156,7 +155,6 @@ impl UserService {
         vault: PiiVault,
         clock: Arc<dyn Clock>,
         rules: UserRules,
-        audit: AuditTrail,
     ) -> Self {
         let hashing = Arc::new(tokio::sync::Semaphore::new(
             rules.password_hash_concurrency.max(1),
@@ -169,7 +167,6 @@ impl UserService {
             clock,
             rules,
             hashing,
-            audit,
         }
     }
 
@@ -292,26 +289,32 @@ impl UserService {
         };
         let mut request = request;
         request.roles.retain(|role| role != PUBLIC);
-        let granted = request.roles.clone();
+        let new_id = new_user_id();
+        // A create that grants roles is a role grant, audited with the create itself.
+        let audit = (!request.roles.is_empty()).then(|| {
+            audit::note(
+                caller,
+                "role.grant",
+                &new_id,
+                json!({"roles": request.roles}),
+            )
+        });
         let id = self
             .owners
-            .create(NewUser {
-                id: new_user_id(),
-                request,
-                password_hash,
-                root_org_id,
-                channel,
-                association_type,
-                created_by: caller.audit_id(),
-                flags_value,
-            })
+            .create(
+                NewUser {
+                    id: new_id,
+                    request,
+                    password_hash,
+                    root_org_id,
+                    channel,
+                    association_type,
+                    created_by: caller.audit_id(),
+                    flags_value,
+                },
+                audit,
+            )
             .await?;
-        if !granted.is_empty() {
-            // A create that grants roles is a role grant.
-            self.audit
-                .record_or_log(caller, "role.grant", &id, json!({"roles": granted}))
-                .await;
-        }
         let mut result = success();
         result.insert("userId".into(), json!(id));
         if !route.is_signup() {
