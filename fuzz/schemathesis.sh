@@ -91,10 +91,13 @@ json.dump(doc, open(out, "w"), indent=1)
 print(f"{sum(len(v) for v in doc['paths'].values())} operations on {len(doc['paths'])} paths")
 PY
 
+# Under `set -e` a failing run would end the script before the server's log is shown.
+status=0
 "$VENV/bin/schemathesis" run "$WORK/openapi.json" --url "$BASE" \
   --header "x-authenticated-user-token: $TOKEN" \
-  --checks not_a_server_error --max-examples "$EXAMPLES" --workers 2 2>&1 | tail -40
-status=${PIPESTATUS[0]}
+  --checks not_a_server_error --max-examples "$EXAMPLES" --workers 2 >"$WORK/run.txt" 2>&1 \
+  || status=$?
+tail -40 "$WORK/run.txt"
 if grep -q "request failed" "$WORK/server.log"; then
   echo "server errors logged:"; grep "request failed" "$WORK/server.log" | head -20
 fi

@@ -21,7 +21,7 @@ use super::supervisor::{ChildSpec, Restart};
 use crate::clock::Clock;
 use crate::domain::Record;
 use crate::domain::{DomainError, DomainResult};
-use crate::search::documents::{index_document, organisation_document};
+use crate::search::documents::{index_document, into_fields, organisation_document};
 use crate::search::{IndexDoc, IndexName, SearchIndex};
 use crate::storage::consumer::OutboxConsumer;
 use crate::storage::records::{get_org, memberships, role_grants};
@@ -288,10 +288,7 @@ async fn document_for(
     let source = match topic {
         Topic::User => user_document(store, &row.doc, id).await?,
         Topic::Organisation => organisation_document(row.doc),
-        Topic::Location => match row.doc {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        },
+        Topic::Location => into_fields(row.doc),
     };
     Ok(Some(IndexChange::Upsert(
         index,

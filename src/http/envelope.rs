@@ -290,12 +290,7 @@ mod tests {
         assert_eq!(failure["params"]["msgid"], "req-2");
         assert_eq!(failure["responseCode"], "CLIENT_ERROR");
         assert_eq!(failure["result"], serde_json::json!({}));
-        assert!(
-            failure["params"]["err"]
-                .as_str()
-                .is_some_and(|err| err.starts_with("UOS_USR")),
-            "{failure}"
-        );
+        assert_eq!(failure["params"]["err"], "UOS_USR0028", "{failure}");
     }
 
     #[test]

@@ -79,12 +79,18 @@ pub fn index_document(
     source
 }
 
-/// An organisation's search document: the row with Sunbird's `hashTagId`.
-pub fn organisation_document(doc: Value) -> serde_json::Map<String, Value> {
-    let mut source = match doc {
+/// The fields of a stored document, taken by value (a document is always an object; anything
+/// else has none).
+pub fn into_fields(doc: Value) -> serde_json::Map<String, Value> {
+    match doc {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
-    };
+    }
+}
+
+/// An organisation's search document: the row with Sunbird's `hashTagId`.
+pub fn organisation_document(doc: Value) -> serde_json::Map<String, Value> {
+    let mut source = into_fields(doc);
     if let Some(id) = source.get("id").cloned() {
         source.entry("hashTagId").or_insert(id);
     }

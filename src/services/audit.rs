@@ -1,4 +1,4 @@
-//! Who is named in the audit trail, and entries for changes no owner makes. The chain itself
+//! Who is named in the audit trail, and the entry of work that changes nothing in the store. The chain itself
 //! (entries, head, [`append`], [`verify`]) is `storage::audit`: owners append an entry inside
 //! the transaction of the change it records, so the two commit together or not at all.
 
@@ -9,12 +9,11 @@ use serde_json::Value;
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::domain::DomainResult;
 use crate::services::access::Caller;
-pub use crate::storage::audit::{AuditNote, Verdict, append, verify};
-use crate::storage::retry::{no_claims, read_modify_write};
+pub use crate::storage::audit::{AuditNote, Verdict, append, commit_with_entry, verify};
 use crate::storage::{Store, Transaction};
 
 /// The name a caller has in the trail: the user id, `service` or `anonymous`.
-pub fn actor_of(caller: &Caller) -> String {
+fn actor_of(caller: &Caller) -> String {
     match caller {
         Caller::User(principal) => principal.id.clone(),
         Caller::Internal => "service".to_string(),
@@ -43,9 +42,9 @@ impl AuditTrail {
         AuditTrail { store, clock }
     }
 
-    /// Appends an entry in a commit of its own, for an operation that has committed already.
-    /// A crash between the two loses the entry: changes made by an owner append theirs in their
-    /// own transaction instead ([`append`]).
+    /// Appends an entry in a commit of its own, for work that changes nothing in the store
+    /// (data sync asks the index to rebuild). Changes to the store append theirs in their own
+    /// transaction instead ([`append`], [`commit_with_entry`]).
     pub async fn record(
         &self,
         caller: &Caller,
@@ -54,14 +53,8 @@ impl AuditTrail {
         details: Value,
     ) -> DomainResult<()> {
         let note = note(caller, action, target, details);
-        let note = &note;
-        read_modify_write(&*self.store, no_claims, || async move {
-            let mut transaction = Transaction::default();
-            let at = sunbird_timestamp(self.clock.now());
-            append(&*self.store, &mut transaction, note, &at).await?;
-            Ok((transaction, ()))
-        })
-        .await?;
+        let at = sunbird_timestamp(self.clock.now());
+        commit_with_entry(&*self.store, Transaction::default(), &note, &at).await?;
         tracing::info!(audit.action = action, audit.target = target, "audited");
         Ok(())
     }

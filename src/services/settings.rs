@@ -13,9 +13,8 @@ use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, channel_claim};
 use crate::domain::setting::{self, SettingShape};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
-use crate::services::audit;
+use crate::services::audit::{self, commit_with_entry};
 use crate::services::json::{Body, response, success};
-use crate::storage::audit::commit_with_entry;
 use crate::storage::records::{custodian, get_org};
 use crate::storage::{Expect, Store, Table, Transaction};
 

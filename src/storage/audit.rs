@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::retry::AUDIT_APPEND_ATTEMPTS;
-use super::{Expect, Store, StoreError, Table, Transaction, compose_key, key_prefix};
+use super::retry::{no_claims, read_modify_write};
+use super::{Expect, Store, Table, Transaction, compose_key, key_prefix};
 use crate::domain::{DomainResult, Record};
 
 const HEAD: &str = "head";
@@ -55,23 +55,7 @@ struct Head {
     hash: String,
 }
 
-impl Record for AuditEntry {
-    fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-    fn from_value(doc: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(doc)
-    }
-}
-
-impl Record for Head {
-    fn to_doc(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-    fn from_value(doc: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(doc)
-    }
-}
+crate::domain::plain_record!(AuditEntry, Head);
 
 fn entry_key(sequence: u64) -> String {
     compose_key(&[ENTRY, &format!("{sequence:020}")])
@@ -127,29 +111,22 @@ pub async fn append(
     Ok(())
 }
 
-/// Commits `transaction` together with the entry of `note`. When another audited change took
-/// the next entry first, the entry is appended again after it; the rest of the transaction is
-/// committed as built (a conflict on any other row is the caller's).
+/// Commits `transaction` together with the entry of `note`, through [`read_modify_write`]:
+/// when another audited change took the next entry first, the entry is appended again after it.
+/// The transaction must take no claims.
 pub async fn commit_with_entry(
     store: &dyn Store,
     transaction: Transaction,
     note: &AuditNote,
     at: &str,
 ) -> DomainResult<()> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let transaction = &transaction;
+    read_modify_write(store, no_claims, || async move {
         let mut audited = transaction.clone();
         append(store, &mut audited, note, at).await?;
-        match store.commit(audited).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict {
-                table: Table::Audit,
-                ..
-            }) if attempt < AUDIT_APPEND_ATTEMPTS => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
+        Ok((audited, ()))
+    })
+    .await
 }
 
 /// What a verification found.
@@ -218,6 +195,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::storage::StoreError;
     use crate::storage::redb_store::RedbStore;
 
     async fn trail() -> (tempfile::TempDir, Arc<dyn Store>) {

@@ -223,7 +223,6 @@ pub fn child_spec(
     })
 }
 
-/// A closed reply port only means the caller gave up (timeout): not this worker's failure.
 /// Sunbird's timestamp of the context's clock.
 fn now(context: &UserOwnerContext) -> String {
     sunbird_timestamp(context.clock.now())

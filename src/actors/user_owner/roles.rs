@@ -2,7 +2,6 @@
 //! removes organisations from single roles. The new role set is planned by a pure function; a
 //! role in an organisation the user is not an active member of makes them a member.
 
-use crate::storage::audit::{AuditNote, append};
 use std::collections::BTreeMap;
 
 use super::{UserOwnerContext, load_user, now};
@@ -11,6 +10,7 @@ use crate::domain::role::{RoleGrant, scope_of};
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::user::{ASSOCIATION_SSO, AssignRoles, RoleAssignment};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::storage::audit::{AuditNote, append};
 use crate::storage::records::{memberships, role_grants};
 use crate::storage::retry::read_modify_write;
 use crate::storage::{Expect, Table, Topic, Transaction, Versioned, compose_key};

@@ -10,7 +10,7 @@ use crate::domain::contact::{mask_email, mask_phone};
 use crate::domain::role::scope_organisations;
 use crate::domain::rules::is_minor;
 use crate::search::documents::{
-    PII_TOKENS_FIELD, is_deleted_membership, membership_view, role_view,
+    PII_TOKENS_FIELD, into_fields, is_deleted_membership, membership_view, role_view,
 };
 use crate::services::access::Relation;
 
@@ -166,10 +166,7 @@ fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
 
 /// The user read response (`result.response`).
 pub fn read_view(doc: Value, context: ReadContext<'_>) -> Map<String, Value> {
-    let mut view = match doc {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
+    let mut view = into_fields(doc);
     let encrypted_email = view.get("email").cloned();
     let encrypted_phone = view.get("phone").cloned();
     for field in INTERNAL_FIELDS.iter().chain(EXCLUDED_FIELDS.iter()) {
