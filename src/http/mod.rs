@@ -197,14 +197,18 @@ pub fn build_router(state: AppState, listener: Listener) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         // Past the concurrency limit a request is shed with 503 at once (the middleware puts it
-        // in the envelope), not queued.
+        // in the envelope), not queued. `Router::layer` wraps every route on its own, so the
+        // limit is a global one (one semaphore shared by all routes): a per-route limit would
+        // let each route take `max_concurrent_requests` at once.
         .layer(
             tower::ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     |_: tower::BoxError| async { StatusCode::SERVICE_UNAVAILABLE },
                 ))
                 .load_shed()
-                .concurrency_limit(state.max_concurrent_requests.max(1)),
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    state.max_concurrent_requests.max(1),
+                )),
         )
         .layer(middleware::from_fn_with_state(context, sunbird_middleware))
         .layer(cors_layer(&state.cors_allowed_origins))

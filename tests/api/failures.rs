@@ -207,7 +207,8 @@ async fn a_change_the_index_missed_is_replayed_after_a_restart() {
 }
 
 /// Past `http.max_concurrent_requests` a request is shed at once with 503, not queued: one
-/// request is held inside the service (a hook after its store read) while another arrives.
+/// request is held inside the service (a hook after its store read) while others arrive, on the
+/// same route and on another one (the limit is the listener's, not each route's).
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_are_shed_with_503() {
     let app = TestApp::spawn_with(&[("USERORG__HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
@@ -229,6 +230,11 @@ async fn requests_past_the_concurrency_limit_are_shed_with_503() {
     app.get("/v1/system/settings/list", None)
         .await
         .assert_error(503, "UOS_SYSRED0064", "SERVICE UNAVAILABLE");
+    app.get("/v1/role/read", None).await.assert_error(
+        503,
+        "UOS_ROLERED0064",
+        "SERVICE UNAVAILABLE",
+    );
     release.send(()).expect("release");
     assert_eq!(first.await.expect("first").as_u16(), 200);
     app.get("/v1/system/settings/list", None).await.assert_ok();
