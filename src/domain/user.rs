@@ -61,7 +61,7 @@ pub struct UserRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_id: Option<String>,
     #[serde(default)]
-    pub external_ids: Vec<ExternalId>,
+    pub external_ids: Vec<SealedExternalId>,
     #[serde(default)]
     pub dob: Option<String>,
     pub root_org_id: String,
@@ -197,6 +197,53 @@ impl ExternalId {
 
     pub fn to_json(&self) -> Value {
         serde_json::json!({"id": self.id, "idType": self.id_type, "provider": self.provider})
+    }
+}
+
+/// An external id as stored: the id sealed (it may be a national id), bound to the user and to
+/// its provider and type; the provider and type in clear (they name a tenant and a kind of id,
+/// not a person); the blind-index token of the id for exact search filters, and the token its
+/// uniqueness claim is held under.
+///
+/// An entry without tokens was written before external ids were sealed: its id is still in
+/// clear and its claim is the clear [`ExternalId::claim_value`], until `userorg keys reseal`
+/// seals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedExternalId {
+    pub id: String,
+    pub id_type: String,
+    pub provider: String,
+    #[serde(default)]
+    pub id_token: String,
+    #[serde(default)]
+    pub claim_token: String,
+}
+
+impl SealedExternalId {
+    /// Written before external ids were sealed (see the type's docs).
+    pub fn is_clear(&self) -> bool {
+        self.claim_token.is_empty()
+    }
+
+    /// The value its uniqueness claim is held under.
+    pub fn claim(&self) -> String {
+        if self.is_clear() {
+            ExternalId {
+                id: self.id.clone(),
+                id_type: self.id_type.clone(),
+                provider: self.provider.clone(),
+            }
+            .claim_value()
+        } else {
+            self.claim_token.clone()
+        }
+    }
+
+    /// True when this entry holds the slot of `other` (same provider and type, in any case).
+    pub fn same_slot(&self, other: &ExternalId) -> bool {
+        self.provider.eq_ignore_ascii_case(&other.provider)
+            && self.id_type.eq_ignore_ascii_case(&other.id_type)
     }
 }
 

@@ -288,6 +288,11 @@ impl TestApp {
         crate::canary::check();
     }
 
+    /// The server's store itself (no cache, no faults), to look at what is at rest.
+    pub fn stored(&self) -> Arc<dyn Store> {
+        self.store.upgrade().expect("the server is running")
+    }
+
     pub fn token_for(&self, user_id: &str) -> String {
         self.signer
             .mint(MintClaims::new(user_id, self.issuer.clone(), 3600))

@@ -1,10 +1,13 @@
 //! PII at rest in the search index, read through the index's own reader (not a byte grep, which
 //! compressed stores would hide from), after a create, an update that moves contacts, and
-//! recovery contacts; facets on sealed or tokenised fields never list ciphertexts or tokens.
+//! recovery contacts; external ids (national ids in some deployments) sealed in the store, the
+//! claims and the index, yet shown to their owner, unique and searchable by exact value; facets
+//! on sealed or tokenised fields never list ciphertexts or tokens.
 
 use serde_json::{Value, json};
 
 use userorg::search::IndexName;
+use userorg::storage::{ClaimKind, Table};
 
 use crate::helpers::{TestApp, unique_email, unique_phone};
 
@@ -177,5 +180,114 @@ async fn one_national_number_under_two_country_codes_is_two_phones() {
     assert_eq!(ids_for("2025550143").await, vec![indian.clone()]);
     assert_eq!(ids_for("+12025550143").await, vec![american.clone()]);
     assert_eq!(ids_for("+91 20 2555 0143").await, vec![indian]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn external_ids_are_sealed_at_rest_yet_shown_to_their_owner_unique_and_searchable() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let national = json!({"id": "AADHAAR-9999-0001", "idType": "national", "provider": "sunbird"});
+    let id = app
+        .create_user(
+            json!({"firstName": "Ext", "email": unique_email(), "externalIds": [national]}),
+        )
+        .await;
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": id, "externalIds": [{"id": "STAFF-42", "idType": "staff", "provider": "sunbird", "operation": "add"}]}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    app.wait_for_index().await;
+
+    // Nothing at rest holds an id in clear: not the row, not the claims, not the index.
+    let row = app
+        .stored()
+        .get(Table::User, &id)
+        .await
+        .expect("store answers")
+        .expect("the row");
+    let document = app
+        .index
+        .get(IndexName::User, &id)
+        .await
+        .expect("index answers")
+        .expect("the user is indexed");
+    let indexed = Value::Object(document.source.clone()).to_string();
+    for at_rest in [row.doc.to_string(), indexed] {
+        for plain in [
+            "AADHAAR-9999-0001",
+            "aadhaar-9999-0001",
+            "STAFF-42",
+            "staff-42",
+        ] {
+            assert!(!at_rest.contains(plain), "{plain} in clear: {at_rest}");
+        }
+    }
+    for clear_claim in [
+        "aadhaar-9999-0001@national@sunbird",
+        "staff-42@staff@sunbird",
+    ] {
+        assert_eq!(
+            app.stored()
+                .claim_owner(ClaimKind::ExternalId, clear_claim)
+                .await
+                .expect("claims answer"),
+            None,
+            "a claim in clear: {clear_claim}"
+        );
+    }
+
+    // The owner sees them in clear, as given.
+    let own = app
+        .get(&format!("/v1/user/read/{id}"), Some(&app.token_for(&id)))
+        .await;
+    assert_eq!(
+        own.assert_ok()["response"]["externalIds"],
+        json!([national, {"id": "STAFF-42", "idType": "staff", "provider": "sunbird"}])
+    );
+
+    // Exact filters find the user by value, in any case; facets list nothing.
+    for filter in [json!("aadhaar-9999-0001"), json!([" STAFF-42 ", "nobody"])] {
+        let found = app
+            .search_indexed(json!({"filters": {"id": id, "externalIds.id": filter}}))
+            .await;
+        assert_eq!(found.assert_ok()["response"]["count"], 1, "{filter}");
+    }
+    let missing = app
+        .search_indexed(json!({"filters": {"id": id, "externalIds.id": "AADHAAR-9999-0002"}}))
+        .await;
+    assert_eq!(missing.assert_ok()["response"]["count"], 0);
+    let facets = app
+        .search_indexed(json!({"filters": {"id": id}, "facets": [{"externalIds.id": null}, {"externalIds.idToken": null}]}))
+        .await;
+    assert_eq!(
+        facets.assert_ok()["response"]["facets"],
+        json!([{"name": "externalIds.id", "values": []}, {"name": "externalIds.idToken", "values": []}]),
+        "{}",
+        facets.body
+    );
+
+    // Still unique: another user cannot take it, until its owner removes it.
+    let squatter = json!({"firstName": "Other", "email": unique_email(), "externalIds": [{"id": "aadhaar-9999-0001", "idType": "National", "provider": "sunbird"}]});
+    app.post("/v1/user/create", squatter.clone(), admin)
+        .await
+        .assert_error(
+            400,
+            "UOS_USRCRT0002",
+            "externalId (id: aadhaar-9999-0001, idType: National, provider: sunbird) already exists",
+        );
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": id, "externalIds": [{"id": "AADHAAR-9999-0001", "idType": "national", "provider": "sunbird", "operation": "remove"}]}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    app.post("/v1/user/create", squatter, admin)
+        .await
+        .assert_ok();
     app.stop().await;
 }

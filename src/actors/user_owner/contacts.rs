@@ -4,7 +4,7 @@
 
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
-use crate::domain::user::{ExternalId, UserRecord};
+use crate::domain::user::{ExternalId, SealedExternalId, UserRecord};
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::{ClaimKind, Transaction};
 
@@ -101,6 +101,73 @@ pub(super) fn seal_username(
     Ok(token)
 }
 
+/// The blind-index namespace of external ids (search filters on `externalIds.id`).
+pub const EXTERNAL_ID_TOKEN_KIND: &str = "externalIds.id";
+
+/// The token an external id's search filter matches: the id, trimmed and lower-cased.
+pub fn external_id_token(vault: &PiiVault, id: &str) -> String {
+    vault.token(EXTERNAL_ID_TOKEN_KIND, &id.trim().to_lowercase())
+}
+
+/// The token an external id's uniqueness claim is held under (provider, type and id,
+/// case-insensitively).
+pub fn external_id_claim(vault: &PiiVault, external: &ExternalId) -> String {
+    vault.token("externalId", &external.claim_value())
+}
+
+/// What an external id's ciphertext is bound to besides the user: its provider and type, so a
+/// sealed id moved to another slot does not open.
+fn external_id_kind(provider: &str, id_type: &str) -> String {
+    format!(
+        "externalId\u{1f}{}\u{1f}{}",
+        provider.to_lowercase(),
+        id_type.to_lowercase()
+    )
+}
+
+/// An external id as the user's row keeps it (see [`SealedExternalId`]).
+pub fn seal_external_id(
+    vault: &PiiVault,
+    user_id: &str,
+    external: &ExternalId,
+) -> DomainResult<SealedExternalId> {
+    let id = vault
+        .seal(
+            user_id,
+            &external_id_kind(&external.provider, &external.id_type),
+            &external.id,
+        )
+        .map_err(DomainError::internal)?;
+    Ok(SealedExternalId {
+        id,
+        id_type: external.id_type.clone(),
+        provider: external.provider.clone(),
+        id_token: external_id_token(vault, &external.id),
+        claim_token: external_id_claim(vault, external),
+    })
+}
+
+/// The external id a stored entry holds, opened; `None` when no configured key opens it (an
+/// entry from before sealing does not open either, until `userorg keys reseal` seals it).
+pub fn open_external_id(
+    vault: &PiiVault,
+    user_id: &str,
+    stored: &SealedExternalId,
+) -> Option<ExternalId> {
+    let id = vault
+        .open(
+            user_id,
+            &external_id_kind(&stored.provider, &stored.id_type),
+            &stored.id,
+        )
+        .ok()?;
+    Some(ExternalId {
+        id,
+        id_type: stored.id_type.clone(),
+        provider: stored.provider.clone(),
+    })
+}
+
 /// Moves the claim of a primary contact from the stored token to `token`, unless the value is
 /// unchanged. True when it changed (the caller then seals the new value).
 pub(super) fn move_contact_claim(
@@ -120,21 +187,15 @@ pub(super) fn move_contact_claim(
     true
 }
 
-/// Sunbird's message for a taken identifier. For an external id, `value` is the claim value of
-/// the taken one, when known.
-pub(super) fn claim_message(
-    kind: ClaimKind,
-    external_ids: &[ExternalId],
-    value: &str,
-) -> DomainError {
+/// Sunbird's message for a taken identifier. For an external id, `taken` is the one someone
+/// else holds, when known.
+pub(super) fn claim_message(kind: ClaimKind, taken: Option<&ExternalId>) -> DomainError {
     match kind {
         ClaimKind::Email => DomainError::already_exists("email"),
         ClaimKind::Phone => DomainError::already_exists("phone"),
         ClaimKind::Username => DomainError::already_exists("userName"),
         ClaimKind::ExternalId => {
-            let described = external_ids
-                .iter()
-                .find(|id| id.claim_value() == value)
+            let described = taken
                 .map(|id| {
                     format!(
                         "externalId (id: {}, idType: {}, provider: {})",

@@ -8,15 +8,15 @@ use std::collections::BTreeMap;
 use serde_json::Map;
 
 use super::contacts::{
-    claim_message, email_token, phone_token, seal_email, seal_phone, seal_recovery_contacts,
-    seal_username, username_token,
+    claim_message, email_token, external_id_claim, phone_token, seal_email, seal_external_id,
+    seal_phone, seal_recovery_contacts, seal_username, username_token,
 };
 use super::{UserOwnerContext, now};
 use crate::crypto::PiiVault;
 use crate::domain::membership::MembershipRecord;
 use crate::domain::role::RoleGrant;
 use crate::domain::rules::{new_timestamp_id, username_candidate};
-use crate::domain::user::{NewUser, STATUS_ACTIVE, UserRecord};
+use crate::domain::user::{ExternalId, NewUser, STATUS_ACTIVE, UserRecord};
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::{AuditNote, append};
 use crate::storage::retry::{AUDIT_APPEND_ATTEMPTS, WRITE_ATTEMPTS};
@@ -56,9 +56,9 @@ pub(super) async fn create_user(
             Err(StoreError::ClaimTaken { kind, .. }) => {
                 let taken = match kind {
                     ClaimKind::ExternalId => first_taken_external_id(context, &user).await,
-                    _ => String::new(),
+                    _ => None,
                 };
-                return Err(claim_message(kind, &user.request.external_ids, &taken));
+                return Err(claim_message(kind, taken));
             }
             // Another audited change took the next entry of the trail: append after it.
             Err(StoreError::Conflict {
@@ -99,20 +99,23 @@ async fn generate_username(context: &UserOwnerContext, base: &str) -> DomainResu
     )))
 }
 
-/// The claim value of the first external id of the request someone else owns.
-async fn first_taken_external_id(context: &UserOwnerContext, user: &NewUser) -> String {
+/// The first external id of the request someone else owns.
+async fn first_taken_external_id<'a>(
+    context: &UserOwnerContext,
+    user: &'a NewUser,
+) -> Option<&'a ExternalId> {
     for external in &user.request.external_ids {
-        let value = external.claim_value();
+        let claim = external_id_claim(&context.vault, external);
         if let Ok(Some(owner)) = context
             .store
-            .claim_owner(ClaimKind::ExternalId, &value)
+            .claim_owner(ClaimKind::ExternalId, &claim)
             .await
             && owner != user.id
         {
-            return value;
+            return Some(external);
         }
     }
-    String::new()
+    None
 }
 
 /// The record of a new user, from the validated request.
@@ -141,7 +144,7 @@ pub(super) fn new_record(
         prev_used_phone: None,
         user_name: None,
         login_id: None,
-        external_ids: request.external_ids.clone(),
+        external_ids: Vec::new(),
         dob: request.dob.clone(),
         root_org_id: user.root_org_id.clone(),
         channel: user.channel.clone(),
@@ -159,6 +162,10 @@ pub(super) fn new_record(
     };
     for (field, value) in &request.profile {
         record.set_profile_field(field, value.clone());
+    }
+    for external in &request.external_ids {
+        let sealed = seal_external_id(vault, &record.id, external)?;
+        record.external_ids.push(sealed);
     }
     record.first_name = Some(request.first_name.clone());
     record.last_name = request.last_name.clone();
@@ -196,8 +203,8 @@ pub(super) fn build_create(
         transaction.claim(ClaimKind::Email, email_token(vault, email), &user.id);
     }
     transaction.claim(ClaimKind::Username, username_token, &user.id);
-    for external in &request.external_ids {
-        transaction.claim(ClaimKind::ExternalId, external.claim_value(), &user.id);
+    for external in &record.external_ids {
+        transaction.claim(ClaimKind::ExternalId, external.claim(), &user.id);
     }
     transaction.put_record(Table::User, &user.id, &record, Expect::Absent)?;
     if let Some(hash) = &user.password_hash {

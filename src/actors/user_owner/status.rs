@@ -101,7 +101,7 @@ pub(super) fn build_status_change(
                 }
             }
             for external in &record.external_ids {
-                transaction.release(ClaimKind::ExternalId, external.claim_value(), user_id);
+                transaction.release(ClaimKind::ExternalId, external.claim(), user_id);
             }
             scrub(&mut record);
             transaction.delete(Table::UserCredential, user_id, Expect::Any);

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::contacts::open_external_id;
 use super::create::build_create;
 use super::roles::{build_role_assignment, plan_roles};
 use super::status::{build_status_change, check_change};
@@ -157,7 +158,25 @@ fn a_create_seals_pii_claims_in_sunbird_order_and_writes_memberships_roles_and_t
             ClaimKind::ExternalId
         ]
     );
-    assert_eq!(transaction.claims[3].value, "e1@staff@board");
+    // External ids are sealed like contacts: the claim is a token, the row keeps ciphertext
+    // bound to the user and to the id's provider and type.
+    assert_eq!(
+        transaction.claims[3].value,
+        vault.token("externalId", "e1@staff@board")
+    );
+    let stored = &record.external_ids[0];
+    assert!(!stored.id.contains("E1"), "{stored:?}");
+    assert_eq!(
+        (stored.id_type.as_str(), stored.provider.as_str()),
+        ("staff", "Board")
+    );
+    assert_eq!(stored.id_token, vault.token("externalIds.id", "e1"));
+    assert_eq!(stored.claim_token, transaction.claims[3].value);
+    assert_eq!(open_external_id(&vault, "u1", stored), Some(external("E1")));
+    assert_eq!(open_external_id(&vault, "u2", stored), None, "another row");
+    let mut moved = stored.clone();
+    moved.id_type = "teacher".into();
+    assert_eq!(open_external_id(&vault, "u1", &moved), None, "another slot");
     let memberships: Vec<String> = puts(&transaction, Table::UserOrganisation)
         .into_iter()
         .map(|(_, doc, _)| {
@@ -288,9 +307,17 @@ fn external_id_edits_release_the_old_claim_and_removals_free_it() {
         &update(|r| r.external_ids = vec![(ExternalIdOperation::Edit, external("E2"))]),
     )
     .expect("edit");
-    assert_eq!(edited.releases[0].value, "e1@staff@board");
-    assert_eq!(edited.claims[0].value, "e2@staff@board");
-    assert_eq!(user_of(&edited).0.external_ids, vec![external("E2")]);
+    let keys = vault();
+    let claim = |id: &str| keys.token("externalId", &format!("{id}@staff@board"));
+    assert_eq!(edited.releases[0].value, claim("e1"));
+    assert_eq!(edited.claims[0].value, claim("e2"));
+    let opened: Vec<Option<ExternalId>> = user_of(&edited)
+        .0
+        .external_ids
+        .iter()
+        .map(|stored| open_external_id(&keys, "u1", stored))
+        .collect();
+    assert_eq!(opened, vec![Some(external("E2"))]);
     let removed = build_update(
         &vault(),
         NOW,
@@ -298,7 +325,7 @@ fn external_id_edits_release_the_old_claim_and_removals_free_it() {
         &update(|r| r.external_ids = vec![(ExternalIdOperation::Remove, external("E1"))]),
     )
     .expect("remove");
-    assert_eq!(removed.releases[0].value, "e1@staff@board");
+    assert_eq!(removed.releases[0].value, claim("e1"));
     assert!(removed.claims.is_empty());
     assert!(user_of(&removed).0.external_ids.is_empty());
 }
@@ -308,6 +335,11 @@ fn a_delete_frees_every_identifier_and_keeps_no_pii() {
     let current = created();
     let transaction =
         build_status_change(NOW, &current, StatusChange::Delete, Some("u1")).expect("delete");
+    assert_eq!(
+        transaction.releases.last().map(|claim| claim.value.clone()),
+        Some(vault().token("externalId", "e1@staff@board")),
+        "the external id's claim token is released"
+    );
     let released = kinds(&transaction.releases);
     assert_eq!(
         released,

@@ -3,8 +3,8 @@
 //! the version read, retried on a concurrent write.
 
 use super::contacts::{
-    claim_message, email_token, move_contact_claim, phone_token, seal_email, seal_phone,
-    seal_recovery_contacts,
+    claim_message, email_token, move_contact_claim, phone_token, seal_email, seal_external_id,
+    seal_phone, seal_recovery_contacts,
 };
 use super::{UserOwnerContext, load_user, now};
 use crate::crypto::PiiVault;
@@ -22,16 +22,10 @@ pub(super) async fn update_user(
     context: &UserOwnerContext,
     update: UserUpdate,
 ) -> DomainResult<()> {
-    let external_ids: Vec<ExternalId> = update
-        .request
-        .external_ids
-        .iter()
-        .map(|(_, id)| id.clone())
-        .collect();
     let update = &update;
     read_modify_write(
         &*context.store,
-        |kind| claim_message(kind, &external_ids, ""),
+        |kind| claim_message(kind, None),
         || async move {
             let current = load_user(context, &update.request.user_id).await?;
             if current.record.is_deleted() {
@@ -54,30 +48,34 @@ pub(super) async fn update_user(
     .await
 }
 
-/// Applies the external id operations to the stored list, moving the claims.
+/// Applies the external id operations to the stored list (sealing the new ids), moving the
+/// claims.
 fn apply_external_ids(
+    vault: &PiiVault,
     record: &mut UserRecord,
     transaction: &mut Transaction,
     operations: &[(ExternalIdOperation, ExternalId)],
-) {
+) -> DomainResult<()> {
     let user_id = record.id.clone();
     for (operation, external) in operations {
-        let same_slot = |stored: &ExternalId| {
-            stored.provider.eq_ignore_ascii_case(&external.provider)
-                && stored.id_type.eq_ignore_ascii_case(&external.id_type)
-        };
-        if let Some(index) = record.external_ids.iter().position(same_slot) {
+        if let Some(index) = record
+            .external_ids
+            .iter()
+            .position(|stored| stored.same_slot(external))
+        {
             let old = record.external_ids.remove(index);
-            transaction.release(ClaimKind::ExternalId, old.claim_value(), &user_id);
+            transaction.release(ClaimKind::ExternalId, old.claim(), &user_id);
         }
         match operation {
             ExternalIdOperation::Add | ExternalIdOperation::Edit => {
-                transaction.claim(ClaimKind::ExternalId, external.claim_value(), &user_id);
-                record.external_ids.push(external.clone());
+                let sealed = seal_external_id(vault, &user_id, external)?;
+                transaction.claim(ClaimKind::ExternalId, sealed.claim(), &user_id);
+                record.external_ids.push(sealed);
             }
             ExternalIdOperation::Remove => {}
         }
     }
+    Ok(())
 }
 
 /// Everything an update writes, at the version of `current`.
@@ -145,7 +143,7 @@ pub(super) fn build_update(
         // A managed user who gains a contact becomes a normal user (Sunbird "graduation").
         record.managed_by = None;
     }
-    apply_external_ids(&mut record, &mut transaction, &request.external_ids);
+    apply_external_ids(vault, &mut record, &mut transaction, &request.external_ids)?;
     record.updated_date = Some(now.to_string());
     record.updated_by = update.updated_by.clone();
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::actors::user_owner::{UserOwners, username_token};
+use crate::actors::user_owner::{EXTERNAL_ID_TOKEN_KIND, UserOwners, username_token};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::Record;
@@ -113,7 +113,23 @@ fn is_sealed_field(field: &str) -> bool {
     pii_token_input(field, "", "").is_some()
         || field == PII_TOKENS_FIELD
         || field.starts_with(&format!("{PII_TOKENS_FIELD}."))
-        || matches!(field, "passwordHash" | "encEmail" | "encPhone")
+        || matches!(
+            field,
+            "passwordHash"
+                | "encEmail"
+                | "encPhone"
+                | "externalIds.idToken"
+                | "externalIds.claimToken"
+        )
+}
+
+/// The index field a tokenised filter on `field` looks at: external ids keep their id's token
+/// beside it in each entry, every other PII field under [`PII_TOKENS_FIELD`].
+fn tokenised_field(field: &str) -> String {
+    match field {
+        "externalIds.id" => "externalIds.idToken".to_string(),
+        _ => format!("{PII_TOKENS_FIELD}.{field}"),
+    }
 }
 
 /// The blind-index namespace and normalised form of a PII filter value, or `None` for fields
@@ -143,6 +159,7 @@ fn pii_token_input(
             Some((kind, Phone::index_form_of(trimmed, default_country_code)))
         }
         "userName" | "loginId" => Some(("userName", trimmed.to_lowercase())),
+        "externalIds.id" => Some((EXTERNAL_ID_TOKEN_KIND, trimmed.to_lowercase())),
         _ => None,
     }
 }
@@ -573,7 +590,7 @@ impl UserService {
         match filter {
             Filter::Term { field, value } => match token(&field, &value) {
                 Some(tokenised) => Filter::Term {
-                    field: format!("{PII_TOKENS_FIELD}.{field}"),
+                    field: tokenised_field(&field),
                     value: tokenised,
                 },
                 None => Filter::Term {
@@ -588,7 +605,7 @@ impl UserService {
                         .map(|v| token(&field, v).unwrap_or_else(|| v.clone()))
                         .collect();
                     Filter::Terms {
-                        field: format!("{PII_TOKENS_FIELD}.{field}"),
+                        field: tokenised_field(&field),
                         values,
                     }
                 } else {
@@ -677,8 +694,10 @@ impl UserService {
             },
         )
         .await?;
-        if let Some(facets) = page.facets.take() {
-            let mut computed = facets.into_iter();
+        // Every requested facet is answered, in order, even when all of them were sealed ones
+        // and the engine computed none.
+        if !requested_facets.is_empty() {
+            let mut computed = page.facets.take().unwrap_or_default().into_iter();
             page.facets = Some(
                 requested_facets
                     .into_iter()

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::actors::user_owner::{open_external_id, seal_external_id};
 use crate::crypto::PiiVault;
+use crate::domain::user::{ExternalId, SealedExternalId};
 use crate::domain::{DomainError, DomainResult};
 use crate::services::users::view::{CLEAR_PII, MASKED_PII, sealed_kind};
 use crate::storage::retry::{no_claims, read_modify_write};
-use crate::storage::{Expect, Row, Store, Table, Topic, Transaction};
+use crate::storage::{ClaimKind, Expect, Row, Store, Table, Topic, Transaction};
 
 const PAGE: usize = 500;
 
@@ -26,14 +28,66 @@ pub struct ResealReport {
     pub unreadable: Vec<String>,
 }
 
-/// The row with its stale values resealed, and how many there were; `None` when nothing is
-/// stale. A value no configured key opens is an error naming the user.
-fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<(Value, usize)>> {
+/// A stored row rewritten: its document, how many values were resealed, and the claims moved
+/// (`(released, taken)` external id claims of entries sealed for the first time).
+struct Resealed {
+    doc: Value,
+    count: usize,
+    moved_claims: Vec<(String, String)>,
+}
+
+/// The external ids of a row with the stale ones resealed: entries written before external ids
+/// were sealed are sealed now (their claim moves from the clear value to the token), entries
+/// sealed under a retired key are sealed under the current one.
+fn resealed_external_ids(
+    vault: &PiiVault,
+    row: &Row,
+    entries: &mut [Value],
+    count: &mut usize,
+    moved_claims: &mut Vec<(String, String)>,
+) -> DomainResult<()> {
+    for entry in entries.iter_mut() {
+        let stored: SealedExternalId = serde_json::from_value(entry.clone()).map_err(|error| {
+            DomainError::internal(anyhow::anyhow!("user {}: externalIds: {error}", row.key))
+        })?;
+        let clear = if stored.is_clear() {
+            ExternalId {
+                id: stored.id.clone(),
+                id_type: stored.id_type.clone(),
+                provider: stored.provider.clone(),
+            }
+        } else if vault.needs_reseal(&stored.id) {
+            open_external_id(vault, &row.key, &stored).ok_or_else(|| {
+                DomainError::internal(anyhow::anyhow!(
+                    "user {}: externalIds: no configured key opens it",
+                    row.key
+                ))
+            })?
+        } else {
+            continue;
+        };
+        let fresh = seal_external_id(vault, &row.key, &clear)?;
+        if stored.claim() != fresh.claim() {
+            moved_claims.push((stored.claim(), fresh.claim()));
+        }
+        *entry = serde_json::to_value(&fresh).map_err(DomainError::internal)?;
+        *count += 1;
+    }
+    Ok(())
+}
+
+/// The row with its stale values resealed; `None` when nothing is stale. A value no
+/// configured key opens is an error naming the user.
+fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<Resealed>> {
     let mut doc = row.doc.clone();
     let Some(fields) = doc.as_object_mut() else {
         return Ok(None);
     };
     let mut count = 0;
+    let mut moved_claims = Vec::new();
+    if let Some(Value::Array(entries)) = fields.get_mut("externalIds") {
+        resealed_external_ids(vault, row, entries, &mut count, &mut moved_claims)?;
+    }
     for field in MASKED_PII.iter().chain(CLEAR_PII.iter()) {
         let Some(Value::String(sealed)) = fields.get(*field) else {
             continue;
@@ -53,7 +107,11 @@ fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<(Value, usize)>>
         fields.insert((*field).to_string(), Value::String(fresh));
         count += 1;
     }
-    Ok((count > 0).then_some((doc, count)))
+    Ok((count > 0).then_some(Resealed {
+        doc,
+        count,
+        moved_claims,
+    }))
 }
 
 /// Reseals every user row of `store` under the vault's current key.
@@ -72,10 +130,19 @@ pub async fn reseal_all(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResul
                 let Some(current) = store.get(Table::User, &id).await? else {
                     return Ok((Transaction::default(), 0));
                 };
-                let Some((doc, count)) = resealed(vault, &current)? else {
+                let Some(Resealed {
+                    doc,
+                    count,
+                    moved_claims,
+                }) = resealed(vault, &current)?
+                else {
                     return Ok((Transaction::default(), 0));
                 };
                 let mut transaction = Transaction::default();
+                for (released, taken) in moved_claims {
+                    transaction.release(ClaimKind::ExternalId, released, &id);
+                    transaction.claim(ClaimKind::ExternalId, taken, &id);
+                }
                 transaction.put(Table::User, &id, doc, Expect::Version(current.version));
                 transaction.event(Topic::User, &id, current.version + 1);
                 Ok((transaction, count))
@@ -184,5 +251,74 @@ mod tests {
             .expect("get")
             .expect("row");
         assert_eq!(row.version, 1, "an unreadable row is left as it is");
+    }
+
+    #[tokio::test]
+    async fn external_ids_from_before_sealing_are_sealed_and_their_claims_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("store"));
+        let old = vault(1, &[]);
+        let retired_entry = seal_external_id(
+            &old,
+            "u1",
+            &ExternalId {
+                id: "KA-77".into(),
+                id_type: "staff".into(),
+                provider: "board".into(),
+            },
+        )
+        .expect("seal");
+        let mut seed = Transaction::default();
+        seed.put(
+            Table::User,
+            "u1",
+            json!({"id": "u1", "externalIds": [
+                {"id": "AADHAAR-1234", "idType": "national", "provider": "Board"},
+                retired_entry,
+            ]}),
+            Expect::Absent,
+        );
+        let clear_claim = "aadhaar-1234@national@board";
+        seed.claim(ClaimKind::ExternalId, clear_claim, "u1");
+        seed.claim(ClaimKind::ExternalId, retired_entry.claim(), "u1");
+        store.commit(seed).await.expect("seed");
+
+        let rotated = vault(2, &[1]);
+        let report = reseal_all(&store, &rotated).await.expect("reseal");
+        assert_eq!((report.users_rewritten, report.values_resealed), (1, 2));
+        let row = store
+            .get(Table::User, "u1")
+            .await
+            .expect("get")
+            .expect("row");
+        assert!(!row.doc.to_string().contains("AADHAAR"), "{}", row.doc);
+        let fresh = vault(2, &[]);
+        let entries: Vec<SealedExternalId> =
+            serde_json::from_value(row.doc["externalIds"].clone()).expect("entries");
+        let opened: Vec<String> = entries
+            .iter()
+            .map(|entry| open_external_id(&fresh, "u1", entry).expect("opens").id)
+            .collect();
+        assert_eq!(opened, vec!["AADHAAR-1234", "KA-77"]);
+        // The clear claim is gone, the token claims it; the other claim did not move.
+        assert_eq!(
+            store
+                .claim_owner(ClaimKind::ExternalId, clear_claim)
+                .await
+                .expect("owner"),
+            None
+        );
+        for entry in &entries {
+            assert_eq!(
+                store
+                    .claim_owner(ClaimKind::ExternalId, &entry.claim_token)
+                    .await
+                    .expect("owner")
+                    .as_deref(),
+                Some("u1")
+            );
+        }
+        assert_eq!(entries[1].claim_token, retired_entry.claim_token);
     }
 }

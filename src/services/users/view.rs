@@ -5,10 +5,12 @@
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
+use crate::actors::user_owner::open_external_id;
 use crate::crypto::PiiVault;
 use crate::domain::contact::{mask_email, mask_phone};
 use crate::domain::role::scope_organisations;
 use crate::domain::rules::is_minor;
+use crate::domain::user::SealedExternalId;
 use crate::search::documents::{
     PII_TOKENS_FIELD, into_fields, is_deleted_membership, membership_view, role_view,
 };
@@ -150,6 +152,42 @@ pub fn reveal_pii(vault: &PiiVault, map: &mut Map<String, Value>) {
             map.insert(field.to_string(), shown);
         }
     }
+    if let Some(Value::Array(stored)) = map.get_mut("externalIds") {
+        for entry in stored.iter_mut() {
+            *entry = shown_external_id(vault, &row, entry);
+        }
+    }
+}
+
+/// A stored external id as Sunbird shows it, `{id, idType, provider}` (those of them the entry
+/// has: a search may project some away), the id opened or empty when no configured key opens
+/// it; the tokens are never shown.
+fn shown_external_id(vault: &PiiVault, row: &str, stored: &Value) -> Value {
+    let text = |key: &str| {
+        stored
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let sealed = SealedExternalId {
+        id: text("id"),
+        id_type: text("idType"),
+        provider: text("provider"),
+        id_token: text("idToken"),
+        claim_token: text("claimToken"),
+    };
+    let mut shown = Map::new();
+    if stored.get("id").is_some() {
+        let id = open_external_id(vault, row, &sealed).map(|external| external.id);
+        shown.insert("id".into(), json!(id.unwrap_or_default()));
+    }
+    for key in ["idType", "provider"] {
+        if let Some(value) = stored.get(key) {
+            shown.insert(key.into(), value.clone());
+        }
+    }
+    Value::Object(shown)
 }
 
 fn role_names_for(roles: &[Value], organisation_id: &str) -> Vec<String> {
