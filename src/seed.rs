@@ -14,6 +14,7 @@ use crate::domain::contact::Email;
 use crate::domain::org::{CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, channel_claim};
 use crate::domain::rules::{new_timestamp_id, new_user_id};
 use crate::domain::user::{ASSOCIATION_SSO, CreateRequest, NewUser};
+use crate::storage::audit::AuditNote;
 use crate::storage::records::setting;
 use crate::storage::{ClaimKind, Expect, Store, Table, Topic, Transaction};
 
@@ -213,6 +214,9 @@ pub async fn seed_reference_data(
     Ok(true)
 }
 
+/// The actor of the audit entry that grants the bootstrap administrator ADMIN at first start.
+pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
+
 /// Creates the bootstrap administrator (ADMIN in the custodian organisation) unless the data
 /// dir already records one. Returns its id.
 pub async fn seed_admin(
@@ -262,10 +266,18 @@ pub async fn seed_admin(
                 external_ids: Vec::new(),
                 managed_by: None,
             };
+            let id = new_user_id();
+            // The first ADMIN is a role grant like any other: audited with the create.
+            let audit = AuditNote {
+                actor: BOOTSTRAP_ACTOR.to_string(),
+                action: "role.grant".to_string(),
+                target: id.clone(),
+                details: json!({"roles": ["ADMIN"]}),
+            };
             owners
                 .create(
                     NewUser {
-                        id: new_user_id(),
+                        id,
                         request,
                         password_hash: None,
                         root_org_id: custodian_id,
@@ -274,7 +286,7 @@ pub async fn seed_admin(
                         created_by: None,
                         flags_value: 0,
                     },
-                    None,
+                    Some(audit),
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?

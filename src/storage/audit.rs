@@ -26,7 +26,8 @@ const ENTRY: &str = "e";
 pub struct AuditEntry {
     pub sequence: u64,
     pub at: String,
-    /// The user id, `service` (internal caller) or `anonymous`.
+    /// The user id, `service` (internal caller), `anonymous`, or `bootstrap` (the first
+    /// administrator's grant at first start).
     pub actor: String,
     pub action: String,
     pub target: String,
@@ -64,7 +65,8 @@ fn entry_key(sequence: u64) -> String {
 /// What one audited change is: who did what to which target, with non-PII details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditNote {
-    /// The user id, `service` (internal caller) or `anonymous`.
+    /// The user id, `service` (internal caller), `anonymous`, or `bootstrap` (the first
+    /// administrator's grant at first start).
     pub actor: String,
     pub action: String,
     pub target: String,

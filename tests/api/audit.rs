@@ -50,19 +50,40 @@ async fn sensitive_operations_are_chained_and_tampering_is_found() {
     )
     .await
     .assert_ok();
+    let app_admin = app.admin_id.clone();
     let dir = app.stop_keeping_data().await;
     let data_dir = dir.path().join("data");
     assert_eq!(
         verify(&data_dir),
-        (true, "audit trail intact: 4 entries".to_string()),
-        "grant, block, unblock, setting"
+        (true, "audit trail intact: 5 entries".to_string()),
+        "bootstrap grant, grant, block, unblock, setting"
     );
 
     let path = data_dir.join("store.redb");
     {
         let store = RedbStore::open(&path).expect("open");
+        let first = store
+            .get(Table::Audit, &entry_key(1))
+            .await
+            .expect("get")
+            .expect("the bootstrap grant");
+        assert_eq!(
+            (
+                &first.doc["actor"],
+                &first.doc["action"],
+                &first.doc["target"],
+                &first.doc["details"]
+            ),
+            (
+                &json!("bootstrap"),
+                &json!("role.grant"),
+                &json!(app_admin),
+                &json!({"roles": ["ADMIN"]})
+            ),
+            "the first ADMIN's grant is the trail's first entry"
+        );
         let second = store
-            .get(Table::Audit, &entry_key(2))
+            .get(Table::Audit, &entry_key(3))
             .await
             .expect("get")
             .expect("the block entry");
@@ -71,27 +92,27 @@ async fn sensitive_operations_are_chained_and_tampering_is_found() {
         let mut doc = second.doc;
         doc["target"] = json!("someone-else");
         let mut transaction = Transaction::default();
-        transaction.put(Table::Audit, entry_key(2), doc, Expect::Any);
+        transaction.put(Table::Audit, entry_key(3), doc, Expect::Any);
         store.commit(transaction).await.expect("tampered");
     }
     let (ok, printed) = verify(&data_dir);
     assert!(!ok, "a changed entry fails verification");
     assert_eq!(
         printed,
-        "audit trail broken at entry 2: the entry was changed"
+        "audit trail broken at entry 3: the entry was changed"
     );
 
     {
         let store = RedbStore::open(&path).expect("open");
         let mut transaction = Transaction::default();
-        transaction.delete(Table::Audit, entry_key(2), Expect::Any);
+        transaction.delete(Table::Audit, entry_key(3), Expect::Any);
         store.commit(transaction).await.expect("removed");
     }
     let (ok, printed) = verify(&data_dir);
     assert!(!ok, "a removed entry fails verification");
     assert_eq!(
         printed,
-        "audit trail broken at entry 2: an entry is missing before this one"
+        "audit trail broken at entry 3: an entry is missing before this one"
     );
 }
 
@@ -123,8 +144,8 @@ async fn a_status_change_never_commits_without_its_audit_entry() {
     let data_dir = dir.path().join("data");
     assert_eq!(
         verify(&data_dir),
-        (true, "audit trail intact: 1 entries".to_string()),
-        "exactly the block that committed is audited"
+        (true, "audit trail intact: 2 entries".to_string()),
+        "the bootstrap grant and exactly the block that committed are audited"
     );
 }
 
@@ -207,7 +228,7 @@ async fn audited_changes_commit_with_their_entry_or_not_at_all() {
     let dir = app.stop_keeping_data().await;
     assert_eq!(
         verify(&dir.path().join("data")),
-        (true, "audit trail intact: 4 entries".to_string()),
+        (true, "audit trail intact: 5 entries".to_string()),
         "exactly the four changes that committed are audited (a user created twice would be refused)"
     );
 }
@@ -245,6 +266,6 @@ async fn concurrent_audited_changes_all_land_in_one_chain() {
     let dir = app.stop_keeping_data().await;
     assert_eq!(
         verify(&dir.path().join("data")),
-        (true, "audit trail intact: 8 entries".to_string())
+        (true, "audit trail intact: 9 entries".to_string())
     );
 }
