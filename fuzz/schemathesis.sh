@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Property-based fuzzing of every route with schemathesis (from PyPI): starts a release build on a
-# fresh data dir, writes an OpenAPI document from the route table (the paths of
+# fresh data dir, writes an OpenAPI document per listener from the route table (the paths of
 # src/http/policy.rs; the methods each path answers are found by asking it), and runs
-# schemathesis with an ADMIN token, failing on any 5xx.
+# schemathesis on the public listener with an ADMIN token and on the internal listener (its
+# internal-only routes) with the service credential, failing on any 5xx answer or any request
+# the server logged as failed.
 #
 #   fuzz/schemathesis.sh                 # 200 examples per operation
 #   EXAMPLES=50 fuzz/schemathesis.sh
 #   USERORG_BIN=target/release/userorg fuzz/schemathesis.sh
+#   SEED=1 fuzz/schemathesis.sh         # the same cases every run (CI)
 #
 # There is no served OpenAPI document yet (operability issue); the generated one describes each
 # body as a Sunbird envelope `{"request": {...}}` with free-form contents, so schemathesis sends
@@ -20,7 +23,11 @@ INTERNAL_PORT=${INTERNAL_PORT:-19101}
 VENV=${VENV:-/tmp/userorg-schemathesis}
 
 if [ ! -x "$VENV/bin/schemathesis" ]; then
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian keeps venv in its own package.
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV" && python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install -q schemathesis
 fi
 if [ -z "${USERORG_BIN:-}" ]; then
@@ -50,20 +57,40 @@ for _ in $(seq 1 200); do
 done
 TOKEN=$("$USERORG_BIN" token --admin)
 
-python3 - "$BASE" "$TOKEN" src/http/policy.rs "$WORK/openapi.json" <<'PY'
+SERVICE=$("$USERORG_BIN" token --service)
+INTERNAL="http://127.0.0.1:$INTERNAL_PORT"
+
+# openapi LISTENER BASE HEADER OUT: the document of the listener's routes (public: every route
+# but the internal-only ones; internal: the internal-only ones), methods found by asking.
+openapi() {
+  python3 - "$1" "$2" "$3" src/http/policy.rs src/domain/validation.rs "$4" <<'PY'
 import json, re, sys, urllib.request, urllib.error
-base, token, policy, out = sys.argv[1:5]
+listener, base, header, policy, validation, out = sys.argv[1:7]
+name, value = header.split(": ", 1)
 paths = re.findall(r'\("(/[^"]*)", Audience::(\w+)\)', open(policy).read())
-doc = {"openapi": "3.0.3", "info": {"title": "userorg (route table)", "version": "0"},
+doc = {"openapi": "3.0.3", "info": {"title": f"userorg {listener} (route table)", "version": "0"},
        "paths": {}}
+# The request's known fields with their JSON types, from the field table of
+# src/domain/validation.rs (and the search and lookup keys), none required and others allowed:
+# the fuzzer combines real field names with arbitrary values instead of only unknown keys.
+kinds = {"List": "array", "Map": "object", "Bool": "boolean"}
+fields = {}
+for field, kind in re.findall(r'rule\("(\w+)", (?:Kind::)?(\w+)', open(validation).read()):
+    fields[field] = {"type": kinds[kind]} if kind in kinds else (
+        {} if kind == "NameOrNumber" else {"type": "string"})
+fields.update({"filters": {"type": "object"}, "query": {"type": "string"},
+               "limit": {"type": "integer"}, "offset": {"type": "integer"},
+               "fields": {"type": "array", "items": {"type": "string"}},
+               "sort_by": {"type": "object"}, "facets": {"type": "array"},
+               "key": {"type": "string"}})
 body = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["request"],
-    "properties": {"request": {"type": "object"}}}}}}
+    "properties": {"request": {"type": "object", "properties": fields}}}}}}
 def answers(method, path):
     url = base + re.sub(r"\{[^}]+\}", "probe", path)
     data = b'{"request":{}}' if method in ("POST", "PATCH") else None
     req = urllib.request.Request(url, data=data, method=method, headers={
-        "content-type": "application/json", "x-authenticated-user-token": token})
+        "content-type": "application/json", name: value})
     try:
         with urllib.request.urlopen(req) as r:
             return True
@@ -71,8 +98,8 @@ def answers(method, path):
         err = json.load(e).get("params", {}).get("err") or ""
         return not err.endswith("0027") and e.code != 405
 for path, audience in paths:
-    if audience == "Service":
-        continue  # internal listener only
+    if (audience == "Service") != (listener == "internal"):
+        continue
     ops = {}
     for method in ("GET", "POST", "PATCH", "DELETE"):
         if not answers(method, path):
@@ -88,17 +115,26 @@ for path, audience in paths:
     if ops:
         doc["paths"][path] = ops
 json.dump(doc, open(out, "w"), indent=1)
-print(f"{sum(len(v) for v in doc['paths'].values())} operations on {len(doc['paths'])} paths")
+print(f"{listener}: {sum(len(v) for v in doc['paths'].values())} operations on {len(doc['paths'])} paths")
 PY
+}
 
 # Under `set -e` a failing run would end the script before the server's log is shown.
 status=0
-"$VENV/bin/schemathesis" run "$WORK/openapi.json" --url "$BASE" \
-  --header "x-authenticated-user-token: $TOKEN" \
-  --checks not_a_server_error --max-examples "$EXAMPLES" --workers 2 >"$WORK/run.txt" 2>&1 \
-  || status=$?
-tail -40 "$WORK/run.txt"
-if grep -q "request failed" "$WORK/server.log"; then
-  echo "server errors logged:"; grep "request failed" "$WORK/server.log" | head -20
+fuzz() {
+  local listener=$1 base=$2 header=$3
+  openapi "$listener" "$base" "$header" "$WORK/$listener.json"
+  "$VENV/bin/schemathesis" run "$WORK/$listener.json" --url "$base" --header "$header" \
+    --checks not_a_server_error --max-examples "$EXAMPLES" --workers 2 ${SEED:+--seed "$SEED"} \
+    >"$WORK/$listener.txt" 2>&1 || status=$?
+  tail -"${SUMMARY_LINES:-25}" "$WORK/$listener.txt"
+}
+fuzz public "$BASE" "x-authenticated-user-token: $TOKEN"
+fuzz internal "$INTERNAL" "Authorization: Bearer $SERVICE"
+# A panic or any other error the server logged fails the run too, even when its answer was not
+# a 5xx.
+if grep -q "ERROR" "$WORK/server.log"; then
+  echo "server errors logged:"; grep "ERROR" "$WORK/server.log" | head -20
+  status=1
 fi
 exit "$status"
