@@ -18,7 +18,7 @@ pub(super) fn email_token(vault: &PiiVault, email: &Email) -> String {
     vault.token("email", email.as_str())
 }
 
-pub(super) fn phone_token(vault: &PiiVault, phone: &Phone) -> String {
+pub fn phone_token(vault: &PiiVault, phone: &Phone) -> String {
     vault.token("phone", &phone.index_form())
 }
 

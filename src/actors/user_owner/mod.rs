@@ -33,7 +33,9 @@ use crate::storage::audit::AuditNote;
 use crate::storage::records::user;
 use crate::storage::{Store, Versioned};
 
-pub use contacts::{EXTERNAL_ID_TOKEN_KIND, open_external_id, seal_external_id, username_token};
+pub use contacts::{
+    EXTERNAL_ID_TOKEN_KIND, open_external_id, phone_token, seal_external_id, username_token,
+};
 
 /// The name of this actor in logs and errors.
 const WHAT: &str = "user owners";

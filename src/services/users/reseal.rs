@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::actors::user_owner::{open_external_id, seal_external_id};
+use crate::actors::user_owner::{open_external_id, phone_token, seal_external_id};
 use crate::crypto::PiiVault;
+use crate::domain::contact::Phone;
 use crate::domain::user::{ExternalId, SealedExternalId};
 use crate::domain::{DomainError, DomainResult};
+use crate::search::documents::PII_TOKENS_FIELD;
 use crate::services::users::view::{CLEAR_PII, MASKED_PII, sealed_kind};
 use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{ClaimKind, Expect, Row, Store, Table, Topic, Transaction};
@@ -28,12 +30,15 @@ pub struct ResealReport {
     pub unreadable: Vec<String>,
 }
 
-/// A stored row rewritten: its document, how many values were resealed, and the claims moved
-/// (`(released, taken)` external id claims of entries sealed for the first time).
+/// A claim that moves from one value to another in the rewrite.
+type MovedClaim = (ClaimKind, String, String);
+
+/// A stored row rewritten: its document, how many values were resealed or re-tokenised, and
+/// the claims moved (external ids sealed for the first time, a phone token recomputed).
 struct Resealed {
     doc: Value,
     count: usize,
-    moved_claims: Vec<(String, String)>,
+    moved_claims: Vec<MovedClaim>,
 }
 
 /// The external ids of a row with the stale ones resealed: entries written before external ids
@@ -44,7 +49,7 @@ fn resealed_external_ids(
     row: &Row,
     entries: &mut [Value],
     count: &mut usize,
-    moved_claims: &mut Vec<(String, String)>,
+    moved_claims: &mut Vec<MovedClaim>,
 ) -> DomainResult<()> {
     for entry in entries.iter_mut() {
         let stored: SealedExternalId = serde_json::from_value(entry.clone()).map_err(|error| {
@@ -68,11 +73,58 @@ fn resealed_external_ids(
         };
         let fresh = seal_external_id(vault, &row.key, &clear)?;
         if stored.claim() != fresh.claim() {
-            moved_claims.push((stored.claim(), fresh.claim()));
+            moved_claims.push((ClaimKind::ExternalId, stored.claim(), fresh.claim()));
         }
         *entry = serde_json::to_value(&fresh).map_err(DomainError::internal)?;
         *count += 1;
     }
+    Ok(())
+}
+
+/// Recomputes the primary phone's blind-index token from the sealed number and the row's
+/// country code: rows written before the token took the international form hold a token of
+/// the national number, which neither lookups nor the uniqueness claim of the same number
+/// written since would meet. The claim moves with the token.
+fn retokenised_phone(
+    vault: &PiiVault,
+    row: &Row,
+    fields: &mut serde_json::Map<String, Value>,
+    count: &mut usize,
+    moved_claims: &mut Vec<MovedClaim>,
+) -> DomainResult<()> {
+    let Some(sealed) = fields.get("phone").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let country_code = fields
+        .get("countryCode")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let number = vault.open(&row.key, "phone", sealed).map_err(|error| {
+        DomainError::internal(anyhow::anyhow!("user {}: phone: {error}", row.key))
+    })?;
+    // A stored number that no longer parses keeps its token: nothing better can be computed.
+    let Ok(phone) = Phone::parse(&number, Some(country_code), country_code) else {
+        return Ok(());
+    };
+    let expected = phone_token(vault, &phone);
+    let Some(Value::Object(tokens)) = fields.get_mut(PII_TOKENS_FIELD) else {
+        return Ok(());
+    };
+    let stored = tokens
+        .get("phone")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if stored.as_deref() == Some(expected.as_str()) {
+        return Ok(());
+    }
+    if let Some(old) = stored {
+        moved_claims.push((ClaimKind::Phone, old, expected.clone()));
+    }
+    tokens.insert("phone".into(), Value::String(expected));
+    *count += 1;
     Ok(())
 }
 
@@ -88,6 +140,7 @@ fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<Resealed>> {
     if let Some(Value::Array(entries)) = fields.get_mut("externalIds") {
         resealed_external_ids(vault, row, entries, &mut count, &mut moved_claims)?;
     }
+    retokenised_phone(vault, row, fields, &mut count, &mut moved_claims)?;
     for field in MASKED_PII.iter().chain(CLEAR_PII.iter()) {
         let Some(Value::String(sealed)) = fields.get(*field) else {
             continue;
@@ -139,9 +192,9 @@ pub async fn reseal_all(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResul
                     return Ok((Transaction::default(), 0));
                 };
                 let mut transaction = Transaction::default();
-                for (released, taken) in moved_claims {
-                    transaction.release(ClaimKind::ExternalId, released, &id);
-                    transaction.claim(ClaimKind::ExternalId, taken, &id);
+                for (kind, released, taken) in moved_claims {
+                    transaction.release(kind, released, &id);
+                    transaction.claim(kind, taken, &id);
                 }
                 transaction.put(Table::User, &id, doc, Expect::Version(current.version));
                 transaction.event(Topic::User, &id, current.version + 1);
@@ -320,5 +373,47 @@ mod tests {
             );
         }
         assert_eq!(entries[1].claim_token, retired_entry.claim_token);
+    }
+
+    #[tokio::test]
+    async fn a_phone_token_of_the_national_form_is_recomputed_and_its_claim_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("store"));
+        let keys = vault(1, &[]);
+        let national = keys.token("phone", "9876543210");
+        let international = keys.token("phone", "+919876543210");
+        let mut seed = Transaction::default();
+        seed.put(
+            Table::User,
+            "u1",
+            json!({"id": "u1", "phone": keys.seal("u1", "phone", "9876543210").expect("seal"),
+                   "countryCode": "+91", "piiTokens": {"phone": national}}),
+            Expect::Absent,
+        );
+        seed.claim(ClaimKind::Phone, national.as_str(), "u1");
+        store.commit(seed).await.expect("seed");
+
+        let report = reseal_all(&store, &keys).await.expect("reseal");
+        assert_eq!((report.users_rewritten, report.values_resealed), (1, 1));
+        let row = store
+            .get(Table::User, "u1")
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(row.doc["piiTokens"]["phone"], international.as_str());
+        let owner = |token: String| {
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .claim_owner(ClaimKind::Phone, &token)
+                    .await
+                    .expect("owner")
+            }
+        };
+        assert_eq!(owner(national).await, None);
+        assert_eq!(owner(international).await.as_deref(), Some("u1"));
+        let again = reseal_all(&store, &keys).await.expect("reseal");
+        assert_eq!(again.users_rewritten, 0, "nothing left to do");
     }
 }
