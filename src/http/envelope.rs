@@ -192,6 +192,10 @@ struct Envelope<'a> {
 
 /// The whole envelope as JSON bytes. The result is serialized where it is, never copied: a read
 /// view or a page of search hits is the biggest thing a request builds.
+/// The `Content-Type` of every envelope: exactly `application/json`, with no charset parameter
+/// (JSON is UTF-8 by definition, and Sunbird's clients compare the header with this string).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
 pub fn render(
     path: &str,
     request_id: &str,

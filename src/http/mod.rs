@@ -43,7 +43,7 @@ use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::users::UserService;
-use envelope::{ApiError, EnvelopeBody, InternalCause, render};
+use envelope::{ApiError, EnvelopeBody, InternalCause, JSON_CONTENT_TYPE, render};
 
 /// Who may call a route without more checks in the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,7 +444,7 @@ async fn sunbird_middleware(
             let headers = rendered.headers_mut();
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
             );
             if let Ok(value) = HeaderValue::from_str(&length.to_string()) {
                 headers.insert(HeaderName::from_static("x-response-length"), value);

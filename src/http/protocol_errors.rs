@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::domain::error::ErrorCode;
 
 use super::SECURITY_HEADERS;
-use super::envelope::{EnvelopeBody, render};
+use super::envelope::{EnvelopeBody, JSON_CONTENT_TYPE, render};
 
 /// A connection's stream whose bare protocol-error answers are replaced by envelopes.
 pub struct EnvelopedErrors<T> {
@@ -73,7 +73,7 @@ fn enveloped_answer(status: u16) -> Vec<u8> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let body = render("/", &request_id, status, &body, None);
     let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {JSON_CONTENT_TYPE}\r\n\
          content-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n",
         body.len()
     );

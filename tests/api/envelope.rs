@@ -36,6 +36,8 @@ async fn request_ids_are_echoed_and_ids_follow_the_path() {
         "default-src 'none'; frame-ancestors 'none'"
     );
     assert_eq!(reply.headers()["x-frame-options"], "DENY");
+    // Exactly this string, no charset: Sunbird's clients compare the header with it.
+    assert_eq!(reply.headers()["content-type"], "application/json");
     let body: serde_json::Value = reply.json().await.expect("json");
     assert_envelope_shape(&body);
     assert_eq!(body["id"], "api.user.create");
@@ -341,6 +343,11 @@ async fn raw_exchange(base: &str, raw: &[u8]) -> (u16, serde_json::Value) {
         .parse()
         .expect("length");
     assert_eq!(length, body.len(), "{head}");
+    assert!(
+        head.lines()
+            .any(|line| line.eq_ignore_ascii_case("content-type: application/json")),
+        "{head}"
+    );
     (
         status,
         serde_json::from_str(body).unwrap_or_else(|_| panic!("envelope: {body:?}")),
