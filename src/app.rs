@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tower::Layer;
-use tower::util::MapRequestLayer;
 
 use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
@@ -27,7 +26,7 @@ use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
 use crate::engines::{self, Engines};
 use crate::http::tls::ReloadingTls;
-use crate::http::{AppInner, AppState, Listener, build_router, rewrite_gateway_path};
+use crate::http::{AppInner, AppState, Listener, build_router};
 use crate::search::dsl::SearchLimits;
 use crate::seed;
 use crate::services::access::CallerResolver;
@@ -329,12 +328,12 @@ impl Application {
             }
         };
         let public_app = tower::ServiceExt::map_response(
-            MapRequestLayer::new(rewrite_gateway_path)
+            axum::middleware::from_fn(crate::http::gateway::gateway)
                 .layer(build_router(self.state.clone(), Listener::Public)),
             hsts(public_tls.is_some()),
         );
         let internal_app = tower::ServiceExt::map_response(
-            MapRequestLayer::new(rewrite_gateway_path)
+            axum::middleware::from_fn(crate::http::gateway::gateway)
                 .layer(build_router(self.state.clone(), Listener::Internal)),
             hsts(internal_tls.is_some()),
         );

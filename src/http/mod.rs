@@ -8,6 +8,7 @@
 pub mod data_sync;
 pub mod envelope;
 pub mod extract;
+pub mod gateway;
 pub mod health;
 pub mod locations;
 pub mod orgs;
@@ -243,63 +244,6 @@ async fn not_found(uri: Uri) -> ApiError {
         ErrorCode::resourceNotFound,
         &[uri.path()],
     ))
-}
-
-/// Gateway paths (`/api/user/v1/create`, `/api/org/v1/read`, ...) rewritten to service paths,
-/// as Kong does in a Sunbird deployment, so a deployment needs no gateway.
-pub fn gateway_to_service(path: &str) -> Option<String> {
-    const EXACT: &[(&str, &str)] = &[
-        ("/api/user/v1/role/assign", "/v1/user/assign/role"),
-        ("/api/user/v1/managed/create", "/v1/manageduser/create"),
-        ("/api/user/v1/sso/create", "/v1/ssouser/create"),
-        (
-            "/api/user/v1/account/merge",
-            "/private/user/v1/account/merge",
-        ),
-        ("/api/data/v1/index/sync", "/v1/data/sync"),
-    ];
-    const PREFIXES: &[(&str, &str)] = &[
-        ("/api/data/v1/location/", "/v1/location/"),
-        ("/api/data/v1/system/settings/", "/v1/system/settings/"),
-    ];
-    if let Some((_, service)) = EXACT.iter().find(|(gateway, _)| *gateway == path) {
-        return Some((*service).to_string());
-    }
-    for (gateway, service) in PREFIXES {
-        if let Some(rest) = path.strip_prefix(gateway) {
-            return Some(format!("{service}{rest}"));
-        }
-    }
-    // `/api/<service>/<version>/<rest>` -> `/<version>/<service>/<rest>`.
-    let rest = path.strip_prefix("/api/")?;
-    let mut parts = rest.splitn(3, '/');
-    let service = parts.next()?;
-    let version = parts.next()?;
-    let tail = parts.next().unwrap_or_default();
-    let known = matches!(service, "user" | "org" | "otp" | "notification");
-    let is_version = version.len() == 2 && version.starts_with('v');
-    if !known || !is_version {
-        return None;
-    }
-    Some(if tail.is_empty() {
-        format!("/{version}/{service}")
-    } else {
-        format!("/{version}/{service}/{tail}")
-    })
-}
-
-/// Applied before routing: rewrites gateway paths to service paths.
-pub fn rewrite_gateway_path<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
-    if let Some(service_path) = gateway_to_service(request.uri().path()) {
-        let path_and_query = match request.uri().query() {
-            Some(query) => format!("{service_path}?{query}"),
-            None => service_path,
-        };
-        if let Ok(uri) = path_and_query.parse::<Uri>() {
-            *request.uri_mut() = uri;
-        }
-    }
-    request
 }
 
 fn request_id_of(request: &Request) -> String {
@@ -582,48 +526,5 @@ async fn authenticate(
         (None, _) if internal => Ok(Caller::Internal),
         (None, Some(Access::Token | Access::Private)) => Err(unauthorized()),
         (None, _) => Ok(Caller::Anonymous),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gateway_paths_map_to_service_paths() {
-        assert_eq!(
-            gateway_to_service("/api/user/v1/create").as_deref(),
-            Some("/v1/user/create")
-        );
-        assert_eq!(
-            gateway_to_service("/api/user/v5/read/abc").as_deref(),
-            Some("/v5/user/read/abc")
-        );
-        assert_eq!(
-            gateway_to_service("/api/org/v1/read").as_deref(),
-            Some("/v1/org/read")
-        );
-        assert_eq!(
-            gateway_to_service("/api/otp/v1/generate").as_deref(),
-            Some("/v1/otp/generate")
-        );
-        assert_eq!(
-            gateway_to_service("/api/user/v1/role/assign").as_deref(),
-            Some("/v1/user/assign/role")
-        );
-        assert_eq!(
-            gateway_to_service("/api/data/v1/location/search").as_deref(),
-            Some("/v1/location/search")
-        );
-        assert_eq!(
-            gateway_to_service("/api/data/v1/system/settings/get/x").as_deref(),
-            Some("/v1/system/settings/get/x")
-        );
-        assert_eq!(
-            gateway_to_service("/api/data/v1/index/sync").as_deref(),
-            Some("/v1/data/sync")
-        );
-        assert_eq!(gateway_to_service("/v1/user/create"), None);
-        assert_eq!(gateway_to_service("/api/unknown/v1/x"), None);
     }
 }

@@ -9,6 +9,7 @@ mod data_sync;
 mod durability;
 mod envelope;
 mod failures;
+mod gateway;
 mod grants;
 mod helpers;
 mod jwt;

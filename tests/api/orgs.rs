@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, unique_email};
 
-fn unique_channel() -> String {
+pub fn unique_channel() -> String {
     format!("ch{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
