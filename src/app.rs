@@ -24,6 +24,7 @@ use crate::config::{Settings, parse_nets};
 use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
 use crate::domain::rules::PasswordPolicy;
+use crate::domain::signin::LockoutPolicy;
 use crate::engines::{self, Engines};
 use crate::http::tls::ReloadingTls;
 use crate::http::{AppInner, AppState, Listener, build_router};
@@ -41,6 +42,7 @@ use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
+use crate::services::signin::{OidcClient, SignInOptions, SignInService};
 use crate::services::users::{UserRules, UserService};
 use crate::storage::ConsumerMode;
 
@@ -215,6 +217,14 @@ impl Application {
             Duration::from_secs(settings.sync.rebuild_timeout_seconds),
             audit.clone(),
         );
+        let signin = SignInService::new(
+            signin_options(&settings),
+            signer.clone().filter(|_| settings.signin_enabled()),
+            users.clone(),
+            tree.user_owners.clone(),
+            Arc::clone(&engines.store),
+            Arc::clone(&clock),
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -231,6 +241,7 @@ impl Application {
             preferences,
             settings: system_settings,
             data_sync,
+            signin,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
             json_body_limit: settings.http.json_body_limit_bytes,
@@ -423,4 +434,35 @@ pub fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
 /// The process environment as a map, for [`Settings::load`].
 pub fn process_environment() -> HashMap<String, String> {
     std::env::vars().collect()
+}
+
+/// The sign-in's options from `[signin]`.
+fn signin_options(settings: &Settings) -> SignInOptions {
+    let signin = &settings.signin;
+    let brute_force = &signin.brute_force;
+    SignInOptions {
+        realms: signin
+            .realms
+            .iter()
+            .map(|realm| (realm.clone(), settings.realm_issuer(realm)))
+            .collect(),
+        federation_id: signin.federation_id.clone(),
+        access_ttl_seconds: signin.access_token_ttl_seconds,
+        refresh_ttl_seconds: signin.refresh_token_ttl_seconds,
+        session_max_seconds: signin.session_max_seconds,
+        rotate_refresh_tokens: signin.rotate_refresh_tokens,
+        clients: signin
+            .clients
+            .iter()
+            .map(|client| OidcClient::parse(client))
+            .collect(),
+        lockout: LockoutPolicy {
+            enabled: brute_force.enabled,
+            failure_factor: brute_force.failure_factor,
+            wait_increment_ms: brute_force.wait_increment_seconds * 1000,
+            max_wait_ms: brute_force.max_wait_seconds * 1000,
+            failure_reset_ms: brute_force.failure_reset_seconds * 1000,
+            permanent: brute_force.permanent_lockout,
+        },
+    }
 }

@@ -30,6 +30,7 @@ pub struct Settings {
     pub seed: SeedSettings,
     pub locations: LocationSettings,
     pub sync: SyncSettings,
+    pub signin: SignInConfig,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -263,6 +264,32 @@ pub struct SyncSettings {
     pub rebuild_timeout_seconds: u64,
 }
 
+/// The identity provider (`[signin]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignInConfig {
+    pub enabled: LocalSignerMode,
+    pub realms: Vec<String>,
+    pub public_base_url: String,
+    pub federation_id: String,
+    pub access_token_ttl_seconds: i64,
+    pub refresh_token_ttl_seconds: i64,
+    pub session_max_seconds: i64,
+    pub rotate_refresh_tokens: bool,
+    pub clients: Vec<String>,
+    pub brute_force: BruteForceConfig,
+}
+
+/// Keycloak's brute-force detection (`[signin.brute_force]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BruteForceConfig {
+    pub enabled: bool,
+    pub failure_factor: u32,
+    pub wait_increment_seconds: i64,
+    pub max_wait_seconds: i64,
+    pub failure_reset_seconds: i64,
+    pub permanent_lockout: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot load configuration: {0}")]
@@ -310,6 +337,8 @@ impl Settings {
                 .with_list_parse_key("network.internal_allow")
                 .with_list_parse_key("network.internal_deny")
                 .with_list_parse_key("auth.audience")
+                .with_list_parse_key("signin.realms")
+                .with_list_parse_key("signin.clients")
                 .with_list_parse_key("users.deletion_allowed_roles")
                 .with_list_parse_key("locations.types")
                 .try_parsing(true)
@@ -380,6 +409,7 @@ impl Settings {
         if self.auth.local_token_ttl_seconds <= 0 {
             return Err(invalid("auth.local_token_ttl_seconds", "must be positive"));
         }
+        self.validate_signin()?;
         if self.local_signer_enabled()
             && self.external_keys()
             && (self.auth.local_issuer.trim().is_empty()
@@ -526,11 +556,120 @@ impl Settings {
         }
     }
 
-    /// Every accepted issuer: the main one first.
+    /// Every accepted issuer: the main one first, then the sign-in's realm issuers.
     pub fn accepted_issuers(&self) -> Vec<String> {
         let mut issuers = vec![self.auth.issuer.clone()];
         issuers.extend(self.auth.extra_issuers.iter().cloned());
+        if self.signin_enabled() {
+            for realm in &self.signin.realms {
+                let issuer = self.realm_issuer(realm);
+                if !issuers.contains(&issuer) {
+                    issuers.push(issuer);
+                }
+            }
+        }
         issuers
+    }
+
+    /// Whether this instance is the identity provider (`[signin] enabled`): with the local key,
+    /// and never beside an external provider's keys.
+    pub fn signin_enabled(&self) -> bool {
+        match self.signin.enabled {
+            LocalSignerMode::Auto => self.local_signer_enabled() && !self.external_keys(),
+            LocalSignerMode::On => true,
+            LocalSignerMode::Off => false,
+        }
+    }
+
+    fn validate_signin(&self) -> Result<(), ConfigError> {
+        let signin = &self.signin;
+        if signin.enabled == LocalSignerMode::On
+            && (!self.local_signer_enabled() || self.external_keys())
+        {
+            return Err(invalid(
+                "signin.enabled",
+                "needs the local signing key and no external provider's keys (auth.public_keys_dir)",
+            ));
+        }
+        if !self.signin_enabled() {
+            return Ok(());
+        }
+        let realm_ok = |realm: &String| {
+            !realm.is_empty()
+                && realm
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if signin.realms.is_empty() || !signin.realms.iter().all(realm_ok) {
+            return Err(invalid(
+                "signin.realms",
+                "at least one realm, each of letters, digits, '-' and '_'",
+            ));
+        }
+        if !(signin.public_base_url.starts_with("http://")
+            || signin.public_base_url.starts_with("https://"))
+        {
+            return Err(invalid("signin.public_base_url", "must be an http(s) URL"));
+        }
+        for (key, value) in [
+            (
+                "signin.access_token_ttl_seconds",
+                signin.access_token_ttl_seconds,
+            ),
+            (
+                "signin.refresh_token_ttl_seconds",
+                signin.refresh_token_ttl_seconds,
+            ),
+            ("signin.session_max_seconds", signin.session_max_seconds),
+            (
+                "signin.brute_force.wait_increment_seconds",
+                signin.brute_force.wait_increment_seconds,
+            ),
+            (
+                "signin.brute_force.max_wait_seconds",
+                signin.brute_force.max_wait_seconds,
+            ),
+            (
+                "signin.brute_force.failure_reset_seconds",
+                signin.brute_force.failure_reset_seconds,
+            ),
+        ] {
+            if value <= 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if signin.brute_force.failure_factor == 0 {
+            return Err(invalid(
+                "signin.brute_force.failure_factor",
+                "must be positive",
+            ));
+        }
+        let mut ids = Vec::new();
+        for client in &signin.clients {
+            let id = client.split_once(':').map_or(client.as_str(), |(id, _)| id);
+            if id.is_empty() || ids.contains(&id) {
+                return Err(invalid("signin.clients", "each client id once, not empty"));
+            }
+            if client
+                .split_once(':')
+                .is_some_and(|(_, secret)| secret.is_empty())
+            {
+                return Err(invalid(
+                    "signin.clients",
+                    "a secret after ':' must not be empty",
+                ));
+            }
+            ids.push(id);
+        }
+        Ok(())
+    }
+
+    /// The `iss` of the tokens a realm's sign-in issues.
+    pub fn realm_issuer(&self, realm: &str) -> String {
+        format!(
+            "{}/auth/realms/{realm}",
+            self.signin.public_base_url.trim_end_matches('/')
+        )
     }
 }
 

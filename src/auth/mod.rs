@@ -30,7 +30,7 @@ mod verifier;
 pub use error::AuthError;
 pub use keys::KeyRing;
 pub use service::ServiceCredential;
-pub use signer::{LOCAL_KID_PREFIX, LocalSigner, MintClaims};
+pub use signer::{ACCESS_TOKEN_TYPE, LOCAL_KID_PREFIX, LocalSigner, MintClaims};
 pub use verifier::{
     DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedToken, VerifierSettings,
 };

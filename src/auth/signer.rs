@@ -10,7 +10,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -23,6 +25,12 @@ use super::keys::{MIN_RSA_BITS, parse_public_key};
 
 /// Prefix of the `kid` of locally generated keys, so an operator can tell them from Keycloak's.
 pub const LOCAL_KID_PREFIX: &str = "userorg-local-";
+
+/// The `typ` of access tokens, as Keycloak writes it.
+pub const ACCESS_TOKEN_TYPE: &str = "Bearer";
+
+/// Longest token [`LocalSigner::open_own`] reads (the sign-in's own tokens are far shorter).
+const MAX_OWN_TOKEN_BYTES: usize = 8 * 1024;
 
 /// File name of the private key under `<data dir>/keys/`.
 const PRIVATE_KEY_FILE: &str = "local-signing-key.pem";
@@ -45,6 +53,11 @@ pub struct MintClaims {
     pub audience: Option<String>,
     /// Any other claims (`parentId` of a for-token, `roles`, ...).
     pub extra: Map<String, Value>,
+    /// The `typ` claim: `Bearer` for access tokens (what the verifier accepts), `Refresh` or
+    /// `ID` for the sign-in's other tokens.
+    pub token_type: &'static str,
+    /// The `jti` claim; a random one when `None`.
+    pub id: Option<String>,
 }
 
 impl MintClaims {
@@ -56,6 +69,8 @@ impl MintClaims {
             ttl_seconds,
             audience: None,
             extra: Map::new(),
+            token_type: ACCESS_TOKEN_TYPE,
+            id: None,
         }
     }
 }
@@ -69,6 +84,9 @@ impl MintClaims {
 pub struct LocalSigner {
     kid: String,
     encoding_key: EncodingKey,
+    decoding_key: DecodingKey,
+    /// The public key as a JWK (`kty`, `kid`, `use`, `alg`, `n`, `e`), for the JWKS endpoint.
+    jwk: Value,
     public_key_pem: String,
     private_key_path: PathBuf,
 }
@@ -130,9 +148,21 @@ impl LocalSigner {
         let private_der = private_key
             .to_pkcs1_der()
             .map_err(|_| AuthError::Signing("cannot encode the local private key"))?;
+        let jwk = serde_json::json!({
+            "kid": kid,
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "n": URL_SAFE_NO_PAD.encode(public_key.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(public_key.e().to_bytes_be()),
+        });
+        let decoding_key = DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
+            .map_err(|_| AuthError::Signing("cannot decode the local public key"))?;
         Ok(LocalSigner {
             kid,
             encoding_key: EncodingKey::from_rsa_der(private_der.as_bytes()),
+            decoding_key,
+            jwk,
             public_key_pem,
             private_key_path,
         })
@@ -141,6 +171,55 @@ impl LocalSigner {
     /// The `kid` tokens are signed under, which is also the public key's file name.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public key as a JSON Web Key.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// The claims of a token this key signed, of type `token_type`, from `issuer`, unexpired at
+    /// `now`: the sign-in's check of its own refresh tokens, which the verifier of access tokens
+    /// refuses by their type. Only RS256 under this key's `kid` is accepted.
+    pub fn open_own(
+        &self,
+        token: &str,
+        token_type: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<Map<String, Value>, AuthError> {
+        if token.len() > MAX_OWN_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Malformed("not a compact JWS"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm);
+        }
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(AuthError::UnknownKey);
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        // Expiry is checked below against the injected time, not the system clock.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding_key, &validation)
+                .map_err(|_| AuthError::BadSignature)?
+                .claims;
+        match claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) if exp > now => {}
+            Some(_) => return Err(AuthError::Expired),
+            None => return Err(AuthError::Malformed("no exp")),
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if claims.get("typ").and_then(Value::as_str) != Some(token_type) {
+            return Err(AuthError::WrongTokenType);
+        }
+        Ok(claims)
     }
 
     /// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
@@ -159,8 +238,9 @@ impl LocalSigner {
     }
 
     /// Mints a token as if the time were `now` (seconds since the Unix epoch): `iat` = `nbf` =
-    /// `now`, `exp` = `now + ttl_seconds`, a random `jti` and `typ: "Bearer"` like a Keycloak
-    /// access token. The header carries `alg: RS256`, `typ: JWT` and the `kid`.
+    /// `now`, `exp` = `now + ttl_seconds`, the `jti` (random unless given) and the `typ`
+    /// (`Bearer` by default, like a Keycloak access token). The header carries `alg: RS256`,
+    /// `typ: JWT` and the `kid`.
     pub fn mint_at(&self, claims: MintClaims, now: i64) -> Result<String, AuthError> {
         if claims.ttl_seconds <= 0 {
             return Err(AuthError::Settings("token lifetime must be positive"));
@@ -178,8 +258,11 @@ impl LocalSigner {
         payload.insert("iat".into(), now.into());
         payload.insert("nbf".into(), now.into());
         payload.insert("exp".into(), expires_at.into());
-        payload.insert("jti".into(), uuid::Uuid::new_v4().to_string().into());
-        payload.insert("typ".into(), "Bearer".into());
+        let id = claims
+            .id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        payload.insert("jti".into(), id.into());
+        payload.insert("typ".into(), claims.token_type.into());
         payload.insert("sub".into(), claims.subject.into());
         payload.insert("iss".into(), claims.issuer.into());
         match claims.audience {

@@ -9,6 +9,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::keys::KeyRing;
+use super::signer::ACCESS_TOKEN_TYPE;
 use super::{AuthError, strict_json};
 
 /// Default clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -17,9 +18,6 @@ pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 /// Default size limit of a token, in bytes. A Keycloak access token with a few realm roles is
 /// 1–2 KB; 8 KB is also the usual header-size limit of proxies (R15 "oversized token").
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
-
-/// The only `typ` claim value accepted when the claim is present (Keycloak access tokens).
-const ACCESS_TOKEN_TYPE: &str = "Bearer";
 
 /// What the verifier accepts besides a good signature.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod org;
 pub mod role;
 pub mod rules;
 pub mod setting;
+pub mod signin;
 pub mod user;
 pub mod validation;
 

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod locations;
+pub mod oidc;
 pub mod orgs;
 pub mod policy;
 pub mod preferences;
@@ -43,6 +44,7 @@ use crate::services::organisations::OrgService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
+use crate::services::signin::SignInService;
 use crate::services::users::UserService;
 use envelope::{ApiError, EnvelopeBody, InternalCause, JSON_CONTENT_TYPE, render};
 
@@ -81,6 +83,7 @@ pub struct AppInner {
     pub preferences: PreferenceService,
     pub settings: SettingsService,
     pub data_sync: DataSyncService,
+    pub signin: SignInService,
     pub request_timeout: Duration,
     pub body_limit: usize,
     pub json_body_limit: usize,
@@ -150,6 +153,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(preferences::routes());
     all.extend(settings::routes());
     all.extend(data_sync::routes());
+    all.extend(oidc::routes());
     all
 }
 
@@ -351,6 +355,9 @@ async fn sunbird_middleware(
     let (answered, body) = match response.extensions_mut().remove::<EnvelopeBody>() {
         Some(body) => (response.status(), Some(body)),
         None if response.status().is_success() => (response.status(), None),
+        None if response.extensions().get::<oidc::RawAnswer>().is_some() => {
+            (response.status(), None)
+        }
         None => {
             let (status, body) = envelope_for_bare_status(response.status());
             (status, Some(body))

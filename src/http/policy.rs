@@ -87,6 +87,32 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/system/settings/list", Audience::Anyone),
     ("/v1/system/settings/set", Audience::Admin),
     ("/v1/data/sync", Audience::Admin),
+    // The sign-in: its own credentials (client, password, refresh or access token) decide.
+    (
+        "/auth/realms/{realm}/protocol/openid-connect/token",
+        Audience::Anyone,
+    ),
+    (
+        "/auth/realms/{realm}/protocol/openid-connect/certs",
+        Audience::Anyone,
+    ),
+    (
+        "/auth/realms/{realm}/protocol/openid-connect/logout",
+        Audience::Anyone,
+    ),
+    (
+        "/auth/realms/{realm}/protocol/openid-connect/userinfo",
+        Audience::Anyone,
+    ),
+    (
+        "/auth/realms/{realm}/.well-known/openid-configuration",
+        Audience::Anyone,
+    ),
+    (
+        "/auth/admin/realms/{realm}/attack-detection/brute-force/users/{user_id}",
+        Audience::Admin,
+    ),
+    ("/auth/v1/refresh/token", Audience::Anyone),
 ];
 
 /// The audience of a route template.

@@ -14,4 +14,5 @@ pub mod preferences;
 pub mod roles;
 pub mod search;
 pub mod settings;
+pub mod signin;
 pub mod users;

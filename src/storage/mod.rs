@@ -76,10 +76,13 @@ pub enum Table {
     /// A user's password hash, by user id: apart from the user row so that it never enters the
     /// row cache (the cache is shared between instances, and may be a Redis server).
     UserCredential,
+    /// Sign-in sessions, `userId␟sessionId`: a user's sessions are one prefix scan away, so a
+    /// block, delete or password change ends them all. Never cached, like credentials.
+    UserSession,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -93,6 +96,7 @@ impl Table {
         Table::File,
         Table::Audit,
         Table::UserCredential,
+        Table::UserSession,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +114,7 @@ impl Table {
             Table::File => "file",
             Table::Audit => "audit",
             Table::UserCredential => "user_credential",
+            Table::UserSession => "user_session",
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::crypto::PiiVault;
 use crate::domain::membership::MembershipRecord;
 use crate::domain::role::RoleGrant;
 use crate::domain::rules::{new_timestamp_id, username_candidate};
+use crate::domain::signin::CredentialRecord;
 use crate::domain::user::{ExternalId, NewUser, STATUS_ACTIVE, UserRecord};
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::{AuditNote, append};
@@ -208,12 +209,12 @@ pub(super) fn build_create(
     }
     transaction.put_record(Table::User, &user.id, &record, Expect::Absent)?;
     if let Some(hash) = &user.password_hash {
-        transaction.put(
-            Table::UserCredential,
-            &user.id,
-            serde_json::json!({"userId": user.id, "passwordHash": hash}),
-            Expect::Absent,
-        );
+        let credential = CredentialRecord {
+            user_id: user.id.clone(),
+            password_hash: hash.clone(),
+            ..CredentialRecord::default()
+        };
+        transaction.put_record(Table::UserCredential, &user.id, &credential, Expect::Absent)?;
     }
 
     // Memberships: the requested organisation, and the root organisation when it differs.

@@ -11,6 +11,7 @@
 mod contacts;
 mod create;
 mod roles;
+mod signin;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use crate::storage::{Store, Versioned};
 pub use contacts::{
     EXTERNAL_ID_TOKEN_KIND, open_external_id, phone_token, seal_external_id, username_token,
 };
+pub use signin::{Rotation, SignInCommand, SignInGate, SignInReply, credential};
 
 /// The name of this actor in logs and errors.
 const WHAT: &str = "user owners";
@@ -70,6 +72,12 @@ pub enum UserMessage {
         by: Option<String>,
         audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
+    },
+    /// Password attempts, lockouts and sessions of the user.
+    SignIn {
+        user_id: String,
+        command: SignInCommand,
+        reply: RpcReplyPort<DomainResult<SignInReply>>,
     },
 }
 
@@ -131,6 +139,25 @@ impl UserOwners {
                 change,
                 by,
                 audit: Box::new(audit),
+                reply,
+            }
+        })
+        .await?
+    }
+}
+
+impl UserOwners {
+    /// Runs a sign-in command in order with the user's other commands.
+    pub async fn sign_in(
+        &self,
+        user_id: &str,
+        command: SignInCommand,
+    ) -> DomainResult<SignInReply> {
+        let user_id = user_id.to_string();
+        call_factory(&self.slot, user_id.clone(), self.timeout, WHAT, |reply| {
+            UserMessage::SignIn {
+                user_id,
+                command,
                 reply,
             }
         })
@@ -200,6 +227,11 @@ impl Worker for UserOwnerWorker {
                 )
                 .await
             }
+            UserMessage::SignIn {
+                user_id,
+                command,
+                reply,
+            } => serve(WHAT, &key, reply, signin::run(context, &user_id, command)).await,
         }
         Ok(key)
     }

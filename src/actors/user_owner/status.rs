@@ -1,6 +1,7 @@
 //! Block, unblock and delete. A delete scrubs the PII and frees every identifier (claims
 //! released), so the email, phone, username and external ids can be used again, as Sunbird's
-//! delete does; the row stays, marked deleted.
+//! delete does; the row stays, marked deleted. A block or delete also ends every sign-in
+//! session of the user in the same transaction.
 
 use serde_json::json;
 
@@ -48,6 +49,10 @@ pub(super) async fn change_status(
             }
             let at = now(context);
             let mut transaction = build_status_change(&at, &current, change, by)?;
+            if change != StatusChange::Unblock {
+                // A blocked or deleted user keeps no session (ASVS 7.4.2).
+                super::signin::end_all(context, user_id, &mut transaction).await?;
+            }
             append(&*context.store, &mut transaction, audit, &at).await?;
             Ok((transaction, ()))
         },

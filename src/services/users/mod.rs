@@ -54,6 +54,16 @@ pub struct UserRules {
     pub search_limits: SearchLimits,
 }
 
+/// A user as the sign-in describes them (userinfo and token claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInProfile {
+    pub user_name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct UserService {
     store: Arc<dyn Store>,
@@ -63,6 +73,9 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     rules: UserRules,
     hashing: Arc<tokio::sync::Semaphore>,
+    /// The hash of a random password, compared against when there is no real one, so an
+    /// unknown or locked account costs the same time as a wrong password.
+    decoy: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
@@ -184,7 +197,47 @@ impl UserService {
             clock,
             rules,
             hashing,
+            decoy: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Whether `password` matches `hash` (Argon2id, on the blocking pool, under the same bound
+    /// as hashing). With no hash the password is compared with a decoy's, which takes the same
+    /// time, and the answer is `false`.
+    pub async fn verify_password(
+        &self,
+        hash: Option<String>,
+        password: String,
+    ) -> DomainResult<bool> {
+        let (hash, real) = match hash {
+            Some(hash) => (hash, true),
+            None => {
+                let decoy = self
+                    .decoy
+                    .get_or_try_init(|| {
+                        let random = uuid::Uuid::new_v4().to_string();
+                        hash_password(&self.hashing, random)
+                    })
+                    .await?;
+                (decoy.clone(), false)
+            }
+        };
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| DomainError::Unavailable("password hashing stopped".into()))?;
+        let matched = tokio::task::spawn_blocking(move || {
+            use argon2::password_hash::PasswordVerifier;
+            // The hash's own parameters decide the cost; a hash that does not parse matches
+            // nothing.
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .map_err(DomainError::internal)?;
+        Ok(real && matched)
     }
 
     pub fn vault(&self) -> &PiiVault {
@@ -764,6 +817,51 @@ impl UserService {
                 .map(|_| value.trim().to_string())),
             _ => Ok(None),
         }
+    }
+
+    /// The user a sign-in name belongs to: an email, a phone number or a username, in any
+    /// case (one user, so one failure counter, whatever the spelling).
+    pub async fn user_id_by_login(&self, login: &str) -> DomainResult<Option<String>> {
+        let login = login.trim();
+        if login.is_empty() {
+            return Ok(None);
+        }
+        if login.contains('@')
+            && let Some(found) = self.user_id_by_key("email", login).await?
+        {
+            return Ok(Some(found));
+        }
+        if login.chars().any(|c| c.is_ascii_digit())
+            && let Some(found) = self.user_id_by_key("phone", login).await?
+        {
+            return Ok(Some(found));
+        }
+        self.user_id_by_key("username", login).await
+    }
+
+    /// What the sign-in tells about a user (userinfo): `None` unless the user exists and is
+    /// active. Names as stored, the username and email opened.
+    pub async fn sign_in_profile(&self, user_id: &str) -> DomainResult<Option<SignInProfile>> {
+        let Some(found) = user(&self.store, user_id).await? else {
+            return Ok(None);
+        };
+        let record = found.record;
+        if !record.is_active() {
+            return Ok(None);
+        }
+        let open = |kind: &str, sealed: &Option<String>| {
+            sealed
+                .as_deref()
+                .filter(|value| !value.is_empty())
+                .and_then(|value| self.vault.open(user_id, kind, value).ok())
+        };
+        Ok(Some(SignInProfile {
+            user_name: open("userName", &record.user_name),
+            email: open("email", &record.email),
+            email_verified: record.email_verified,
+            first_name: record.first_name.clone().filter(|name| !name.is_empty()),
+            last_name: record.last_name.clone().filter(|name| !name.is_empty()),
+        }))
     }
 
     /// `POST /private/user/v1/lookup`: `{key, value, fields?}` to a list of users.
