@@ -423,7 +423,6 @@ impl SignInService {
             "response_types_supported": ["none"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "userinfo_signing_alg_values_supported": ["none"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "profile", "email"],
             "claims_supported": [

@@ -26,6 +26,7 @@ mod redis_cache;
 mod restart;
 mod roles;
 mod settings;
+mod signin;
 mod time;
 mod tls;
 mod user_create;

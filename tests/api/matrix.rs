@@ -185,7 +185,7 @@ impl World {
     /// A new user with a password: its email and password.
     async fn password_user(&self) -> (String, String) {
         let email = unique_email();
-        let password = "Matrix#Pass1".to_string();
+        let password = "S3cret!pass".to_string();
         self.app
             .create_user(json!({"firstName": "Signs", "email": email, "password": password}))
             .await;
