@@ -33,6 +33,7 @@ use crate::seed;
 use crate::services::access::CallerResolver;
 use crate::services::audit::AuditTrail;
 use crate::services::data_sync::DataSyncService;
+use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::network::{
@@ -225,6 +226,12 @@ impl Application {
             Arc::clone(&engines.store),
             Arc::clone(&clock),
         );
+        let consumers = ConsumerKeys::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&clock),
+            settings.gateway_consumer_key()?,
+            settings.gateway.require_api_key,
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -242,6 +249,7 @@ impl Application {
             settings: system_settings,
             data_sync,
             signin,
+            consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
             json_body_limit: settings.http.json_body_limit_bytes,
@@ -339,13 +347,19 @@ impl Application {
             }
         };
         let public_app = tower::ServiceExt::map_response(
-            axum::middleware::from_fn(crate::http::gateway::gateway)
-                .layer(build_router(self.state.clone(), Listener::Public)),
+            axum::middleware::from_fn_with_state(
+                (self.state.clone(), Listener::Public),
+                crate::http::gateway::gateway,
+            )
+            .layer(build_router(self.state.clone(), Listener::Public)),
             hsts(public_tls.is_some()),
         );
         let internal_app = tower::ServiceExt::map_response(
-            axum::middleware::from_fn(crate::http::gateway::gateway)
-                .layer(build_router(self.state.clone(), Listener::Internal)),
+            axum::middleware::from_fn_with_state(
+                (self.state.clone(), Listener::Internal),
+                crate::http::gateway::gateway,
+            )
+            .layer(build_router(self.state.clone(), Listener::Internal)),
             hsts(internal_tls.is_some()),
         );
         tracing::info!(

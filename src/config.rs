@@ -31,6 +31,7 @@ pub struct Settings {
     pub locations: LocationSettings,
     pub sync: SyncSettings,
     pub signin: SignInConfig,
+    pub gateway: GatewayConfig,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -262,6 +263,13 @@ pub struct LocationSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SyncSettings {
     pub rebuild_timeout_seconds: u64,
+}
+
+/// API-consumer keys (`[gateway]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayConfig {
+    pub require_api_key: bool,
+    pub consumer_key: String,
 }
 
 /// The identity provider (`[signin]`).
@@ -662,6 +670,15 @@ impl Settings {
             ids.push(id);
         }
         Ok(())
+    }
+
+    /// The key consumer credential secrets are derived from: `[gateway] consumer_key`, else the
+    /// key file, created on first use.
+    pub fn gateway_consumer_key(&self) -> anyhow::Result<[u8; 32]> {
+        crate::crypto::load_or_create_key(
+            &self.gateway.consumer_key,
+            &self.data_dir.join("keys").join("gateway-consumer.key"),
+        )
     }
 
     /// The `iss` of the tokens a realm's sign-in issues.

@@ -53,6 +53,24 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// API consumers of the gateway, as Kong's (run while the server is stopped).
+    Consumer {
+        #[command(subcommand)]
+        command: ConsumerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsumerCommand {
+    /// Create a consumer (or add groups and a credential to one) and print its key: a consumer
+    /// token to send as `Authorization: Bearer <key>` on `/api/...` paths.
+    Create {
+        /// The consumer's name (Kong's `username`), e.g. `portal_loggedin`.
+        name: String,
+        /// Its ACL groups, comma separated, e.g. `userAccess,userUpdate`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
             println!("new PII key {id}");
             reseal(settings).await
         }
+        Command::Consumer {
+            command: ConsumerCommand::Create { name, groups },
+        } => consumer_create(settings, &name, &groups).await,
         Command::Keys {
             command: KeysCommand::Reseal,
         } => reseal(settings).await,
@@ -233,6 +254,25 @@ async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+async fn consumer_create(settings: Settings, name: &str, groups: &[String]) -> anyhow::Result<()> {
+    let store = userorg::engines::open_store(&settings).await?;
+    let keys = userorg::services::gateway::ConsumerKeys::new(
+        store,
+        std::sync::Arc::new(userorg::clock::SystemClock),
+        settings.gateway_consumer_key()?,
+        settings.gateway.require_api_key,
+    );
+    let token = keys
+        .create(name, groups)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the consumer: {e}"))?;
+    println!("{token}");
+    if !settings.gateway.require_api_key {
+        eprintln!("note: [gateway] require_api_key is off: /api paths do not ask for keys yet");
+    }
+    Ok(())
 }
 
 async fn reindex(settings: Settings) -> anyhow::Result<()> {

@@ -8,10 +8,15 @@
 //! and `/api/user/v1/read/<id>` reaches `/v1/user/read/<id>`. A `/api/...` path no API
 //! matches is answered as Kong answers it (404 `no route and no API found with those values`).
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use super::{AppState, Listener};
+use crate::services::gateway::{KongRefusal, MULTIPLE_TOKENS, UNAUTHORIZED};
 
 /// One Kong API whose upstream is this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,16 +221,94 @@ pub fn kong_refusal(status: StatusCode, message: &str) -> Response {
     response
 }
 
+/// A consumer the gateway admitted (its key checked, one of the route's groups held).
+#[derive(Debug, Clone)]
+pub struct GatewayConsumer(pub Arc<str>);
+
+/// Service routes Sunbird leaves to its gateway's ACL alone (its deployments call them with the
+/// consumer key and no user token): an admitted consumer without a user token is trusted on
+/// them as a service ([`crate::services::access::Caller::Consumer`]). Everywhere else, and
+/// without a consumer key, the caller's own token decides as always.
+pub const CONSUMER_AUTHORISED: &[&str] = &[
+    "/v1/org/create",
+    "/v1/org/assign/key",
+    "/v1/org/update/encryptionkey",
+    "/v2/org/preferences/create",
+    "/v2/org/preferences/update",
+    "/v1/location/create",
+    "/v1/location/update",
+    "/v1/location/delete/{locationId}",
+    "/v1/system/settings/set",
+    "/v1/data/sync",
+];
+
+/// The consumer token of a request, where Kong's jwt plugin looks: the `jwt` query parameter
+/// (given twice: refused), then `Authorization: Bearer`.
+fn consumer_token(request: &Request) -> Result<Option<String>, KongRefusal> {
+    if let Some(query) = request.uri().query() {
+        let from_query: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| name == "jwt")
+            .map(|(_, value)| value)
+            .collect();
+        match from_query.as_slice() {
+            [] => {}
+            [token] => return Ok(Some(token.clone())),
+            _ => return Err(MULTIPLE_TOKENS),
+        }
+    }
+    Ok(request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty()))
+}
+
 /// Applied before routing: a gateway path is rewritten to the service path it reaches (its
 /// route kept in the request's extensions); a `/api` path no route matches is refused as
-/// Kong refuses it.
-pub async fn gateway(mut request: Request, next: Next) -> Response {
+/// Kong refuses it. With `[gateway] require_api_key`, a public `/api` request of a route with
+/// an ACL needs a consumer token admitted by [`crate::services::gateway::ConsumerKeys`].
+pub async fn gateway(
+    State((state, listener)): State<(AppState, Listener)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some((route, service_path)) = to_service(request.uri().path()) else {
         return next.run(request).await;
     };
     let Some(route) = route else {
         return kong_refusal(StatusCode::NOT_FOUND, NO_ROUTE_MESSAGE);
     };
+    if listener == Listener::Public && state.consumers.required() && route.needs_consumer() {
+        let token = match consumer_token(&request) {
+            Ok(Some(token)) => token,
+            Ok(None) => return refused(UNAUTHORIZED),
+            Err(refusal) => return refused(refusal),
+        };
+        match state.consumers.admit(&token, route.groups).await {
+            Ok(consumer) => {
+                tracing::debug!(consumer = %consumer.name, route = route.name, "consumer admitted");
+                request
+                    .extensions_mut()
+                    .insert(GatewayConsumer(Arc::from(consumer.name)));
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    route = route.name,
+                    reason = refusal.message,
+                    "consumer refused"
+                );
+                return refused(refusal);
+            }
+        }
+    }
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{service_path}?{query}"),
         None => service_path,
@@ -236,6 +319,11 @@ pub async fn gateway(mut request: Request, next: Next) -> Response {
     }
     request.extensions_mut().insert(GatewayMatch(route));
     next.run(request).await
+}
+
+fn refused(refusal: KongRefusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    kong_refusal(status, refusal.message)
 }
 
 /// The gateway route of a public path and the service path it reaches, as Kong picks it:

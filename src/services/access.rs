@@ -64,6 +64,10 @@ pub enum Caller {
     /// A request on the internal listener without a user token: another service of the cluster,
     /// trusted as Sunbird trusts `/private` routes.
     Internal,
+    /// An API consumer of the gateway (its key checked, one of the route's ACL groups held) on
+    /// a route Sunbird leaves to its gateway's ACL, without a user token: trusted there as a
+    /// service, and named in the audit trail.
+    Consumer(Arc<str>),
 }
 
 impl Caller {
@@ -159,7 +163,7 @@ impl Authority {
 
     /// System administration: the internal listener or the ADMIN role.
     pub fn is_admin(&self) -> bool {
-        matches!(self.caller, Caller::Internal) || self.roles.has(ADMIN)
+        matches!(self.caller, Caller::Internal | Caller::Consumer(_)) || self.roles.has(ADMIN)
     }
 
     /// ADMIN, or ORG_ADMIN of `root_org_id`.

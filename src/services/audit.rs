@@ -12,11 +12,13 @@ use crate::services::access::Caller;
 pub use crate::storage::audit::{AuditNote, Verdict, append, commit_with_entry, verify};
 use crate::storage::{Store, Transaction};
 
-/// The name a caller has in the trail: the user id, `service` or `anonymous`.
+/// The name a caller has in the trail: the user id, `service`, `consumer:<name>` or
+/// `anonymous`.
 fn actor_of(caller: &Caller) -> String {
     match caller {
         Caller::User(principal) => principal.id.clone(),
         Caller::Internal => "service".to_string(),
+        Caller::Consumer(name) => format!("consumer:{name}"),
         Caller::Anonymous => "anonymous".to_string(),
     }
 }

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod data_sync;
+pub mod gateway;
 pub mod health;
 pub mod json;
 pub mod locations;

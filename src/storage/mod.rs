@@ -79,10 +79,14 @@ pub enum Table {
     /// Sign-in sessions, `userId␟sessionId`: a user's sessions are one prefix scan away, so a
     /// block, delete or password change ends them all. Never cached, like credentials.
     UserSession,
+    /// API consumers of the gateway (Kong's consumers), by name: their ACL groups.
+    ApiConsumer,
+    /// Their credentials, by key (the `iss` or `kid` of a consumer token).
+    ApiCredential,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -97,6 +101,8 @@ impl Table {
         Table::Audit,
         Table::UserCredential,
         Table::UserSession,
+        Table::ApiConsumer,
+        Table::ApiCredential,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +121,8 @@ impl Table {
             Table::Audit => "audit",
             Table::UserCredential => "user_credential",
             Table::UserSession => "user_session",
+            Table::ApiConsumer => "api_consumer",
+            Table::ApiCredential => "api_credential",
         }
     }
 }

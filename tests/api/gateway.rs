@@ -5,6 +5,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use userorg::storage::{Store, Table};
+
 use crate::helpers::{Reply, TestApp, unique_email};
 use crate::orgs::create_tenant;
 
@@ -348,4 +350,261 @@ async fn kong_prefix_rules_and_its_answer_for_an_unknown_path() {
         );
     }
     app.stop().await;
+}
+
+/// The consumer key of the test apps with `require_api_key` (base64 of 32 bytes).
+const CONSUMER_KEY: &str = "Z2F0ZXdheS1jb25zdW1lci1rZXktb2YtdGhlLXRlc3Q=";
+
+async fn app_requiring_keys() -> (TestApp, userorg::services::gateway::ConsumerKeys) {
+    let app = TestApp::spawn_with(&[
+        ("USERORG__GATEWAY__REQUIRE_API_KEY", "true"),
+        ("USERORG__GATEWAY__CONSUMER_KEY", CONSUMER_KEY),
+    ])
+    .await;
+    use base64::Engine;
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(CONSUMER_KEY)
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    let keys =
+        userorg::services::gateway::ConsumerKeys::new(app.stored(), app.clock.clone(), key, true);
+    (app, keys)
+}
+
+/// A raw answer to a request: status and body text.
+async fn kong(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    consumer: Option<&str>,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut request = app.client.request(method, format!("{}{path}", app.public));
+    if let Some(token) = consumer {
+        request = request.bearer_auth(token);
+    }
+    if let Some(token) = user {
+        request = request.header("x-authenticated-user-token", token);
+    }
+    if let Some(body) = body {
+        request = request.json(&json!({ "request": body }));
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+fn kong_body(message: &str) -> String {
+    format!("{}\n", json!({ "message": message }))
+}
+
+#[tokio::test]
+async fn with_required_keys_the_gateway_refuses_as_kong_does() {
+    let (app, keys) = app_requiring_keys().await;
+    let reader = keys
+        .create("portal_loggedin", &["userAccess".to_string()])
+        .await
+        .expect("consumer");
+    let admin = app.admin_token.clone();
+    let read = format!("/api/user/v1/read/{}", app.admin_id);
+    use base64::Engine;
+    let encode =
+        |value: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    let header = encode(json!({"alg": "HS256", "typ": "JWT"}));
+    let parts: Vec<&str> = reader.split('.').collect();
+    let unknown_iss = format!("{header}.{}.{}", encode(json!({"iss": "nobody"})), parts[2]);
+    let no_iss = format!("{header}.{}.{}", encode(json!({"sub": "x"})), parts[2]);
+    let rs256 = format!(
+        "{}.{}.{}",
+        encode(json!({"alg": "RS256", "typ": "JWT"})),
+        parts[1],
+        parts[2]
+    );
+    let bad_signature = format!("{}.{}.{}", parts[0], parts[1], "AAAA");
+    let cases: Vec<(Option<&str>, u16, &str)> = vec![
+        (None, 401, "Unauthorized"),
+        (Some("not-a-jwt"), 401, "Unauthorized"),
+        (Some(&no_iss), 401, "No mandatory 'iss' in claims"),
+        (
+            Some(&unknown_iss),
+            403,
+            "No credentials found for given 'iss'",
+        ),
+        (Some(&rs256), 403, "Invalid algorithm"),
+        (Some(&bad_signature), 403, "Invalid signature"),
+    ];
+    for (consumer, status, message) in cases {
+        assert_eq!(
+            kong(&app, Method::GET, &read, consumer, Some(&admin), None).await,
+            (status, kong_body(message)),
+            "{consumer:?}"
+        );
+    }
+    // A consumer outside the route's groups.
+    let (status, body) = kong(
+        &app,
+        Method::POST,
+        "/api/user/v1/search",
+        Some(&reader),
+        Some(&admin),
+        Some(json!({"filters": {}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (403, kong_body("You cannot consume this service"))
+    );
+    // The jwt query parameter twice.
+    let twice = format!("{read}?jwt={reader}&jwt={reader}");
+    assert_eq!(
+        kong(&app, Method::GET, &twice, None, Some(&admin), None).await,
+        (401, kong_body("Multiple tokens provided"))
+    );
+    // Admitted: the request goes on to the service, where the user token decides.
+    let (status, body) = kong(&app, Method::GET, &read, Some(&reader), Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    let by_query = format!("{read}?jwt={reader}");
+    assert_eq!(
+        kong(&app, Method::GET, &by_query, None, Some(&admin), None)
+            .await
+            .0,
+        200
+    );
+    // The organisation searches have no consumer; the service paths are not the gateway's.
+    let (status, _) = kong(
+        &app,
+        Method::POST,
+        "/api/org/v1/search",
+        None,
+        None,
+        Some(json!({"filters": {}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = kong(
+        &app,
+        Method::GET,
+        &format!("/v1/user/read/{}", app.admin_id),
+        None,
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_consumer_key_alone_authorises_the_routes_sunbird_leaves_to_the_gateway() {
+    let (app, keys) = app_requiring_keys().await;
+    let setter = keys
+        .create("ops", &["appCreate".to_string(), "userAccess".to_string()])
+        .await
+        .expect("consumer");
+    let setting = json!({"id": "consumerProbe", "field": "consumerProbe", "value": "on"});
+    // Without a consumer key (service path, no user token): ADMIN is needed, as before.
+    let (status, _) = kong(
+        &app,
+        Method::POST,
+        "/v1/system/settings/set",
+        None,
+        None,
+        Some(setting.clone()),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // The consumer key alone, through the gateway.
+    let (status, body) = kong(
+        &app,
+        Method::POST,
+        "/api/data/v1/system/settings/set",
+        Some(&setter),
+        None,
+        Some(setting),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got = app.get("/v1/system/settings/get/consumerProbe", None).await;
+    assert_eq!(got.assert_ok()["response"]["value"], "on");
+    // Recorded in the audit trail as the consumer.
+    let entries = app
+        .stored()
+        .scan(Table::Audit, "e\u{1f}", None, 1000)
+        .await
+        .expect("scan");
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.doc["actor"] == "consumer:ops"
+                && entry.doc["target"] == "consumerProbe"),
+        "audited as the consumer"
+    );
+    // A route that needs a user: the consumer key is no user.
+    let (status, _) = kong(
+        &app,
+        Method::GET,
+        &format!("/api/user/v1/read/{}", app.admin_id),
+        Some(&setter),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
+    let (app, _) = app_requiring_keys().await;
+    let dir = app.stop_keeping_data().await;
+    let data_dir = dir.path().join("data");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .args([
+            "consumer",
+            "create",
+            "mobile_device",
+            "--groups",
+            "userAccess,appAccess",
+        ])
+        .env("USERORG__DATA_DIR", &data_dir)
+        .env("USERORG__GATEWAY__CONSUMER_KEY", CONSUMER_KEY)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("consumer create runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        userorg::storage::redb_store::RedbStore::open(&data_dir.join("store.redb")).expect("open"),
+    );
+    use base64::Engine;
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(CONSUMER_KEY)
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    let keys = userorg::services::gateway::ConsumerKeys::new(
+        store,
+        std::sync::Arc::new(userorg::clock::SystemClock),
+        key,
+        true,
+    );
+    let consumer = keys.admit(&token, &["appAccess"]).await.expect("admitted");
+    assert_eq!(consumer.name, "mobile_device");
+    assert_eq!(
+        keys.admit(&token, &["userAdmin"]).await.map(|c| c.name),
+        Err(userorg::services::gateway::KongRefusal {
+            status: 403,
+            message: "You cannot consume this service"
+        })
+    );
 }
