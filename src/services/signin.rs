@@ -142,6 +142,8 @@ const MISSING_REFRESH: OidcError =
     OidcError::new(400, "invalid_request", "Missing parameter: refresh_token");
 pub const INVALID_REFRESH: OidcError =
     OidcError::new(400, "invalid_grant", "Invalid refresh token");
+/// An expired refresh token: past the idle timeout or the session's absolute end.
+const TOKEN_NOT_ACTIVE: OidcError = OidcError::new(400, "invalid_grant", "Token is not active");
 const SESSION_NOT_ACTIVE: OidcError = OidcError::new(400, "invalid_grant", "Session not active");
 const REFRESH_REUSED: OidcError = OidcError::new(
     400,
@@ -610,7 +612,10 @@ impl Inner {
             .open_own(token, REFRESH_TOKEN_TYPE, issuer, now)
             .map_err(|error| {
                 tracing::info!(reason = error.reason(), "refresh token rejected");
-                INVALID_REFRESH
+                match error {
+                    crate::auth::AuthError::Expired => TOKEN_NOT_ACTIVE,
+                    _ => INVALID_REFRESH,
+                }
             })?;
         let text = |name: &str| {
             claims

@@ -12,7 +12,7 @@ use std::sync::{LazyLock, Mutex, Once};
 use regex::Regex;
 
 /// The passwords tests send (users are created and sign in with these).
-const PASSWORDS: &[&str] = &["S3cret!pass"];
+const PASSWORDS: &[&str] = &["S3cret!pass", "Wrong#pass1", "Wrong#pass2", "Wrong#pass3"];
 
 /// The fixed phone numbers tests send (generated ones are remembered as they are made).
 const FIXED_PHONES: &[&str] = &[

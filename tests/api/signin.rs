@@ -322,6 +322,47 @@ async fn a_spent_refresh_token_is_refused_and_its_replay_ends_the_session() {
 }
 
 #[tokio::test]
+async fn refresh_tokens_end_with_the_idle_timeout_and_the_session_maximum() {
+    let app = TestApp::spawn_with(&[
+        ("USERORG__SIGNIN__REFRESH_TOKEN_TTL_SECONDS", "300"),
+        ("USERORG__SIGNIN__SESSION_MAX_SECONDS", "500"),
+    ])
+    .await;
+    let (_, email) = password_user(&app).await;
+    // Idle: a refresh token unused for longer than its lifetime.
+    let idle = signed_in(&app, &email).await;
+    app.clock.advance(chrono::Duration::seconds(301));
+    assert_keycloak_error(
+        &refresh(&app, idle["refresh_token"].as_str().expect("rt")).await,
+        400,
+        "invalid_grant",
+        "Token is not active",
+    );
+    // Kept alive by refreshes, the session still ends at its maximum.
+    let mut token = signed_in(&app, &email).await["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_string();
+    for _ in 0..2 {
+        app.clock.advance(chrono::Duration::seconds(200));
+        let next = refresh(&app, &token).await;
+        assert_eq!(next.status, 200, "{}", next.text);
+        let body = next.json();
+        assert!(body["refresh_expires_in"].as_i64().expect("ttl") <= 300);
+        token = body["refresh_token"].as_str().expect("rt").to_string();
+    }
+    // 400 s in: 100 s left, whatever the idle timeout says.
+    app.clock.advance(chrono::Duration::seconds(101));
+    assert_keycloak_error(
+        &refresh(&app, &token).await,
+        400,
+        "invalid_grant",
+        "Token is not active",
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn reusable_refresh_tokens_when_rotation_is_off() {
     let app = TestApp::spawn_with(&[("USERORG__SIGNIN__ROTATE_REFRESH_TOKENS", "false")]).await;
     let (_, email) = password_user(&app).await;
