@@ -21,6 +21,15 @@ pub fn routes() -> Vec<RouteSpec> {
             Access::Public,
             get(service_health),
         ),
+        // Sunbird's `/:service/health`: `actor`, `cassandra` (the store, whichever engine) and
+        // `es` (the search index, whichever engine); any other name answers as
+        // `/service/health`. A token is needed, as in Sunbird.
+        route(
+            "/{service}/health",
+            OPERATION,
+            Access::Token,
+            get(named_health),
+        ),
     ]
 }
 
@@ -45,6 +54,38 @@ async fn health(State(state): State<AppState>) -> ApiResponse {
             "healthy": healthy,
             "checks": [check("store", store), check("search", search), check("actors", actors)],
         }),
+    );
+    Ok(ApiResult(result))
+}
+
+async fn named_health(
+    State(state): State<AppState>,
+    axum::extract::Path(service): axum::extract::Path<String>,
+) -> ApiResponse {
+    let (name, checks) = match service.as_str() {
+        "actor" | "cassandra" | "es" => {
+            let report = state.health.check().await;
+            let userorg = check("UserOrg service", true);
+            let actors = check("Actor service", report.actors);
+            match service.as_str() {
+                "actor" => ("Actor health check api", vec![userorg, actors]),
+                "cassandra" => (
+                    "cassandra health check api",
+                    vec![userorg, actors, check("Cassandra service", report.store)],
+                ),
+                _ => (
+                    "ES health check api",
+                    vec![actors, check("Elastic search service", report.search)],
+                ),
+            }
+        }
+        _ => return service_health().await,
+    };
+    let healthy = checks.iter().all(|c| c["healthy"] == true);
+    let mut result = Map::new();
+    result.insert(
+        "response".into(),
+        json!({"name": name, "healthy": healthy, "checks": checks}),
     );
     Ok(ApiResult(result))
 }

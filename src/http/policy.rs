@@ -27,6 +27,7 @@ pub enum Audience {
 pub const POLICY: &[(&str, Audience)] = &[
     ("/health", Audience::Anyone),
     ("/service/health", Audience::Anyone),
+    ("/{service}/health", Audience::Authenticated),
     // Anonymous creates make role-less users of the custodian organisation only.
     ("/v1/user/create", Audience::Anyone),
     ("/v2/user/create", Audience::Anyone),

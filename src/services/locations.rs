@@ -494,7 +494,13 @@ impl LocationService {
                         query.sort_by = vec![("name".to_string(), SortOrder::Asc)];
                     }
                 },
-                present: |_, location| Value::Object(location),
+                // Sunbird's index adds `identifier` (the id) to every document it writes.
+                present: |_, mut location| {
+                    if let Some(id) = location.get("id").cloned() {
+                        location.insert("identifier".into(), id);
+                    }
+                    Value::Object(location)
+                },
             },
         )
         .await?;

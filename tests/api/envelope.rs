@@ -18,6 +18,68 @@ async fn health_answers_in_the_envelope() {
 }
 
 #[tokio::test]
+async fn the_named_health_routes_check_their_dependency_for_a_token_holder() {
+    let app = TestApp::spawn().await;
+    let token = Some(app.admin_token.as_str());
+    let check = |name: &str, healthy: bool| json!({"name": name, "healthy": healthy, "err": "", "errmsg": ""});
+    for (service, name, checks) in [
+        (
+            "actor",
+            "Actor health check api",
+            vec![check("UserOrg service", true), check("Actor service", true)],
+        ),
+        (
+            "cassandra",
+            "cassandra health check api",
+            vec![
+                check("UserOrg service", true),
+                check("Actor service", true),
+                check("Cassandra service", true),
+            ],
+        ),
+        (
+            "es",
+            "ES health check api",
+            vec![
+                check("Actor service", true),
+                check("Elastic search service", true),
+            ],
+        ),
+    ] {
+        let reply = app.get(&format!("/{service}/health"), token).await;
+        assert_eq!(
+            reply.assert_ok()["response"],
+            json!({"name": name, "healthy": true, "checks": checks}),
+            "{service}"
+        );
+        assert_eq!(reply.body["id"], "");
+        assert_eq!(reply.body["ver"], service);
+        // As in Sunbird, only /health and /service/health answer without a token.
+        app.get(&format!("/{service}/health"), None)
+            .await
+            .assert_error(401, "UOS_0070", "You are not authorized.");
+    }
+    // Any other name answers as /service/health.
+    let other = app.get("/learner/health", token).await;
+    assert_eq!(
+        other.assert_ok()["response"]["name"],
+        "UserOrg service health"
+    );
+    // A failing index shows on /es/health, not on /actor/health.
+    app.search_faults.set_unavailable(true);
+    let es = app.get("/es/health", token).await;
+    assert_eq!(es.assert_ok()["response"]["healthy"], false);
+    assert_eq!(
+        es.body["result"]["response"]["checks"][1],
+        check("Elastic search service", false)
+    );
+    let actor = app.get("/actor/health", token).await;
+    assert_eq!(actor.assert_ok()["response"]["healthy"], true);
+    app.search_faults.set_unavailable(false);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn request_ids_are_echoed_and_ids_follow_the_path() {
     let app = TestApp::spawn().await;
     let reply = app

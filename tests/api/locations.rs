@@ -113,8 +113,8 @@ async fn a_location_tree_is_created_and_searched_with_exact_shapes() {
     assert_eq!(
         result,
         json!({"count": 2, "response": [
-            {"id": other, "code": other_code, "name": "Bengaluru", "type": "district", "parentId": state},
-            {"id": district, "code": district_code, "name": "Mysuru", "type": "district", "parentId": state},
+            {"id": other, "code": other_code, "name": "Bengaluru", "type": "district", "parentId": state, "identifier": other},
+            {"id": district, "code": district_code, "name": "Mysuru", "type": "district", "parentId": state, "identifier": district},
         ]})
     );
     let top = app
@@ -128,7 +128,7 @@ async fn a_location_tree_is_created_and_searched_with_exact_shapes() {
     assert_eq!(
         top.assert_ok().clone(),
         json!({"count": 1, "response": [
-            {"id": state, "code": state_code, "name": "Karnataka", "type": "state"}
+            {"id": state, "code": state_code, "name": "Karnataka", "type": "state", "identifier": state}
         ]})
     );
     // An explicit sort wins over the name order.
@@ -333,7 +333,8 @@ async fn update_renames_recodes_and_moves_a_location() {
     assert_eq!(
         result,
         json!({"count": 1, "response": [
-            {"id": district, "code": new_code, "name": "New", "type": "district", "parentId": second}
+            {"id": district, "code": new_code, "name": "New", "type": "district", "parentId": second,
+             "identifier": district}
         ]})
     );
     // The old code is free again, the old parent has no child left, the new one has one.

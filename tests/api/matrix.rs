@@ -264,6 +264,7 @@ impl World {
         let t = target.id.clone();
         let plain_user = || json!({"firstName": "Made", "email": unique_email()});
         let call = match route {
+            "/{service}/health" => call(M::GET, "/es/health".to_string(), Payload::Empty),
             "/health" | "/service/health" | "/v1/role/read" | "/v1/system/settings/list" => {
                 call(M::GET, route, Payload::Empty)
             }
