@@ -179,6 +179,14 @@ impl Authority {
         }
     }
 
+    /// A user holding no administrator role anywhere: such a caller reaches only themself and
+    /// the children they manage.
+    pub fn is_plain_user(&self) -> bool {
+        matches!(self.caller, Caller::User(_))
+            && !self.roles.has(ADMIN)
+            && !self.roles.has(ORG_ADMIN)
+    }
+
     /// Self, managing parent, ORG_ADMIN of the user's root organisation, or ADMIN.
     pub fn may_act_on_user(
         &self,

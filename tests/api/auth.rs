@@ -141,6 +141,39 @@ async fn a_blocked_users_token_stops_working_at_once() {
 }
 
 #[tokio::test]
+async fn a_stranger_gets_403_before_the_id_is_looked_up() {
+    let app = TestApp::spawn().await;
+    let alice = app
+        .create_user(json!({"firstName": "Alice", "email": unique_email()}))
+        .await;
+    let bob = app
+        .create_user(json!({"firstName": "Bob", "email": unique_email()}))
+        .await;
+    let alice_token = app.token_for(&alice);
+    let forbidden = "You are forbidden from accessing specified resource.";
+    let nobody = uuid::Uuid::new_v4().to_string();
+    // The same answer for an existing stranger and for an id nobody has.
+    for target in [&bob, &nobody] {
+        app.get(&format!("/v5/user/read/{target}"), Some(&alice_token))
+            .await
+            .assert_error(403, "UOS_USRRED0071", forbidden);
+        app.patch(
+            "/v1/user/update",
+            json!({"userId": target, "firstName": "Probe"}),
+            Some(&alice_token),
+        )
+        .await
+        .assert_error(403, "UOS_USRUPD0071", forbidden);
+    }
+    // An administrator still learns that the id does not exist.
+    let missing = app
+        .get(&format!("/v5/user/read/{nobody}"), Some(&app.admin_token))
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn users_cannot_read_or_change_other_users() {
     let app = TestApp::spawn().await;
     let alice = app

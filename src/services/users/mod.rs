@@ -502,11 +502,14 @@ impl UserService {
         fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
         let id = user_id_from_path(raw_id);
+        let authority = Authority::of(caller).await?;
+        if !private {
+            self.refuse_strangers(&authority, &id).await?;
+        }
         let user = self.load_user(&id).await?;
         if user.is_deleted() {
             return Err(DomainError::rule(ErrorCode::userAccountlocked, &[]));
         }
-        let authority = Authority::of(caller).await?;
         let managed_by = user.managed_by.as_deref();
         if !private {
             authority.require(authority.may_act_on_user(&id, managed_by, &user.root_org_id))?;
@@ -514,6 +517,23 @@ impl UserService {
         let own = authority.is_self_or_manager(&id, managed_by);
         let view = self.view_of(&user, version, private, own, fields).await?;
         Ok(response(Value::Object(view)))
+    }
+
+    /// A caller with no administrator role asking for someone else is refused (403) before the
+    /// user is looked up, as Sunbird's deployment refuses it in front of the service: the answer
+    /// is the same whether the id exists or not. The one exception is a child the caller
+    /// manages, which needs the row to be seen.
+    async fn refuse_strangers(&self, authority: &Authority, user_id: &str) -> DomainResult<()> {
+        let Some(caller_id) = authority.caller.user_id() else {
+            return Ok(());
+        };
+        if caller_id == user_id || !authority.is_plain_user() {
+            return Ok(());
+        }
+        let managed = user(&self.store, user_id)
+            .await?
+            .is_some_and(|found| found.record.managed_by.as_deref() == Some(caller_id));
+        authority.require(managed)
     }
 
     // ==== Update ====
@@ -525,8 +545,9 @@ impl UserService {
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
         let mut request = parse_update(body, route, &self.rules.default_country_code)?;
-        let user = self.load_user(&request.user_id).await?;
         let authority = Authority::of(caller).await?;
+        self.refuse_strangers(&authority, &request.user_id).await?;
+        let user = self.load_user(&request.user_id).await?;
         authority.require(authority.may_act_on_user(
             &request.user_id,
             user.managed_by.as_deref(),
