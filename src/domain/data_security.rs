@@ -101,6 +101,7 @@ pub fn validate_policy(policy: &Map<String, Value>) -> DomainResult<DataSecurity
             ),
             status: ErrorCode::invalidSecurityLevel.status(),
             result: Map::new(),
+            bare: false,
         }));
     };
     let tenant_text = level_text(tenant_value);

@@ -139,6 +139,9 @@ pub struct RuleError {
     pub message: String,
     pub status: u16,
     pub result: serde_json::Map<String, serde_json::Value>,
+    /// Answered with the bare key (`0028`), without `UOS_` and the operation code: where
+    /// Sunbird's actor tells the client its exception itself, no wrapper adds them.
+    pub bare: bool,
 }
 
 /// What services and actors answer with when something is not right.
@@ -161,6 +164,7 @@ impl DomainError {
             message: code.format(args),
             status: code.status(),
             result: serde_json::Map::new(),
+            bare: false,
         })
     }
 
@@ -171,7 +175,19 @@ impl DomainError {
             message: message.into(),
             status: code.status(),
             result: serde_json::Map::new(),
+            bare: false,
         })
+    }
+
+    /// The same rule answered with its bare key (see [`RuleError::bare`]).
+    pub fn bare(self) -> Self {
+        match self {
+            DomainError::Rule(mut rule) => {
+                rule.bare = true;
+                DomainError::Rule(rule)
+            }
+            other => other,
+        }
     }
 
     /// A rule answered with its template as is: Sunbird throws some without filling the

@@ -24,6 +24,8 @@ pub enum EnvelopeBody {
         code: ErrorCode,
         message: String,
         result: Map<String, Value>,
+        /// `params.err` is the key alone (see [`crate::domain::RuleError::bare`]).
+        bare: bool,
     },
 }
 
@@ -58,8 +60,12 @@ pub type ApiResponse = Result<ApiResult, ApiError>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut bare = false;
         let (code, message, status, result, cause) = match self.0 {
-            DomainError::Rule(rule) => (rule.code, rule.message, rule.status, rule.result, None),
+            DomainError::Rule(rule) => {
+                bare = rule.bare;
+                (rule.code, rule.message, rule.status, rule.result, None)
+            }
             DomainError::Unavailable(what) => (
                 ErrorCode::serviceUnAvailable,
                 ErrorCode::serviceUnAvailable.template().to_string(),
@@ -88,6 +94,7 @@ impl IntoResponse for ApiError {
             code,
             message,
             result,
+            bare,
         });
         if let Some(cause) = cause {
             response
@@ -218,11 +225,16 @@ pub fn render(
             code,
             message,
             result,
+            bare,
         } => (
             Params {
                 resmsgid: request_id,
                 msgid: request_id,
-                err: Some(error_code_text(*code, operation)),
+                err: Some(if *bare {
+                    code.key().to_string()
+                } else {
+                    error_code_text(*code, operation)
+                }),
                 status: "FAILED",
                 errmsg: Some(message),
             },
@@ -286,6 +298,7 @@ mod tests {
             code: ErrorCode::invalidRequestData,
             message: "Invalid request data".into(),
             result: Map::new(),
+            bare: false,
         };
         let bytes = render("/v1/user/create", "req-2", 400, &failure, Some("USR"));
         let failure: Value = serde_json::from_slice(&bytes).expect("json");

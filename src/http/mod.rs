@@ -496,6 +496,7 @@ fn envelope_for_bare_status(status: StatusCode) -> (StatusCode, EnvelopeBody) {
             code,
             message,
             result: serde_json::Map::new(),
+            bare: false,
         },
     )
 }

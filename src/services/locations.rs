@@ -53,12 +53,16 @@ pub struct LocationService {
     clock: Arc<dyn Clock>,
 }
 
+// Sunbird's location actor tells its own checks (type, parent, code, existence, children) to
+// the client as they are, so they carry the bare key (`0019`), not `UOS_LOCCRT0019`; the
+// controller's field checks are wrapped as usual.
+
 fn invalid_parameter(name: &str) -> DomainError {
-    DomainError::rule(ErrorCode::invalidParameter, &[name])
+    DomainError::rule(ErrorCode::invalidParameter, &[name]).bare()
 }
 
 fn duplicate_code(code: &str) -> DomainError {
-    DomainError::rule(ErrorCode::errorDuplicateEntry, &[code, "code"])
+    DomainError::rule(ErrorCode::errorDuplicateEntry, &[code, "code"]).bare()
 }
 
 fn invalid_request() -> DomainError {
@@ -241,18 +245,18 @@ impl LocationService {
             return Err(DomainError::rule(
                 ErrorCode::invalidValue,
                 &["type", &requested_type, &self.types.listed()],
-            ));
+            )
+            .bare());
         };
         let parent_ref = ParentRef::from_body(body)?;
         let top_level = self.types.level(&location_type) == Some(0);
         match (&parent_ref, top_level) {
             (Some(_), true) => {
-                return Err(DomainError::rule(
-                    ErrorCode::parentNotAllowed,
-                    &[PARENT_EITHER],
-                ));
+                return Err(
+                    DomainError::rule(ErrorCode::parentNotAllowed, &[PARENT_EITHER]).bare(),
+                );
             }
-            (None, false) => return Err(DomainError::mandatory_missing(PARENT_EITHER)),
+            (None, false) => return Err(DomainError::mandatory_missing(PARENT_EITHER).bare()),
             _ => {}
         }
         self.check_code_free(&code, None).await?;
@@ -322,10 +326,9 @@ impl LocationService {
             }
             let parent = match &parent_ref {
                 Some(_) if self.types.level(&location_type) == Some(0) => {
-                    return Err(DomainError::rule(
-                        ErrorCode::parentNotAllowed,
-                        &[PARENT_EITHER],
-                    ));
+                    return Err(
+                        DomainError::rule(ErrorCode::parentNotAllowed, &[PARENT_EITHER]).bare(),
+                    );
                 }
                 Some(reference) => {
                     let parent = self.settled_parent(reference).await?;
@@ -399,7 +402,7 @@ impl LocationService {
                 .await?;
             Ok::<bool, DomainError>(!children.is_empty())
         };
-        let refused = || DomainError::rule(ErrorCode::invalidLocationDeleteRequest, &[]);
+        let refused = || DomainError::rule(ErrorCode::invalidLocationDeleteRequest, &[]).bare();
         for _ in 0..WRITE_ATTEMPTS {
             let Some(current) = self.get_location(id).await? else {
                 return Err(invalid_parameter("locationId"));

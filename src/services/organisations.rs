@@ -61,6 +61,23 @@ fn invalid_request() -> DomainError {
     DomainError::rule(ErrorCode::invalidRequestData, &[])
 }
 
+/// Sunbird's organisation actor tells the client the exceptions of an update and a status
+/// update itself (`sender().tell(e)`), so they carry the bare key (`0028`), not
+/// `UOS_ORGUPD0028`. Refusals of the caller (this service's own checks) stay wrapped.
+fn told_by_actor(error: DomainError) -> DomainError {
+    match &error {
+        DomainError::Rule(rule)
+            if !matches!(
+                rule.code,
+                ErrorCode::errorForbidden | ErrorCode::unAuthorized | ErrorCode::dataTypeError
+            ) =>
+        {
+            error.bare()
+        }
+        _ => error,
+    }
+}
+
 /// A list field that must be a list when present.
 fn opt_list<'a>(body: &'a Body, field: &str) -> DomainResult<Option<&'a Vec<Value>>> {
     match body.get(field) {
@@ -380,6 +397,19 @@ impl OrgService {
             ));
         }
         check_location_fields(body)?;
+        self.apply_update(caller, body, id, channel)
+            .await
+            .map_err(told_by_actor)
+    }
+
+    /// The part of an update Sunbird's organisation actor runs after the controller's checks.
+    async fn apply_update(
+        &self,
+        caller: &Caller,
+        body: &Body,
+        id: String,
+        channel: Option<String>,
+    ) -> DomainResult<Map<String, Value>> {
         let org = self.load_for_change(caller, &id).await?;
         let email = check_email(body)?;
         let types = org_types(&self.store).await?;
@@ -465,11 +495,14 @@ impl OrgService {
             .get("status")
             .and_then(Value::as_i64)
             .ok_or_else(invalid_request)?;
-        self.load_for_change(caller, &id).await?;
+        self.load_for_change(caller, &id)
+            .await
+            .map_err(told_by_actor)?;
         let audit = audit::note(caller, "org.status", &id, json!({"status": status}));
         self.owners
             .set_status(id.clone(), status, caller.audit_id(), audit)
-            .await?;
+            .await
+            .map_err(told_by_actor)?;
         let mut result = success();
         result.insert("organisationId".into(), json!(id));
         Ok(result)

@@ -200,23 +200,23 @@ async fn create_answers_every_mistake_with_sunbirds_message() {
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "village"}),
-            "UOS_LOCCRT0018",
+            "0018",
             "Invalid type: village. Valid values are: [state, district, block, cluster, school]."
                 .into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "district"}),
-            "UOS_LOCCRT0030",
+            "0030",
             "Mandatory parameter parentId or parentCode is missing.".into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "state", "parentCode": state_code}),
-            "UOS_LOCCRT0034",
+            "0034",
             "For top level location, parentId or parentCode is not allowed.".into(),
         ),
         (
             json!({"name": "X", "code": state_code.to_uppercase(), "type": "state"}),
-            "UOS_LOCCRT0004",
+            "0004",
             format!(
                 "Value {} for code is already in use.",
                 state_code.to_uppercase()
@@ -224,33 +224,33 @@ async fn create_answers_every_mistake_with_sunbirds_message() {
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "district", "parentCode": "nowhere"}),
-            "UOS_LOCCRT0019",
+            "0019",
             "Please provide valid parentCode.".into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "district", "parentId": "nowhere"}),
-            "UOS_LOCCRT0019",
+            "0019",
             "Please provide valid parentId.".into(),
         ),
         // Too far above, at the same level, and below.
         (
             json!({"name": "X", "code": code("X"), "type": "block", "parentId": state}),
-            "UOS_LOCCRT0019",
+            "0019",
             BAD_PARENT.into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "school", "parentId": district}),
-            "UOS_LOCCRT0019",
+            "0019",
             BAD_PARENT.into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "district", "parentId": district}),
-            "UOS_LOCCRT0019",
+            "0019",
             BAD_PARENT.into(),
         ),
         (
             json!({"name": "X", "code": code("X"), "type": "district", "parentId": block}),
-            "UOS_LOCCRT0019",
+            "0019",
             BAD_PARENT.into(),
         ),
     ];
@@ -287,7 +287,7 @@ async fn concurrent_creates_of_one_code_have_one_winner() {
     for reply in replies.iter().filter(|r| r.status != 200) {
         reply.assert_error(
             400,
-            "UOS_LOCCRT0004",
+            "0004",
             &format!("Value {shared} for code is already in use."),
         );
     }
@@ -350,7 +350,7 @@ async fn update_renames_recodes_and_moves_a_location() {
         .await
         .assert_error(
             400,
-            "UOS_LOCDEL0029",
+            "0029",
             "One or more locations have a parent reference to given location and hence cannot be deleted.",
         );
     // Its own code, in another case, is not a conflict.
@@ -402,32 +402,32 @@ async fn update_answers_every_mistake_with_sunbirds_message() {
         ),
         (
             json!({"id": "nowhere", "name": "X"}),
-            "UOS_LOCUPD0019",
+            "0019",
             "Please provide valid locationId.".into(),
         ),
         (
             json!({"id": district, "code": state_code}),
-            "UOS_LOCUPD0004",
+            "0004",
             format!("Value {state_code} for code is already in use."),
         ),
         (
             json!({"id": other_state, "parentId": state}),
-            "UOS_LOCUPD0034",
+            "0034",
             "For top level location, parentId or parentCode is not allowed.".into(),
         ),
         (
             json!({"id": block, "parentId": state}),
-            "UOS_LOCUPD0019",
+            "0019",
             BAD_PARENT.into(),
         ),
         (
             json!({"id": district, "parentId": block}),
-            "UOS_LOCUPD0019",
+            "0019",
             BAD_PARENT.into(),
         ),
         (
             json!({"id": district, "parentId": "nowhere"}),
-            "UOS_LOCUPD0019",
+            "0019",
             "Please provide valid parentId.".into(),
         ),
     ];
@@ -469,7 +469,7 @@ async fn delete_refuses_parents_and_frees_the_code() {
     let refused = delete(&app, &state, Some(&app.admin_token)).await;
     refused.assert_error(
         400,
-        "UOS_LOCDEL0029",
+        "0029",
         "One or more locations have a parent reference to given location and hence cannot be deleted.",
     );
     assert_eq!(refused.body["id"], format!("api.location.delete.{state}"));
@@ -488,7 +488,7 @@ async fn delete_refuses_parents_and_frees_the_code() {
         .assert_ok();
     delete(&app, &state, Some(&app.admin_token))
         .await
-        .assert_error(400, "UOS_LOCDEL0019", "Please provide valid locationId.");
+        .assert_error(400, "0019", "Please provide valid locationId.");
 
     let gone = search_until(&app, json!({"filters": {"id": [state, district]}}), |r| {
         r["count"] == 0
@@ -530,12 +530,12 @@ async fn a_delete_racing_child_creates_never_orphans_a_child() {
                 "round {round}: a child outlived its parent"
             );
             for reply in &created {
-                reply.assert_error(400, "UOS_LOCCRT0019", "Please provide valid parentId.");
+                reply.assert_error(400, "0019", "Please provide valid parentId.");
             }
         } else {
             deleted.assert_error(
                 400,
-                "UOS_LOCDEL0029",
+                "0029",
                 "One or more locations have a parent reference to given location and hence cannot be deleted.",
             );
             assert_eq!(
@@ -635,7 +635,7 @@ async fn thirty_two_concurrent_children_of_one_parent_are_all_created() {
         .await
         .assert_error(
             400,
-            "UOS_LOCDEL0029",
+            "0029",
             "One or more locations have a parent reference to given location and hence cannot be deleted.",
         );
 }

@@ -348,19 +348,20 @@ async fn org_update_changes_fields_channels_and_external_ids() {
         (
             json!({"organisationId": "missing"}),
             400,
-            "UOS_ORGUPD0028",
+            // What Sunbird's actor tells itself carries the bare key (no UOS_, no operation).
+            "0028",
             "Requested data for this operation is not valid.",
         ),
         (
             json!({"organisationId": tenant, "email": "nope"}),
             400,
-            "UOS_ORGUPD0009",
+            "0009",
             "Invalid format for given email.",
         ),
         (
             json!({"organisationId": tenant, "channel": channel}),
             400,
-            "UOS_ORGUPD0004",
+            "0004",
             &duplicate_message,
         ),
     ];
@@ -423,7 +424,7 @@ async fn the_status_transition_matrix_is_enforced_exhaustively() {
             } else {
                 reply.assert_error(
                     400,
-                    "UOS_OSTSUPD0028",
+                    "0028",
                     "Requested data for this operation is not valid.",
                 );
                 let read = app
@@ -456,12 +457,12 @@ async fn the_status_transition_matrix_is_enforced_exhaustively() {
         ),
         (
             json!({"organisationId": org, "status": 9}),
-            "UOS_OSTSUPD0028",
+            "0028",
             "Requested data for this operation is not valid.",
         ),
         (
             json!({"organisationId": "none", "status": 1}),
-            "UOS_OSTSUPD0028",
+            "0028",
             "Requested data for this operation is not valid.",
         ),
     ] {
