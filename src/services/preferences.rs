@@ -75,6 +75,15 @@ fn is_default_org(org_id: &str) -> bool {
     org_id.eq_ignore_ascii_case(DEFAULT_ORG)
 }
 
+/// `all`: the installation-wide preferences Sunbird keeps (its clients write and read them
+/// under this org id, which names no organisation).
+pub const ALL_ORGS: &str = "all";
+
+/// The org ids that name no organisation: written by ADMIN only, never looked up.
+fn is_installation_wide(org_id: &str) -> bool {
+    is_default_org(org_id) || org_id.eq_ignore_ascii_case(ALL_ORGS)
+}
+
 fn preference_key(org_id: &str, key: &str) -> String {
     compose_key(&[org_id, key])
 }
@@ -111,11 +120,11 @@ impl PreferenceService {
     }
 
     /// Sunbird leaves preference writes to its gateway; here they need ADMIN, or ORG_ADMIN of
-    /// the organisation (or of its tenant). The system-wide `default` preferences need ADMIN,
-    /// and any other organisation must exist.
+    /// the organisation (or of its tenant). The system-wide `default` and `all` preferences need
+    /// ADMIN, and any other organisation must exist.
     async fn authorise_write(&self, caller: &Caller, org_id: &str) -> DomainResult<()> {
         let authority = Authority::of(caller).await?;
-        if is_default_org(org_id) {
+        if is_installation_wide(org_id) {
             return authority.require(authority.is_admin());
         }
         let org = get_org(&self.store, org_id).await?;

@@ -199,6 +199,36 @@ async fn create_validates_like_sunbird() {
     .assert_error(403, "UOS_TPREFCRT0071", FORBIDDEN);
     app.post(
         "/v2/org/preferences/create",
+        json!({"orgId": "all", "key": "k", "data": {"a": 1}}),
+        Some(&org_admin_token),
+    )
+    .await
+    .assert_error(403, "UOS_TPREFCRT0071", FORBIDDEN);
+    // `all`, the installation-wide preferences Sunbird keeps, names no organisation.
+    app.post(
+        "/v2/org/preferences/create",
+        json!({"orgId": "all", "key": "installationWide", "data": {"a": 1}}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    let all = app
+        .post(
+            "/v2/org/preferences/read",
+            json!({"orgId": "all", "key": "installationWide"}),
+            None,
+        )
+        .await;
+    assert_eq!(all.assert_ok()["response"]["data"], json!({"a": 1}));
+    app.patch(
+        "/v2/org/preferences/update",
+        json!({"orgId": "all", "key": "installationWide", "data": {"a": 2}}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    app.post(
+        "/v2/org/preferences/create",
         json!({"orgId": "no-such-org", "key": "k", "data": {"a": 1}}),
         admin,
     )
