@@ -102,6 +102,14 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 impl QueryMap {
+    /// A parameter, when given and not blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty())
+    }
+
     /// A comma-separated list parameter (`?fields=a,b`).
     pub fn list(&self, name: &str) -> Vec<String> {
         self.0

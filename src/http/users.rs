@@ -142,10 +142,14 @@ async fn read(
 ) -> ApiResponse {
     let uid = param(&params, "uid");
     let fields = query.list("fields");
+    // `?provider=&idType=`: the path id is an external id of that provider.
+    let external = query
+        .get("provider")
+        .map(|provider| (provider, query.get("idType")));
     Ok(ApiResult(
         state
             .users
-            .read(&caller, &uid, version, private, &fields)
+            .read(&caller, &uid, external, version, private, &fields)
             .await?,
     ))
 }

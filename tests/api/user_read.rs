@@ -166,3 +166,60 @@ async fn self_reads_show_external_ids_and_private_reads_show_ciphertext() {
     assert_ne!(user["email"], Value::Null);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_is_read_by_an_external_id_of_a_provider() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let external = format!("EXT-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let id = app
+        .create_user(json!({"firstName": "Ext", "email": unique_email(),
+            "externalIds": [{"id": external, "idType": "National", "provider": "sunbird"}]}))
+        .await;
+    let path = |query: &str| format!("/v5/user/read/{external}?{query}");
+    // Case does not matter, as for the uniqueness of external ids.
+    let found = app
+        .get(&path("provider=SUNBIRD&idType=national"), admin)
+        .await;
+    assert_eq!(found.assert_ok()["response"]["id"], id.as_str());
+    // The user themself.
+    let own = app
+        .get(
+            &path("provider=sunbird&idType=National"),
+            Some(&app.token_for(&id)),
+        )
+        .await;
+    assert_eq!(own.assert_ok()["response"]["id"], id.as_str());
+    app.get(&path("provider=sunbird"), admin)
+        .await
+        .assert_error(
+            400,
+            "UOS_USRRED0030",
+            "Mandatory parameter idType is missing.",
+        );
+    app.get("/v5/user/read/nope?provider=sunbird&idType=National", admin)
+        .await
+        .assert_error(
+            404,
+            "UOS_USRRED0013",
+            "External ID (id: nope, idType: National, provider: sunbird) not found for given user.",
+        );
+    // A stranger gets 403 whether the external id exists or not.
+    let stranger = app
+        .create_user(json!({"firstName": "Other", "email": unique_email()}))
+        .await;
+    let stranger = app.token_for(&stranger);
+    for target in [external.as_str(), "nope"] {
+        app.get(
+            &format!("/v5/user/read/{target}?provider=sunbird&idType=National"),
+            Some(&stranger),
+        )
+        .await
+        .assert_error(
+            403,
+            "UOS_USRRED0071",
+            "You are forbidden from accessing specified resource.",
+        );
+    }
+    app.stop().await;
+}

@@ -35,7 +35,8 @@ use crate::storage::records::user;
 use crate::storage::{Store, Versioned};
 
 pub use contacts::{
-    EXTERNAL_ID_TOKEN_KIND, open_external_id, phone_token, seal_external_id, username_token,
+    EXTERNAL_ID_TOKEN_KIND, external_id_claim, open_external_id, phone_token, seal_external_id,
+    username_token,
 };
 pub use signin::{Rotation, SignInCommand, SignInGate, SignInReply, credential};
 

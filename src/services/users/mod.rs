@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::actors::user_owner::{EXTERNAL_ID_TOKEN_KIND, UserOwners, username_token};
+use crate::actors::user_owner::{
+    EXTERNAL_ID_TOKEN_KIND, UserOwners, external_id_claim, username_token,
+};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::Record;
@@ -497,12 +499,46 @@ impl UserService {
         &self,
         caller: &Caller,
         raw_id: &str,
+        external: Option<(&str, Option<&str>)>,
         version: ReadVersion,
         private: bool,
         fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
-        let id = user_id_from_path(raw_id);
         let authority = Authority::of(caller).await?;
+        let id = match external {
+            None => user_id_from_path(raw_id),
+            Some((provider, id_type)) => {
+                let id_type = id_type.ok_or_else(|| DomainError::mandatory_missing("idType"))?;
+                let external = ExternalId {
+                    id: raw_id.trim().to_string(),
+                    id_type: id_type.to_string(),
+                    provider: provider.to_string(),
+                };
+                let owner = self
+                    .store
+                    .claim_owner(
+                        ClaimKind::ExternalId,
+                        &external_id_claim(&self.vault, &external),
+                    )
+                    .await?;
+                match owner {
+                    Some(owner) => owner,
+                    // A stranger learns nothing more from an unknown external id.
+                    None if !private && authority.is_plain_user() => {
+                        return Err(DomainError::forbidden());
+                    }
+                    None => {
+                        return Err(DomainError::with_message(
+                            ErrorCode::resourceNotFound,
+                            format!(
+                                "External ID (id: {}, idType: {}, provider: {}) not found for given user.",
+                                external.id, external.id_type, external.provider
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         if !private {
             self.refuse_strangers(&authority, &id).await?;
         }
