@@ -170,10 +170,10 @@ struct RouterContext {
 pub fn build_router(state: AppState, listener: Listener) -> Router {
     let mut router: Router<AppState> = Router::new();
     let mut meta = HashMap::new();
+    // The public listener routes the private paths too, but answers them only to a consumer the
+    // gateway admitted on one of the three gateway routes that expose them (Sunbird's Kong does
+    // the same); to anyone else they do not exist there (the middleware answers 404).
     for spec in routes() {
-        if spec.access == Access::Private && listener == Listener::Public {
-            continue;
-        }
         meta.insert(
             spec.path,
             RouteMeta {
@@ -323,7 +323,20 @@ async fn sunbird_middleware(
         .extensions()
         .get::<gateway::GatewayConsumer>()
         .map(|consumer| consumer.0.clone());
-    let admitted = if context.state.network.addressing.admits(side, client) {
+    let private_on_public =
+        context.listener == Listener::Public && meta.is_some_and(|m| m.access == Access::Private);
+    let admitted = if !context.state.network.addressing.admits(side, client) {
+        tracing::info!(client.ip = %client, "address refused");
+        Err(ApiError(DomainError::forbidden()))
+    } else if private_on_public {
+        match &consumer {
+            Some(name) => Ok(Caller::Consumer(name.clone())),
+            None => Err(ApiError(DomainError::rule(
+                ErrorCode::resourceNotFound,
+                &[&path],
+            ))),
+        }
+    } else {
         match authenticate(&context, credentials, meta).await {
             // A gateway consumer on a route Sunbird leaves to the gateway's ACL, with no user
             // token: trusted there as a service.
@@ -333,13 +346,16 @@ async fn sunbird_middleware(
                         .as_deref()
                         .is_some_and(|t| gateway::CONSUMER_AUTHORISED.contains(&t)) =>
             {
-                Ok(Caller::Consumer(consumer.unwrap_or_default()))
+                Ok(Caller::Consumer(consumer.clone().unwrap_or_default()))
             }
             other => other,
         }
+    };
+    // A private path refused on the public listener answers exactly as an unknown path does.
+    let meta = if private_on_public && consumer.is_none() {
+        None
     } else {
-        tracing::info!(client.ip = %client, "address refused");
-        Err(ApiError(DomainError::forbidden()))
+        meta
     };
     let admitted = match admitted {
         Ok(caller) => {

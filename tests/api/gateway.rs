@@ -608,3 +608,74 @@ async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
         })
     );
 }
+
+#[tokio::test]
+async fn private_paths_the_gateway_exposes_answer_only_its_admitted_consumers() {
+    let (app, keys) = app_requiring_keys().await;
+    let super_access = keys
+        .create("adminutil", &["userSuperAccess".to_string()])
+        .await
+        .expect("consumer");
+    let reader = keys
+        .create("reader", &["userAccess".to_string()])
+        .await
+        .expect("consumer");
+    let through_gateway = format!("/api/user/private/v1/read/{}", app.admin_id);
+    let (status, body) = kong(
+        &app,
+        Method::GET,
+        &through_gateway,
+        Some(&super_access),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["result"]["response"]["id"], app.admin_id.as_str());
+    assert_eq!(
+        kong(
+            &app,
+            Method::GET,
+            &through_gateway,
+            Some(&reader),
+            None,
+            None
+        )
+        .await,
+        (403, kong_body("You cannot consume this service"))
+    );
+    assert_eq!(
+        kong(
+            &app,
+            Method::GET,
+            &through_gateway,
+            None,
+            Some(&app.admin_token),
+            None
+        )
+        .await,
+        (401, kong_body("Unauthorized"))
+    );
+    // The private path itself is not public, whatever the caller carries.
+    let direct = format!("/private/user/v1/read/{}", app.admin_id);
+    for (consumer, user) in [
+        (Some(super_access.as_str()), None),
+        (None, Some(app.admin_token.as_str())),
+    ] {
+        let (status, body) = kong(&app, Method::GET, &direct, consumer, user, None).await;
+        assert_eq!(status, 404, "{body}");
+    }
+    app.stop().await;
+
+    // Without consumer keys the gateway's private paths are not public either.
+    let app = TestApp::spawn().await;
+    let reply = app
+        .get(
+            &format!("/api/user/private/v1/read/{}", app.admin_id),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    app.stop().await;
+}
