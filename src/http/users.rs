@@ -228,12 +228,13 @@ async fn update_v3(
 async fn search_v1(
     State(state): State<AppState>,
     caller: Caller,
+    query: QueryMap,
     body: SunbirdBody,
 ) -> ApiResponse {
     Ok(ApiResult(
         state
             .users
-            .search(&caller, SearchVersion::V1, &body.0)
+            .search(&caller, SearchVersion::V1, &body.0, &query.list("fields"))
             .await?,
     ))
 }
@@ -241,12 +242,13 @@ async fn search_v1(
 async fn search_v2(
     State(state): State<AppState>,
     caller: Caller,
+    query: QueryMap,
     body: SunbirdBody,
 ) -> ApiResponse {
     Ok(ApiResult(
         state
             .users
-            .search(&caller, SearchVersion::V2, &body.0)
+            .search(&caller, SearchVersion::V2, &body.0, &query.list("fields"))
             .await?,
     ))
 }
@@ -254,12 +256,13 @@ async fn search_v2(
 async fn search_v3(
     State(state): State<AppState>,
     caller: Caller,
+    query: QueryMap,
     body: SunbirdBody,
 ) -> ApiResponse {
     Ok(ApiResult(
         state
             .users
-            .search(&caller, SearchVersion::V3, &body.0)
+            .search(&caller, SearchVersion::V3, &body.0, &query.list("fields"))
             .await?,
     ))
 }

@@ -339,3 +339,38 @@ async fn search_is_scoped_to_the_callers_tenant_and_shows_fields_by_relation() {
     assert_eq!(hits.len(), 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn fields_org_name_names_each_hits_organisations() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "Named", "email": email}))
+        .await;
+    app.wait_for_index().await;
+    let request = json!({"filters": {"email": email}});
+    let plain = app
+        .post("/v3/user/search", request.clone(), Some(&app.admin_token))
+        .await;
+    let hit = &plain.assert_ok()["response"]["content"][0];
+    assert_eq!(hit["id"], id.as_str());
+    assert!(
+        hit["organisations"][0].get("orgName").is_none(),
+        "only when asked for: {hit}"
+    );
+    let named = app
+        .post(
+            "/v3/user/search?fields=orgName",
+            request,
+            Some(&app.admin_token),
+        )
+        .await;
+    let hit = &named.assert_ok()["response"]["content"][0];
+    assert_eq!(hit["rootOrgName"], "Sunbird Custodian Organisation");
+    let organisations = hit["organisations"].as_array().expect("organisations");
+    assert!(!organisations.is_empty());
+    for membership in organisations {
+        assert_eq!(membership["orgName"], "Sunbird Custodian Organisation");
+    }
+    app.stop().await;
+}

@@ -762,6 +762,7 @@ impl UserService {
         caller: &Caller,
         version: SearchVersion,
         body: &Body,
+        query_fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
         let authority = Authority::of(caller).await?;
         let scope = authority.search_scope();
@@ -824,7 +825,65 @@ impl UserService {
                     .collect(),
             );
         }
+        // `?fields=orgName`: each hit's organisations are named, as Sunbird's search does.
+        if query_fields
+            .iter()
+            .any(|field| field.eq_ignore_ascii_case("orgName"))
+        {
+            self.name_organisations(&mut page.content).await?;
+        }
         Ok(response(Value::Object(page.into_result())))
+    }
+
+    /// Adds `rootOrgName` and `organisations[].orgName` to search hits (one read per
+    /// organisation, however many hits name it).
+    async fn name_organisations(&self, hits: &mut [Value]) -> DomainResult<()> {
+        let mut names: std::collections::HashMap<String, Option<String>> =
+            std::collections::HashMap::new();
+        for hit in hits.iter() {
+            let mut ids: Vec<String> = Vec::new();
+            if let Some(root) = hit.get("rootOrgId").and_then(Value::as_str) {
+                ids.push(root.to_string());
+            }
+            for membership in hit
+                .get("organisations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = membership.get("organisationId").and_then(Value::as_str) {
+                    ids.push(id.to_string());
+                }
+            }
+            for id in ids {
+                if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                    let name = get_org(&self.store, slot.key())
+                        .await?
+                        .and_then(|org| org.org_name.clone());
+                    slot.insert(name);
+                }
+            }
+        }
+        let name_of = |id: Option<&str>| {
+            id.and_then(|id| names.get(id).cloned().flatten())
+                .map_or(Value::Null, Value::from)
+        };
+        for hit in hits.iter_mut() {
+            let Some(view) = hit.as_object_mut() else {
+                continue;
+            };
+            if view.contains_key("rootOrgId") {
+                let name = name_of(view.get("rootOrgId").and_then(Value::as_str));
+                view.insert("rootOrgName".into(), name);
+            }
+            if let Some(Value::Array(memberships)) = view.get_mut("organisations") {
+                for membership in memberships.iter_mut().filter_map(Value::as_object_mut) {
+                    let name = name_of(membership.get("organisationId").and_then(Value::as_str));
+                    membership.insert("orgName".into(), name);
+                }
+            }
+        }
+        Ok(())
     }
 
     // ==== Lookups ====
