@@ -42,6 +42,7 @@ pub async fn run_search_conformance(shared: Arc<dyn SearchIndex>) {
     or_filters(index).await;
     exists_and_not_exists(index).await;
     free_text(index).await;
+    fuzzy(index).await;
     sorting(index).await;
     paging(index).await;
     facets(index).await;
@@ -639,6 +640,33 @@ async fn exists_and_not_exists(index: &dyn SearchIndex) {
         &["u2", "u5"],
     )
     .await;
+}
+
+async fn fuzzy(index: &dyn SearchIndex) {
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
+        ("exact word", "firstName", "asha", &["u1"]),
+        ("a transposition is one edit", "firstName", "ahsa", &["u1"]),
+        ("two edits in a long word", "lastName", "krishnen", &["u2"]),
+        (
+            "two edits are too many for a short word",
+            "firstName",
+            "axhx",
+            &[],
+        ),
+        (
+            "any word of the value",
+            "lastName",
+            "zzzz rau",
+            &["u1", "u3"],
+        ),
+        ("only the named field", "firstName", "rao", &[]),
+    ];
+    for (case, field, text, expected) in cases {
+        let mut query = SearchQuery::match_all(100);
+        query.fuzzy = Some((field.to_owned(), text.to_owned()));
+        let result = run(index, &query).await;
+        assert_eq!(id_set(&result), set(expected), "fuzzy {case}: {text:?}");
+    }
 }
 
 fn free_text_query(text: &str, fields: &[&str]) -> SearchQuery {

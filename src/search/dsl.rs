@@ -148,6 +148,22 @@ pub fn parse_search_request(
         at_most("query", MAX_QUERY_CHARS, text.chars().count())?;
     }
     query.query_fields = optional_string_list(request, "queryFields")?.unwrap_or_default();
+    query.fuzzy = match request.get("fuzzy") {
+        None | Some(Value::Null) => None,
+        // Sunbird applies the first entry only.
+        Some(Value::Object(fuzzy)) => match fuzzy.iter().next() {
+            Some((field, Value::String(text))) if !text.trim().is_empty() => {
+                at_most("fuzzy", MAX_QUERY_CHARS, text.chars().count())?;
+                Some((field.clone(), text.clone()))
+            }
+            Some((field, Value::String(_))) => {
+                return Err(DslError::MissingParameter(format!("fuzzy.{field}")));
+            }
+            Some((field, _)) => return Err(data_type(&format!("fuzzy.{field}"), "String")),
+            None => None,
+        },
+        Some(_) => return Err(data_type("fuzzy", MAP)),
+    };
     at_most("queryFields", MAX_LISTED_FIELDS, query.query_fields.len())?;
     query.fields = optional_string_list(request, "fields")?.unwrap_or_default();
     at_most("fields", MAX_LISTED_FIELDS, query.fields.len())?;

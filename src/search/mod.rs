@@ -118,6 +118,10 @@ pub struct SearchQuery {
     pub query: Option<String>,
     /// Fields the free text applies to; empty means every text field.
     pub query_fields: Vec<String>,
+    /// Sunbird's `fuzzy` (`{"firstName": "asha"}`, its first entry only): the field matches
+    /// when any word of the value is within Elasticsearch's `AUTO` edit distance of a word of
+    /// the field (0 edits up to 2 characters, 1 up to 5, else 2; a transposition is one).
+    pub fuzzy: Option<(String, String)>,
     /// Source fields to return; empty means the whole source.
     pub fields: Vec<String>,
     /// Source fields never returned.
@@ -135,6 +139,7 @@ impl SearchQuery {
             filters: Vec::new(),
             query: None,
             query_fields: Vec::new(),
+            fuzzy: None,
             fields: Vec::new(),
             exclude_fields: Vec::new(),
             limit,

@@ -46,8 +46,8 @@ use tantivy::columnar::{Column, DynamicColumn, DynamicColumnHandle, StrColumn};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     AllQuery, BitSetDocSet, BooleanQuery, BoostQuery, ConstScoreQuery, ConstScorer, EmptyQuery,
-    EnableScoring, ExistsQuery, Explanation, Occur, Query, RangeQuery, Scorer, TermQuery,
-    TermSetQuery, Weight,
+    EnableScoring, ExistsQuery, Explanation, FuzzyTermQuery, Occur, Query, RangeQuery, Scorer,
+    TermQuery, TermSetQuery, Weight,
 };
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
@@ -707,6 +707,9 @@ impl<'a> QueryBuilder<'a> {
         if let Some(text) = &query.query {
             clauses.push((Occur::Must, self.free_text(text, &query.query_fields)));
         }
+        if let Some((field, text)) = &query.fuzzy {
+            clauses.push((Occur::Must, self.fuzzy(field, text)));
+        }
         if clauses.is_empty() {
             Box::new(AllQuery)
         } else {
@@ -907,6 +910,30 @@ impl<'a> QueryBuilder<'a> {
                 }
             }
         }
+    }
+
+    /// Sunbird's `fuzzy`: a match query on one field with `fuzziness: AUTO` and transpositions,
+    /// any word of the value being enough.
+    fn fuzzy(&mut self, field: &str, text: &str) -> Box<dyn Query> {
+        let words = self.words(text);
+        if words.is_empty() {
+            return Box::new(EmptyQuery);
+        }
+        let mut per_word: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in &words {
+            let distance = match word.chars().count() {
+                0..=2 => 0,
+                3..=5 => 1,
+                _ => 2,
+            };
+            let mut term = Term::from_field_json_path(self.fields.text, field, true);
+            term.append_type_and_str(word);
+            per_word.push((
+                Occur::Should,
+                Box::new(FuzzyTermQuery::new(term, distance, true)),
+            ));
+        }
+        Box::new(BooleanQuery::new(per_word))
     }
 
     /// Sunbird's `simple_query_string` with the default OR operator: a document matches when any

@@ -374,3 +374,41 @@ async fn fields_org_name_names_each_hits_organisations() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn fuzzy_matches_a_misspelt_name_as_elasticsearch_auto_fuzziness_does() {
+    let app = TestApp::spawn().await;
+    let last = format!("Q{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let id = app
+        .create_user(json!({"firstName": "Lakshmi", "lastName": last, "email": unique_email()}))
+        .await;
+    app.wait_for_index().await;
+    let search = |request: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.post("/v3/user/search", request, Some(&app.admin_token))
+                .await
+                .assert_ok()["response"]
+                .clone()
+        }
+    };
+    let found =
+        search(json!({"filters": {"lastName": last}, "fuzzy": {"firstName": "Laksmhi"}})).await;
+    assert_eq!(found["count"], 1, "{found}");
+    assert_eq!(found["content"][0]["id"], id.as_str());
+    let missed =
+        search(json!({"filters": {"lastName": last}, "fuzzy": {"firstName": "Lkxsmhi"}})).await;
+    assert_eq!(missed["count"], 0, "three edits: {missed}");
+    app.post(
+        "/v3/user/search",
+        json!({"filters": {}, "fuzzy": {"firstName": 7}}),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRSER0003",
+        "Data type of fuzzy.firstName should be String.",
+    );
+    app.stop().await;
+}
