@@ -32,6 +32,7 @@ use crate::search::dsl::SearchLimits;
 use crate::seed;
 use crate::services::access::CallerResolver;
 use crate::services::audit::AuditTrail;
+use crate::services::captcha::Captcha;
 use crate::services::data_sync::DataSyncService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
@@ -182,6 +183,16 @@ impl Application {
                 },
             },
         );
+        let users = if settings.captcha.enabled {
+            users.with_captcha(Captcha::google(
+                settings.captcha.verify_url.clone(),
+                settings.captcha.private_key.clone(),
+                settings.captcha.mobile_private_key.clone(),
+                Duration::from_millis(settings.captcha.timeout_ms.max(1)),
+            )?)
+        } else {
+            users
+        };
         let search_limits = SearchLimits {
             default_limit: settings.search.default_limit,
             max_limit: settings.search.max_limit,

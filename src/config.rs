@@ -32,6 +32,7 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub signin: SignInConfig,
     pub gateway: GatewayConfig,
+    pub captcha: CaptchaConfig,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -263,6 +264,16 @@ pub struct LocationSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SyncSettings {
     pub rebuild_timeout_seconds: u64,
+}
+
+/// The reCAPTCHA check of `/v2/user/exists` (`[captcha]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaptchaConfig {
+    pub enabled: bool,
+    pub verify_url: String,
+    pub private_key: String,
+    pub mobile_private_key: String,
+    pub timeout_ms: u64,
 }
 
 /// API-consumer keys (`[gateway]`).

@@ -302,19 +302,29 @@ async fn exists_v1(
     let key = param(&params, "key");
     let value = param(&params, "value");
     Ok(ApiResult(
-        state.users.exists(&caller, &key, &value, false).await?,
+        state
+            .users
+            .exists(&caller, &key, &value, false, (None, false))
+            .await?,
     ))
 }
 
+/// With `[captcha]` on, the reCAPTCHA answer comes as `?captchaResponse=`, and `?app=` names a
+/// mobile app (its own secret).
 async fn exists_v2(
     State(state): State<AppState>,
     caller: Caller,
     params: RawPathParams,
+    query: QueryMap,
 ) -> ApiResponse {
     let key = param(&params, "key");
     let value = param(&params, "value");
+    let captcha = (query.get("captchaResponse"), query.get("app").is_some());
     Ok(ApiResult(
-        state.users.exists(&caller, &key, &value, true).await?,
+        state
+            .users
+            .exists(&caller, &key, &value, true, captcha)
+            .await?,
     ))
 }
 

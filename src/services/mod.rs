@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod captcha;
 pub mod data_sync;
 pub mod gateway;
 pub mod health;

@@ -217,3 +217,76 @@ async fn by_default_lookups_disclose_no_profile_to_strangers() {
     assert_eq!(own["userName"], "quiet_person");
     app.stop().await;
 }
+
+/// A stand-in for Google's siteverify: `success` only for the answer "human" sent with the
+/// expected secret.
+async fn fake_siteverify() -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/recaptcha/api/siteverify",
+        post(
+            |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| async move {
+                let web = form.get("secret").map(String::as_str) == Some("web-secret");
+                let mobile = form.get("secret").map(String::as_str) == Some("mobile-secret");
+                let human = form.get("response").map(String::as_str) == Some("human");
+                // The mobile secret only passes the mobile answer, to show which secret was sent.
+                let answer = form.get("response").map(String::as_str) == Some("mobile-human");
+                axum::Json(json!({"success": (web && human) || (mobile && answer)}))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}/recaptcha/api/siteverify")
+}
+
+#[tokio::test]
+async fn v2_exists_checks_the_captcha_first_when_it_is_on() {
+    let verify = fake_siteverify().await;
+    let app = TestApp::spawn_with(&[
+        ("USERORG__CAPTCHA__ENABLED", "true"),
+        ("USERORG__CAPTCHA__VERIFY_URL", verify.as_str()),
+        ("USERORG__CAPTCHA__PRIVATE_KEY", "web-secret"),
+        ("USERORG__CAPTCHA__MOBILE_PRIVATE_KEY", "mobile-secret"),
+    ])
+    .await;
+    let token = Some(app.admin_token.as_str());
+    let email = unique_email();
+    for query in [
+        "",
+        "?captchaResponse=robot",
+        "?captchaResponse=mobile-human",
+    ] {
+        app.get(&format!("/v2/user/exists/email/{email}{query}"), token)
+            .await
+            .assert_error(418, "UOS_UEXIST0025", "Captcha is invalid");
+    }
+    // Before the key is even looked at.
+    app.get("/v2/user/exists/nokey/x?captchaResponse=robot", token)
+        .await
+        .assert_error(418, "UOS_UEXIST0025", "Captcha is invalid");
+    let web = app
+        .get(
+            &format!("/v2/user/exists/email/{email}?captchaResponse=human"),
+            token,
+        )
+        .await;
+    assert_eq!(web.assert_ok()["exists"], false);
+    let mobile = app
+        .get(
+            &format!("/v2/user/exists/email/{email}?captchaResponse=mobile-human&app=android"),
+            token,
+        )
+        .await;
+    assert_eq!(mobile.assert_ok()["exists"], false);
+    // v1 has no captcha.
+    app.get(&format!("/v1/user/exists/email/{email}"), None)
+        .await
+        .assert_ok();
+    app.stop().await;
+}

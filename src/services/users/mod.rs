@@ -78,6 +78,8 @@ pub struct UserService {
     /// The hash of a random password, compared against when there is no real one, so an
     /// unknown or locked account costs the same time as a wrong password.
     decoy: Arc<tokio::sync::OnceCell<String>>,
+    /// The reCAPTCHA check of `/v2/user/exists`.
+    captcha: crate::services::captcha::Captcha,
 }
 
 /// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
@@ -200,7 +202,14 @@ impl UserService {
             rules,
             hashing,
             decoy: Arc::new(tokio::sync::OnceCell::new()),
+            captcha: crate::services::captcha::Captcha::Off,
         }
+    }
+
+    /// The same service with a reCAPTCHA check on `/v2/user/exists`.
+    pub fn with_captcha(mut self, captcha: crate::services::captcha::Captcha) -> Self {
+        self.captcha = captcha;
+        self
     }
 
     /// Whether `password` matches `hash` (Argon2id, on the blocking pool, under the same bound
@@ -1051,7 +1060,12 @@ impl UserService {
         key: &str,
         value: &str,
         v2: bool,
+        captcha: (Option<&str>, bool),
     ) -> DomainResult<Map<String, Value>> {
+        // Sunbird checks the captcha of v2 before the key and value.
+        if v2 && !self.captcha.passes(captcha.0, captcha.1).await {
+            return Err(DomainError::rule(ErrorCode::invalidCaptcha, &[]));
+        }
         let key = Self::validate_key_value(key, value)?;
         // Sunbird leaves only the email and phone checks open to anonymous callers.
         if matches!(caller, Caller::Anonymous) && !matches!(key.as_str(), "email" | "phone") {
