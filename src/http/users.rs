@@ -343,9 +343,13 @@ async fn get_by_key(
 async fn get_by_login_id(
     State(state): State<AppState>,
     caller: Caller,
+    query: QueryMap,
     body: SunbirdBody,
 ) -> ApiResponse {
     Ok(ApiResult(
-        state.users.get_by_login_id(&caller, &body.0).await?,
+        state
+            .users
+            .get_by_login_id(&caller, &body.0, &query.list("fields"))
+            .await?,
     ))
 }

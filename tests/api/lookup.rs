@@ -140,6 +140,18 @@ async fn get_by_key_and_getuser_return_the_v5_profile() {
         .post("/v1/user/getuser", json!({"loginId": "KEY_USER"}), None)
         .await;
     assert_eq!(reply.assert_ok()["response"]["id"], id.as_str());
+    assert!(reply.body["result"]["response"].get("topics").is_none());
+    // `fields` comes in the query string, as Sunbird reads it.
+    let reply = app
+        .post(
+            "/v1/user/getuser?fields=topic",
+            json!({"loginId": "key_user"}),
+            None,
+        )
+        .await;
+    let profile = &reply.assert_ok()["response"];
+    assert_eq!(profile["topics"], json!([]));
+    assert_eq!(profile["lastLoginTime"], 0);
     app.post("/v1/user/getuser", json!({"loginId": ""}), None)
         .await
         .assert_error(400, "UOS_USRRED0019", "Please provide valid loginId.");

@@ -1107,21 +1107,24 @@ impl UserService {
         {
             return Err(DomainError::unauthorized());
         }
-        self.profile_by_key(caller, &key, value).await
+        self.profile_by_key(caller, &key, value, &[]).await
     }
 
-    /// `POST /v1/user/getuser`: the v5 profile by login id.
+    /// `POST /v1/user/getuser`: the v5 profile by login id; `fields` come from the query string,
+    /// as Sunbird reads them (`?fields=topic,...`), and shape the profile as on read.
     pub async fn get_by_login_id(
         &self,
         caller: &Caller,
         body: &Body,
+        fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
         let login_id = opt_nonblank(body, "loginId")?
             .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &["loginId"]))?;
         if matches!(caller, Caller::Anonymous) && !self.rules.anonymous_profiles {
             return Err(DomainError::unauthorized());
         }
-        self.profile_by_key(caller, "loginId", &login_id).await
+        self.profile_by_key(caller, "loginId", &login_id, fields)
+            .await
     }
 
     /// The v5 profile of the user holding an identifier, as the caller's relation allows (an
@@ -1132,6 +1135,7 @@ impl UserService {
         caller: &Caller,
         key: &str,
         value: &str,
+        fields: &[String],
     ) -> DomainResult<Map<String, Value>> {
         let not_found = || DomainError::rule(ErrorCode::resourceNotFound, &[value]);
         let id = self
@@ -1144,7 +1148,7 @@ impl UserService {
             .filter(|user| !user.is_deleted())
             .ok_or_else(not_found)?;
         let mut view = self
-            .view_of(&user, ReadVersion::V5, false, false, &[])
+            .view_of(&user, ReadVersion::V5, false, false, fields)
             .await?;
         if !matches!(caller, Caller::Anonymous) {
             let authority = Authority::of(caller).await?;
