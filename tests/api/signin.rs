@@ -225,6 +225,33 @@ async fn a_real_openid_connect_client_signs_in_refreshes_and_logs_out() {
 }
 
 #[tokio::test]
+async fn the_username_is_an_email_a_phone_or_a_user_name() {
+    let app = TestApp::spawn().await;
+    let phone = crate::helpers::unique_phone();
+    let user_name = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    app.create_user(
+        json!({"firstName": "Phone", "phone": phone, "userName": user_name,
+                           "password": PASSWORD}),
+    )
+    .await;
+    for login in [phone.clone(), user_name.to_uppercase()] {
+        let answer = password_grant(&app, &login, PASSWORD).await;
+        assert_eq!(answer.status, 200, "{login}: {}", answer.text);
+    }
+    // A user without a password cannot sign in, and is not told so.
+    let email = unique_email();
+    app.create_user(json!({"firstName": "NoPassword", "email": email}))
+        .await;
+    assert_keycloak_error(
+        &password_grant(&app, &email, PASSWORD).await,
+        401,
+        "invalid_grant",
+        "Invalid user credentials",
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_token_answer_has_keycloaks_fields() {
     let app = TestApp::spawn().await;
     let (_, email) = password_user(&app).await;
