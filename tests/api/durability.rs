@@ -147,7 +147,7 @@ fn admin_token(data_dir: &Path) -> String {
     signer
         .mint(MintClaims::new(
             admin_id,
-            "http://localhost:8080/auth/realms/sunbird",
+            "http://localhost:9000/auth/realms/sunbird",
             3600,
         ))
         .expect("token")

@@ -11,7 +11,7 @@ use userorg::app::Application;
 use userorg::auth::{LocalSigner, MintClaims};
 use userorg::config::Settings;
 
-const PROVIDER_ISSUER: &str = "http://localhost:8080/auth/realms/sunbird";
+const PROVIDER_ISSUER: &str = "http://localhost:9000/auth/realms/sunbird";
 
 fn settings(data_dir: &Path, extra: &[(&str, String)]) -> Result<Settings, String> {
     let mut env: HashMap<String, String> = HashMap::new();
