@@ -67,7 +67,7 @@ openapi() {
 import json, re, sys, urllib.request, urllib.error
 listener, base, header, policy, validation, out = sys.argv[1:7]
 name, value = header.split(": ", 1)
-paths = re.findall(r'\("(/[^"]*)", Audience::(\w+)\)', open(policy).read())
+paths = re.findall(r'\(\s*"(/[^"]*)",\s*Audience::(\w+),?\s*\)', open(policy).read())
 doc = {"openapi": "3.0.3", "info": {"title": f"userorg {listener} (route table)", "version": "0"},
        "paths": {}}
 # The request's known fields with their JSON types, from the field table of
