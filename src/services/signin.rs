@@ -29,6 +29,9 @@ use crate::storage::{Store, Table, compose_key};
 /// The `typ` of refresh and ID tokens, as Keycloak writes them.
 const REFRESH_TOKEN_TYPE: &str = "Refresh";
 const ID_TOKEN_TYPE: &str = "ID";
+/// The row the decoy commit of an uncounted attempt writes: starts with the key separator, so
+/// no user's session prefix (`userId␟`) reaches it.
+const DECOY_KEY: &str = "\u{1f}signin-decoy";
 /// The scope granted when none is asked for (Keycloak's default client scopes).
 const DEFAULT_SCOPE: &str = "profile email";
 
@@ -563,7 +566,13 @@ impl Inner {
         };
         let hash = match gate {
             SignInGate::Compare(hash) => Some(hash),
-            SignInGate::Locked | SignInGate::NoCredential => None,
+            SignInGate::Locked | SignInGate::NoCredential => {
+                // A counted attempt costs a durable commit before the comparison; an attempt
+                // that counts nothing makes one of the same size, so the answer's time does not
+                // tell an unknown or locked account from a wrong password.
+                self.decoy_commit().await.map_err(unavailable)?;
+                None
+            }
         };
         let matched = self
             .users
@@ -603,6 +612,25 @@ impl Inner {
             Err(error) => return Err(unavailable(error)),
         }
         self.answer(issuer, &session, &jti, &scope)
+    }
+
+    /// One durable commit of the decoy row (`user_session`, a key no user's prefix reaches).
+    async fn decoy_commit(&self) -> Result<(), DomainError> {
+        let mut transaction = crate::storage::Transaction::default();
+        let decoy = crate::domain::signin::CredentialRecord {
+            user_id: DECOY_KEY.to_string(),
+            num_failures: 1,
+            last_failure_ms: self.clock.now().timestamp_millis(),
+            ..Default::default()
+        };
+        transaction.put_record(
+            Table::UserSession,
+            DECOY_KEY,
+            &decoy,
+            crate::storage::Expect::Any,
+        )?;
+        self.store.commit(transaction).await?;
+        Ok(())
     }
 
     fn open_refresh(&self, issuer: &str, token: &str) -> OidcResult<RefreshClaims> {
