@@ -223,3 +223,48 @@ async fn a_user_is_read_by_an_external_id_of_a_provider() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn fields_organisations_and_locations_detail_the_profile() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let code = format!("ST{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let state = app
+        .post(
+            "/v1/location/create",
+            json!({"name": "Karnataka", "code": code, "type": "state"}),
+            admin,
+        )
+        .await
+        .assert_ok()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let id = app
+        .create_user(json!({"firstName": "Placed", "email": unique_email(),
+                            "profileLocation": [{"id": state, "type": "state"}]}))
+        .await;
+    let plain = app.get(&format!("/v5/user/read/{id}"), admin).await;
+    let plain = plain.assert_ok()["response"].clone();
+    assert!(plain.get("userLocations").is_none());
+    assert!(plain["organisations"][0].get("orgName").is_none());
+    let detailed = app
+        .get(
+            &format!("/v5/user/read/{id}?fields=organisations,locations"),
+            admin,
+        )
+        .await;
+    let profile = &detailed.assert_ok()["response"];
+    assert_eq!(
+        profile["userLocations"],
+        json!([{"code": code, "name": "Karnataka", "type": "state", "id": state}])
+    );
+    assert!(profile.get("profileLocation").is_none(), "{profile}");
+    let membership = &profile["organisations"][0];
+    assert_eq!(membership["orgName"], "Sunbird Custodian Organisation");
+    assert_eq!(membership["channel"], "sunbird");
+    assert_eq!(membership["hashTagId"], membership["organisationId"]);
+    assert_eq!(membership["isSchool"], false);
+    assert_eq!(membership["locations"], json!([]));
+    app.stop().await;
+}

@@ -33,8 +33,8 @@ use crate::services::audit;
 use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
-    check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, role_grants,
-    tenant_by_channel, tenant_id_of, user,
+    check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, org_types,
+    role_grants, tenant_by_channel, tenant_id_of, user,
 };
 use crate::storage::{ClaimKind, Store, Table};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
@@ -487,7 +487,7 @@ impl UserService {
             None => None,
         };
         let tnc_config = json_setting(&self.store, "tncConfig").await?;
-        Ok(read_view(
+        let mut view = read_view(
             user.to_doc(),
             ReadContext {
                 vault: &self.vault,
@@ -501,7 +501,93 @@ impl UserService {
                 tnc_config,
                 today: self.clock.today(),
             },
-        ))
+        );
+        // Sunbird matches the `fields` values as substrings (`contains`).
+        let asked = |name: &str| fields.iter().any(|field| field.contains(name));
+        if asked("organisations") {
+            self.detail_organisations(&mut view).await?;
+        }
+        if asked("locations") {
+            let ids: Vec<String> = user
+                .profile
+                .get("profileLocation")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|location| location.get("id").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+            let locations = self.location_views(&ids).await?;
+            view.insert("userLocations".into(), Value::Array(locations));
+            view.remove("locationIds");
+            view.remove("profileLocation");
+        }
+        Ok(view)
+    }
+
+    /// `fields=organisations`: each membership with its organisation's name, channel,
+    /// hashTagId, locations and school flag, as Sunbird's profile read adds them.
+    async fn detail_organisations(&self, view: &mut Map<String, Value>) -> DomainResult<()> {
+        let Some(Value::Array(memberships)) = view.get_mut("organisations") else {
+            return Ok(());
+        };
+        let types = org_types(&self.store).await?;
+        let school = crate::domain::org::org_type_value(&types, "school");
+        for membership in memberships.iter_mut().filter_map(Value::as_object_mut) {
+            let Some(id) = membership
+                .get("organisationId")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Some(org) = get_org(&self.store, &id).await? else {
+                continue;
+            };
+            let doc = crate::search::documents::organisation_document(org.to_doc());
+            for key in ["orgName", "channel", "hashTagId", "externalId"] {
+                membership.insert(key.into(), doc.get(key).cloned().unwrap_or(Value::Null));
+            }
+            let org_location = doc.get("orgLocation").cloned().unwrap_or(json!([]));
+            let location_ids: Vec<String> = org_location
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|location| location.get("id").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+            membership.insert("locationIds".into(), json!(location_ids));
+            membership.insert("orgLocation".into(), org_location);
+            membership.insert(
+                "locations".into(),
+                Value::Array(self.location_views(&location_ids).await?),
+            );
+            let is_school = doc
+                .get("organisationType")
+                .and_then(Value::as_i64)
+                .is_some()
+                && doc.get("organisationType").and_then(Value::as_i64) == school;
+            membership.insert("isSchool".into(), json!(is_school));
+        }
+        Ok(())
+    }
+
+    /// Locations by id as Sunbird shows them on a profile: `code`, `name`, `type`, `parentId`,
+    /// `id` (unknown ids are left out).
+    async fn location_views(&self, ids: &[String]) -> DomainResult<Vec<Value>> {
+        let mut views = Vec::new();
+        for id in ids {
+            if let Some(row) = self.store.get(Table::Location, id).await? {
+                let mut view = Map::new();
+                for key in ["code", "name", "type", "parentId", "id"] {
+                    if let Some(value) = row.doc.get(key) {
+                        view.insert(key.into(), value.clone());
+                    }
+                }
+                views.push(Value::Object(view));
+            }
+        }
+        Ok(views)
     }
 
     pub async fn read(
