@@ -190,6 +190,37 @@ async fn a_user_is_read_by_an_external_id_of_a_provider() {
         )
         .await;
     assert_eq!(own.assert_ok()["response"]["id"], id.as_str());
+    // Their external ids: on their own profile, also when fields ask for them, never to others.
+    let own_token = app.token_for(&id);
+    for query in ["", "?fields=externalIds,topic"] {
+        let reply = app
+            .get(&format!("/v5/user/read/{id}{query}"), Some(&own_token))
+            .await;
+        assert_eq!(
+            reply.assert_ok()["response"]["externalIds"][0]["id"],
+            external.as_str(),
+            "{query}"
+        );
+    }
+    let topic_only = app
+        .get(
+            &format!("/v5/user/read/{id}?fields=topic"),
+            Some(&own_token),
+        )
+        .await;
+    assert!(
+        topic_only.assert_ok()["response"]
+            .get("externalIds")
+            .is_none()
+    );
+    let by_admin = app
+        .get(&format!("/v5/user/read/{id}?fields=externalIds"), admin)
+        .await;
+    assert!(
+        by_admin.assert_ok()["response"]
+            .get("externalIds")
+            .is_none()
+    );
     app.get(&path("provider=sunbird"), admin)
         .await
         .assert_error(

@@ -298,7 +298,13 @@ pub fn read_view(doc: Value, context: ReadContext<'_>) -> Map<String, Value> {
         let minor = is_minor(dob, context.today);
         view.insert("isMinor".into(), json!(minor));
     }
-    if !(context.own_profile && context.fields.is_empty()) {
+    // Sunbird shows external ids on the user's own profile without `fields`, or when `fields`
+    // asks for them; here never to anyone else (see the README).
+    let asked = context
+        .fields
+        .iter()
+        .any(|field| field.contains("externalIds"));
+    if !(context.own_profile && (context.fields.is_empty() || asked)) {
         view.remove("externalIds");
     }
     if !context.fields.is_empty() {
