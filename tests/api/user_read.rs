@@ -297,5 +297,22 @@ async fn fields_organisations_and_locations_detail_the_profile() {
     assert_eq!(membership["hashTagId"], membership["organisationId"]);
     assert_eq!(membership["isSchool"], false);
     assert_eq!(membership["locations"], json!([]));
+    // fields=roles: the role catalogue as {id, name}.
+    let roles = app
+        .get(&format!("/v5/user/read/{id}?fields=roles"), admin)
+        .await;
+    let list = roles.assert_ok()["response"]["roleList"]
+        .as_array()
+        .expect("roleList")
+        .clone();
+    assert!(
+        list.iter()
+            .any(|role| role["id"] == "ORG_ADMIN" && role["name"].is_string()),
+        "{list:?}"
+    );
+    assert!(
+        list.iter()
+            .all(|role| role.as_object().map(|r| r.len()) == Some(2))
+    );
     app.stop().await;
 }

@@ -507,6 +507,18 @@ impl UserService {
         if asked("organisations") {
             self.detail_organisations(&mut view).await?;
         }
+        if asked("roles") {
+            // Sunbird's cached role list: every role of the catalogue as `{id, name}`.
+            let rows = self.store.scan(Table::Role, "", None, 10_000).await?;
+            let list: Vec<Value> = rows
+                .into_iter()
+                .map(|row| {
+                    let name = row.doc.get("name").cloned().unwrap_or(Value::Null);
+                    json!({"id": row.key.trim(), "name": name})
+                })
+                .collect();
+            view.insert("roleList".into(), Value::Array(list));
+        }
         if asked("locations") {
             let ids: Vec<String> = user
                 .profile
