@@ -313,7 +313,7 @@ async fn the_token_answer_has_keycloaks_fields() {
 #[tokio::test]
 async fn a_spent_refresh_token_is_refused_and_its_replay_ends_the_session() {
     let app = TestApp::spawn().await;
-    let (id, email) = password_user(&app).await;
+    let (_, email) = password_user(&app).await;
     let first = signed_in(&app, &email).await;
     let first_refresh = first["refresh_token"].as_str().expect("rt").to_string();
     let second = refresh(&app, &first_refresh).await;
@@ -344,7 +344,6 @@ async fn a_spent_refresh_token_is_refused_and_its_replay_ends_the_session() {
             .status,
         200
     );
-    let _ = id;
     app.stop().await;
 }
 
