@@ -32,7 +32,8 @@ pub use keys::KeyRing;
 pub use service::ServiceCredential;
 pub use signer::{ACCESS_TOKEN_TYPE, LOCAL_KID_PREFIX, LocalSigner, MintClaims};
 pub use verifier::{
-    DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedToken, VerifierSettings,
+    DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedToken,
+    VerifierSettings, user_id_of_subject,
 };
 
 /// Returns the token carried by a header value, with an optional `Bearer ` prefix removed.

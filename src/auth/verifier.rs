@@ -19,6 +19,12 @@ pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 /// 1–2 KB; 8 KB is also the usual header-size limit of proxies (R15 "oversized token").
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 
+/// The user id of a `sub` claim: its last `:` segment (Keycloak's federated ids are
+/// `f:<provider id>:<user id>`, and Sunbird stores only the user id); `None` when empty.
+pub fn user_id_of_subject(subject: &str) -> Option<&str> {
+    subject.rsplit(':').next().filter(|id| !id.is_empty())
+}
+
 /// What the verifier accepts besides a good signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierSettings {
@@ -350,10 +356,7 @@ impl TokenVerifier {
             Some(Value::String(subject)) => subject.clone(),
             _ => return Err(AuthError::Subject),
         };
-        let user_id = subject.rsplit(':').next().unwrap_or_default();
-        if user_id.is_empty() {
-            return Err(AuthError::Subject);
-        }
+        let user_id = user_id_of_subject(&subject).ok_or(AuthError::Subject)?;
 
         Ok(VerifiedToken {
             user_id: user_id.to_owned(),

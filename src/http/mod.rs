@@ -340,14 +340,16 @@ async fn sunbird_middleware(
         match authenticate(&context, credentials, meta).await {
             // A gateway consumer on a route Sunbird leaves to the gateway's ACL, with no user
             // token: trusted there as a service.
-            Ok(Caller::Anonymous)
-                if consumer.is_some()
-                    && template
+            Ok(Caller::Anonymous) => match &consumer {
+                Some(name)
+                    if template
                         .as_deref()
                         .is_some_and(|t| gateway::CONSUMER_AUTHORISED.contains(&t)) =>
-            {
-                Ok(Caller::Consumer(consumer.clone().unwrap_or_default()))
-            }
+                {
+                    Ok(Caller::Consumer(name.clone()))
+                }
+                _ => Ok(Caller::Anonymous),
+            },
             other => other,
         }
     };

@@ -85,6 +85,13 @@ fn raw(status: u16, body: &Value) -> Response {
     response
 }
 
+/// Keycloak's 204 for a done logout or unlock.
+fn no_content() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(RawAnswer);
+    response
+}
+
 fn answer(result: Result<Value, OidcError>) -> Response {
     match result {
         Ok(body) => raw(200, &body),
@@ -163,11 +170,7 @@ async fn logout(
 ) -> Response {
     let request = oidc_request(&headers, &body);
     match state.signin.logout(&realm, &request).await {
-        Ok(()) => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            response.extensions_mut().insert(RawAnswer);
-            response
-        }
+        Ok(()) => no_content(),
         Err(error) => refusal(&error),
     }
 }
@@ -214,11 +217,7 @@ async fn unlock(
     Path((realm, user_id)): Path<(String, String)>,
 ) -> Response {
     match state.signin.unlock(&realm, &caller, &user_id).await {
-        Ok(()) => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            response.extensions_mut().insert(RawAnswer);
-            response
-        }
+        Ok(()) => no_content(),
         Err(error) => refusal(&error),
     }
 }

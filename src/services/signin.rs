@@ -211,13 +211,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
-/// The `f:<federation>:<userId>` subject of a user's tokens, and back.
+/// The `f:<federation>:<userId>` subject of a user's tokens (read back with
+/// [`crate::auth::user_id_of_subject`]).
 fn subject_of(federation: &str, user_id: &str) -> String {
     format!("f:{federation}:{user_id}")
-}
-
-fn user_of_subject(subject: &str) -> &str {
-    subject.rsplit(':').next().unwrap_or(subject)
 }
 
 fn digest(text: &str) -> String {
@@ -356,7 +353,7 @@ impl SignInService {
             .get("sub")
             .and_then(Value::as_str)
             .ok_or(INVALID_TOKEN)?;
-        let user_id = user_of_subject(subject);
+        let user_id = crate::auth::user_id_of_subject(subject).ok_or(INVALID_TOKEN)?;
         let session = claims
             .get("sid")
             .and_then(Value::as_str)
@@ -471,7 +468,7 @@ impl SignInService {
     ) -> OidcResult<Value> {
         let (inner, _) = self.realm(realm)?;
         inner.require_admin(caller).await?;
-        let record = crate::actors::user_owner::credential(&inner.store, user_id)
+        let record = crate::storage::records::credential(&inner.store, user_id)
             .await
             .map_err(unavailable)?
             .map(|found| found.record)
@@ -617,11 +614,11 @@ impl Inner {
     /// One durable commit of the decoy row (`user_session`, a key no user's prefix reaches).
     async fn decoy_commit(&self) -> Result<(), DomainError> {
         let mut transaction = crate::storage::Transaction::default();
-        let decoy = crate::domain::signin::CredentialRecord {
-            user_id: DECOY_KEY.to_string(),
-            num_failures: 1,
-            last_failure_ms: self.clock.now().timestamp_millis(),
-            ..Default::default()
+        // A session row like any other, so the table holds one shape of row.
+        let decoy = SessionRecord {
+            session_id: DECOY_KEY.to_string(),
+            refreshed_ms: self.clock.now().timestamp_millis(),
+            ..SessionRecord::default()
         };
         transaction.put_record(
             Table::UserSession,
@@ -653,7 +650,9 @@ impl Inner {
                 .ok_or(INVALID_REFRESH)
         };
         Ok(RefreshClaims {
-            user_id: user_of_subject(&text("sub")?).to_string(),
+            user_id: crate::auth::user_id_of_subject(&text("sub")?)
+                .ok_or(INVALID_REFRESH)?
+                .to_string(),
             session_id: text("sid")?,
             client: text("azp")?,
             jti: text("jti")?,

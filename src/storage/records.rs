@@ -12,6 +12,7 @@ use crate::domain::org::{
     CUSTODIAN_ORG_CHANNEL, CUSTODIAN_ORG_ID, OrgRecord, OrgType, channel_claim,
 };
 use crate::domain::role::{RoleGrant, Roles};
+use crate::domain::signin::CredentialRecord;
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode, Record};
 
@@ -34,12 +35,29 @@ fn typed<T: Record>(table: Table, row: Row) -> DomainResult<Versioned<T>> {
     })
 }
 
-/// The user with this id, as stored.
-pub async fn user(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Versioned<UserRecord>>> {
-    match store.get(Table::User, id).await? {
-        Some(row) => Ok(Some(typed(Table::User, row)?)),
+/// The row of `table` at `key` as its typed record, if any.
+pub async fn get_record<T: Record>(
+    store: &Arc<dyn Store>,
+    table: Table,
+    key: &str,
+) -> DomainResult<Option<Versioned<T>>> {
+    match store.get(table, key).await? {
+        Some(row) => Ok(Some(typed(table, row)?)),
         None => Ok(None),
     }
+}
+
+/// The user with this id, as stored.
+pub async fn user(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Versioned<UserRecord>>> {
+    get_record(store, Table::User, id).await
+}
+
+/// A user's password hash and brute-force state, as stored.
+pub async fn credential(
+    store: &Arc<dyn Store>,
+    user_id: &str,
+) -> DomainResult<Option<Versioned<CredentialRecord>>> {
+    get_record(store, Table::UserCredential, user_id).await
 }
 
 /// Every membership row of a user (left ones included), in organisation id order.

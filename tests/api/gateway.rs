@@ -355,18 +355,23 @@ async fn kong_prefix_rules_and_its_answer_for_an_unknown_path() {
 /// The consumer key of the test apps with `require_api_key` (base64 of 32 bytes).
 const CONSUMER_KEY: &str = "Z2F0ZXdheS1jb25zdW1lci1rZXktb2YtdGhlLXRlc3Q=";
 
+/// [`CONSUMER_KEY`] as the 32 bytes the keys are derived from.
+fn consumer_key() -> [u8; 32] {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(CONSUMER_KEY)
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes")
+}
+
 async fn app_requiring_keys() -> (TestApp, userorg::services::gateway::ConsumerKeys) {
     let app = TestApp::spawn_with(&[
         ("USERORG__GATEWAY__REQUIRE_API_KEY", "true"),
         ("USERORG__GATEWAY__CONSUMER_KEY", CONSUMER_KEY),
     ])
     .await;
-    use base64::Engine;
-    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(CONSUMER_KEY)
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes");
+    let key = consumer_key();
     let keys =
         userorg::services::gateway::ConsumerKeys::new(app.stored(), app.clock.clone(), key, true);
     (app, keys)
@@ -586,12 +591,7 @@ async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
         userorg::storage::redb_store::RedbStore::open(&data_dir.join("store.redb")).expect("open"),
     );
-    use base64::Engine;
-    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(CONSUMER_KEY)
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes");
+    let key = consumer_key();
     let keys = userorg::services::gateway::ConsumerKeys::new(
         store,
         std::sync::Arc::new(userorg::clock::SystemClock),

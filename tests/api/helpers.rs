@@ -128,15 +128,20 @@ fn sunbird_response_code(status: u16) -> &'static str {
     }
 }
 
+/// The keys of a JSON object, in order.
+pub fn keys_of(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 /// Every Sunbird envelope has exactly these keys, a `ts` like `2024-07-01 12:47:05:123+0530`
 /// and `msgid == resmsgid`.
 pub fn assert_envelope_shape(body: &Value) {
-    let keys: Vec<&str> = body
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(body);
     assert_eq!(
         keys,
         ["id", "ver", "ts", "params", "responseCode", "result"],

@@ -10,7 +10,7 @@ use openidconnect::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, unique_email};
+use crate::helpers::{TestApp, keys_of, unique_email};
 
 /// The fields of a form body.
 type Form = Vec<(&'static str, &'static str)>;
@@ -260,14 +260,8 @@ async fn the_token_answer_has_keycloaks_fields() {
     assert_eq!(answer.content_type, "application/json");
     assert_eq!(answer.cache_control, "no-store");
     let body = answer.json();
-    let keys: Vec<&str> = body
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        keys,
+        keys_of(&body),
         [
             "access_token",
             "expires_in",
@@ -693,14 +687,8 @@ async fn sunbirds_refresh_api_answers_its_envelope_also_through_the_gateway() {
         assert_eq!(body["ver"], "1.0");
         assert_eq!(body["params"]["status"], "successful");
         assert_eq!(body["responseCode"], "OK");
-        let keys: Vec<&str> = body["result"]
-            .as_object()
-            .expect("result")
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            keys,
+            keys_of(&body["result"]),
             [
                 "access_token",
                 "expires_in",

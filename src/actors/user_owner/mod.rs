@@ -38,7 +38,7 @@ pub use contacts::{
     EXTERNAL_ID_TOKEN_KIND, external_id_claim, open_external_id, phone_token, seal_external_id,
     username_token,
 };
-pub use signin::{Rotation, SignInCommand, SignInGate, SignInReply, credential};
+pub use signin::{Rotation, SignInCommand, SignInGate, SignInReply};
 
 /// The name of this actor in logs and errors.
 const WHAT: &str = "user owners";

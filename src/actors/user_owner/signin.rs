@@ -3,15 +3,13 @@
 //! budget), a success resets the counters, and sessions are opened, rotated and ended here, so
 //! a block or delete, which ends every session of the user, can never miss one being opened.
 
-use std::sync::Arc;
-
 use super::UserOwnerContext;
-use crate::domain::signin::{CredentialRecord, LockoutPolicy, SessionRecord};
-use crate::domain::{DomainError, DomainResult, Record};
+use crate::domain::signin::{LockoutPolicy, SessionRecord};
+use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::{AuditNote, append};
-use crate::storage::records::user;
+use crate::storage::records::{credential, get_record, user};
 use crate::storage::retry::{no_claims, read_modify_write};
-use crate::storage::{Expect, Row, Store, Table, Transaction, Versioned, compose_key, key_prefix};
+use crate::storage::{Expect, Table, Transaction, compose_key, key_prefix};
 
 /// What a password attempt may do, decided before the password is looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,35 +31,6 @@ pub enum Rotation {
     Reused,
     /// No such session (ended, expired) or its user cannot sign in.
     Gone,
-}
-
-/// The brute-force state of a user, as stored.
-pub async fn credential(
-    store: &Arc<dyn Store>,
-    user_id: &str,
-) -> DomainResult<Option<Versioned<CredentialRecord>>> {
-    read_typed(store, Table::UserCredential, user_id).await
-}
-
-async fn read_typed<T: Record>(
-    store: &Arc<dyn Store>,
-    table: Table,
-    key: &str,
-) -> DomainResult<Option<Versioned<T>>> {
-    let Some(Row { key, version, doc }) = store.get(table, key).await? else {
-        return Ok(None);
-    };
-    let record = T::from_value(doc).map_err(|error| {
-        DomainError::internal(anyhow::anyhow!(
-            "{} row {key} does not parse: {error}",
-            table.name()
-        ))
-    })?;
-    Ok(Some(Versioned {
-        key,
-        version,
-        record,
-    }))
 }
 
 /// Whether the user exists and may sign in.
@@ -181,7 +150,7 @@ pub(super) async fn rotate(
     let key = &key;
     read_modify_write(&*context.store, no_claims, || async move {
         let Some(current) =
-            read_typed::<SessionRecord>(&context.store, Table::UserSession, key).await?
+            get_record::<SessionRecord>(&context.store, Table::UserSession, key).await?
         else {
             return Ok((Transaction::default(), Rotation::Gone));
         };
