@@ -193,6 +193,8 @@ pub fn parse_nets(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
 pub enum StoreEngine {
     /// The embedded redb file under the data dir.
     Redb,
+    /// A PostgreSQL database, shared by every instance pointed at it (`[store.postgres]`).
+    Postgres,
 }
 
 /// The search engines (`[search] engine`).
@@ -216,6 +218,30 @@ pub struct StoreSettings {
     pub engine: StoreEngine,
     /// How long a competing outbox consumer's lease lasts without renewal, in milliseconds.
     pub lease_ttl_ms: i64,
+    pub postgres: PostgresSettings,
+}
+
+/// `[store.postgres]`: where the `postgres` store engine keeps its tables.
+#[derive(Clone, Deserialize)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:port/database`; it may carry a password, so it is never
+    /// printed (see the `Debug` below).
+    pub url: String,
+    /// The PostgreSQL schema (namespace) of the tables: instances sharing it share the store.
+    pub schema: String,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &"<redacted>")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,6 +398,21 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.store.engine == StoreEngine::Postgres {
+            if self.store.postgres.url.is_empty() {
+                return Err(invalid(
+                    "store.postgres.url",
+                    "must be set when store.engine is \"postgres\"",
+                ));
+            }
+            // The schema name's rule is the engine's (checked when it opens).
+            if self.store.postgres.pool_size == 0 || self.store.postgres.connect_timeout_ms == 0 {
+                return Err(invalid(
+                    "store.postgres.pool_size",
+                    "pool_size and connect_timeout_ms must be positive",
+                ));
+            }
         }
         self.http
             .listen

@@ -14,6 +14,7 @@ use crate::search::SearchIndex;
 use crate::search::tantivy_index::TantivyIndex;
 use crate::storage::Store;
 use crate::storage::cached::CachedStore;
+use crate::storage::postgres_store::{PostgresOptions, PostgresStore};
 use crate::storage::redb_store::RedbStore;
 
 /// The engines of one instance.
@@ -35,6 +36,45 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             let store = RedbStore::open(&settings.data_dir.join("store.redb"))
                 .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
             Ok(Arc::new(store))
+        }
+        StoreEngine::Postgres => {
+            let store = PostgresStore::open(&postgres_options(settings))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn postgres_options(settings: &Settings) -> PostgresOptions {
+    let postgres = &settings.store.postgres;
+    PostgresOptions {
+        url: postgres.url.clone(),
+        schema: postgres.schema.clone(),
+        pool_size: postgres.pool_size,
+        connect_timeout: Duration::from_millis(postgres.connect_timeout_ms),
+    }
+}
+
+/// `userorg schema apply`: creates what the configured store engine needs (idempotent, safe
+/// while instances run) and answers a line per step for the operator.
+pub async fn apply_schema(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    match settings.store.engine {
+        StoreEngine::Redb => Ok(vec![
+            "store engine redb: the embedded file makes its tables when it opens; nothing to apply"
+                .to_string(),
+        ]),
+        StoreEngine::Postgres => {
+            let options = postgres_options(settings);
+            let statements = PostgresStore::apply_schema(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot apply the PostgreSQL schema: {e}"))?;
+            Ok(vec![format!(
+                "store engine postgres: schema `{}` is at version {} ({} statements applied, each idempotent)",
+                options.schema,
+                crate::storage::postgres_store::SCHEMA_VERSION,
+                statements.len()
+            )])
         }
     }
 }

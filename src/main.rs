@@ -58,6 +58,18 @@ enum Command {
         #[command(subcommand)]
         command: ConsumerCommand,
     },
+    /// The store engine's schema (tables, indexes): safe to run at any time, also while
+    /// instances serve.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Create what is missing (idempotent); prints what was done.
+    Apply,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +149,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Reseal,
         } => reseal(settings).await,
+        Command::Schema {
+            command: SchemaCommand::Apply,
+        } => {
+            for line in userorg::engines::apply_schema(&settings).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
     }
 }
 

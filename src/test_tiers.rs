@@ -1,5 +1,5 @@
-//! External test tiers: the engines whose tests need a server (Redis today; PostgreSQL,
-//! ScyllaDB and Elasticsearch as their engines arrive). Each tier finds its server from an
+//! External test tiers: the engines whose tests need a server (Redis and PostgreSQL; ScyllaDB
+//! and Elasticsearch only from their variables, as no server of theirs runs on these machines). Each tier finds its server from an
 //! environment variable, else at its usual local address, else starts one when the server's
 //! binary is on the machine; otherwise the tier's tests skip with a reason printed on stderr, so
 //! `cargo test` passes on a fresh machine. `.ci/run` lists the tiers it requires in
@@ -9,6 +9,7 @@
 //! | tier | variable | local default |
 //! |---|---|---|
 //! | redis | `USERORG_TEST_REDIS` | `redis://127.0.0.1:6379/`, started with `redis-server` |
+//! | postgres | `USERORG_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:5432/test`, started with `pg_ctlcluster` |
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -100,5 +101,54 @@ pub fn redis() -> Option<String> {
     match LOCAL.get_or_init(local_redis) {
         Ok(url) => Some(url.clone()),
         Err(reason) => skip("redis", reason),
+    }
+}
+
+fn port_answers(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()
+}
+
+/// Finds or starts the local PostgreSQL cluster once per test binary.
+fn local_postgres() -> Result<String, String> {
+    let address: SocketAddr = ([127, 0, 0, 1], 5432).into();
+    let url = "postgres://postgres@127.0.0.1:5432/test".to_string();
+    if port_answers(address) {
+        return Ok(url);
+    }
+    // Debian's cluster, started the way the machine's own start-up does.
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .ok_or("no PostgreSQL on 127.0.0.1:5432 and no cluster under /etc/postgresql")?;
+    let started = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "start"])
+        .status();
+    match started {
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(format!("pg_ctlcluster exited with {status}")),
+        Err(error) => return Err(format!("no PostgreSQL and no pg_ctlcluster: {error}")),
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if port_answers(address) {
+            return Ok(url);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("PostgreSQL started but does not answer on 127.0.0.1:5432".into())
+}
+
+/// The PostgreSQL URL of the `postgres` tier, or `None` (skip) with the reason printed. Tests
+/// make their own schema in that database, so runs never see each other's rows.
+pub fn postgres() -> Option<String> {
+    if let Ok(url) = std::env::var("USERORG_TEST_POSTGRES") {
+        return Some(url);
+    }
+    static LOCAL: OnceLock<Result<String, String>> = OnceLock::new();
+    match LOCAL.get_or_init(local_postgres) {
+        Ok(url) => Some(url.clone()),
+        Err(reason) => skip("postgres", reason),
     }
 }

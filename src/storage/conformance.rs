@@ -281,6 +281,37 @@ async fn claims_are_exclusive_and_released_by_owner_only(store: &dyn Store, run:
         other => panic!("expected ClaimTaken, got {other:?}"),
     }
 
+    // Of several taken values, the first in the transaction's order is the one reported (the
+    // API answers "phone already exists" before "email already exists", as Sunbird checks).
+    let phone = format!("{run}-phone");
+    let mut taken_phone = Transaction::default();
+    taken_phone.claim(ClaimKind::Phone, &phone, "owner-c");
+    store.commit(taken_phone).await.expect("phone claim");
+    for (first, expected) in [
+        (ClaimKind::Phone, ("owner-c", ClaimKind::Phone)),
+        (ClaimKind::Email, ("owner-a", ClaimKind::Email)),
+    ] {
+        let mut both = Transaction::default();
+        let ordered = if first == ClaimKind::Phone {
+            [(ClaimKind::Phone, &phone), (ClaimKind::Email, &value)]
+        } else {
+            [(ClaimKind::Email, &value), (ClaimKind::Phone, &phone)]
+        };
+        for (kind, claimed) in ordered {
+            both.claim(kind, claimed, "owner-d");
+        }
+        match store.commit(both).await {
+            Err(StoreError::ClaimTaken { kind, owner }) => {
+                assert_eq!(
+                    (owner.as_str(), kind),
+                    expected,
+                    "the first taken claim is reported"
+                )
+            }
+            other => panic!("expected ClaimTaken, got {other:?}"),
+        }
+    }
+
     let mut wrong_release = Transaction::default();
     wrong_release.release(ClaimKind::Email, &value, "owner-b");
     store

@@ -45,6 +45,7 @@ pub mod cached;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod consumer;
+pub mod postgres_store;
 pub mod records;
 pub mod redb_store;
 pub mod retry;

@@ -6,8 +6,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use userorg::storage::redb_store::RedbStore;
-use userorg::storage::{Expect, Store, Table, Transaction};
+use userorg::storage::{Expect, Table, Transaction};
 
 use crate::helpers::{TestApp, unique_email};
 
@@ -15,6 +14,7 @@ fn verify(data_dir: &Path) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
         .args(["audit", "verify"])
         .env("USERORG__DATA_DIR", data_dir)
+        .envs(crate::helpers::engine_env(data_dir))
         .env("RUST_LOG", "warn")
         .output()
         .expect("audit verify runs");
@@ -59,9 +59,8 @@ async fn sensitive_operations_are_chained_and_tampering_is_found() {
         "bootstrap grant, grant, block, unblock, setting"
     );
 
-    let path = data_dir.join("store.redb");
     {
-        let store = RedbStore::open(&path).expect("open");
+        let store = crate::helpers::open_stored(&data_dir).await;
         let first = store
             .get(Table::Audit, &entry_key(1))
             .await
@@ -103,7 +102,7 @@ async fn sensitive_operations_are_chained_and_tampering_is_found() {
     );
 
     {
-        let store = RedbStore::open(&path).expect("open");
+        let store = crate::helpers::open_stored(&data_dir).await;
         let mut transaction = Transaction::default();
         transaction.delete(Table::Audit, entry_key(3), Expect::Any);
         store.commit(transaction).await.expect("removed");

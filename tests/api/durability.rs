@@ -66,6 +66,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_userorg"))
             .arg("serve")
             .env("USERORG__DATA_DIR", data_dir)
+            .envs(crate::helpers::engine_env(data_dir))
             .env("USERORG__HTTP__LISTEN", "127.0.0.1:0")
             .env("USERORG__HTTP__INTERNAL_LISTEN", "127.0.0.1:0")
             .env(
@@ -304,6 +305,7 @@ async fn reindex_rebuilds_a_lost_index_from_the_store() {
     let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
         .arg("reindex")
         .env("USERORG__DATA_DIR", &data_dir)
+        .envs(crate::helpers::engine_env(&data_dir))
         .env("RUST_LOG", "warn")
         .output()
         .expect("reindex runs");
@@ -360,6 +362,7 @@ async fn keys_rotate_reseals_every_user_and_the_service_reads_them_after() {
     let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
         .args(["keys", "rotate"])
         .env("USERORG__DATA_DIR", &data_dir)
+        .envs(crate::helpers::engine_env(&data_dir))
         .env("RUST_LOG", "warn")
         .output()
         .expect("rotate runs");

@@ -574,6 +574,7 @@ async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
             "userAccess,appAccess",
         ])
         .env("USERORG__DATA_DIR", &data_dir)
+        .envs(crate::helpers::engine_env(&data_dir))
         .env("USERORG__GATEWAY__CONSUMER_KEY", CONSUMER_KEY)
         .env("RUST_LOG", "warn")
         .output()
@@ -588,9 +589,7 @@ async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
         .trim()
         .to_string();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
-        userorg::storage::redb_store::RedbStore::open(&data_dir.join("store.redb")).expect("open"),
-    );
+    let store: std::sync::Arc<dyn Store> = crate::helpers::open_stored(&data_dir).await;
     let key = consumer_key();
     let keys = userorg::services::gateway::ConsumerKeys::new(
         store,

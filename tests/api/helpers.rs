@@ -31,6 +31,91 @@ fn template_keys() -> &'static PathBuf {
     })
 }
 
+/// The store engine of the API tests: redb, or with `USERORG_TEST_STORE=postgres` the
+/// `postgres` tier's database, one schema per test's data dir (so a restart, and the tools a test
+/// runs on a stopped app's data dir, find the same rows). `.ci/run` runs the suite both ways.
+pub fn engine_env(data_dir: &Path) -> Vec<(String, String)> {
+    if std::env::var("USERORG_TEST_STORE").as_deref() != Ok("postgres") {
+        return Vec::new();
+    }
+    let url = postgres_url();
+    let file = data_dir
+        .parent()
+        .expect("data dirs are <tempdir>/data")
+        .join("postgres-schema");
+    let schema = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+        let schema = format!(
+            "apitest_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        std::fs::write(&file, &schema).expect("schema file");
+        schema
+    });
+    vec![
+        ("USERORG__STORE__ENGINE".into(), "postgres".into()),
+        ("USERORG__STORE__POSTGRES__URL".into(), url.clone()),
+        ("USERORG__STORE__POSTGRES__SCHEMA".into(), schema),
+        ("USERORG__STORE__POSTGRES__POOL_SIZE".into(), "4".into()),
+    ]
+}
+
+/// The tier's URL, once per test binary, after dropping the schemas of earlier test processes
+/// that are gone (a run's own schemas stay until the next run, for a look after a failure).
+fn postgres_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = userorg::test_tiers::postgres()
+            .expect("USERORG_TEST_STORE=postgres needs the postgres test tier");
+        let cleanup = url.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(drop_stale_schemas(&cleanup))
+        })
+        .join()
+        .expect("cleanup thread");
+        url
+    })
+    .clone()
+}
+
+async fn drop_stale_schemas(url: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the postgres tier");
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'apitest\\_%'",
+            &[],
+        )
+        .await
+        .expect("list schemas");
+    for row in rows {
+        let schema: String = row.get(0);
+        let pid = schema.split('_').nth(1).unwrap_or_default();
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .expect("drop a stale schema");
+        }
+    }
+}
+
+/// The store of a stopped app's data dir, on the engine the tests run on.
+pub async fn open_stored(data_dir: &Path) -> Arc<dyn Store> {
+    let mut env: HashMap<String, String> = engine_env(data_dir).into_iter().collect();
+    env.insert("USERORG__DATA_DIR".into(), data_dir.display().to_string());
+    let settings = Settings::load(None, &env).expect("settings");
+    engines::open_store(&settings)
+        .await
+        .expect("the store opens")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -209,6 +294,7 @@ impl TestApp {
             "127.0.0.1:0".into(),
         );
         env.insert("USERORG__ACTORS__USER_OWNER_WORKERS".into(), "8".into());
+        env.extend(engine_env(&data_dir));
         for (key, value) in extra_env {
             env.insert(key.to_string(), value.to_string());
         }

@@ -140,6 +140,7 @@ async fn beside_an_external_provider_the_local_signer_is_off_and_never_writes_in
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_userorg"))
         .args(["token", "--admin"])
         .env("USERORG__DATA_DIR", &data_dir)
+        .envs(crate::helpers::engine_env(&data_dir))
         .env("USERORG__AUTH__PUBLIC_KEYS_DIR", &public)
         .output()
         .expect("runs");
