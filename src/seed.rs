@@ -16,7 +16,7 @@ use crate::domain::rules::{new_timestamp_id, new_user_id};
 use crate::domain::user::{ASSOCIATION_SSO, CreateRequest, NewUser};
 use crate::storage::audit::AuditNote;
 use crate::storage::records::setting;
-use crate::storage::{ClaimKind, Expect, Store, Table, Topic, Transaction};
+use crate::storage::{ClaimKind, Expect, Store, StoreError, Table, Topic, Transaction};
 
 /// The roles Sunbird's migration scripts insert, with their display names.
 pub const DEFAULT_ROLES: &[(&str, &str)] = &[
@@ -209,7 +209,20 @@ pub async fn seed_reference_data(
             Expect::Any,
         );
     }
-    store.commit(transaction).await?;
+    match store.commit(transaction).await {
+        Ok(_) => {}
+        // Instances starting at once on one new store: the custodian channel's claim lets one
+        // seed through; the others find its seed and go on.
+        Err(StoreError::ClaimTaken { .. })
+            if setting(store, CUSTODIAN_ORG_ID)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .is_some() =>
+        {
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    }
     tracing::info!(org.id = %org_id, "seeded roles, the custodian organisation and system settings");
     Ok(true)
 }
@@ -274,7 +287,7 @@ pub async fn seed_admin(
                 target: id.clone(),
                 details: json!({"roles": ["ADMIN"]}),
             };
-            owners
+            let created = owners
                 .create(
                     NewUser {
                         id,
@@ -288,8 +301,16 @@ pub async fn seed_admin(
                     },
                     Some(audit),
                 )
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?
+                .await;
+            match created {
+                Ok(id) => id,
+                // Another instance sharing the store created it meanwhile: its email claim
+                // names it.
+                Err(error) => store
+                    .claim_owner(ClaimKind::Email, &token)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("cannot create the bootstrap admin: {error}"))?,
+            }
         }
     };
     let file = bootstrap_admin_file(&settings.data_dir);

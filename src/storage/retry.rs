@@ -40,7 +40,10 @@ where
                 table: Table::Audit,
                 ..
             }) if audit_conflicts < AUDIT_APPEND_ATTEMPTS => audit_conflicts += 1,
-            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(StoreError::Conflict { .. }) => {
+                conflicts += 1;
+                conflict_pause(conflicts).await;
+            }
             Err(StoreError::ClaimTaken { kind, .. }) => return Err(on_claim(kind)),
             Err(other) => return Err(other.into()),
         }
@@ -48,6 +51,16 @@ where
     Err(DomainError::Unavailable(
         "the entity changed concurrently too often".into(),
     ))
+}
+
+/// A short random pause after the `n`th conflict (up to 2^n ms, at most 32): two instances
+/// writing one entity in lockstep would otherwise read, conflict and read again at the same
+/// moments, and the same one would lose every round. Within one instance the owning actor
+/// serialises writes, so only writers elsewhere meet this.
+async fn conflict_pause(n: usize) {
+    let ceiling_us = 1_000u64 << n.min(5);
+    let pause = rand::random_range(0..ceiling_us);
+    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
 }
 
 /// For writes that take no claims: a taken claim cannot happen, and would be a bug.

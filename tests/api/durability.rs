@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use userorg::auth::{LocalSigner, MintClaims};
 
-struct Server {
-    child: Child,
-    base: String,
-    internal: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) internal: String,
 }
 
 /// Where a server's output goes: the log file tests read afterwards, or one next to the data dir.
@@ -55,7 +55,11 @@ impl Server {
     }
 
     /// [`Server::start_logging`] with more environment variables.
-    async fn start_with(data_dir: &Path, log: Option<&Path>, env: &[(&str, &str)]) -> Server {
+    pub(crate) async fn start_with(
+        data_dir: &Path,
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let path = log_file(data_dir, log);
         let offset = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
         let file = std::fs::OpenOptions::new()
@@ -121,9 +125,17 @@ impl Server {
         server
     }
 
-    fn kill_hard(mut self) {
+    pub(crate) fn kill_hard(mut self) {
         // SIGKILL: no shutdown code runs.
         self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+/// A test that fails midway leaves no server running behind it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -141,7 +153,7 @@ impl SendJson for reqwest::RequestBuilder {
     }
 }
 
-fn admin_token(data_dir: &Path) -> String {
+pub(crate) fn admin_token(data_dir: &Path) -> String {
     let signer =
         LocalSigner::ensure(data_dir, Some(&data_dir.join("keys").join("public"))).expect("signer");
     let admin_id = userorg::seed::read_bootstrap_admin(data_dir).expect("admin id");

@@ -116,7 +116,7 @@ pub async fn open_stored(data_dir: &Path) -> Arc<dyn Store> {
         .expect("the store opens")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");

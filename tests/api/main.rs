@@ -17,6 +17,7 @@ mod keys;
 mod locations;
 mod lookup;
 mod matrix;
+mod multi_instance;
 mod network;
 mod orgs;
 mod ownership;

@@ -1,0 +1,427 @@
+//! Two userorg processes on one PostgreSQL schema and one Redis, each with its own data dir
+//! (search index, instance id) and its own listeners, driven at once: the multi-instance
+//! contract of the store (unique claims, versioned writes, the outbox tailed by every
+//! instance) and of the shared cache, shown on real processes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use userorg::auth::{LocalSigner, MintClaims};
+
+use crate::durability::{Server, admin_token};
+use crate::helpers::{copy_dir, unique_email};
+
+/// The most a block on one instance may take to be enforced on another: the access-deciding
+/// cache entries' time to live the pair runs with (`cache.access_ttl_seconds`), which bounds an
+/// entry whose invalidation was lost.
+const ACCESS_TTL_SECONDS: u64 = 2;
+
+struct Pair {
+    a: Option<Server>,
+    b: Server,
+    data_a: PathBuf,
+    admin: String,
+    postgres: String,
+    schema: String,
+    _dir: tempfile::TempDir,
+}
+
+fn random_key() -> String {
+    let key: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+impl Pair {
+    /// Both instances started at once on a new schema (so their first-start seeding races
+    /// too), sharing the key material every instance of one store must share.
+    async fn start() -> Option<Pair> {
+        let postgres = userorg::test_tiers::postgres()?;
+        let redis = userorg::test_tiers::redis()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+        LocalSigner::ensure(&data_a, Some(&data_a.join("keys").join("public")))
+            .expect("signing key");
+        copy_dir(&data_a.join("keys"), &data_b.join("keys"));
+        let schema = format!("multi_{}", uuid::Uuid::new_v4().simple());
+        let prefix = format!("userorg-multi:{}:", uuid::Uuid::new_v4().simple());
+        let ttl = ACCESS_TTL_SECONDS.to_string();
+        let (pii, blind, service) = (random_key(), random_key(), random_key());
+        let env: Vec<(&str, &str)> = vec![
+            ("USERORG__STORE__ENGINE", "postgres"),
+            ("USERORG__STORE__POSTGRES__URL", &postgres),
+            ("USERORG__STORE__POSTGRES__SCHEMA", &schema),
+            ("USERORG__STORE__POSTGRES__POOL_SIZE", "8"),
+            ("USERORG__STORE__LEASE_TTL_MS", "2000"),
+            ("USERORG__CACHE__ENGINE", "redis"),
+            ("USERORG__CACHE__REDIS_URL", &redis),
+            ("USERORG__CACHE__REDIS_KEY_PREFIX", &prefix),
+            ("USERORG__CACHE__ACCESS_TTL_SECONDS", &ttl),
+            ("USERORG__SECURITY__PII_ENCRYPTION_KEY", &pii),
+            ("USERORG__SECURITY__BLIND_INDEX_KEY", &blind),
+            ("USERORG__SECURITY__SERVICE_CREDENTIAL", &service),
+        ];
+        let (a, b) = tokio::join!(
+            Server::start_with(&data_a, None, &env),
+            Server::start_with(&data_b, None, &env)
+        );
+        let admin_a = userorg::seed::read_bootstrap_admin(&data_a).expect("admin of a");
+        let admin_b = userorg::seed::read_bootstrap_admin(&data_b).expect("admin of b");
+        assert_eq!(
+            admin_a, admin_b,
+            "one bootstrap administrator for the store"
+        );
+        Some(Pair {
+            a: Some(a),
+            b,
+            admin: admin_token(&data_a),
+            data_a,
+            postgres,
+            schema,
+            _dir: dir,
+        })
+    }
+
+    fn a(&self) -> &Server {
+        self.a.as_ref().expect("instance a runs")
+    }
+
+    fn token_for(&self, user_id: &str) -> String {
+        let signer =
+            LocalSigner::ensure(&self.data_a, Some(&self.data_a.join("keys").join("public")))
+                .expect("signer");
+        signer
+            .mint(MintClaims::new(
+                user_id,
+                "http://localhost:9000/auth/realms/sunbird",
+                3600,
+            ))
+            .expect("token")
+    }
+
+    /// Stops both instances and drops the schema (a failed test keeps it, to look at).
+    async fn finish(mut self) {
+        if let Some(a) = self.a.take() {
+            a.kill_hard();
+        }
+        drop_schema(&self.postgres, &self.schema).await;
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect for cleanup");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .expect("drop the test schema");
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    request: Option<Value>,
+) -> (u16, Value) {
+    let mut builder = client
+        .request(method, url)
+        .header("x-authenticated-user-token", token);
+    if let Some(request) = request {
+        builder = builder.json(&json!({ "request": request }));
+    }
+    let reply = builder.send().await.expect("sent");
+    let status = reply.status().as_u16();
+    (status, reply.json().await.expect("json"))
+}
+
+async fn create(client: &reqwest::Client, base: &str, token: &str, request: Value) -> (u16, Value) {
+    send(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/v1/user/create"),
+        token,
+        Some(request),
+    )
+    .await
+}
+
+async fn read(client: &reqwest::Client, base: &str, token: &str, id: &str) -> (u16, Value) {
+    send(
+        client,
+        reqwest::Method::GET,
+        format!("{base}/v1/user/read/{id}"),
+        token,
+        None,
+    )
+    .await
+}
+
+fn error_of(body: &Value) -> (&str, &str) {
+    (
+        body["params"]["err"].as_str().unwrap_or_default(),
+        body["params"]["errmsg"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn racing_creates_and_updates_through_two_instances_keep_one_owner_and_every_update() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let bases = [pair.a().base.clone(), pair.b.base.clone()];
+
+    // 64 creates of one email, alternating between the instances, all in flight at once.
+    let email = unique_email();
+    let racers: Vec<_> = (0..64)
+        .map(|n| {
+            let (client, base, token) = (client.clone(), bases[n % 2].clone(), pair.admin.clone());
+            let request = json!({"firstName": format!("Racer{n}"), "email": email});
+            tokio::spawn(async move { create(&client, &base, &token, request).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        let (status, body) = racer.await.expect("racer");
+        if status == 200 {
+            winners.push(body["result"]["userId"].as_str().expect("id").to_string());
+        } else {
+            assert_eq!(
+                (status, error_of(&body)),
+                (400, ("UOS_USRCRT0002", "email already exists")),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create of the email succeeds");
+    let mut seen = Vec::new();
+    for base in &bases {
+        let (status, body) = read(&client, base, &pair.admin, &winners[0]).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(body["result"]["response"]["firstName"].clone());
+    }
+    assert_eq!(seen[0], seen[1], "both instances show the one winner");
+    // The email's lookup names the winner on both instances.
+    for base in &bases {
+        let (status, body) = send(
+            &client,
+            reqwest::Method::GET,
+            format!("{base}/v1/user/exists/email/{email}"),
+            &pair.admin,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"]["exists"], true, "{body}");
+    }
+
+    // 16 updates of one user at once, alternating: each adds its own external id to the one
+    // list in the user's row. A lost update would drop an acknowledged id.
+    let (status, body) = create(
+        &client,
+        &bases[0],
+        &pair.admin,
+        json!({"firstName": "Contended", "email": unique_email()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["result"]["userId"].as_str().expect("id").to_string();
+    let updates: Vec<_> = (0..16)
+        .map(|n| {
+            let (client, base, token) = (client.clone(), bases[n % 2].clone(), pair.admin.clone());
+            let request = json!({"userId": id, "externalIds": [
+                {"id": format!("EXT-{n}"), "idType": format!("staff{n}"), "provider": "sunbird", "operation": "add"}
+            ]});
+            tokio::spawn(async move {
+                let url = format!("{base}/v1/user/update");
+                send(&client, reqwest::Method::PATCH, url, &token, Some(request)).await
+            })
+        })
+        .collect();
+    for update in updates {
+        let (status, body) = update.await.expect("update");
+        assert_eq!(status, 200, "every concurrent update is applied: {body}");
+    }
+    // The owner's own read shows the ids in clear.
+    let own = pair.token_for(&id);
+    for base in &bases {
+        let (status, body) = read(&client, base, &own, &id).await;
+        assert_eq!(status, 200, "{body}");
+        let mut held: Vec<String> = body["result"]["response"]["externalIds"]
+            .as_array()
+            .expect("externalIds")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_uppercase())
+            .collect();
+        held.sort();
+        let mut expected: Vec<String> = (0..16).map(|n| format!("EXT-{n}")).collect();
+        expected.sort();
+        assert_eq!(held, expected, "no acknowledged update is lost");
+    }
+    pair.finish().await;
+}
+
+#[tokio::test]
+async fn a_block_on_one_instance_is_enforced_on_the_other_within_the_bound() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let (a, b) = (pair.a().base.clone(), pair.b.base.clone());
+    let (status, body) = create(
+        &client,
+        &a,
+        &pair.admin,
+        json!({"firstName": "Blocked", "email": unique_email()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["result"]["userId"].as_str().expect("id").to_string();
+    let token = pair.token_for(&id);
+    // The user's row and roles are read (and cached) on both instances first.
+    for base in [&a, &b, &a, &b] {
+        let (status, body) = read(&client, base, &token, &id).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    for (action, on, other, refused) in [("block", &a, &b, true), ("unblock", &b, &a, false)] {
+        let (status, body) = send(
+            &client,
+            reqwest::Method::POST,
+            format!("{on}/v1/user/{action}"),
+            &pair.admin,
+            Some(json!({"userId": id})),
+        )
+        .await;
+        assert_eq!(status, 200, "{action}: {body}");
+        let changed = Instant::now();
+        loop {
+            let (status, body) = read(&client, other, &token, &id).await;
+            let now_refused = status == 401;
+            if now_refused {
+                assert_eq!(
+                    error_of(&body),
+                    ("UOS_0070", "You are not authorized."),
+                    "{body}"
+                );
+            } else {
+                assert_eq!(status, 200, "{body}");
+            }
+            if now_refused == refused {
+                break;
+            }
+            assert!(
+                changed.elapsed()
+                    < Duration::from_secs(ACCESS_TTL_SECONDS) + Duration::from_millis(500),
+                "the {action} on one instance is not enforced on the other within {ACCESS_TTL_SECONDS} s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // And it stays so: no instance serves the old state again.
+        for base in [&a, &b] {
+            let (status, _) = read(&client, base, &token, &id).await;
+            assert_eq!(status == 401, refused, "{action} seen on {base}");
+        }
+    }
+    pair.finish().await;
+}
+
+#[tokio::test]
+async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other_indexes_it_all() {
+    let Some(mut pair) = Pair::start().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let a = pair.a().base.clone();
+    let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // Eight writers keep creating users on instance a until it dies under them.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, a, token) = (client.clone(), a.clone(), pair.admin.clone());
+            let acknowledged = Arc::clone(&acknowledged);
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let email = unique_email();
+                    let request = json!({"firstName": format!("Load{w}x{n}"), "email": email});
+                    let sent = client
+                        .post(format!("{a}/v1/user/create"))
+                        .header("x-authenticated-user-token", &token)
+                        .json(&json!({ "request": request }))
+                        .send()
+                        .await;
+                    // Once the instance is gone, the writer stops; an answer that never
+                    // came was never acknowledged.
+                    let Ok(reply) = sent else { break };
+                    let Ok(body) = reply.json::<Value>().await else {
+                        break;
+                    };
+                    if let Some(id) = body["result"]["userId"].as_str() {
+                        acknowledged
+                            .lock()
+                            .expect("lock")
+                            .push((id.to_string(), email));
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acknowledged.lock().expect("lock").len() < 80 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the load does not progress"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pair.a.take().expect("a runs").kill_hard();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(acknowledged.len() >= 80);
+
+    // Every acknowledged create is there through b, and b's own index (tailing the outbox with
+    // its own cursor) gets to every one of them.
+    let b = pair.b.base.clone();
+    for (id, _) in &acknowledged {
+        let (status, body) = read(&client, &b, &pair.admin, id).await;
+        assert_eq!(status, 200, "acknowledged {id} lost: {body}");
+    }
+    let started = Instant::now();
+    for (id, email) in &acknowledged {
+        loop {
+            let (_, found) = send(
+                &client,
+                reqwest::Method::POST,
+                format!("{b}/v3/user/search"),
+                &pair.admin,
+                Some(json!({"filters": {"email": email}})),
+            )
+            .await;
+            if found["result"]["response"]["count"] == 1 {
+                assert_eq!(found["result"]["response"]["content"][0]["id"], id.as_str());
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{id} never reached the index of the surviving instance: {found}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // And b keeps taking writes.
+    let (status, body) = create(
+        &client,
+        &b,
+        &pair.admin,
+        json!({"firstName": "After", "email": unique_email()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    pair.finish().await;
+}
