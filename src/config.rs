@@ -774,6 +774,32 @@ mod tests {
     }
 
     #[test]
+    fn the_postgres_engine_needs_a_url_and_never_prints_it() {
+        let err = Settings::load(None, &env(&[("USERORG__STORE__ENGINE", "postgres")]))
+            .expect_err("no url");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration key `store.postgres.url`: must be set when store.engine is \"postgres\""
+        );
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("USERORG__STORE__ENGINE", "postgres"),
+                (
+                    "USERORG__STORE__POSTGRES__URL",
+                    "postgres://userorg:Hunter2Secret@db/userorg",
+                ),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(settings.store.engine, StoreEngine::Postgres);
+        assert_eq!(settings.store.postgres.schema, "userorg");
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(!printed.contains("Hunter2Secret"), "{printed}");
+    }
+
+    #[test]
     fn defaults_load_without_any_file() {
         let settings = Settings::load(None, &HashMap::new()).expect("defaults are valid");
         assert_eq!(settings.data_dir, PathBuf::from("./data"));

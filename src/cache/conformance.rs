@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Cache;
+use super::{Cache, Fence, Lookup};
 
 /// Panics naming the broken property. Keys carry a random prefix so a shared server works.
 pub async fn run_cache_conformance(cache: Arc<dyn Cache>) {
@@ -45,6 +45,68 @@ pub async fn run_cache_conformance(cache: Arc<dyn Cache>) {
         .delete(&key("never-set"))
         .await
         .expect("deleting a missing key is fine");
+
+    // Fenced fills: a fill made with the fence of a miss lands unless the key was invalidated
+    // in between; then only a fill from a later miss does.
+    let fenced = key("fenced");
+    let Lookup::Miss(first) = cache.lookup(&fenced).await.expect("lookup") else {
+        panic!("a missing key is a miss");
+    };
+    assert!(
+        cache
+            .fill(&fenced, first, b"v1".to_vec(), long)
+            .await
+            .expect("fill"),
+        "a fill right after its miss lands"
+    );
+    assert_eq!(
+        cache.lookup(&fenced).await.expect("lookup"),
+        Lookup::Hit(b"v1".to_vec())
+    );
+    assert_eq!(
+        cache.get(&fenced).await.expect("get").as_deref(),
+        Some(&b"v1"[..])
+    );
+    cache.invalidate(&fenced, long).await.expect("invalidate");
+    let Lookup::Miss(second) = cache.lookup(&fenced).await.expect("lookup") else {
+        panic!("an invalidated key is a miss");
+    };
+    assert_ne!(second, first, "an invalidation moves the key's generation");
+    assert!(
+        !cache
+            .fill(&fenced, first, b"stale".to_vec(), long)
+            .await
+            .expect("fill"),
+        "a fill from before the invalidation is refused"
+    );
+    assert_eq!(cache.get(&fenced).await.expect("get"), None);
+    // The race itself: a miss, then another writer's invalidation, then the fill.
+    cache.invalidate(&fenced, long).await.expect("invalidate");
+    assert!(
+        !cache
+            .fill(&fenced, second, b"stale".to_vec(), long)
+            .await
+            .expect("fill"),
+        "a fill overtaken by an invalidation is refused"
+    );
+    let Lookup::Miss(third) = cache.lookup(&fenced).await.expect("lookup") else {
+        panic!("still a miss");
+    };
+    assert!(
+        cache
+            .fill(&fenced, third, b"v3".to_vec(), long)
+            .await
+            .expect("fill")
+    );
+    assert_eq!(
+        cache.lookup(&fenced).await.expect("lookup"),
+        Lookup::Hit(b"v3".to_vec())
+    );
+    assert_eq!(
+        cache.lookup(&key("fenced-other")).await.expect("lookup"),
+        Lookup::Miss(Fence(0)),
+        "a key never invalidated is at generation 0"
+    );
 
     let big = vec![7u8; 256 * 1024];
     cache

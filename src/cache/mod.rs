@@ -28,11 +28,40 @@ fn unavailable(error: impl std::fmt::Display) -> CacheError {
     CacheError::Unavailable(error.to_string())
 }
 
+/// A key's invalidation generation, as a miss saw it: a fill made with it is refused once the
+/// key has been invalidated since (see [`Cache::fill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence(pub u64);
+
+/// What [`Cache::lookup`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Hit(Vec<u8>),
+    Miss(Fence),
+}
+
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
     /// Stores `value` under `key` for at most `ttl`.
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
+
+    /// The value, or on a miss the key's generation to fill it with.
+    async fn lookup(&self, key: &str) -> Result<Lookup, CacheError>;
+    /// Stores `value` only if `key` was not invalidated since the miss that gave `fence`, and
+    /// answers whether it did. A reader that loaded a row before another instance's commit and
+    /// fills after that commit's invalidation is refused, so the old row is not served again.
+    async fn fill(
+        &self,
+        key: &str,
+        fence: Fence,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, CacheError>;
+    /// Drops the value and moves the key to its next generation, remembered for `fence_ttl`
+    /// (longer than any read between a miss and its fill).
+    async fn invalidate(&self, key: &str, fence_ttl: Duration) -> Result<(), CacheError>;
+
     async fn healthy(&self) -> bool;
 }

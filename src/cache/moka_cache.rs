@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache as MokaInner;
+use moka::ops::compute::{CompResult, Op};
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, Fence, Lookup};
 
+/// A value, or (after an invalidation) only the key's generation.
 #[derive(Clone)]
 struct Entry {
-    value: Arc<Vec<u8>>,
+    value: Option<Arc<Vec<u8>>>,
+    generation: u64,
     ttl: Duration,
 }
 
@@ -60,7 +63,7 @@ impl Cache for MokaCache {
             .entries
             .get(key)
             .await
-            .map(|entry| entry.value.as_ref().clone()))
+            .and_then(|entry| entry.value.map(|value| value.as_ref().clone())))
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
@@ -68,10 +71,68 @@ impl Cache for MokaCache {
             .insert(
                 key.to_string(),
                 Entry {
-                    value: Arc::new(value),
+                    value: Some(Arc::new(value)),
+                    generation: 0,
                     ttl,
                 },
             )
+            .await;
+        Ok(())
+    }
+
+    async fn lookup(&self, key: &str) -> Result<Lookup, CacheError> {
+        Ok(match self.entries.get(key).await {
+            Some(Entry {
+                value: Some(value), ..
+            }) => Lookup::Hit(value.as_ref().clone()),
+            Some(entry) => Lookup::Miss(Fence(entry.generation)),
+            None => Lookup::Miss(Fence(0)),
+        })
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        fence: Fence,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        // Compared and stored under the entry's lock: an invalidation cannot slip in between.
+        let value = Arc::new(value);
+        let outcome = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|current| {
+                let generation = current.map_or(0, |entry| entry.value().generation);
+                let op = if generation == fence.0 {
+                    Op::Put(Entry {
+                        value: Some(value),
+                        generation,
+                        ttl,
+                    })
+                } else {
+                    Op::Nop
+                };
+                std::future::ready(op)
+            })
+            .await;
+        Ok(matches!(
+            outcome,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        ))
+    }
+
+    async fn invalidate(&self, key: &str, fence_ttl: Duration) -> Result<(), CacheError> {
+        self.entries
+            .entry_by_ref(key)
+            .and_compute_with(|current| {
+                let generation = current.map_or(0, |entry| entry.value().generation);
+                std::future::ready(Op::Put(Entry {
+                    value: None,
+                    generation: generation + 1,
+                    ttl: fence_ttl,
+                }))
+            })
             .await;
         Ok(())
     }

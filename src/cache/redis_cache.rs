@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{COMMAND_TIMEOUT, Cache, CacheError, unavailable};
+use super::{COMMAND_TIMEOUT, Cache, CacheError, Fence, Lookup, unavailable};
 
 pub struct RedisCache {
     connection: ConnectionManager,
@@ -43,7 +43,32 @@ impl RedisCache {
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
+
+    /// Where a key's invalidation generation is counted.
+    fn generation_key(&self, key: &str) -> String {
+        format!("{}{key}#generation", self.prefix)
+    }
 }
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Stores the value only while the key's generation is the one its miss saw (absent = 0).
+/// Sent as text with EVAL, as the rate counter's script is: nothing to reload after a restart.
+const FILL_SCRIPT: &str = r"
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// Drops the value and moves the key to its next generation, kept for ARGV[1] ms.
+const INVALIDATE_SCRIPT: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+";
 
 #[async_trait]
 impl Cache for RedisCache {
@@ -57,10 +82,9 @@ impl Cache for RedisCache {
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         tokio::time::timeout(
             COMMAND_TIMEOUT,
-            connection.pset_ex::<_, _, ()>(self.key(key), value, millis),
+            connection.pset_ex::<_, _, ()>(self.key(key), value, millis(ttl)),
         )
         .await
         .map_err(unavailable)?
@@ -73,6 +97,66 @@ impl Cache for RedisCache {
             .await
             .map_err(unavailable)?
             .map_err(unavailable)
+    }
+
+    async fn lookup(&self, key: &str) -> Result<Lookup, CacheError> {
+        let mut connection = self.connection.clone();
+        // One round trip for both: the value, and the generation a miss fills with.
+        let (value, generation): (Option<Vec<u8>>, Option<u64>) = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            redis::cmd("MGET")
+                .arg(self.key(key))
+                .arg(self.generation_key(key))
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+        Ok(match value {
+            Some(value) => Lookup::Hit(value),
+            None => Lookup::Miss(Fence(generation.unwrap_or(0))),
+        })
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        fence: Fence,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(FILL_SCRIPT)
+            .arg(2)
+            .arg(self.key(key))
+            .arg(self.generation_key(key))
+            .arg(fence.0)
+            .arg(value)
+            .arg(millis(ttl));
+        let stored: i64 =
+            tokio::time::timeout(COMMAND_TIMEOUT, command.query_async(&mut connection))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
+        Ok(stored == 1)
+    }
+
+    async fn invalidate(&self, key: &str, fence_ttl: Duration) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(INVALIDATE_SCRIPT)
+            .arg(2)
+            .arg(self.key(key))
+            .arg(self.generation_key(key))
+            .arg(millis(fence_ttl));
+        tokio::time::timeout(COMMAND_TIMEOUT, command.query_async::<i64>(&mut connection))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn healthy(&self) -> bool {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, Fence, Lookup};
 
 #[derive(Debug, Default)]
 pub struct FailingCache;
@@ -21,6 +21,24 @@ impl Cache for FailingCache {
     }
 
     async fn delete(&self, _key: &str) -> Result<(), CacheError> {
+        Err(CacheError::Unavailable("injected: cache down".into()))
+    }
+
+    async fn lookup(&self, _key: &str) -> Result<Lookup, CacheError> {
+        Err(CacheError::Unavailable("injected: cache down".into()))
+    }
+
+    async fn fill(
+        &self,
+        _key: &str,
+        _fence: Fence,
+        _value: Vec<u8>,
+        _ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        Err(CacheError::Unavailable("injected: cache down".into()))
+    }
+
+    async fn invalidate(&self, _key: &str, _fence_ttl: Duration) -> Result<(), CacheError> {
         Err(CacheError::Unavailable("injected: cache down".into()))
     }
 

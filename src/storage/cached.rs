@@ -12,8 +12,9 @@
 //! memberships) live at most `access_ttl` (`cache.access_ttl_seconds`, 5 s by default), every
 //! other row at most `ttl`. Password hashes are in `user_credential`, which is never cached.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use super::{
     Acknowledgement, ClaimKind, CommitInfo, KEY_SEPARATOR, Lease, OutboxCursor, OutboxRecord, Row,
     Store, StoreError, Table, Transaction, Write, key_prefix,
 };
-use crate::cache::Cache;
+use crate::cache::{Cache, Fence, Lookup};
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -30,7 +31,41 @@ pub struct CachedStore {
     ttl: Duration,
     access_ttl: Duration,
     epoch: AtomicU64,
+    /// Keys whose invalidation failed (the cache did not answer): retried until the cache
+    /// takes them, and never served from the cache by this instance meanwhile.
+    pending: Arc<Mutex<HashSet<String>>>,
+    /// A retrier task runs.
+    retrying: Arc<AtomicBool>,
 }
+
+/// How often owed invalidations are retried while the cache does not take them.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Invalidates `keys` in order and answers those not done: all from the first failure on (the
+/// cache is down; the rest need not each wait for a timeout).
+async fn invalidate_keys(cache: &dyn Cache, keys: Vec<String>, fence_ttl: Duration) -> Vec<String> {
+    let mut keys = keys.into_iter();
+    let mut failed = Vec::new();
+    for key in keys.by_ref() {
+        if let Err(error) = cache.invalidate(&key, fence_ttl).await {
+            tracing::debug!(error = %error, "cache invalidation failed");
+            failed.push(key);
+            break;
+        }
+    }
+    failed.extend(keys);
+    failed
+}
+
+/// How long a key's invalidation generation is remembered at least: far longer than any read
+/// between a miss and its fill.
+const MIN_FENCE_TTL: Duration = Duration::from_secs(60);
 
 /// How long an access-deciding entry lives unless configured otherwise.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(5);
@@ -75,6 +110,8 @@ impl CachedStore {
             ttl,
             access_ttl: DEFAULT_ACCESS_TTL.min(ttl),
             epoch: AtomicU64::new(0),
+            pending: Arc::default(),
+            retrying: Arc::default(),
         }
     }
 
@@ -89,6 +126,86 @@ impl CachedStore {
             self.access_ttl
         } else {
             self.ttl
+        }
+    }
+
+    fn fence_ttl(&self) -> Duration {
+        self.ttl.max(MIN_FENCE_TTL)
+    }
+
+    /// Invalidates `keys` and every earlier key whose invalidation failed. What fails stays
+    /// pending, and a retrier task tries it again every [`RETRY_EVERY`] until the cache takes
+    /// it: the entries are then gone for every instance, though this one may stay idle.
+    async fn invalidate(&self, keys: Vec<String>) {
+        let mut keys = keys;
+        keys.extend(lock(&self.pending).drain());
+        if keys.is_empty() {
+            return;
+        }
+        let failed = invalidate_keys(self.cache.as_ref(), keys, self.fence_ttl()).await;
+        if failed.is_empty() {
+            return;
+        }
+        // Until then other instances may read these entries: at most their time to live.
+        tracing::warn!(
+            keys = failed.len(),
+            "cache invalidation failed; retried until the cache answers"
+        );
+        lock(&self.pending).extend(failed);
+        if !self.retrying.swap(true, Ordering::SeqCst) {
+            let (cache, pending, retrying) = (
+                Arc::clone(&self.cache),
+                Arc::clone(&self.pending),
+                Arc::clone(&self.retrying),
+            );
+            let fence_ttl = self.fence_ttl();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RETRY_EVERY).await;
+                    let keys: Vec<String> = lock(&pending).drain().collect();
+                    let failed = invalidate_keys(cache.as_ref(), keys, fence_ttl).await;
+                    let mut pending = lock(&pending);
+                    pending.extend(failed);
+                    if pending.is_empty() {
+                        retrying.store(false, Ordering::SeqCst);
+                        tracing::info!("owed cache invalidations done");
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Whether `key` may be served from (and filled into) the cache: not while its own
+    /// invalidation, or any other, is still owed.
+    async fn usable(&self, key: &str) -> bool {
+        if lock(&self.pending).is_empty() {
+            return true;
+        }
+        self.invalidate(Vec::new()).await;
+        !lock(&self.pending).contains(key)
+    }
+
+    /// The cached value of `key`, or the fence to fill it with after loading.
+    async fn lookup(&self, key: &str) -> Option<Result<Vec<u8>, Fence>> {
+        if !self.usable(key).await {
+            return None;
+        }
+        match self.cache.lookup(key).await {
+            Ok(Lookup::Hit(bytes)) => Some(Ok(bytes)),
+            Ok(Lookup::Miss(fence)) => Some(Err(fence)),
+            Err(_) => None,
+        }
+    }
+
+    async fn fill(&self, key: &str, fence: Fence, epoch: u64, bytes: Vec<u8>, ttl: Duration) {
+        // A local commit since the load (the process-wide epoch) or any instance's
+        // invalidation since the miss (the key's fence) makes the loaded value unsafe to keep.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if let Err(error) = self.cache.fill(key, fence, bytes, ttl).await {
+            tracing::debug!(error = %error, "cache fill failed");
         }
     }
 
@@ -127,12 +244,9 @@ impl Store for CachedStore {
         // Bump before and after: a load that started before the commit finished sees a change.
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.commit(transaction).await;
-        for key in touched {
-            if let Err(error) = self.cache.delete(&key).await {
-                // The entry expires with its time to live; until then other instances may see it.
-                tracing::warn!(error = %error, "cache invalidation failed");
-            }
-        }
+        // Also after a failed commit: a conflict means this instance read an old row, which
+        // may be the one cached.
+        self.invalidate(touched).await;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         outcome
     }
@@ -142,19 +256,21 @@ impl Store for CachedStore {
             return self.inner.get(table, key).await;
         }
         let cache_key = cache_key(table, key);
-        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
-            && let Ok(row) = serde_json::from_slice::<Row>(&bytes)
-        {
-            return Ok(Some(row));
-        }
+        let fence = match self.lookup(&cache_key).await {
+            Some(Ok(bytes)) => match serde_json::from_slice::<Row>(&bytes) {
+                Ok(row) => return Ok(Some(row)),
+                Err(_) => None,
+            },
+            Some(Err(fence)) => Some(fence),
+            None => None,
+        };
         let epoch = self.epoch.load(Ordering::SeqCst);
         let loaded = self.inner.get(table, key).await?;
-        if let Some(row) = &loaded
-            && self.epoch.load(Ordering::SeqCst) == epoch
+        if let (Some(row), Some(fence)) = (&loaded, fence)
             && let Ok(bytes) = serde_json::to_vec(row)
-            && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl_of(table)).await
         {
-            tracing::debug!(error = %error, "cache fill failed");
+            self.fill(&cache_key, fence, epoch, bytes, self.ttl_of(table))
+                .await;
         }
         Ok(loaded)
     }
@@ -173,22 +289,25 @@ impl Store for CachedStore {
             return self.inner.scan(table, prefix, start_after, limit).await;
         }
         let cache_key = scan_cache_key(table, prefix);
-        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
-            && let Ok(rows) = serde_json::from_slice::<Vec<Row>>(&bytes)
-        {
-            return Ok(rows.into_iter().take(limit).collect());
-        }
+        let fence = match self.lookup(&cache_key).await {
+            Some(Ok(bytes)) => match serde_json::from_slice::<Vec<Row>>(&bytes) {
+                Ok(rows) => return Ok(rows.into_iter().take(limit).collect()),
+                Err(_) => None,
+            },
+            Some(Err(fence)) => Some(fence),
+            None => None,
+        };
         let epoch = self.epoch.load(Ordering::SeqCst);
         let rows = self
             .inner
             .scan(table, prefix, None, SCAN_CACHE_ROWS)
             .await?;
         if rows.len() < SCAN_CACHE_ROWS {
-            if self.epoch.load(Ordering::SeqCst) == epoch
+            if let Some(fence) = fence
                 && let Ok(bytes) = serde_json::to_vec(&rows)
-                && let Err(error) = self.cache.set(&cache_key, bytes, self.ttl_of(table)).await
             {
-                tracing::debug!(error = %error, "cache fill failed");
+                self.fill(&cache_key, fence, epoch, bytes, self.ttl_of(table))
+                    .await;
             }
             return Ok(rows.into_iter().take(limit).collect());
         }
@@ -298,6 +417,172 @@ mod tests {
             Box::pin(async move { store })
         };
         crate::storage::conformance::run_store_conformance(&open).await;
+    }
+
+    /// Two instances on one store and one (shared) cache.
+    fn two_instances(
+        dir: &std::path::Path,
+        cache: Arc<dyn Cache>,
+    ) -> (
+        Arc<CachedStore>,
+        Arc<CachedStore>,
+        Arc<crate::storage::testing::StoreFaults>,
+    ) {
+        let inner: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.join("store.redb")).expect("open"));
+        let (faulty, faults) = crate::storage::testing::FaultyStore::new(Arc::clone(&inner));
+        let a = CachedStore::new(inner, Arc::clone(&cache), Duration::from_secs(60));
+        let b = CachedStore::new(Arc::new(faulty), cache, Duration::from_secs(60));
+        (Arc::new(a), Arc::new(b), faults)
+    }
+
+    fn user_at(n: u64, expect: Expect) -> Transaction {
+        let mut transaction = Transaction::default();
+        transaction.put(Table::User, "u", serde_json::json!({"n": n}), expect);
+        transaction
+    }
+
+    async fn version_of(store: &CachedStore) -> u64 {
+        store
+            .get(Table::User, "u")
+            .await
+            .expect("get")
+            .expect("row")
+            .version
+    }
+
+    /// Instance b loads the row, instance a commits a new version (and invalidates) before b
+    /// fills the cache: b's fill is refused, so neither instance is served the old row. Each
+    /// instance's own epoch cannot see the other's commit; the key's fence does.
+    #[tokio::test]
+    async fn a_fill_overtaken_by_another_instances_commit_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, faults) = two_instances(dir.path(), Arc::new(MokaCache::new(100)));
+        a.commit(user_at(1, Expect::Absent)).await.expect("seed");
+        let writer = Arc::clone(&a);
+        faults.after_next_read(
+            Table::User,
+            Box::new(move || {
+                Box::pin(async move {
+                    writer
+                        .commit(user_at(2, Expect::Version(1)))
+                        .await
+                        .expect("a's update");
+                })
+            }),
+        );
+        assert_eq!(
+            version_of(&b).await,
+            1,
+            "b loaded the row before a's update"
+        );
+        assert_eq!(version_of(&a).await, 2, "a is not served b's old row");
+        assert_eq!(version_of(&b).await, 2, "nor is b");
+    }
+
+    /// A cache that is down while `down` is set.
+    struct SwitchableCache {
+        inner: MokaCache,
+        down: AtomicBool,
+    }
+
+    impl SwitchableCache {
+        fn check(&self) -> Result<(), crate::cache::CacheError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(crate::cache::CacheError::Unavailable("injected".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Cache for SwitchableCache {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::cache::CacheError> {
+            self.check()?;
+            self.inner.get(key).await
+        }
+        async fn set(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> Result<(), crate::cache::CacheError> {
+            self.check()?;
+            self.inner.set(key, value, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), crate::cache::CacheError> {
+            self.check()?;
+            self.inner.delete(key).await
+        }
+        async fn lookup(&self, key: &str) -> Result<Lookup, crate::cache::CacheError> {
+            self.check()?;
+            self.inner.lookup(key).await
+        }
+        async fn fill(
+            &self,
+            key: &str,
+            fence: Fence,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> Result<bool, crate::cache::CacheError> {
+            self.check()?;
+            self.inner.fill(key, fence, value, ttl).await
+        }
+        async fn invalidate(
+            &self,
+            key: &str,
+            fence_ttl: Duration,
+        ) -> Result<(), crate::cache::CacheError> {
+            self.check()?;
+            self.inner.invalidate(key, fence_ttl).await
+        }
+        async fn healthy(&self) -> bool {
+            self.check().is_ok()
+        }
+    }
+
+    /// A commit on instance a while the cache is down cannot invalidate b's cached row; a
+    /// retries it until the cache answers, so b stops being served the old row within
+    /// [`RETRY_EVERY`] of the cache's return, although a does nothing more.
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidation_lost_in_a_cache_outage_is_made_when_the_cache_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Arc::new(SwitchableCache {
+            inner: MokaCache::new(100),
+            down: AtomicBool::new(false),
+        });
+        let (a, b, _) = two_instances(dir.path(), Arc::clone(&cache) as Arc<dyn Cache>);
+        a.commit(user_at(1, Expect::Absent)).await.expect("seed");
+        assert_eq!(version_of(&b).await, 1);
+        assert_eq!(version_of(&b).await, 1, "served from the cache now");
+
+        cache.down.store(true, Ordering::SeqCst);
+        a.commit(user_at(2, Expect::Version(1)))
+            .await
+            .expect("update");
+        assert_eq!(
+            version_of(&b).await,
+            2,
+            "with the cache down, reads go to the store"
+        );
+        cache.down.store(false, Ordering::SeqCst);
+
+        let key = cache_key(Table::User, "u");
+        let mut waited = Duration::ZERO;
+        while cache.inner.get(&key).await.expect("get").is_some() {
+            assert!(
+                waited <= RETRY_EVERY * 2,
+                "the owed invalidation was not made after the cache came back"
+            );
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+            waited += Duration::from_millis(10);
+        }
+        assert_eq!(
+            version_of(&b).await,
+            2,
+            "b is not served the old row any more"
+        );
     }
 
     #[tokio::test]
@@ -414,6 +699,26 @@ mod tests {
         }
         async fn delete(&self, key: &str) -> Result<(), crate::cache::CacheError> {
             self.inner.delete(key).await
+        }
+        async fn lookup(&self, key: &str) -> Result<Lookup, crate::cache::CacheError> {
+            self.inner.lookup(key).await
+        }
+        async fn fill(
+            &self,
+            key: &str,
+            fence: Fence,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> Result<bool, crate::cache::CacheError> {
+            self.sets.lock().expect("lock").push((key.to_string(), ttl));
+            self.inner.fill(key, fence, value, ttl).await
+        }
+        async fn invalidate(
+            &self,
+            key: &str,
+            fence_ttl: Duration,
+        ) -> Result<(), crate::cache::CacheError> {
+            self.inner.invalidate(key, fence_ttl).await
         }
         async fn healthy(&self) -> bool {
             true

@@ -1134,6 +1134,32 @@ mod tests {
         }
     }
 
+    /// The URL's password appears in no error: not a refused connection's, not a bad URL's.
+    #[tokio::test]
+    async fn errors_never_carry_the_urls_password() {
+        for url in [
+            "postgres://userorg:Hunter2Secret@127.0.0.1:1/test",
+            "postgres://userorg:Hunter2Secret@127.0.0.1:1/test?sslmode=nonsense",
+        ] {
+            let options = PostgresOptions {
+                url: url.to_string(),
+                schema: "userorg".to_string(),
+                pool_size: 1,
+                connect_timeout: Duration::from_millis(500),
+            };
+            let Err(error) = PostgresStore::open(&options).await else {
+                panic!("nothing listens on port 1");
+            };
+            let text = error.to_string();
+            assert!(!text.contains("Hunter2Secret"), "{text}");
+            let Err(error) = PostgresStore::apply_schema(&options).await else {
+                panic!("nothing listens on port 1");
+            };
+            let text = error.to_string();
+            assert!(!text.contains("Hunter2Secret"), "{text}");
+        }
+    }
+
     #[tokio::test]
     async fn postgres_store_passes_the_conformance_suite() {
         let Some(url) = crate::test_tiers::postgres() else {

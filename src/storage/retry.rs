@@ -8,8 +8,12 @@ use std::future::Future;
 use super::{ClaimKind, Store, StoreError, Table, Transaction};
 use crate::domain::{DomainError, DomainResult};
 
-/// Attempts of a read-modify-write before giving up with 503 (the caller may retry).
-pub const WRITE_ATTEMPTS: usize = 5;
+/// Attempts of a read-modify-write before giving up with 503 (the caller may retry). Within
+/// one instance the owning actor serialises writes of an entity; these rounds are for writers
+/// on other instances, where each lost round means another writer's commit landed: two
+/// instances writing one entity without pause leave a writer losing every round about once in
+/// 2^12 (the pause between rounds spreads them).
+pub const WRITE_ATTEMPTS: usize = 12;
 
 /// Conflicts on the audit trail's head a write may meet before giving up, counted apart from
 /// [`WRITE_ATTEMPTS`]: every audited change takes the one head, so changes audited at once

@@ -63,9 +63,11 @@ impl Pair {
             ("USERORG__SECURITY__BLIND_INDEX_KEY", &blind),
             ("USERORG__SECURITY__SERVICE_CREDENTIAL", &service),
         ];
+        // The logs stay behind a failed test (the temporary dir does not), to read why.
+        let logs = [log_of(&schema, "a"), log_of(&schema, "b")];
         let (a, b) = tokio::join!(
-            Server::start_with(&data_a, None, &env),
-            Server::start_with(&data_b, None, &env)
+            Server::start_with(&data_a, Some(&logs[0]), &env),
+            Server::start_with(&data_b, Some(&logs[1]), &env)
         );
         let admin_a = userorg::seed::read_bootstrap_admin(&data_a).expect("admin of a");
         let admin_b = userorg::seed::read_bootstrap_admin(&data_b).expect("admin of b");
@@ -101,13 +103,33 @@ impl Pair {
             .expect("token")
     }
 
-    /// Stops both instances and drops the schema (a failed test keeps it, to look at).
+    /// Stops both instances and drops the schema (a failed test keeps it, to look at). The
+    /// instances logged at debug level: the PostgreSQL driver's statement lines, which carry
+    /// whole rows (password hashes, session tokens), are not among what they wrote.
     async fn finish(mut self) {
         if let Some(a) = self.a.take() {
             a.kill_hard();
         }
+        for instance in ["a", "b"] {
+            let log = std::fs::read_to_string(log_of(&self.schema, instance)).expect("log");
+            assert!(
+                log.contains("DEBUG"),
+                "instance {instance} logged at debug level"
+            );
+            assert!(
+                !log.contains("executing statement"),
+                "instance {instance} logged the driver's statements and their parameters"
+            );
+        }
         drop_schema(&self.postgres, &self.schema).await;
+        for instance in ["a", "b"] {
+            let _ = std::fs::remove_file(log_of(&self.schema, instance));
+        }
     }
+}
+
+fn log_of(schema: &str, instance: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("userorg-{schema}-{instance}.log"))
 }
 
 async fn drop_schema(url: &str, schema: &str) {
@@ -221,7 +243,8 @@ async fn racing_creates_and_updates_through_two_instances_keep_one_owner_and_eve
     }
 
     // 16 updates of one user at once, alternating: each adds its own external id to the one
-    // list in the user's row. A lost update would drop an acknowledged id.
+    // list in the user's row, read and written back whole (versions checked). A lost update
+    // would drop an acknowledged id.
     let (status, body) = create(
         &client,
         &bases[0],
@@ -243,10 +266,27 @@ async fn racing_creates_and_updates_through_two_instances_keep_one_owner_and_eve
             })
         })
         .collect();
-    for update in updates {
+    // Each answer is either the update applied or Sunbird's 503 of an entity changed too often
+    // meanwhile (a writer that lost every round), which must then have left nothing behind.
+    let mut acknowledged: Vec<String> = Vec::new();
+    for (n, update) in updates.into_iter().enumerate() {
         let (status, body) = update.await.expect("update");
-        assert_eq!(status, 200, "every concurrent update is applied: {body}");
+        if status == 200 {
+            acknowledged.push(format!("EXT-{n}"));
+        } else {
+            assert_eq!(
+                (status, error_of(&body)),
+                (503, ("UOS_USRUPD0064", "SERVICE UNAVAILABLE")),
+                "{body} (server logs: {})",
+                log_of(&pair.schema, "*").display()
+            );
+        }
     }
+    assert!(
+        acknowledged.len() >= 12,
+        "most concurrent updates get through: {acknowledged:?}"
+    );
+    acknowledged.sort();
     // The owner's own read shows the ids in clear.
     let own = pair.token_for(&id);
     for base in &bases {
@@ -259,9 +299,10 @@ async fn racing_creates_and_updates_through_two_instances_keep_one_owner_and_eve
             .map(|e| e["id"].as_str().expect("id").to_uppercase())
             .collect();
         held.sort();
-        let mut expected: Vec<String> = (0..16).map(|n| format!("EXT-{n}")).collect();
-        expected.sort();
-        assert_eq!(held, expected, "no acknowledged update is lost");
+        assert_eq!(
+            held, acknowledged,
+            "every acknowledged update is there, and no refused one"
+        );
     }
     pair.finish().await;
 }
