@@ -203,6 +203,8 @@ pub enum StoreEngine {
 pub enum SearchEngine {
     /// The embedded tantivy index under the data dir.
     Tantivy,
+    /// An Elasticsearch cluster every instance shares (`[search.elasticsearch]`).
+    Elasticsearch,
 }
 
 /// The cache engines (`[cache] engine`).
@@ -250,6 +252,30 @@ pub struct SearchSettings {
     pub default_limit: usize,
     pub max_limit: usize,
     pub max_offset: usize,
+    pub elasticsearch: ElasticsearchSettings,
+}
+
+/// `[search.elasticsearch]`: the cluster of the `elasticsearch` search engine.
+#[derive(Clone, Deserialize)]
+pub struct ElasticsearchSettings {
+    /// May carry credentials: never printed (see the `Debug` below).
+    pub url: String,
+    pub index_prefix: String,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub write_attempts: u32,
+}
+
+impl std::fmt::Debug for ElasticsearchSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElasticsearchSettings")
+            .field("url", &"<redacted>")
+            .field("index_prefix", &self.index_prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("write_attempts", &self.write_attempts)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,11 +432,29 @@ impl Settings {
                     "must be set when store.engine is \"postgres\"",
                 ));
             }
-            // The schema name's rule is the engine's (checked when it opens).
             if self.store.postgres.pool_size == 0 || self.store.postgres.connect_timeout_ms == 0 {
                 return Err(invalid(
                     "store.postgres.pool_size",
                     "pool_size and connect_timeout_ms must be positive",
+                ));
+            }
+            // The schema name's rule is the engine's (checked when it opens).
+        }
+        if self.search.engine == SearchEngine::Elasticsearch {
+            let elasticsearch = &self.search.elasticsearch;
+            if elasticsearch.url.is_empty() {
+                return Err(invalid(
+                    "search.elasticsearch.url",
+                    "must be set when search.engine is \"elasticsearch\"",
+                ));
+            }
+            if elasticsearch.timeout_ms == 0
+                || elasticsearch.connect_timeout_ms == 0
+                || elasticsearch.write_attempts == 0
+            {
+                return Err(invalid(
+                    "search.elasticsearch.timeout_ms",
+                    "timeout_ms, connect_timeout_ms and write_attempts must be positive",
                 ));
             }
         }

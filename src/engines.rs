@@ -11,6 +11,7 @@ use crate::cache::rate::{FallbackRateCounter, LocalRateCounter, RateCounter};
 use crate::cache::redis_cache::RedisCache;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
 use crate::search::SearchIndex;
+use crate::search::elasticsearch::{ElasticsearchIndex, ElasticsearchOptions};
 use crate::search::tantivy_index::TantivyIndex;
 use crate::storage::Store;
 use crate::storage::cached::CachedStore;
@@ -86,6 +87,24 @@ pub async fn open_search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIn
                 .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
             Ok(Arc::new(index))
         }
+        SearchEngine::Elasticsearch => {
+            let index = ElasticsearchIndex::open(&elasticsearch_options(settings))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the Elasticsearch index: {e}"))?;
+            Ok(Arc::new(index))
+        }
+    }
+}
+
+fn elasticsearch_options(settings: &Settings) -> ElasticsearchOptions {
+    let elasticsearch = &settings.search.elasticsearch;
+    ElasticsearchOptions {
+        url: elasticsearch.url.clone(),
+        index_prefix: elasticsearch.index_prefix.clone(),
+        timeout: Duration::from_millis(elasticsearch.timeout_ms),
+        connect_timeout: Duration::from_millis(elasticsearch.connect_timeout_ms),
+        write_attempts: elasticsearch.write_attempts,
+        retry_pause: Duration::from_millis(100),
     }
 }
 

@@ -9,6 +9,7 @@
 //! | tier | variable | local default |
 //! |---|---|---|
 //! | redis | `USERORG_TEST_REDIS` | `redis://127.0.0.1:6379/`, started with `redis-server` |
+//! | elasticsearch | `USERORG_TEST_ELASTICSEARCH` | none (no server can be had on these machines) |
 //! | postgres | `USERORG_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:5432/test`, started with `pg_ctlcluster` |
 
 use std::io::{Read, Write};
@@ -150,5 +151,18 @@ pub fn postgres() -> Option<String> {
     match LOCAL.get_or_init(local_postgres) {
         Ok(url) => Some(url.clone()),
         Err(reason) => skip("postgres", reason),
+    }
+}
+
+/// The Elasticsearch URL of the `elasticsearch` tier, from `USERORG_TEST_ELASTICSEARCH` only, or
+/// `None` (skip) with the reason printed: no Elasticsearch server can be installed on the
+/// development and CI machines, so there is no local default to find or start.
+pub fn elasticsearch() -> Option<String> {
+    match std::env::var("USERORG_TEST_ELASTICSEARCH") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => skip(
+            "elasticsearch",
+            "USERORG_TEST_ELASTICSEARCH is not set (no Elasticsearch server runs on this machine)",
+        ),
     }
 }

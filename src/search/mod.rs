@@ -5,13 +5,15 @@
 //! Sunbird request body (`filters`, `query`, `fields`, `limit`, `offset`, `sort_by`, `facets`,
 //! `exists`, `not_exists`) parsed once by [`dsl::parse_search_request`].
 //!
-//! Engines: [`tantivy_index::TantivyIndex`] (embedded, default). Elasticsearch comes later and
-//! implements the same trait; [`conformance`] is the suite every engine must pass.
+//! Engines: [`tantivy_index::TantivyIndex`] (embedded, default) and
+//! [`elasticsearch::ElasticsearchIndex`] (shared by several instances); [`conformance`] is the
+//! suite every engine must pass.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod documents;
 pub mod dsl;
+pub mod elasticsearch;
 pub mod tantivy_index;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

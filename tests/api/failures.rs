@@ -186,6 +186,41 @@ async fn searches_answer_503_while_the_index_is_unreachable() {
     app.stop().await;
 }
 
+/// While the index is down, searches fail fast with 503, writes keep succeeding, and once it is
+/// back the index catches up with every write made meanwhile, without a restart.
+#[tokio::test]
+async fn writes_go_on_while_the_index_is_down_and_the_index_converges_after() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    app.search_faults.set_unavailable(true);
+    let email = unique_email();
+    let id = app
+        .create_user(json!({"firstName": "WhileDown", "email": email}))
+        .await;
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": id, "firstName": "StillDown"}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    let started = std::time::Instant::now();
+    app.post("/v3/user/search", json!({"filters": {"id": id}}), admin)
+        .await
+        .assert_error(503, "UOS_USRSER0064", "SERVICE UNAVAILABLE");
+    let waited = started.elapsed();
+    eprintln!("search answered 503 in {waited:?} with the index down");
+    // Nothing waits on the unreachable engine (no retry, no timeout on the request path).
+    assert!(waited < std::time::Duration::from_secs(1), "{waited:?}");
+
+    app.search_faults.set_unavailable(false);
+    let found = app.search_indexed(json!({"filters": {"id": id}})).await;
+    let result = found.assert_ok()["response"].clone();
+    assert_eq!(result["count"], 1, "{result}");
+    assert_eq!(result["content"][0]["firstName"], "StillDown", "{result}");
+    app.stop().await;
+}
+
 /// The store committed, the index never got the document, then the process stopped: the event
 /// is still in the outbox (never acknowledged), and the next start indexes it.
 #[tokio::test]

@@ -110,6 +110,10 @@ impl Pair {
         if let Some(a) = self.a.take() {
             a.kill_hard();
         }
+        // Both stopped before the schema goes: a running instance's statements would deadlock
+        // with the DROP.
+        let _ = self.b.child.kill();
+        let _ = self.b.child.wait();
         for instance in ["a", "b"] {
             let log = std::fs::read_to_string(log_of(&self.schema, instance)).expect("log");
             assert!(
@@ -137,10 +141,14 @@ async fn drop_schema(url: &str, schema: &str) {
         .await
         .expect("connect for cleanup");
     tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .expect("drop the test schema");
+    // The killed instances' sessions may hold locks until the server notices they are gone.
+    let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let mut attempts = 0;
+    while let Err(error) = client.batch_execute(&drop).await {
+        attempts += 1;
+        assert!(attempts < 20, "drop the test schema: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn send(
