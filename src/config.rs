@@ -843,6 +843,34 @@ mod tests {
         assert!(!printed.contains("Hunter2Secret"), "{printed}");
     }
 
+    /// What docker-compose.yml runs: the file, and the secrets compose passes by environment.
+    #[test]
+    fn the_docker_configuration_loads_with_its_environment() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/docker.toml"));
+        let settings = Settings::load(
+            Some(file),
+            &env(&[
+                (
+                    "USERORG__STORE__POSTGRES__URL",
+                    "postgres://userorg:pw@postgres:5432/userorg",
+                ),
+                ("USERORG__CACHE__REDIS_URL", "redis://:pw@redis:6379/"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(settings.store.engine, StoreEngine::Postgres);
+        assert_eq!(settings.search.engine, SearchEngine::Elasticsearch);
+        assert_eq!(
+            settings.search.elasticsearch.url,
+            "http://elasticsearch:9200"
+        );
+        assert_eq!(settings.cache.engine, CacheEngine::Redis);
+        assert_eq!(settings.http.listen, "0.0.0.0:9000");
+        assert_eq!(settings.data_dir, PathBuf::from("/data"));
+        let err = Settings::load(Some(file), &HashMap::new()).expect_err("no store url");
+        assert!(err.to_string().contains("store.postgres.url"), "{err}");
+    }
+
     #[test]
     fn defaults_load_without_any_file() {
         let settings = Settings::load(None, &HashMap::new()).expect("defaults are valid");
