@@ -275,6 +275,20 @@ impl std::error::Error for DomainError {}
 
 pub type DomainResult<T> = Result<T, DomainError>;
 
+/// An error and its causes in one line ("error sending request: tcp connect error: Connection
+/// refused"): what engines report when a server does not answer, since the outermost message
+/// alone rarely says why.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

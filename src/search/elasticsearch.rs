@@ -449,9 +449,11 @@ fn split_credentials(url: &str) -> Result<(String, Option<(String, String)>), Se
     ))
 }
 
+/// A request that got no answer, with its causes ("error sending request: ... Connection
+/// refused"), without the URL (reqwest prints it; it carries no credentials here, but paths
+/// carry ids).
 fn transport(error: reqwest::Error) -> SearchError {
-    // Without the URL: it may carry credentials (it does not here, but reqwest prints it).
-    SearchError::Unavailable(error.without_url().to_string())
+    SearchError::Unavailable(crate::domain::error::with_causes(&error.without_url()))
 }
 
 impl ElasticsearchIndex {

@@ -210,13 +210,9 @@ fn internal(error: impl std::fmt::Display) -> StoreError {
 /// The server's own words when it answered (`db error` alone names nothing), else the
 /// connection's failure with its cause.
 fn describe(error: &tokio_postgres::Error) -> String {
-    use std::error::Error as _;
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => match error.source() {
-            Some(cause) => format!("{error}: {cause}"),
-            None => error.to_string(),
-        },
+        None => crate::domain::error::with_causes(error),
     }
 }
 
@@ -258,14 +254,7 @@ fn at_commit(error: tokio_postgres::Error) -> Failure {
 
 /// The error with its causes ("error connecting to server: Connection refused ...").
 fn unavailable(error: impl std::error::Error) -> StoreError {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    StoreError::Unavailable(text)
+    StoreError::Unavailable(crate::domain::error::with_causes(&error))
 }
 
 fn read_failure(error: tokio_postgres::Error) -> StoreError {
