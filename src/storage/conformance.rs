@@ -43,6 +43,7 @@ pub async fn run_store_conformance(open: OpenStore<'_>) {
     each_instance_consumers_all_see_every_event(store.clone(), &run).await;
     outbox_is_ordered_and_trimmed_after_acknowledgement(&*store, &run).await;
     concurrent_claims_have_exactly_one_winner(store.clone(), &run).await;
+    a_tailing_reader_sees_every_concurrent_commit_once(store.clone(), &run).await;
     assert!(store.healthy().await, "store reports healthy");
     let consumer = format!("{run}-restart");
     store
@@ -829,6 +830,76 @@ async fn cursors_and_rows_survive_a_restart(
         "committed rows survive"
     );
     assert!(store.outbox_head().await.expect("head") >= *cursor);
+}
+
+/// Commits land from several writers at once while a reader tails the outbox by cursor: the
+/// reader gets every event exactly once, in strictly increasing cursor order. (An engine whose
+/// commits become visible out of cursor order must hold back what a later commit could still
+/// land before; a reader that skipped past it would lose the event.)
+async fn a_tailing_reader_sees_every_concurrent_commit_once(store: Arc<dyn Store>, run: &str) {
+    const WRITERS: usize = 8;
+    const COMMITS: usize = 25;
+    let start = store.outbox_head().await.expect("head");
+    let prefix = format!("{run}-tail-");
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, prefix) = (Arc::clone(&store), prefix.clone());
+            tokio::spawn(async move {
+                for n in 0..COMMITS {
+                    let id = format!("{prefix}{w}-{n}");
+                    let mut transaction = Transaction::default();
+                    transaction.put(Table::User, &id, json!({"w": w, "n": n}), Expect::Absent);
+                    transaction.event(Topic::User, &id, 1);
+                    store.commit(transaction).await.expect("writer commits");
+                }
+            })
+        })
+        .collect();
+    let mut cursor = start;
+    let mut seen = HashSet::new();
+    let mut rounds = 0;
+    let mut writers_done = false;
+    let mut writers = writers;
+    while seen.len() < WRITERS * COMMITS {
+        rounds += 1;
+        assert!(
+            rounds < 100_000,
+            "the reader never got every event: {}",
+            seen.len()
+        );
+        let records = store.read_outbox(&cursor, 64).await.expect("read");
+        for record in &records {
+            assert!(record.cursor > cursor, "cursors only grow");
+            cursor = record.cursor.clone();
+            if record.event.entity_id.starts_with(&prefix) {
+                assert!(
+                    seen.insert(record.event.entity_id.clone()),
+                    "{} delivered twice",
+                    record.event.entity_id
+                );
+            }
+        }
+        if records.is_empty() {
+            if writers_done {
+                let head = store.outbox_head().await.expect("head");
+                assert!(
+                    cursor < head || seen.len() == WRITERS * COMMITS,
+                    "caught up with the head yet {} of {} events seen: some were skipped",
+                    seen.len(),
+                    WRITERS * COMMITS
+                );
+            } else if writers.iter().all(|w| w.is_finished()) {
+                for writer in writers.drain(..) {
+                    writer.await.expect("writer");
+                }
+                writers_done = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
 }
 
 async fn concurrent_claims_have_exactly_one_winner(store: Arc<dyn Store>, run: &str) {
