@@ -102,9 +102,10 @@ enum AuditCommand {
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
-        // The PostgreSQL driver logs every statement's parameters at debug level: whole rows,
-        // password hashes and session tokens among them. Capped whatever RUST_LOG says.
-        .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
+        // The PostgreSQL driver logs every statement's parameters at debug level (whole rows,
+        // password hashes and session tokens among them) and the server's notices at info:
+        // warnings and errors only, whatever RUST_LOG says.
+        .add_directive("tokio_postgres=warn".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

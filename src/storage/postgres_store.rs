@@ -22,17 +22,17 @@
 //!
 //! # The outbox
 //!
-//! An outbox row is `(txid, seq, event)`: the id of the writing transaction
-//! (`pg_current_xact_id()`) and a sequence value. Transactions do not commit in the order of
-//! their sequence values, so a reader that only kept "the highest seq seen" would skip an event
-//! committed late below it. The reader therefore reads only rows whose `txid` is below the
-//! oldest transaction still running (`pg_snapshot_xmin` of its snapshot): every such transaction
-//! has finished, and every transaction that commits later has a larger `txid`. Ordering by
-//! `(txid, seq)` then gives a cursor no later commit can land behind. The cursor is the pair as
-//! 16 big-endian bytes. [`Store::outbox_head`] is the newest committed row, which
-//! `read_outbox` hands out once the transactions below it have finished (a waiter for it waits
-//! that long). A long transaction anywhere on the PostgreSQL server holds delivery back while it
-//! runs.
+//! An outbox row is `(seq, event)`. A sequence alone is not a cursor: sequence values are
+//! handed out when rows are inserted, transactions commit in another order, and a reader that
+//! kept "the highest seq seen" would skip an event committed late below it. So a commit appends
+//! its outbox rows last, holding the schema's outbox lock (a transaction-scoped advisory lock)
+//! from before its first sequence value until it has committed: appending transactions commit in
+//! sequence order, one at a time. A transaction becomes visible before its locks are released,
+//! so when a reader sees row `n` committed, every row below `n` was committed before `n` was
+//! even handed out. The cursor is `seq` as 8 big-endian bytes. Only the append (insert, notify,
+//! commit) is serialised, not the rest of the transaction, and only among commits of one schema
+//! that carry events; nothing outside the schema (a long transaction elsewhere on the server,
+//! a dump) holds delivery back.
 //!
 //! Commits with events `NOTIFY` a channel of the schema; each store listens on it, so the
 //! consumers of every instance wake at once ([`Store::commit_signal`]).
@@ -142,7 +142,7 @@ pub fn schema_statements(schema: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {s}.user_lookup (kind text NOT NULL, value bytea NOT NULL, owner text NOT NULL, PRIMARY KEY (kind, value))"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {s}.outbox (txid bigint NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY, event json NOT NULL, PRIMARY KEY (txid, seq))"
+            "CREATE TABLE IF NOT EXISTS {s}.outbox (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event json NOT NULL)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.outbox_consumer (name text PRIMARY KEY, position bytea NOT NULL, seen_ms bigint NOT NULL)"
@@ -171,21 +171,16 @@ pub fn schema_statements(schema: &str) -> Vec<String> {
 const SCHEMA_LOCK: i64 = 0x7573_6572_6f72_6701;
 
 /// The position of an outbox row as a cursor.
-fn cursor_of(txid: i64, seq: i64) -> OutboxCursor {
-    let mut bytes = Vec::with_capacity(16);
-    bytes.extend_from_slice(&(txid as u64).to_be_bytes());
-    bytes.extend_from_slice(&(seq as u64).to_be_bytes());
-    OutboxCursor::from_bytes(bytes)
+fn cursor_of(seq: i64) -> OutboxCursor {
+    OutboxCursor::from_bytes((seq.max(0) as u64).to_be_bytes().to_vec())
 }
 
-/// `(txid, seq)` of a cursor; the start is `(0, 0)`, before every row.
-fn position_of(cursor: &OutboxCursor) -> Result<(i64, i64), StoreError> {
+/// The `seq` of a cursor; the start is 0, before every row.
+fn position_of(cursor: &OutboxCursor) -> Result<i64, StoreError> {
     match cursor.as_bytes() {
-        [] => Ok((0, 0)),
-        bytes if bytes.len() == 16 => {
-            let txid = u64::from_be_bytes(bytes[..8].try_into().map_err(internal)?);
-            let seq = u64::from_be_bytes(bytes[8..].try_into().map_err(internal)?);
-            Ok((txid as i64, seq as i64))
+        [] => Ok(0),
+        bytes if bytes.len() == 8 => {
+            Ok(u64::from_be_bytes(bytes.try_into().map_err(internal)?) as i64)
         }
         _ => Err(internal("not a cursor of this store")),
     }
@@ -229,6 +224,15 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// The server going away rather than refusing the statement: connection exceptions (08),
+/// operator intervention such as a shutdown or a terminated backend (57), insufficient
+/// resources such as too many connections (53).
+fn server_gone(code: &SqlState) -> bool {
+    ["08", "57", "53"]
+        .iter()
+        .any(|class| code.code().starts_with(class))
+}
+
 /// A failure of a statement sent before `COMMIT`: PostgreSQL rolls the transaction back.
 fn before_commit(error: tokio_postgres::Error) -> Failure {
     match error.code() {
@@ -238,15 +242,19 @@ fn before_commit(error: tokio_postgres::Error) -> Failure {
         {
             Failure::Retry(describe(&error))
         }
+        Some(code) if server_gone(code) => Failure::Fail(StoreError::Unavailable(describe(&error))),
         Some(_) => Failure::Fail(StoreError::Internal(describe(&error))),
         None => Failure::Fail(StoreError::Unavailable(describe(&error))),
     }
 }
 
 /// A failure of `COMMIT` itself: an error answer means it was rolled back; a lost connection
-/// leaves the outcome unknown.
+/// (or a server going away while committing) leaves the outcome unknown.
 fn at_commit(error: tokio_postgres::Error) -> Failure {
     match error.code() {
+        Some(code) if server_gone(code) => {
+            Failure::Fail(StoreError::Indeterminate(describe(&error)))
+        }
         Some(_) => before_commit(error),
         None => Failure::Fail(StoreError::Indeterminate(describe(&error))),
     }
@@ -259,8 +267,8 @@ fn unavailable(error: impl std::error::Error) -> StoreError {
 
 fn read_failure(error: tokio_postgres::Error) -> StoreError {
     match error.code() {
-        Some(_) => StoreError::Internal(describe(&error)),
-        None => StoreError::Unavailable(describe(&error)),
+        Some(code) if !server_gone(code) => StoreError::Internal(describe(&error)),
+        _ => StoreError::Unavailable(describe(&error)),
     }
 }
 
@@ -294,9 +302,14 @@ fn pg_config(options: &PostgresOptions) -> Result<tokio_postgres::Config, StoreE
     }
     let mut config = tokio_postgres::Config::from_str(&options.url)
         .map_err(|e| internal(format!("`store.postgres.url` is not a PostgreSQL URL: {e}")))?;
-    config.options(format!("-c search_path={}", options.schema));
+    // The idempotent DDL's "already exists, skipping" notices are not news.
+    config.options(format!(
+        "-c search_path={} -c client_min_messages=warning",
+        options.schema
+    ));
     config.connect_timeout(options.connect_timeout);
-    config.application_name("userorg");
+    // Operators (and the tests) tell the stores of one server apart in pg_stat_activity.
+    config.application_name(format!("userorg {}", options.schema));
     Ok(config)
 }
 
@@ -369,6 +382,16 @@ impl PostgresStore {
 
     /// The advisory lock id of a row: schema, table and key hashed, so installations sharing a
     /// database do not contend.
+    /// The schema's outbox lock, held by a commit from its first outbox row until it committed.
+    fn outbox_lock_id(&self) -> i64 {
+        let mut hash = Sha256::new();
+        hash.update(self.shared.schema.as_bytes());
+        hash.update([0]);
+        hash.update(b"outbox append");
+        let digest = hash.finalize();
+        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
     fn lock_id(&self, table: Table, key: &str) -> i64 {
         let mut hash = Sha256::new();
         hash.update(self.shared.schema.as_bytes());
@@ -665,11 +688,16 @@ async fn apply_transaction(
     }
 
     if !transaction.events.is_empty() {
+        // Last, and held until the commit: appends commit in sequence order (module docs).
+        let append = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+            .await
+            .map_err(before_commit)?;
+        tx.execute(&append, &[&store.outbox_lock_id()])
+            .await
+            .map_err(before_commit)?;
         let insert = tx
-            .prepare_cached(
-                "INSERT INTO outbox (txid, event) VALUES (pg_current_xact_id()::text::bigint, $1) \
-                 RETURNING txid, seq",
-            )
+            .prepare_cached("INSERT INTO outbox (event) VALUES ($1) RETURNING seq")
             .await
             .map_err(before_commit)?;
         let mut last = None;
@@ -679,7 +707,7 @@ async fn apply_transaction(
                 .query_one(&insert, &[&event])
                 .await
                 .map_err(before_commit)?;
-            last = Some(cursor_of(row.get(0), row.get(1)));
+            last = Some(cursor_of(row.get(0)));
         }
         info.cursor = last;
         let notify = tx
@@ -701,32 +729,23 @@ fn row_of(key: Vec<u8>, version: i64, doc: Value) -> Result<Row, StoreError> {
     })
 }
 
-/// The start of a new consumer: before the oldest retained event, and before anything a
-/// transaction still running may add.
+/// The start of a new consumer: before the oldest retained event, else where trimming left the
+/// stream (everything before was applied by every consumer then known).
 async fn start_position(tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<u8>, Failure> {
-    let oldest = tx
-        .query_opt(
-            "SELECT txid, seq FROM outbox ORDER BY txid, seq LIMIT 1",
-            &[],
-        )
+    let oldest: Option<i64> = tx
+        .query_opt("SELECT seq FROM outbox ORDER BY seq LIMIT 1", &[])
         .await
         .map_err(before_commit)?
-        .map(|row| cursor_of(row.get(0), row.get::<_, i64>(1) - 1));
-    let xmin: i64 = tx
-        .query_one(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            &[],
-        )
-        .await
-        .map_err(before_commit)?
-        .get(0);
-    let unfinished = cursor_of(xmin - 1, i64::MAX);
-    Ok(match oldest {
-        Some(oldest) if oldest < unfinished => oldest,
-        _ => unfinished,
+        .map(|row| row.get(0));
+    if let Some(oldest) = oldest {
+        return Ok(cursor_of(oldest - 1).as_bytes().to_vec());
     }
-    .as_bytes()
-    .to_vec())
+    let trimmed: Option<Vec<u8>> = tx
+        .query_opt("SELECT position FROM outbox_trimmed WHERE id = 1", &[])
+        .await
+        .map_err(before_commit)?
+        .map(|row| row.get(0));
+    Ok(trimmed.unwrap_or_else(|| cursor_of(0).as_bytes().to_vec()))
 }
 
 struct RegisterAttempt<'a> {
@@ -813,13 +832,10 @@ impl<'t> AsyncAttempt<'t, ()> for AcknowledgeAttempt<'_> {
                 .map_err(before_commit)?
                 .map(|row| row.get(0));
             if let Some(slowest) = slowest.filter(|s| !s.is_empty()) {
-                let (txid, seq) = position_of(&OutboxCursor::from_bytes(slowest.clone()))?;
-                tx.execute(
-                    "DELETE FROM outbox WHERE (txid, seq) <= ($1, $2)",
-                    &[&txid, &seq],
-                )
-                .await
-                .map_err(before_commit)?;
+                let seq = position_of(&OutboxCursor::from_bytes(slowest.clone()))?;
+                tx.execute("DELETE FROM outbox WHERE seq <= $1", &[&seq])
+                    .await
+                    .map_err(before_commit)?;
                 tx.execute(
                     "INSERT INTO outbox_trimmed (id, position) VALUES (1, $1) \
                      ON CONFLICT (id) DO UPDATE SET \
@@ -976,26 +992,22 @@ impl Store for PostgresStore {
         after: &OutboxCursor,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let (txid, seq) = position_of(after)?;
+        let seq = position_of(after)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT txid, seq, event FROM outbox WHERE (txid, seq) > ($1, $2) \
-                 AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                 ORDER BY txid, seq LIMIT $3",
-            )
+            .prepare_cached("SELECT seq, event FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
             .await
             .map_err(read_failure)?;
         let rows = client
-            .query(&statement, &[&txid, &seq, &limit])
+            .query(&statement, &[&seq, &limit])
             .await
             .map_err(read_failure)?;
         rows.into_iter()
             .map(|row| {
-                let event: ChangeEvent = serde_json::from_value(row.get(2)).map_err(internal)?;
+                let event: ChangeEvent = serde_json::from_value(row.get(1)).map_err(internal)?;
                 Ok(OutboxRecord {
-                    cursor: cursor_of(row.get(0), row.get(1)),
+                    cursor: cursor_of(row.get(0)),
                     event,
                 })
             })
@@ -1005,13 +1017,10 @@ impl Store for PostgresStore {
     async fn outbox_head(&self) -> Result<OutboxCursor, StoreError> {
         let client = self.client().await?;
         let newest = client
-            .query_opt(
-                "SELECT txid, seq FROM outbox ORDER BY txid DESC, seq DESC LIMIT 1",
-                &[],
-            )
+            .query_opt("SELECT seq FROM outbox ORDER BY seq DESC LIMIT 1", &[])
             .await
             .map_err(read_failure)?
-            .map(|row| cursor_of(row.get(0), row.get(1)));
+            .map(|row| cursor_of(row.get(0)));
         let trimmed = client
             .query_opt("SELECT position FROM outbox_trimmed WHERE id = 1", &[])
             .await
@@ -1094,13 +1103,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_order_by_transaction_then_sequence() {
-        assert!(cursor_of(1, 9) < cursor_of(2, 1));
-        assert!(cursor_of(2, 255) < cursor_of(2, 256));
-        assert!(OutboxCursor::start() < cursor_of(0, 1));
-        assert_eq!(position_of(&cursor_of(7, 3)).expect("cursor"), (7, 3));
-        assert_eq!(position_of(&OutboxCursor::start()).expect("start"), (0, 0));
-        assert!(position_of(&OutboxCursor::from_bytes(vec![1; 8])).is_err());
+    fn cursors_order_by_sequence() {
+        assert!(cursor_of(9) < cursor_of(10));
+        assert!(cursor_of(255) < cursor_of(256));
+        assert!(OutboxCursor::start() < cursor_of(1));
+        assert_eq!(position_of(&cursor_of(7)).expect("cursor"), 7);
+        assert_eq!(position_of(&OutboxCursor::start()).expect("start"), 0);
+        assert!(position_of(&OutboxCursor::from_bytes(vec![1; 16])).is_err());
     }
 
     #[test]
@@ -1121,6 +1130,83 @@ mod tests {
         for bad in ["", "1abc", "User", "a-b", "a\"; drop", &"x".repeat(49)] {
             assert!(!valid_schema(bad), "{bad}");
         }
+    }
+
+    fn tier_options(url: String, schema: &str) -> PostgresOptions {
+        PostgresOptions {
+            url,
+            schema: schema.to_string(),
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Instances starting at once on a new schema all get it: the DDL runs under one lock.
+    #[tokio::test]
+    async fn stores_opening_at_once_on_a_new_schema_all_open() {
+        let Some(url) = crate::test_tiers::postgres() else {
+            return;
+        };
+        let schema = format!("racing_{}", uuid::Uuid::new_v4().simple());
+        let options = tier_options(url.clone(), &schema);
+        let opened = futures::future::join_all((0..4).map(|_| PostgresStore::open(&options))).await;
+        for store in opened {
+            store.expect("every store opens");
+        }
+        drop_schema(&url, &schema).await;
+    }
+
+    /// The server ends every connection of the store (a restart, a failover): calls fail with
+    /// `Unavailable`, never `Internal`, and the store recovers on new connections by itself.
+    #[tokio::test]
+    async fn a_store_whose_connections_were_cut_recovers() {
+        let Some(url) = crate::test_tiers::postgres() else {
+            return;
+        };
+        let schema = format!("cut_{}", uuid::Uuid::new_v4().simple());
+        let store = PostgresStore::open(&tier_options(url.clone(), &schema))
+            .await
+            .expect("open");
+        let mut seed = Transaction::default();
+        seed.put(
+            Table::User,
+            "u",
+            serde_json::json!({"n": 1}),
+            Expect::Absent,
+        );
+        store.commit(seed).await.expect("seed");
+        let (admin, connection) = tokio_postgres::connect(&url, NoTls).await.expect("admin");
+        tokio::spawn(connection);
+        let cut = admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&format!("userorg {schema}")],
+            )
+            .await
+            .expect("terminate");
+        assert!(cut >= 1, "the store had connections to cut");
+        let mut failures = 0;
+        let row = loop {
+            match store.get(Table::User, "u").await {
+                Ok(row) => break row,
+                Err(StoreError::Unavailable(_)) => {
+                    failures += 1;
+                    assert!(failures <= 2, "the pool keeps handing out dead connections");
+                }
+                Err(other) => panic!("a cut connection is unavailable, not {other:?}"),
+            }
+        };
+        assert_eq!(row.expect("the row").doc["n"], 1);
+        let mut update = Transaction::default();
+        update.put(
+            Table::User,
+            "u",
+            serde_json::json!({"n": 2}),
+            Expect::Version(1),
+        );
+        store.commit(update).await.expect("commits again");
+        drop(store);
+        drop_schema(&url, &schema).await;
     }
 
     /// The URL's password appears in no error: not a refused connection's, not a bad URL's.
