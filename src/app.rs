@@ -83,6 +83,8 @@ impl Application {
             &settings.security.blind_index_key,
             &keys_dir,
         )?;
+        // Before anything reads or writes a value: the keys must be the store's.
+        seed::check_key_material(&engines.store, &vault).await?;
         // The embedded install publishes the local key where the ring loads keys from; beside
         // an external provider the key stays out of its directory and is pinned, bound to its
         // own issuer.

@@ -412,6 +412,7 @@ impl Settings {
                 .with_list_parse_key("signin.clients")
                 .with_list_parse_key("users.deletion_allowed_roles")
                 .with_list_parse_key("locations.types")
+                .with_list_parse_key("security.pii_retired_keys")
                 .try_parsing(true)
                 .source(Some(env_vars)),
         );

@@ -247,6 +247,8 @@ async fn reseal(settings: Settings) -> anyhow::Result<()> {
     let report = userorg::services::users::reseal::reseal_all(&store, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("reseal stopped: {e}"))?;
+    // The store's key check too, so the retired key can go before the next start.
+    userorg::seed::check_key_material(&store, &vault).await?;
     println!(
         "resealed {} values in {} of {} users under key {}",
         report.values_resealed,

@@ -227,6 +227,72 @@ pub async fn seed_reference_data(
     Ok(true)
 }
 
+const KEY_CHECK: &str = "key-check";
+const KEY_CHECK_KIND: &str = "keycheck";
+const KEY_CHECK_VALUE: &str = "userorg key check";
+
+/// Refuses a start whose keys are not the ones the store's values were written with: a value
+/// sealed and a blind-index token made at the store's first start are kept in it, and every
+/// start opens and recomputes them. Instances sharing a store with different keys would write
+/// values the others cannot open, and claim one email under two tokens. A value sealed with a
+/// retired key is resealed under the current one (after `userorg keys rotate`).
+pub async fn check_key_material(
+    store: &Arc<dyn Store>,
+    vault: &crate::crypto::PiiVault,
+) -> anyhow::Result<()> {
+    let token = vault.token(KEY_CHECK_KIND, KEY_CHECK_VALUE);
+    let marker = |vault: &crate::crypto::PiiVault| -> anyhow::Result<Value> {
+        let sealed = vault
+            .seal(KEY_CHECK, KEY_CHECK_KIND, KEY_CHECK_VALUE)
+            .map_err(|e| anyhow::anyhow!("cannot seal the key check: {e}"))?;
+        Ok(json!({"sealed": sealed, "token": token}))
+    };
+    for _ in 0..4 {
+        let Some(row) = store.get(Table::Meta, KEY_CHECK).await? else {
+            let mut transaction = Transaction::default();
+            transaction.put(Table::Meta, KEY_CHECK, marker(vault)?, Expect::Absent);
+            match store.commit(transaction).await {
+                Ok(_) => return Ok(()),
+                // Another instance made it first: check against theirs.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        };
+        if row.doc["token"].as_str() != Some(token.as_str()) {
+            anyhow::bail!(
+                "this store was written with another blind-index key: every instance of a store \
+                 needs the same [security] blind_index_key (or the same keys/blind-index.key)"
+            );
+        }
+        let sealed = row.doc["sealed"].as_str().unwrap_or_default();
+        match vault.open(KEY_CHECK, KEY_CHECK_KIND, sealed) {
+            Ok(value) if value == KEY_CHECK_VALUE => {}
+            _ => anyhow::bail!(
+                "this store's values are sealed with a PII key this instance does not have (its \
+                 current key is {}): every instance of a store needs the same [security] \
+                 pii_encryption_key (or keys/pii.key), with earlier keys in pii_retired_keys",
+                vault.current_key_id()
+            ),
+        }
+        if !vault.needs_reseal(sealed) {
+            return Ok(());
+        }
+        let mut transaction = Transaction::default();
+        transaction.put(
+            Table::Meta,
+            KEY_CHECK,
+            marker(vault)?,
+            Expect::Version(row.version),
+        );
+        match store.commit(transaction).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    anyhow::bail!("the store's key check keeps changing under this start")
+}
+
 /// The actor of the audit entry that grants the bootstrap administrator ADMIN at first start.
 pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
 

@@ -84,10 +84,12 @@ pub enum Table {
     ApiConsumer,
     /// Their credentials, by key (the `iss` or `kid` of a consumer token).
     ApiCredential,
+    /// Facts about the store itself, such as which keys its values are sealed with.
+    Meta,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -104,6 +106,7 @@ impl Table {
         Table::UserSession,
         Table::ApiConsumer,
         Table::ApiCredential,
+        Table::Meta,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +127,7 @@ impl Table {
             Table::UserSession => "user_session",
             Table::ApiConsumer => "api_consumer",
             Table::ApiCredential => "api_credential",
+            Table::Meta => "userorg_meta",
         }
     }
 }

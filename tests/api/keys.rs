@@ -264,3 +264,63 @@ async fn loosened_modes_of_the_data_dir_and_key_files_are_made_private_at_start(
         assert_eq!(mode(file), 0o600, "{}", file.display());
     }
 }
+
+/// A start with keys other than the store's is refused before it writes anything, naming the
+/// key; a rotated key (the old one retired) is accepted, after which the old one can go.
+#[tokio::test]
+async fn a_start_with_keys_other_than_the_stores_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let key = || {
+        let bytes: [u8; 32] = rand::random();
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+    };
+    let (pii, blind, other_pii, other_blind) = (key(), key(), key(), key());
+    let with = |pii: &str, retired: &str, blind: &str| {
+        let mut extra: Vec<(&str, String)> = vec![
+            ("USERORG__SECURITY__PII_ENCRYPTION_KEY", pii.to_string()),
+            ("USERORG__SECURITY__BLIND_INDEX_KEY", blind.to_string()),
+        ];
+        if !retired.is_empty() {
+            extra.push(("USERORG__SECURITY__PII_RETIRED_KEYS", retired.to_string()));
+        }
+        let engine: Vec<(String, String)> = crate::helpers::engine_env(&data_dir);
+        for (name, value) in &engine {
+            extra.push((name.as_str(), value.clone()));
+        }
+        settings(&data_dir, &extra).expect("settings")
+    };
+    Served::start(with(&pii, "", &blind)).await.stop().await;
+
+    let refused = |settings: Settings| async move {
+        match Application::build(settings).await {
+            Ok(_) => panic!("a start with other keys must be refused"),
+            Err(error) => error.to_string(),
+        }
+    };
+    let message = refused(with(&other_pii, "", &blind)).await;
+    assert!(
+        message.starts_with(
+            "this store's values are sealed with a PII key this instance does not have"
+        ),
+        "{message}"
+    );
+    let message = refused(with(&pii, "", &other_blind)).await;
+    assert!(
+        message.starts_with("this store was written with another blind-index key"),
+        "{message}"
+    );
+
+    // Rotation: the new key with the old one retired starts, and reseals the check, so the
+    // next start needs the new key only.
+    Served::start(with(&other_pii, &pii, &blind))
+        .await
+        .stop()
+        .await;
+    Served::start(with(&other_pii, "", &blind))
+        .await
+        .stop()
+        .await;
+    let message = refused(with(&pii, "", &blind)).await;
+    assert!(message.contains("does not have"), "{message}");
+}
