@@ -40,6 +40,9 @@ use super::{
 /// engine returns every value, so this is the larger bound both agree on in practice).
 pub const FACET_SIZE: usize = 1000;
 
+/// Elasticsearch's default `index.max_result_window`: `from + size` may not exceed it.
+pub const MAX_RESULT_WINDOW: usize = 10_000;
+
 /// Where the engine finds the cluster and how patient it is.
 #[derive(Clone)]
 pub struct ElasticsearchOptions {
@@ -265,8 +268,17 @@ pub fn search_body(query: &SearchQuery) -> Value {
             json!({ "bool": bool_query })
         },
     );
-    body.insert("from".into(), json!(query.offset));
-    body.insert("size".into(), json!(query.limit));
+    // Elasticsearch refuses a page reaching past `index.max_result_window`: such a page is
+    // shortened to what the window holds.
+    body.insert("from".into(), json!(query.offset.min(MAX_RESULT_WINDOW)));
+    body.insert(
+        "size".into(),
+        json!(
+            query
+                .limit
+                .min(MAX_RESULT_WINDOW.saturating_sub(query.offset))
+        ),
+    );
     body.insert("track_total_hits".into(), json!(true));
     if !query.fields.is_empty() || !query.exclude_fields.is_empty() {
         let mut source = Map::new();
@@ -566,7 +578,9 @@ impl ElasticsearchIndex {
             .or_else(|| answer["error"]["type"].as_str())
             .unwrap_or_default()
             .to_string();
-        if retryable(Some(status)) {
+        // A missing index (between a rebuild's drop and its new index) is worth a retry too.
+        if retryable(Some(status)) || answer["error"]["type"] == json!("index_not_found_exception")
+        {
             SearchError::Unavailable(format!("{path} answered {status}: {reason}"))
         } else {
             SearchError::Internal(format!("{path} answered {status}: {reason}"))
@@ -644,19 +658,16 @@ impl SearchIndex for ElasticsearchIndex {
         search_result(query, &answer)
     }
 
+    /// Drops the concrete index and makes it again. (A `_delete_by_query` would leave each
+    /// document's deletion marker at its version for `index.gc_deletes`, and the rebuild's
+    /// writes at the same versions would then be refused as older.)
     async fn clear(&self, index: IndexName) -> Result<(), SearchError> {
-        let path = format!(
-            "/{}/_delete_by_query?refresh=true&conflicts=proceed",
-            alias_of(&self.prefix, index)
-        );
-        let body = json!({"query": {"match_all": {}}}).to_string();
-        let (status, answer) = self
-            .send_retrying(Method::POST, &path, Some((body, "application/json")))
-            .await?;
-        if !status.is_success() {
+        let path = format!("/{}", concrete_index_of(&self.prefix, index));
+        let (status, answer) = self.send_retrying(Method::DELETE, &path, None).await?;
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
             return Err(Self::failure(&path, status, &answer));
         }
-        Ok(())
+        self.ensure_index(index).await
     }
 
     async fn healthy(&self) -> bool {
@@ -705,6 +716,48 @@ mod tests {
         assert_eq!(
             search_body(&q),
             json!({"query": {"match_all": {}}, "from": 40, "size": 10, "track_total_hits": true})
+        );
+    }
+
+    #[test]
+    fn pages_past_the_result_window_are_shortened_to_it() {
+        let mut q = query();
+        q.offset = 9_990;
+        q.limit = 1_000;
+        let body = search_body(&q);
+        assert_eq!(
+            (body["from"].clone(), body["size"].clone()),
+            (json!(9_990), json!(10))
+        );
+        q.offset = 12_000;
+        let body = search_body(&q);
+        assert_eq!(
+            (body["from"].clone(), body["size"].clone()),
+            (json!(10_000), json!(0))
+        );
+    }
+
+    #[tokio::test]
+    async fn clearing_drops_and_recreates_the_index() {
+        let cluster = fake_cluster().await;
+        let index = cluster.opened().await;
+        cluster.answer(200, json!({"acknowledged": true}));
+        cluster.answer(404, json!({}));
+        cluster.answer(200, json!({"acknowledged": true}));
+        index.clear(IndexName::User).await.expect("cleared");
+        let calls: Vec<(String, String)> = cluster
+            .seen()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("DELETE", "/user_alias_v1"),
+                ("HEAD", "/_alias/user_alias"),
+                ("PUT", "/user_alias_v1"),
+            ]
+            .map(|(m, p)| (m.to_string(), p.to_string()))
         );
     }
 

@@ -47,20 +47,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Invalidates `keys` in order and answers those not done: all from the first failure on (the
-/// cache is down; the rest need not each wait for a timeout).
-async fn invalidate_keys(cache: &dyn Cache, keys: Vec<String>, fence_ttl: Duration) -> Vec<String> {
+/// Invalidates `keys` in order and answers those done and those not: all from the first
+/// failure on (the cache is down; the rest need not each wait for a timeout).
+async fn invalidate_keys(
+    cache: &dyn Cache,
+    keys: Vec<String>,
+    fence_ttl: Duration,
+) -> (Vec<String>, Vec<String>) {
     let mut keys = keys.into_iter();
-    let mut failed = Vec::new();
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
     for key in keys.by_ref() {
-        if let Err(error) = cache.invalidate(&key, fence_ttl).await {
-            tracing::debug!(error = %error, "cache invalidation failed");
-            failed.push(key);
-            break;
+        match cache.invalidate(&key, fence_ttl).await {
+            Ok(()) => done.push(key),
+            Err(error) => {
+                tracing::debug!(error = %error, "cache invalidation failed");
+                failed.push(key);
+                break;
+            }
         }
     }
     failed.extend(keys);
-    failed
+    (done, failed)
 }
 
 /// How long a key's invalidation generation is remembered at least: far longer than any read
@@ -137,12 +144,19 @@ impl CachedStore {
     /// pending, and a retrier task tries it again every [`RETRY_EVERY`] until the cache takes
     /// it: the entries are then gone for every instance, though this one may stay idle.
     async fn invalidate(&self, keys: Vec<String>) {
+        // Owed keys stay owed (not served from the cache here) until their invalidation lands.
         let mut keys = keys;
-        keys.extend(lock(&self.pending).drain());
+        keys.extend(lock(&self.pending).iter().cloned());
         if keys.is_empty() {
             return;
         }
-        let failed = invalidate_keys(self.cache.as_ref(), keys, self.fence_ttl()).await;
+        let (done, failed) = invalidate_keys(self.cache.as_ref(), keys, self.fence_ttl()).await;
+        {
+            let mut pending = lock(&self.pending);
+            for key in &done {
+                pending.remove(key);
+            }
+        }
         if failed.is_empty() {
             return;
         }
@@ -162,10 +176,12 @@ impl CachedStore {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RETRY_EVERY).await;
-                    let keys: Vec<String> = lock(&pending).drain().collect();
-                    let failed = invalidate_keys(cache.as_ref(), keys, fence_ttl).await;
+                    let keys: Vec<String> = lock(&pending).iter().cloned().collect();
+                    let (done, _) = invalidate_keys(cache.as_ref(), keys, fence_ttl).await;
                     let mut pending = lock(&pending);
-                    pending.extend(failed);
+                    for key in &done {
+                        pending.remove(key);
+                    }
                     if pending.is_empty() {
                         retrying.store(false, Ordering::SeqCst);
                         tracing::info!("owed cache invalidations done");

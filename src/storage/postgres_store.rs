@@ -382,6 +382,20 @@ impl PostgresStore {
 
     /// The advisory lock id of a row: schema, table and key hashed, so installations sharing a
     /// database do not contend.
+    /// Serialises a new consumer's registration with the outbox trim.
+    async fn lock_consumers(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Failure> {
+        let mut hash = Sha256::new();
+        hash.update(self.shared.schema.as_bytes());
+        hash.update([0]);
+        hash.update(b"outbox consumers");
+        let digest = hash.finalize();
+        let id = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&id])
+            .await
+            .map_err(before_commit)?;
+        Ok(())
+    }
+
     /// The schema's outbox lock, held by a commit from its first outbox row until it committed.
     fn outbox_lock_id(&self) -> i64 {
         let mut hash = Sha256::new();
@@ -756,7 +770,7 @@ struct RegisterAttempt<'a> {
 impl<'t> AsyncAttempt<'t, ()> for RegisterAttempt<'_> {
     fn run(
         &'t self,
-        _store: &'t PostgresStore,
+        store: &'t PostgresStore,
         tx: &'t deadpool_postgres::Transaction<'t>,
     ) -> futures::future::BoxFuture<'t, Result<(), Failure>> {
         Box::pin(async move {
@@ -768,6 +782,9 @@ impl<'t> AsyncAttempt<'t, ()> for RegisterAttempt<'_> {
                 .await
                 .map_err(before_commit)?;
             if seen == 0 {
+                // Not while a trim runs: it could not see this consumer yet, and would delete
+                // the events from which it starts.
+                store.lock_consumers(tx).await?;
                 let start = start_position(tx).await?;
                 tx.execute(
                     "INSERT INTO outbox_consumer (name, position, seen_ms) VALUES ($1, $2, $3) \
@@ -792,7 +809,7 @@ struct AcknowledgeAttempt<'a> {
 impl<'t> AsyncAttempt<'t, ()> for AcknowledgeAttempt<'_> {
     fn run(
         &'t self,
-        _store: &'t PostgresStore,
+        store: &'t PostgresStore,
         tx: &'t deadpool_postgres::Transaction<'t>,
     ) -> futures::future::BoxFuture<'t, Result<(), Failure>> {
         Box::pin(async move {
@@ -821,6 +838,8 @@ impl<'t> AsyncAttempt<'t, ()> for AcknowledgeAttempt<'_> {
             )
             .await
             .map_err(before_commit)?;
+            // The trim sees every registered consumer: registration takes the same lock.
+            store.lock_consumers(tx).await?;
             // (bytea has ordering but no min aggregate.)
             let slowest: Option<Vec<u8>> = tx
                 .query_opt(
