@@ -572,6 +572,18 @@ impl ElasticsearchIndex {
         }
     }
 
+    /// A `_bulk` request, visible to searches when it returns, retried as writes are.
+    async fn bulk(&self, body: String) -> Result<(), SearchError> {
+        let path = "/_bulk?refresh=wait_for";
+        let (status, answer) = self
+            .send_retrying(Method::POST, path, Some((body, "application/x-ndjson")))
+            .await?;
+        if !status.is_success() {
+            return Err(Self::failure(path, status, &answer));
+        }
+        bulk_outcome(&answer)
+    }
+
     fn failure(path: &str, status: StatusCode, answer: &Value) -> SearchError {
         let reason = answer["error"]["reason"]
             .as_str()
@@ -594,30 +606,16 @@ impl SearchIndex for ElasticsearchIndex {
         if docs.is_empty() {
             return Ok(());
         }
-        let body = bulk_upsert_body(&alias_of(&self.prefix, index), &docs);
-        let path = "/_bulk?refresh=wait_for";
-        let (status, answer) = self
-            .send_retrying(Method::POST, path, Some((body, "application/x-ndjson")))
-            .await?;
-        if !status.is_success() {
-            return Err(Self::failure(path, status, &answer));
-        }
-        bulk_outcome(&answer)
+        self.bulk(bulk_upsert_body(&alias_of(&self.prefix, index), &docs))
+            .await
     }
 
     async fn delete(&self, index: IndexName, ids: Vec<String>) -> Result<(), SearchError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let body = bulk_delete_body(&alias_of(&self.prefix, index), &ids);
-        let path = "/_bulk?refresh=wait_for";
-        let (status, answer) = self
-            .send_retrying(Method::POST, path, Some((body, "application/x-ndjson")))
-            .await?;
-        if !status.is_success() {
-            return Err(Self::failure(path, status, &answer));
-        }
-        bulk_outcome(&answer)
+        self.bulk(bulk_delete_body(&alias_of(&self.prefix, index), &ids))
+            .await
     }
 
     async fn get(&self, index: IndexName, id: &str) -> Result<Option<IndexDoc>, SearchError> {

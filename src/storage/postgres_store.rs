@@ -384,12 +384,7 @@ impl PostgresStore {
     /// database do not contend.
     /// Serialises a new consumer's registration with the outbox trim.
     async fn lock_consumers(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Failure> {
-        let mut hash = Sha256::new();
-        hash.update(self.shared.schema.as_bytes());
-        hash.update([0]);
-        hash.update(b"outbox consumers");
-        let digest = hash.finalize();
-        let id = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        let id = self.advisory_id(&[b"outbox consumers"]);
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&id])
             .await
             .map_err(before_commit)?;
@@ -398,21 +393,22 @@ impl PostgresStore {
 
     /// The schema's outbox lock, held by a commit from its first outbox row until it committed.
     fn outbox_lock_id(&self) -> i64 {
-        let mut hash = Sha256::new();
-        hash.update(self.shared.schema.as_bytes());
-        hash.update([0]);
-        hash.update(b"outbox append");
-        let digest = hash.finalize();
-        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+        self.advisory_id(&[b"outbox append"])
     }
 
     fn lock_id(&self, table: Table, key: &str) -> i64 {
+        self.advisory_id(&[table.name().as_bytes(), key.as_bytes()])
+    }
+
+    /// An advisory lock id of this schema: the first 8 bytes of SHA-256 of the schema and
+    /// `parts`, NUL separated (no table name or key holds a NUL).
+    fn advisory_id(&self, parts: &[&[u8]]) -> i64 {
         let mut hash = Sha256::new();
         hash.update(self.shared.schema.as_bytes());
-        hash.update([0]);
-        hash.update(table.name().as_bytes());
-        hash.update([0]);
-        hash.update(key.as_bytes());
+        for part in parts {
+            hash.update([0]);
+            hash.update(part);
+        }
         let digest = hash.finalize();
         i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     }
