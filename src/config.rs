@@ -195,6 +195,9 @@ pub enum StoreEngine {
     Redb,
     /// A PostgreSQL database, shared by every instance pointed at it (`[store.postgres]`).
     Postgres,
+    /// A ScyllaDB or Cassandra cluster, shared by every instance pointed at it
+    /// (`[store.scylla]`).
+    Scylla,
 }
 
 /// The search engines (`[search] engine`).
@@ -221,6 +224,43 @@ pub struct StoreSettings {
     /// How long a competing outbox consumer's lease lasts without renewal, in milliseconds.
     pub lease_ttl_ms: i64,
     pub postgres: PostgresSettings,
+    pub scylla: ScyllaSettings,
+}
+
+/// `[store.scylla]`: the cluster of the `scylla` store engine.
+#[derive(Clone, Deserialize)]
+pub struct ScyllaSettings {
+    /// Contact points, `host:port` (the driver discovers the other nodes).
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// The datacenter of this instance: its requests go to that datacenter's nodes only.
+    pub local_datacenter: String,
+    /// `local_quorum` (default), `quorum`, `each_quorum`, `local_one`, `one` or `all`; LWTs
+    /// use LOCAL_SERIAL (SERIAL with the cluster-wide ones).
+    pub consistency: String,
+    /// The replication `userorg schema apply` creates the keyspace with, as CQL.
+    pub replication: String,
+    pub username: String,
+    /// Never printed (see the `Debug` below).
+    pub password: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for ScyllaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaSettings")
+            .field("nodes", &self.nodes)
+            .field("keyspace", &self.keyspace)
+            .field("local_datacenter", &self.local_datacenter)
+            .field("consistency", &self.consistency)
+            .field("replication", &self.replication)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
 }
 
 /// `[store.postgres]`: where the `postgres` store engine keeps its tables.
@@ -413,6 +453,7 @@ impl Settings {
                 .with_list_parse_key("users.deletion_allowed_roles")
                 .with_list_parse_key("locations.types")
                 .with_list_parse_key("security.pii_retired_keys")
+                .with_list_parse_key("store.scylla.nodes")
                 .try_parsing(true)
                 .source(Some(env_vars)),
         );
@@ -440,6 +481,23 @@ impl Settings {
                 ));
             }
             // The schema name's rule is the engine's (checked when it opens).
+        }
+        if self.store.engine == StoreEngine::Scylla {
+            let scylla = &self.store.scylla;
+            if scylla.nodes.is_empty() {
+                return Err(invalid(
+                    "store.scylla.nodes",
+                    "must list at least one node when store.engine is \"scylla\"",
+                ));
+            }
+            // The keyspace name's and the consistency's rules are the engine's (checked when it
+            // opens, before anything is sent).
+            if scylla.connect_timeout_ms == 0 || scylla.request_timeout_ms == 0 {
+                return Err(invalid(
+                    "store.scylla.request_timeout_ms",
+                    "connect_timeout_ms and request_timeout_ms must be positive",
+                ));
+            }
         }
         if self.search.engine == SearchEngine::Elasticsearch {
             let elasticsearch = &self.search.elasticsearch;
@@ -850,7 +908,34 @@ mod tests {
         let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/docker.toml"));
         let settings = Settings::load(
             Some(file),
+            &env(&[("USERORG__CACHE__REDIS_URL", "redis://:pw@redis:6379/")]),
+        )
+        .expect("valid");
+        assert_eq!(settings.store.engine, StoreEngine::Scylla);
+        assert_eq!(settings.store.scylla.nodes, ["scylla:9042"]);
+        assert_eq!(settings.store.scylla.consistency, "local_quorum");
+        assert_eq!(settings.search.engine, SearchEngine::Elasticsearch);
+        assert_eq!(
+            settings.search.elasticsearch.url,
+            "http://elasticsearch:9200"
+        );
+        assert_eq!(settings.cache.engine, CacheEngine::Redis);
+        assert_eq!(settings.http.listen, "0.0.0.0:9000");
+        assert_eq!(settings.data_dir, PathBuf::from("/data"));
+        // The compose profile `postgres`: the same file, the store switched by environment.
+        let err = Settings::load(
+            Some(file),
             &env(&[
+                ("USERORG__STORE__ENGINE", "postgres"),
+                ("USERORG__CACHE__REDIS_URL", "redis://:pw@redis:6379/"),
+            ]),
+        )
+        .expect_err("no store url");
+        assert!(err.to_string().contains("store.postgres.url"), "{err}");
+        let settings = Settings::load(
+            Some(file),
+            &env(&[
+                ("USERORG__STORE__ENGINE", "postgres"),
                 (
                     "USERORG__STORE__POSTGRES__URL",
                     "postgres://userorg:pw@postgres:5432/userorg",
@@ -860,16 +945,35 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(settings.store.engine, StoreEngine::Postgres);
-        assert_eq!(settings.search.engine, SearchEngine::Elasticsearch);
+    }
+
+    #[test]
+    fn the_scylla_engine_needs_nodes_and_takes_them_from_the_environment() {
+        let err = Settings::load(None, &env(&[("USERORG__STORE__ENGINE", "scylla")]))
+            .expect_err("no nodes");
         assert_eq!(
-            settings.search.elasticsearch.url,
-            "http://elasticsearch:9200"
+            err.to_string(),
+            "invalid configuration key `store.scylla.nodes`: must list at least one node when store.engine is \"scylla\""
         );
-        assert_eq!(settings.cache.engine, CacheEngine::Redis);
-        assert_eq!(settings.http.listen, "0.0.0.0:9000");
-        assert_eq!(settings.data_dir, PathBuf::from("/data"));
-        let err = Settings::load(Some(file), &HashMap::new()).expect_err("no store url");
-        assert!(err.to_string().contains("store.postgres.url"), "{err}");
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("USERORG__STORE__ENGINE", "scylla"),
+                (
+                    "USERORG__STORE__SCYLLA__NODES",
+                    "10.0.0.1:9042,10.0.0.2:9042",
+                ),
+                ("USERORG__STORE__SCYLLA__PASSWORD", "Hunter2Secret"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            settings.store.scylla.nodes,
+            ["10.0.0.1:9042", "10.0.0.2:9042"]
+        );
+        assert_eq!(settings.store.scylla.keyspace, "sunbird");
+        assert_eq!(settings.store.scylla.local_datacenter, "datacenter1");
+        assert!(!format!("{settings:?}").contains("Hunter2Secret"));
     }
 
     #[test]

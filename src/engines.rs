@@ -9,6 +9,7 @@ use crate::cache::Cache;
 use crate::cache::moka_cache::MokaCache;
 use crate::cache::rate::{FallbackRateCounter, LocalRateCounter, RateCounter};
 use crate::cache::redis_cache::RedisCache;
+use crate::clock::SystemClock;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
 use crate::search::SearchIndex;
 use crate::search::elasticsearch::{ElasticsearchIndex, ElasticsearchOptions};
@@ -17,6 +18,7 @@ use crate::storage::Store;
 use crate::storage::cached::CachedStore;
 use crate::storage::postgres_store::{PostgresOptions, PostgresStore};
 use crate::storage::redb_store::RedbStore;
+use crate::storage::scylla_store::{ScyllaOptions, ScyllaStore};
 
 /// The engines of one instance.
 pub struct Engines {
@@ -44,6 +46,28 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
                 .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL store: {e}"))?;
             Ok(Arc::new(store))
         }
+        StoreEngine::Scylla => {
+            let store = ScyllaStore::open(&scylla_options(settings), Arc::new(SystemClock))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the Scylla store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn scylla_options(settings: &Settings) -> ScyllaOptions {
+    let scylla = &settings.store.scylla;
+    let non_empty = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    ScyllaOptions {
+        nodes: scylla.nodes.clone(),
+        keyspace: scylla.keyspace.clone(),
+        local_datacenter: scylla.local_datacenter.clone(),
+        consistency: scylla.consistency.clone(),
+        replication: scylla.replication.clone(),
+        username: non_empty(&scylla.username),
+        password: non_empty(&scylla.password),
+        connect_timeout: Duration::from_millis(scylla.connect_timeout_ms),
+        request_timeout: Duration::from_millis(scylla.request_timeout_ms),
     }
 }
 
@@ -74,6 +98,17 @@ pub async fn apply_schema(settings: &Settings) -> anyhow::Result<Vec<String>> {
                 "store engine postgres: schema `{}` is at version {} ({} statements applied, each idempotent)",
                 options.schema,
                 crate::storage::postgres_store::SCHEMA_VERSION,
+                statements.len()
+            )])
+        }
+        StoreEngine::Scylla => {
+            let options = scylla_options(settings);
+            let statements = ScyllaStore::apply_schema(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot apply the Scylla schema: {e}"))?;
+            Ok(vec![format!(
+                "store engine scylla: keyspace `{}` has every table of cql/schema.cql ({} statements applied, each idempotent)",
+                options.keyspace,
                 statements.len()
             )])
         }

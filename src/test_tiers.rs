@@ -166,3 +166,16 @@ pub fn elasticsearch() -> Option<String> {
         ),
     }
 }
+
+/// The contact points of the `scylla` tier (`host:port`, comma separated), from
+/// `USERORG_TEST_SCYLLA` only, or `None` (skip) with the reason printed: no ScyllaDB or
+/// Cassandra server can be installed on the development and CI machines.
+pub fn scylla() -> Option<String> {
+    match std::env::var("USERORG_TEST_SCYLLA") {
+        Ok(nodes) if !nodes.is_empty() => Some(nodes),
+        _ => skip(
+            "scylla",
+            "USERORG_TEST_SCYLLA is not set (no ScyllaDB or Cassandra server runs on this machine)",
+        ),
+    }
+}

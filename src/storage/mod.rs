@@ -11,18 +11,19 @@
 //! - redb ([`redb_store::RedbStore`]): one serialised write transaction checks every claim and
 //!   version expectation and then applies everything (several pending commits may share one
 //!   durable group commit; a failing one leaves no trace in it);
-//! - ScyllaDB (production engines issue): claims by `INSERT ... IF NOT EXISTS`, versioned rows by
-//!   `UPDATE ... IF version = ?`, then one logged batch of rows and outbox; a failure after some
-//!   claims were taken releases them (compensation), and a crash in between leaves claims whose
-//!   owner row does not exist, which a claim check treats as free after a grace period;
+//! - ScyllaDB / Cassandra ([`scylla_store::ScyllaStore`]): claims, row locks (each checking its
+//!   version expectation) and an outbox slot are taken by one LWT each, then one commit record
+//!   decides the transaction; whoever meets an item of a committed transaction finishes it,
+//!   and one left undecided past a grace period is aborted;
 //! - PostgreSQL: one transaction.
 //!
 //! **The outbox** is read with an opaque [`OutboxCursor`]: engine-defined bytes, ordered within
 //! one store, meaning "everything up to here". There is no global counter in the contract.
 //! Events carry the entity id and the version the entity reached, so a consumer that sees an
-//! event twice, or late, applies it idempotently (the search index refuses older versions). An
-//! engine whose writers may commit behind a reader's cursor (several Scylla instances) re-delivers
-//! a window behind the cursor: delivery is at least once, in cursor order.
+//! event twice, or late, applies it idempotently (the search index refuses older versions).
+//! Every engine here delivers each committed event once, in cursor order, to every reader: no
+//! reader passes a position a commit in flight may still take (PostgreSQL appends under a lock
+//! held to COMMIT; Scylla readers stop at an undecided slot).
 //!
 //! **Consumers** keep their cursor in the store ([`Store::consumer_cursor`],
 //! [`Store::acknowledge`]), in one of two [`ConsumerMode`]s:
@@ -49,6 +50,7 @@ pub mod postgres_store;
 pub mod records;
 pub mod redb_store;
 pub mod retry;
+pub mod scylla_store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -480,7 +482,9 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the transaction atomically and durably, or not at all.
     async fn commit(&self, transaction: Transaction) -> Result<CommitInfo, StoreError>;
     async fn get(&self, table: Table, key: &str) -> Result<Option<Row>, StoreError>;
-    /// Rows whose key starts with `prefix`, in key order, after `start_after` (exclusive).
+    /// Rows whose key starts with `prefix`, in key order, after `start_after` (exclusive). On a
+    /// partitioned Scylla table the prefix is a whole first key part (`a␟`) or empty, and the
+    /// whole table comes in token order (each row once, paged by the last key seen).
     async fn scan(
         &self,
         table: Table,

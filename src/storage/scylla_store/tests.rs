@@ -1,0 +1,371 @@
+//! The Scylla store's protocol on the simulated cluster: the store conformance suite, what it
+//! sends for one commit, and a crash or a timeout at each step of a commit. Against a real
+//! cluster, the conformance suite runs when `USERORG_TEST_SCYLLA` is set.
+
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use serde_json::json;
+
+use super::cql::Stmt;
+use super::sim::SimCql;
+use super::*;
+use crate::clock::{ManualClock, SystemClock};
+use crate::storage::conformance::run_store_conformance;
+use crate::storage::{Claim, Topic};
+
+async fn store_on(cql: &SimCql, clock: Arc<dyn Clock>) -> ScyllaStore {
+    ScyllaStore::over(Arc::new(cql.clone()), clock)
+        .await
+        .expect("open")
+}
+
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at(
+        chrono::Local
+            .with_ymd_and_hms(2026, 12, 4, 10, 0, 0)
+            .single()
+            .expect("time"),
+    ))
+}
+
+/// A new user with an email claim and an event.
+fn new_user(id: &str, email: &str) -> Transaction {
+    let mut transaction = Transaction::default();
+    transaction.claim(ClaimKind::Email, email, id);
+    transaction.put(Table::User, id, json!({"firstName": id}), Expect::Absent);
+    transaction.event(Topic::User, id, 1);
+    transaction
+}
+
+#[tokio::test]
+async fn scylla_store_passes_the_conformance_suite_on_the_simulated_cluster() {
+    let cluster = SimCql::new();
+    run_store_conformance(&|| {
+        let session = cluster.session();
+        Box::pin(async move {
+            Arc::new(store_on(&session, Arc::new(SystemClock)).await) as Arc<dyn Store>
+        })
+    })
+    .await;
+    assert_eq!(
+        cluster.held(),
+        (0, 0, 0, 0),
+        "every transaction of the suite let go of what it held"
+    );
+}
+
+#[tokio::test]
+async fn scylla_store_passes_the_conformance_suite_on_a_real_cluster() {
+    let Some(nodes) = crate::test_tiers::scylla() else {
+        return;
+    };
+    let datacenter =
+        std::env::var("USERORG_TEST_SCYLLA_DC").unwrap_or_else(|_| "datacenter1".to_string());
+    let options = ScyllaOptions {
+        nodes: nodes.split(',').map(str::to_string).collect(),
+        keyspace: format!("userorg_test_{}", std::process::id()),
+        replication: format!("{{'class': 'NetworkTopologyStrategy', '{datacenter}': 1}}"),
+        local_datacenter: datacenter,
+        consistency: "local_quorum".to_string(),
+        username: None,
+        password: None,
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+    };
+    ScyllaStore::apply_schema(&options)
+        .await
+        .expect("schema apply");
+    run_store_conformance(&|| {
+        let options = options.clone();
+        Box::pin(async move {
+            Arc::new(
+                ScyllaStore::open(&options, Arc::new(SystemClock))
+                    .await
+                    .expect("open the Scylla store"),
+            ) as Arc<dyn Store>
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_commit_takes_claims_then_rows_then_the_slot_then_decides_then_applies() {
+    let cluster = SimCql::new();
+    let store = store_on(&cluster, manual_clock()).await;
+    cluster.clear_log();
+    store.commit(new_user("u1", "e1")).await.expect("commit");
+    assert_eq!(
+        cluster.sent(),
+        [
+            Stmt::ClaimInsert,
+            Stmt::RowInsertLock(Table::User),
+            Stmt::OutboxLast,
+            Stmt::OutboxAppend,
+            Stmt::TxnCommit,
+            Stmt::OutboxSettle,
+            Stmt::ClaimConfirm,
+            Stmt::RowApplyPut(Table::User),
+            Stmt::TxnDone,
+        ]
+    );
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_crash_after_the_commit_point_is_finished_by_the_next_reader() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    dying.die_after_sending(Stmt::TxnCommit);
+    let info = a
+        .commit(new_user("u1", "e1@x"))
+        .await
+        .expect("committed: the commit point was reached");
+    assert_eq!(info.versions, vec![1]);
+    assert_eq!(cluster.held(), (1, 1, 1, 1), "left half applied");
+    // Instance B sees the transaction as done, and finishes it on the way.
+    let row = b.get(Table::User, "u1").await.expect("get").expect("row");
+    assert_eq!(
+        (row.version, row.doc["firstName"].as_str()),
+        (1, Some("u1"))
+    );
+    assert_eq!(cluster.held(), (0, 0, 0, 0), "the reader finished it");
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "e1@x")
+            .await
+            .expect("owner"),
+        Some("u1".to_string())
+    );
+    let events = b
+        .read_outbox(&OutboxCursor::start(), 10)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 1);
+    assert_eq!(Some(events[0].cursor.clone()), info.cursor);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_commit_point_is_delivered_by_the_outbox_reader_alone() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    dying.die_after_sending(Stmt::TxnCommit);
+    a.commit(new_user("u1", "e1@x")).await.expect("committed");
+    let events = b
+        .read_outbox(&OutboxCursor::start(), 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        events
+            .iter()
+            .map(|r| r.event.entity_id.as_str())
+            .collect::<Vec<_>>(),
+        ["u1"]
+    );
+    assert_eq!(
+        cluster.held(),
+        (0, 0, 0, 0),
+        "the outbox reader finished it"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_is_cleared_after_the_grace_period()
+ {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    dying.die_after_sending(Stmt::OutboxAppend);
+    assert!(matches!(
+        a.commit(new_user("u1", "e1@x")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(
+        cluster.held(),
+        (1, 1, 1, 0),
+        "its items stay behind, undecided"
+    );
+    assert_eq!(b.get(Table::User, "u1").await.expect("get"), None);
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "e1@x")
+            .await
+            .expect("owner"),
+        None
+    );
+    assert!(
+        b.read_outbox(&OutboxCursor::start(), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    // Within the grace period another writer waits for it, then gives up with a conflict.
+    match b.commit(new_user("u2", "e1@x")).await {
+        Err(StoreError::Conflict { .. }) => {}
+        other => panic!("a writer meeting a transaction in flight must wait, got {other:?}"),
+    }
+    clock.advance(chrono::Duration::milliseconds(GRACE_MS));
+    b.commit(new_user("u2", "e1@x"))
+        .await
+        .expect("after the grace period the stale transaction is aborted");
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "e1@x")
+            .await
+            .expect("owner"),
+        Some("u2".to_string())
+    );
+    let events = b
+        .read_outbox(&OutboxCursor::start(), 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        events
+            .iter()
+            .map(|r| r.event.entity_id.as_str())
+            .collect::<Vec<_>>(),
+        ["u2"],
+        "the aborted slot is skipped, and nothing after it is lost"
+    );
+    let mut again = Transaction::default();
+    again.put(Table::User, "u1", json!({}), Expect::Absent);
+    b.commit(again)
+        .await
+        .expect("the placeholder of the aborted transaction is taken over");
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn an_outbox_reader_stops_at_a_slot_in_flight_so_it_never_skips_an_event() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    b.commit(new_user("u0", "e0")).await.expect("first");
+    dying.die_after_sending(Stmt::OutboxAppend);
+    a.commit(new_user("u1", "e1")).await.expect_err("dies");
+    b.commit(new_user("u2", "e2")).await.expect("third");
+    let seen = |records: Vec<OutboxRecord>| {
+        records
+            .into_iter()
+            .map(|r| r.event.entity_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen(
+            b.read_outbox(&OutboxCursor::start(), 10)
+                .await
+                .expect("read")
+        ),
+        ["u0"],
+        "the reader waits at the undecided slot"
+    );
+    clock.advance(chrono::Duration::milliseconds(GRACE_MS));
+    assert_eq!(
+        seen(
+            b.read_outbox(&OutboxCursor::start(), 10)
+                .await
+                .expect("read")
+        ),
+        ["u0", "u2"]
+    );
+}
+
+#[tokio::test]
+async fn a_commit_point_that_timed_out_is_settled_by_a_serial_read() {
+    let cluster = SimCql::new();
+    let store = store_on(&cluster, manual_clock()).await;
+    cluster.time_out(Stmt::TxnCommit, true);
+    store
+        .commit(new_user("u1", "e1"))
+        .await
+        .expect("the timed-out commit point had landed: committed");
+    assert!(store.get(Table::User, "u1").await.expect("get").is_some());
+
+    cluster.time_out(Stmt::TxnCommit, false);
+    match store.commit(new_user("u2", "e2")).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("a commit point that did not land is aborted and reported, got {other:?}"),
+    }
+    assert_eq!(store.get(Table::User, "u2").await.expect("get"), None);
+    assert_eq!(
+        store
+            .claim_owner(ClaimKind::Email, "e2")
+            .await
+            .expect("owner"),
+        None
+    );
+    assert_eq!(cluster.held(), (0, 0, 0, 0), "nothing of it is left");
+}
+
+#[tokio::test]
+async fn a_lost_version_race_leaves_no_trace() {
+    let cluster = SimCql::new();
+    let store = store_on(&cluster, manual_clock()).await;
+    store.commit(new_user("u1", "e1")).await.expect("create");
+    let mut stale = Transaction::default();
+    stale.claims.push(Claim {
+        kind: ClaimKind::Phone,
+        value: "p1".into(),
+        owner: "u1".into(),
+    });
+    stale.put(Table::User, "u1", json!({"a": 1}), Expect::Version(7));
+    stale.event(Topic::User, "u1", 8);
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+    assert_eq!(
+        store
+            .claim_owner(ClaimKind::Phone, "p1")
+            .await
+            .expect("owner"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn whole_table_scans_page_through_every_partition_once() {
+    let cluster = SimCql::new();
+    let store = store_on(&cluster, manual_clock()).await;
+    let mut transaction = Transaction::default();
+    for n in 0..25 {
+        transaction.put(
+            Table::User,
+            format!("user-{n:02}"),
+            json!({"n": n}),
+            Expect::Absent,
+        );
+    }
+    store.commit(transaction).await.expect("users");
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan(Table::User, "", after.as_deref(), 4)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        seen.extend(page.into_iter().map(|row| row.key));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 25, "every row once: {seen:?}");
+    assert_eq!(seen.len(), 25);
+    assert!(
+        matches!(
+            store.scan(Table::User, "user", None, 10).await,
+            Err(StoreError::Internal(_))
+        ),
+        "a partial partition key cannot be scanned"
+    );
+}
