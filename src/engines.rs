@@ -168,6 +168,16 @@ pub async fn open_cache(
 pub async fn open(settings: &Settings) -> anyhow::Result<Engines> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let uncached_store = open_store(settings).await?;
+    open_around(settings, uncached_store).await
+}
+
+/// The other engines of the configuration around a store already open (tests run the
+/// application on a store they built).
+pub async fn open_around(
+    settings: &Settings,
+    uncached_store: Arc<dyn Store>,
+) -> anyhow::Result<Engines> {
+    std::fs::create_dir_all(&settings.data_dir)?;
     let (cache, rate_counter) = open_cache(settings).await?;
     let store: Arc<dyn Store> = Arc::new(
         CachedStore::new(

@@ -562,6 +562,9 @@ async fn a_consumer_key_alone_authorises_the_routes_sunbird_leaves_to_the_gatewa
 
 #[tokio::test]
 async fn userorg_consumer_create_prints_a_key_the_gateway_admits() {
+    if crate::helpers::skip_with_an_in_process_store("it runs `userorg consumer create`") {
+        return;
+    }
     let (app, _) = app_requiring_keys().await;
     let dir = app.stop_keeping_data().await;
     let data_dir = dir.path().join("data");

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,6 +17,8 @@ use userorg::engines::{self, Engines};
 use userorg::search::SearchIndex;
 use userorg::search::testing::{FaultySearch, SearchFaults};
 use userorg::storage::Store;
+use userorg::storage::scylla_store::ScyllaStore;
+use userorg::storage::scylla_store::sim::SimCql;
 use userorg::storage::testing::{FaultyStore, StoreFaults};
 
 /// One signing key pair for the whole test binary: RSA generation is slow, and every app only
@@ -106,8 +108,48 @@ async fn drop_stale_schemas(url: &str) {
     }
 }
 
+/// With `USERORG_TEST_STORE=scylla-sim`, the API tests run on the Scylla store over a
+/// simulated cluster, one per test's data dir (kept for the test binary's life, so a restart
+/// and the tools a test runs on a stopped app find the same rows).
+fn simulated_cluster(data_dir: &Path) -> Option<SimCql> {
+    if std::env::var("USERORG_TEST_STORE").as_deref() != Ok("scylla-sim") {
+        return None;
+    }
+    static CLUSTERS: OnceLock<Mutex<HashMap<PathBuf, SimCql>>> = OnceLock::new();
+    let clusters = CLUSTERS.get_or_init(Mutex::default);
+    let mut clusters = clusters.lock().expect("clusters");
+    Some(
+        clusters
+            .entry(data_dir.to_path_buf())
+            .or_default()
+            .session(),
+    )
+}
+
+/// True (and says so) when the store lives in this test process only (the simulated Scylla
+/// cluster): a test that runs a `userorg` command as another process on the app's store cannot
+/// run then.
+pub fn skip_with_an_in_process_store(what: &str) -> bool {
+    let in_process = std::env::var("USERORG_TEST_STORE").as_deref() == Ok("scylla-sim");
+    if in_process {
+        println!("skipped on the simulated Scylla cluster: {what} as another process");
+    }
+    in_process
+}
+
+async fn simulated_store(cluster: SimCql) -> Arc<dyn Store> {
+    Arc::new(
+        ScyllaStore::over(Arc::new(cluster), Arc::new(userorg::clock::SystemClock))
+            .await
+            .expect("the simulated Scylla store opens"),
+    )
+}
+
 /// The store of a stopped app's data dir, on the engine the tests run on.
 pub async fn open_stored(data_dir: &Path) -> Arc<dyn Store> {
+    if let Some(cluster) = simulated_cluster(data_dir) {
+        return simulated_store(cluster).await;
+    }
     let mut env: HashMap<String, String> = engine_env(data_dir).into_iter().collect();
     env.insert("USERORG__DATA_DIR".into(), data_dir.display().to_string());
     let settings = Settings::load(None, &env).expect("settings");
@@ -301,7 +343,12 @@ impl TestApp {
         let settings = Settings::load(None, &env).expect("test settings");
         let issuer = settings.auth.issuer.clone();
         // The previous instance of a restart closed its files when it stopped: no retry here.
-        let opened = engines::open(&settings).await.expect("engines open");
+        let opened = match simulated_cluster(&data_dir) {
+            Some(cluster) => engines::open_around(&settings, simulated_store(cluster).await)
+                .await
+                .expect("engines open"),
+            None => engines::open(&settings).await.expect("engines open"),
+        };
         let store = Arc::downgrade(&opened.uncached_store);
         let faults = Arc::new(StoreFaults::default());
         let faulty = |store: Arc<dyn Store>| -> Arc<dyn Store> {
