@@ -328,14 +328,18 @@ async fn user_document(
     ))
 }
 
+/// Rebuilds the index (or one of its three parts) from the store while searches keep reading
+/// the live copy (on engines that keep copies; see `SearchIndex::begin_rebuild`).
 async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainResult<u64> {
+    let wanted = |index: IndexName| only.is_none_or(|wanted| wanted == index);
+    let started_at = context.store.outbox_head().await?;
     let mut total = 0u64;
     for topic in Topic::ALL {
         let (index, table) = (index_of(topic), topic.table());
-        if only.is_some_and(|wanted| wanted != index) {
+        if !wanted(index) {
             continue;
         }
-        context.search.clear(index).await?;
+        context.search.begin_rebuild(index).await?;
         let mut after: Option<String> = None;
         loop {
             let rows = context
@@ -350,6 +354,24 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
             total += apply(context, &targets).await?.len() as u64;
             after = Some(last);
         }
+        context.search.finish_rebuild(index).await?;
+    }
+    // A change another instance's indexer applied while a row was already copied reached the
+    // old copy only: every change since the rebuild began is applied again (idempotently, by
+    // version) to the new one.
+    let mut cursor = started_at;
+    loop {
+        let records = context.store.read_outbox(&cursor, BATCH).await?;
+        let Some(last) = records.last().map(|record| record.cursor.clone()) else {
+            break;
+        };
+        let targets: Vec<(Topic, String)> = records
+            .into_iter()
+            .filter(|record| wanted(index_of(record.event.topic)))
+            .map(|record| (record.event.topic, record.event.entity_id))
+            .collect();
+        apply(context, &targets).await?;
+        cursor = last;
     }
     Ok(total)
 }

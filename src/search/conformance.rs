@@ -1094,6 +1094,52 @@ async fn delete_and_clear(index: &dyn SearchIndex) {
         1,
         "usable after clear"
     );
+
+    // A rebuild: afterwards the index holds exactly what was written since it began, at the
+    // versions written then (lower than before, as after a clear).
+    index
+        .upsert(
+            IndexName::User,
+            vec![
+                doc("u2", 5, json!({ "id": "u2" })),
+                doc("u3", 5, json!({ "id": "u3" })),
+            ],
+        )
+        .await
+        .expect("before the rebuild");
+    index.begin_rebuild(IndexName::User).await.expect("begin");
+    index
+        .upsert(
+            IndexName::User,
+            vec![
+                doc("u1", 1, json!({ "id": "u1" })),
+                doc("u2", 1, json!({ "id": "u2", "firstName": "Rebuilt" })),
+                doc("u4", 1, json!({ "id": "u4" })),
+            ],
+        )
+        .await
+        .expect("rebuild writes");
+    index.finish_rebuild(IndexName::User).await.expect("finish");
+    let mut rebuilt = ids(&run(index, &SearchQuery::match_all(10)).await);
+    rebuilt.sort();
+    assert_eq!(rebuilt, ["u1", "u2", "u4"], "only what the rebuild wrote");
+    assert_eq!(
+        index
+            .get(IndexName::User, "u2")
+            .await
+            .expect("get")
+            .map(|found| found.source["firstName"].clone()),
+        Some(json!("Rebuilt"))
+    );
+    assert_eq!(
+        index
+            .search(IndexName::Location, &SearchQuery::match_all(10))
+            .await
+            .expect("search locations")
+            .count,
+        1,
+        "a rebuild leaves other indices alone"
+    );
 }
 
 async fn index_isolation(index: &dyn SearchIndex) {

@@ -76,6 +76,8 @@ pub struct ElasticsearchIndex {
     prefix: String,
     write_attempts: u32,
     retry_pause: Duration,
+    /// Rebuilds under way: (live index, its copy being filled) by index.
+    rebuilding: std::sync::Mutex<std::collections::HashMap<IndexName, (String, String)>>,
 }
 
 /// The alias clients know and the concrete index behind it.
@@ -85,6 +87,24 @@ pub fn alias_of(prefix: &str, index: IndexName) -> String {
 
 pub fn concrete_index_of(prefix: &str, index: IndexName) -> String {
     format!("{}_v1", alias_of(prefix, index))
+}
+
+/// The index a rebuild fills after `live`: `<alias>_v<n+1>` after `<alias>_v<n>`.
+pub fn next_generation(alias: &str, live: &str) -> String {
+    let generation = live
+        .strip_prefix(alias)
+        .and_then(|rest| rest.strip_prefix("_v"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1);
+    format!("{alias}_v{}", generation + 1)
+}
+
+/// What `_aliases` is sent to point `alias` from `live` to `next` in one step.
+pub fn alias_swap_body(alias: &str, live: &str, next: &str) -> Value {
+    json!({"actions": [
+        {"remove": {"index": live, "alias": alias}},
+        {"add": {"index": next, "alias": alias, "is_write_index": true}}
+    ]})
 }
 
 /// The text-and-`.raw` layout of a string field.
@@ -485,6 +505,7 @@ impl ElasticsearchIndex {
             prefix: options.index_prefix.clone(),
             write_attempts: options.write_attempts.max(1),
             retry_pause: options.retry_pause,
+            rebuilding: Default::default(),
         };
         for index in IndexName::ALL {
             engine.ensure_index(index).await?;
@@ -584,6 +605,37 @@ impl ElasticsearchIndex {
         bulk_outcome(&answer)
     }
 
+    /// The concrete index the alias points at now.
+    async fn live_index(&self, alias: &str) -> Result<String, SearchError> {
+        let path = format!("/_alias/{alias}");
+        let (status, answer) = self.send_once(Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Err(Self::failure(&path, status, &answer));
+        }
+        answer
+            .as_object()
+            .and_then(|indices| indices.keys().next().cloned())
+            .ok_or_else(|| SearchError::Internal(format!("{path} names no index")))
+    }
+
+    /// The copy a rebuild of `index` is filling, if one is under way.
+    fn copy_of(&self, index: IndexName) -> Option<String> {
+        self.rebuilding
+            .lock()
+            .expect("rebuilding")
+            .get(&index)
+            .map(|(_, next)| next.clone())
+    }
+
+    async fn delete_index(&self, name: &str) -> Result<(), SearchError> {
+        let path = format!("/{name}");
+        let (status, answer) = self.send_retrying(Method::DELETE, &path, None).await?;
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
+            return Err(Self::failure(&path, status, &answer));
+        }
+        Ok(())
+    }
+
     fn failure(path: &str, status: StatusCode, answer: &Value) -> SearchError {
         let reason = answer["error"]["reason"]
             .as_str()
@@ -606,16 +658,22 @@ impl SearchIndex for ElasticsearchIndex {
         if docs.is_empty() {
             return Ok(());
         }
-        self.bulk(bulk_upsert_body(&alias_of(&self.prefix, index), &docs))
-            .await
+        let mut body = bulk_upsert_body(&alias_of(&self.prefix, index), &docs);
+        if let Some(copy) = self.copy_of(index) {
+            body.push_str(&bulk_upsert_body(&copy, &docs));
+        }
+        self.bulk(body).await
     }
 
     async fn delete(&self, index: IndexName, ids: Vec<String>) -> Result<(), SearchError> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.bulk(bulk_delete_body(&alias_of(&self.prefix, index), &ids))
-            .await
+        let mut body = bulk_delete_body(&alias_of(&self.prefix, index), &ids);
+        if let Some(copy) = self.copy_of(index) {
+            body.push_str(&bulk_delete_body(&copy, &ids));
+        }
+        self.bulk(body).await
     }
 
     async fn get(&self, index: IndexName, id: &str) -> Result<Option<IndexDoc>, SearchError> {
@@ -660,12 +718,62 @@ impl SearchIndex for ElasticsearchIndex {
     /// document's deletion marker at its version for `index.gc_deletes`, and the rebuild's
     /// writes at the same versions would then be refused as older.)
     async fn clear(&self, index: IndexName) -> Result<(), SearchError> {
-        let path = format!("/{}", concrete_index_of(&self.prefix, index));
-        let (status, answer) = self.send_retrying(Method::DELETE, &path, None).await?;
-        if !status.is_success() && status != StatusCode::NOT_FOUND {
+        let live = match self.live_index(&alias_of(&self.prefix, index)).await {
+            Ok(live) => live,
+            Err(SearchError::Unavailable(what)) => return Err(SearchError::Unavailable(what)),
+            Err(SearchError::Internal(_)) => concrete_index_of(&self.prefix, index),
+        };
+        self.delete_index(&live).await?;
+        self.ensure_index(index).await
+    }
+
+    /// Makes the next generation of the index, empty and without the alias, and writes every
+    /// document to it as well as to the live one until the rebuild finishes. A copy left by an
+    /// abandoned rebuild is dropped first.
+    async fn begin_rebuild(&self, index: IndexName) -> Result<(), SearchError> {
+        let alias = alias_of(&self.prefix, index);
+        let live = self.live_index(&alias).await?;
+        let next = next_generation(&alias, &live);
+        self.delete_index(&next).await?;
+        let mut body = index_body(&self.prefix, index);
+        if let Some(settings) = body.as_object_mut() {
+            settings.remove("aliases");
+        }
+        let path = format!("/{next}");
+        let (status, answer) = self
+            .send_retrying(
+                Method::PUT,
+                &path,
+                Some((body.to_string(), "application/json")),
+            )
+            .await?;
+        if !status.is_success() {
             return Err(Self::failure(&path, status, &answer));
         }
-        self.ensure_index(index).await
+        tracing::info!(alias, live, next, "rebuilding an index beside the live one");
+        self.rebuilding
+            .lock()
+            .expect("rebuilding")
+            .insert(index, (live, next));
+        Ok(())
+    }
+
+    /// Points the alias at the new generation in one `_aliases` request (searches never see
+    /// the alias missing or on both), then drops the old generation.
+    async fn finish_rebuild(&self, index: IndexName) -> Result<(), SearchError> {
+        let Some((live, next)) = self.rebuilding.lock().expect("rebuilding").remove(&index) else {
+            return Ok(());
+        };
+        let alias = alias_of(&self.prefix, index);
+        let body = alias_swap_body(&alias, &live, &next).to_string();
+        let (status, answer) = self
+            .send_retrying(Method::POST, "/_aliases", Some((body, "application/json")))
+            .await?;
+        if !status.is_success() {
+            return Err(Self::failure("/_aliases", status, &answer));
+        }
+        tracing::info!(alias, live, next, "the rebuilt index is live");
+        self.delete_index(&live).await
     }
 
     async fn healthy(&self) -> bool {
@@ -739,6 +847,10 @@ mod tests {
     async fn clearing_drops_and_recreates_the_index() {
         let cluster = fake_cluster().await;
         let index = cluster.opened().await;
+        cluster.answer(
+            200,
+            json!({"user_alias_v3": {"aliases": {"user_alias": {}}}}),
+        );
         cluster.answer(200, json!({"acknowledged": true}));
         cluster.answer(404, json!({}));
         cluster.answer(200, json!({"acknowledged": true}));
@@ -751,11 +863,101 @@ mod tests {
         assert_eq!(
             calls,
             [
-                ("DELETE", "/user_alias_v1"),
+                ("GET", "/_alias/user_alias"),
+                ("DELETE", "/user_alias_v3"),
                 ("HEAD", "/_alias/user_alias"),
                 ("PUT", "/user_alias_v1"),
             ]
             .map(|(m, p)| (m.to_string(), p.to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_fills_the_next_generation_and_swaps_the_alias_in_one_request() {
+        let cluster = fake_cluster().await;
+        let index = cluster.opened().await;
+        cluster.answer(
+            200,
+            json!({"user_alias_v1": {"aliases": {"user_alias": {}}}}),
+        );
+        cluster.answer(404, json!({"error": {"type": "index_not_found_exception"}}));
+        cluster.answer(200, json!({"acknowledged": true}));
+        index.begin_rebuild(IndexName::User).await.expect("begun");
+        let doc = IndexDoc {
+            id: "u1".into(),
+            version: 4,
+            source: json!({"id": "u1"}).as_object().cloned().expect("object"),
+        };
+        cluster.answer(200, json!({"errors": false, "items": []}));
+        index
+            .upsert(IndexName::User, vec![doc.clone()])
+            .await
+            .expect("written");
+        cluster.answer(200, json!({"acknowledged": true}));
+        cluster.answer(200, json!({"acknowledged": true}));
+        index
+            .finish_rebuild(IndexName::User)
+            .await
+            .expect("swapped");
+        cluster.answer(200, json!({"errors": false, "items": []}));
+        index
+            .upsert(IndexName::User, vec![doc.clone()])
+            .await
+            .expect("written");
+        let seen = cluster.seen();
+        let calls: Vec<(String, String)> = seen
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("GET", "/_alias/user_alias"),
+                ("DELETE", "/user_alias_v2"),
+                ("PUT", "/user_alias_v2"),
+                ("POST", "/_bulk?refresh=wait_for"),
+                ("POST", "/_aliases"),
+                ("DELETE", "/user_alias_v1"),
+                ("POST", "/_bulk?refresh=wait_for"),
+            ]
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+        );
+        let mut created: Value = serde_json::from_str(&seen[2].body).expect("json");
+        let mut expected = index_body("", IndexName::User);
+        expected.as_object_mut().expect("object").remove("aliases");
+        assert_eq!(
+            created.take(),
+            expected,
+            "the copy has no alias until the swap"
+        );
+        assert_eq!(
+            seen[3].body,
+            format!(
+                "{}{}",
+                bulk_upsert_body("user_alias", std::slice::from_ref(&doc)),
+                bulk_upsert_body("user_alias_v2", std::slice::from_ref(&doc))
+            ),
+            "while it rebuilds, writes reach the live index and the copy"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&seen[4].body).expect("json"),
+            json!({"actions": [
+                {"remove": {"index": "user_alias_v1", "alias": "user_alias"}},
+                {"add": {"index": "user_alias_v2", "alias": "user_alias", "is_write_index": true}}
+            ]})
+        );
+        assert_eq!(
+            seen[6].body,
+            bulk_upsert_body("user_alias", std::slice::from_ref(&doc)),
+            "after the swap, writes go to the alias only"
+        );
+        assert_eq!(
+            next_generation("user_alias", "user_alias_v9"),
+            "user_alias_v10"
+        );
+        assert_eq!(
+            next_generation("user_alias", "something_else"),
+            "user_alias_v2"
         );
     }
 

@@ -207,8 +207,20 @@ pub trait SearchIndex: Send + Sync + 'static {
         index: IndexName,
         query: &SearchQuery,
     ) -> Result<SearchResult, SearchError>;
-    /// Remove every document of one index (full rebuild).
+    /// Remove every document of one index.
     async fn clear(&self, index: IndexName) -> Result<(), SearchError>;
+    /// Starts a full rebuild of `index`: from now until [`SearchIndex::finish_rebuild`], what
+    /// is written goes into a fresh copy (and still into the live one), while searches keep
+    /// reading the live one. An engine without copies (tantivy, on one instance) clears the
+    /// index instead, which is this default.
+    async fn begin_rebuild(&self, index: IndexName) -> Result<(), SearchError> {
+        self.clear(index).await
+    }
+    /// The copy becomes the live index at once (an alias swap) and the old one goes: after a
+    /// rebuild the index holds exactly what was written since it began.
+    async fn finish_rebuild(&self, _index: IndexName) -> Result<(), SearchError> {
+        Ok(())
+    }
     /// Cheap liveness check for `/health`.
     async fn healthy(&self) -> bool;
     /// True when several instances write this one index (Elasticsearch): their indexers then

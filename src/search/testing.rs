@@ -79,6 +79,16 @@ impl SearchIndex for FaultySearch {
         self.inner.clear(index).await
     }
 
+    async fn begin_rebuild(&self, index: IndexName) -> Result<(), SearchError> {
+        self.faults.check()?;
+        self.inner.begin_rebuild(index).await
+    }
+
+    async fn finish_rebuild(&self, index: IndexName) -> Result<(), SearchError> {
+        self.faults.check()?;
+        self.inner.finish_rebuild(index).await
+    }
+
     async fn healthy(&self) -> bool {
         self.faults.check().is_ok() && self.inner.healthy().await
     }
