@@ -318,7 +318,7 @@ impl std::fmt::Debug for ElasticsearchSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct CacheSettings {
     pub engine: CacheEngine,
     pub max_entries: u64,
@@ -327,8 +327,27 @@ pub struct CacheSettings {
     /// block or a revoked role can be late on another instance after a failed invalidation.
     #[serde(default = "default_access_ttl_seconds")]
     pub access_ttl_seconds: u64,
+    /// `redis://` or `rediss://` (TLS); it may carry a password, so it is never printed.
     pub redis_url: String,
     pub redis_key_prefix: String,
+    /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` to a
+    /// server of a private CA; empty: the system's roots.
+    #[serde(default)]
+    pub redis_ca_file: String,
+}
+
+impl std::fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSettings")
+            .field("engine", &self.engine)
+            .field("max_entries", &self.max_entries)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field("access_ttl_seconds", &self.access_ttl_seconds)
+            .field("redis_url", &"<redacted>")
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -974,6 +993,26 @@ mod tests {
         assert_eq!(settings.store.scylla.keyspace, "sunbird");
         assert_eq!(settings.store.scylla.local_datacenter, "datacenter1");
         assert!(!format!("{settings:?}").contains("Hunter2Secret"));
+    }
+
+    #[test]
+    fn the_redis_url_is_never_printed() {
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("USERORG__CACHE__ENGINE", "redis"),
+                (
+                    "USERORG__CACHE__REDIS_URL",
+                    "rediss://:Hunter2Secret@redis:6380/",
+                ),
+                ("USERORG__CACHE__REDIS_CA_FILE", "/etc/userorg/redis-ca.pem"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(settings.cache.redis_ca_file, "/etc/userorg/redis-ca.pem");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("Hunter2Secret"), "{printed}");
+        assert!(printed.contains("redis_url: \"<redacted>\""), "{printed}");
     }
 
     #[test]

@@ -154,10 +154,19 @@ pub async fn open_cache(
             Arc::new(LocalRateCounter::new()),
         )),
         CacheEngine::Redis => {
-            let redis =
-                RedisCache::connect(&settings.cache.redis_url, &settings.cache.redis_key_prefix)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?;
+            let ca = match settings.cache.redis_ca_file.as_str() {
+                "" => None,
+                path => Some(std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read `cache.redis_ca_file` {path}: {e}")
+                })?),
+            };
+            let redis = RedisCache::connect_with(
+                &settings.cache.redis_url,
+                &settings.cache.redis_key_prefix,
+                ca,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?;
             let counter = FallbackRateCounter::new(Arc::new(redis.rate_counter()));
             Ok((Arc::new(redis), Arc::new(counter)))
         }

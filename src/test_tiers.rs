@@ -179,3 +179,19 @@ pub fn scylla() -> Option<String> {
         ),
     }
 }
+
+/// The `redis-server` program, for tests that start a server of their own (TLS), or `None`
+/// (skip) with the reason printed; required with the `redis` tier.
+pub fn redis_server_program() -> Option<String> {
+    match std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+    {
+        Ok(output) if output.status.success() => Some("redis-server".to_string()),
+        Ok(output) => skip(
+            "redis",
+            &format!("redis-server --version exited with {}", output.status),
+        ),
+        Err(error) => skip("redis", &format!("no redis-server program: {error}")),
+    }
+}

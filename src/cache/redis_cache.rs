@@ -17,9 +17,30 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// Connects to `url` (`redis://host:port/db`); every key is stored under `prefix`.
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://` for TLS); every key is stored
+    /// under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisCache, CacheError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        Self::connect_with(url, prefix, None).await
+    }
+
+    /// As [`RedisCache::connect`], a `rediss://` server's certificate checked against `ca_pem`
+    /// (a private CA) instead of the system's roots.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<RedisCache, CacheError> {
+        let client = match ca_pem {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -177,6 +198,97 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// A redis-server speaking TLS only, on a free port, with a new self-signed certificate for
+    /// localhost; stopped when dropped.
+    struct TlsRedis {
+        child: std::process::Child,
+        port: u16,
+        certificate: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn tls_redis() -> Option<TlsRedis> {
+        let program = crate::test_tiers::redis_server_program()?;
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, generated.cert.pem()).expect("cert");
+        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let child = std::process::Command::new(program)
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+            .args([
+                "--tls-cert-file",
+                &path(&cert),
+                "--tls-key-file",
+                &path(&key),
+            ])
+            .args(["--tls-ca-cert-file", &path(&cert)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = TlsRedis {
+            child,
+            port,
+            certificate: generated.cert.pem(),
+            _dir: dir,
+        };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(address).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the TLS redis-server never listened on {address}");
+    }
+
+    #[tokio::test]
+    async fn rediss_urls_speak_tls_and_check_the_servers_certificate() {
+        let Some(server) = tls_redis() else {
+            return;
+        };
+        let url = format!("rediss://localhost:{}/", server.port);
+        let prefix = format!("userorg-test:{}:", uuid::Uuid::new_v4().simple());
+        let cache =
+            RedisCache::connect_with(&url, &prefix, Some(server.certificate.clone().into_bytes()))
+                .await
+                .unwrap_or_else(|e| panic!("TLS with the server's CA connects: {e}"));
+        crate::cache::conformance::run_cache_conformance(Arc::new(cache)).await;
+        // Without that CA the system's roots do not know the certificate: no connection.
+        let refused = RedisCache::connect(&url, &prefix).await;
+        let Err(CacheError::Unavailable(why)) = refused else {
+            panic!("a certificate no root vouches for must be refused");
+        };
+        assert!(why.to_lowercase().contains("certificate"), "{why}");
+        // And plain text to the TLS port gets nowhere either.
+        let plain = format!("redis://localhost:{}/", server.port);
+        assert!(RedisCache::connect(&plain, &prefix).await.is_err());
+    }
 
     #[tokio::test]
     async fn redis_cache_passes_the_conformance_suite() {
