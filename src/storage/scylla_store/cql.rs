@@ -93,7 +93,7 @@ pub enum Stmt {
     RowApplyDelete(Table),
     /// (id, key, txn)
     RowUnlock(Table),
-    /// (type, value) -> userid, txn
+    /// (type, value) -> userid, txn, release_txn
     ClaimGet,
     /// (type, value, userid, txn)
     ClaimInsert,
@@ -101,8 +101,13 @@ pub enum Stmt {
     ClaimConfirm,
     /// (type, value, txn): the claim's transaction did not commit
     ClaimDrop,
-    /// (type, value, userid): a committed claim given up by its owner
-    ClaimRelease,
+    /// (release_txn, type, value, userid): a committed claim its owner gives up, held by the
+    /// releasing transaction until it is decided
+    ClaimLockRelease,
+    /// (type, value, release_txn): the release committed
+    ClaimApplyRelease,
+    /// (type, value, release_txn): the release did not commit
+    ClaimUnlockRelease,
     /// (id) -> state, plan
     TxnGet,
     /// (id, plan): the commit point
@@ -115,7 +120,7 @@ pub enum Stmt {
     OutboxLast,
     /// (bucket, seq, txn, count, events)
     OutboxAppend,
-    /// (bucket, seq >=, limit) -> seq, txn, state, events
+    /// (bucket, seq >=, limit) -> seq, txn, state, count, events
     OutboxRead,
     /// (state, bucket, seq, txn)
     OutboxSettle,
@@ -123,13 +128,16 @@ pub enum Stmt {
     OutboxDropBucket,
     /// (bucket, seq <=): the trimmed start of a bucket
     OutboxDropBelow,
-    /// () -> trimmed (a cursor)
+    /// () -> trimmed (a cursor), epoch (counts consumer registrations)
     StateGet,
     /// (trimmed): the start of a new outbox
     StateInit,
-    /// (trimmed, trimmed before): the position everything up to which is trimmed
+    /// (trimmed, trimmed before, epoch before): the position everything up to which is
+    /// trimmed, unless a consumer registered since the trim was worked out
     StateTrim,
-    /// (name) -> position, seen_ms, holder, token, expires_at_ms
+    /// (epoch, trimmed before, epoch before): a consumer registered
+    StateRegister,
+    /// (name) -> position, seen_ms, holder, lease_token, expires_at_ms
     ConsumerGet,
     /// (limit) -> name, position, seen_ms
     ConsumerList,
@@ -137,11 +145,11 @@ pub enum Stmt {
     ConsumerInit,
     /// (position, seen_ms, name): a consumer first known by its lease
     ConsumerStart,
-    /// (position, seen_ms, name, position before, token)
+    /// (position, seen_ms, name, position before, lease_token)
     ConsumerAck,
     /// (name): a lease row for a consumer not registered yet
     LeaseInit,
-    /// (holder, token, expires_at_ms, name, token before)
+    /// (holder, lease_token, expires_at_ms, name, lease_token before)
     LeaseTake,
 }
 
@@ -221,9 +229,9 @@ impl Stmt {
                 "UPDATE {ks}.{} SET txn = null WHERE id = ? AND key = ? IF txn = ?",
                 t.name()
             ),
-            ClaimGet => {
-                format!("SELECT userid, txn FROM {ks}.user_lookup WHERE type = ? AND value = ?")
-            }
+            ClaimGet => format!(
+                "SELECT userid, txn, release_txn FROM {ks}.user_lookup WHERE type = ? AND value = ?"
+            ),
             ClaimInsert => format!(
                 "INSERT INTO {ks}.user_lookup (type, value, userid, txn) VALUES (?, ?, ?, ?) IF NOT EXISTS"
             ),
@@ -233,8 +241,14 @@ impl Stmt {
             ClaimDrop => {
                 format!("DELETE FROM {ks}.user_lookup WHERE type = ? AND value = ? IF txn = ?")
             }
-            ClaimRelease => format!(
-                "DELETE FROM {ks}.user_lookup WHERE type = ? AND value = ? IF userid = ? AND txn = null"
+            ClaimLockRelease => format!(
+                "UPDATE {ks}.user_lookup SET release_txn = ? WHERE type = ? AND value = ? IF userid = ? AND txn = null AND release_txn = null"
+            ),
+            ClaimApplyRelease => format!(
+                "DELETE FROM {ks}.user_lookup WHERE type = ? AND value = ? IF release_txn = ?"
+            ),
+            ClaimUnlockRelease => format!(
+                "UPDATE {ks}.user_lookup SET release_txn = null WHERE type = ? AND value = ? IF release_txn = ?"
             ),
             TxnGet => format!("SELECT state, plan FROM {ks}.userorg_txn WHERE id = ?"),
             TxnCommit => format!(
@@ -251,42 +265,47 @@ impl Stmt {
                 "INSERT INTO {ks}.userorg_outbox (bucket, seq, txn, state, count, events) VALUES (?, ?, ?, 'pending', ?, ?) IF NOT EXISTS"
             ),
             OutboxRead => format!(
-                "SELECT seq, txn, state, events FROM {ks}.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?"
+                "SELECT seq, txn, state, count, events FROM {ks}.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?"
             ),
             OutboxSettle => format!(
-                "UPDATE {ks}.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ?"
+                "UPDATE {ks}.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ? AND state = 'pending'"
             ),
             OutboxDropBucket => format!("DELETE FROM {ks}.userorg_outbox WHERE bucket = ?"),
             OutboxDropBelow => {
                 format!("DELETE FROM {ks}.userorg_outbox WHERE bucket = ? AND seq <= ?")
             }
-            StateGet => format!("SELECT trimmed FROM {ks}.userorg_outbox_state WHERE id = 0"),
+            StateGet => {
+                format!("SELECT trimmed, epoch FROM {ks}.userorg_outbox_state WHERE id = 0")
+            }
             StateInit => format!(
-                "INSERT INTO {ks}.userorg_outbox_state (id, trimmed) VALUES (0, ?) IF NOT EXISTS"
+                "INSERT INTO {ks}.userorg_outbox_state (id, trimmed, epoch) VALUES (0, ?, 0) IF NOT EXISTS"
             ),
             StateTrim => format!(
-                "UPDATE {ks}.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ?"
+                "UPDATE {ks}.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ? AND epoch = ?"
+            ),
+            StateRegister => format!(
+                "UPDATE {ks}.userorg_outbox_state SET epoch = ? WHERE id = 0 IF trimmed = ? AND epoch = ?"
             ),
             ConsumerGet => format!(
-                "SELECT position, seen_ms, holder, token, expires_at_ms FROM {ks}.userorg_consumer WHERE name = ?"
+                "SELECT position, seen_ms, holder, lease_token, expires_at_ms FROM {ks}.userorg_consumer WHERE name = ?"
             ),
             ConsumerList => {
                 format!("SELECT name, position, seen_ms FROM {ks}.userorg_consumer LIMIT ?")
             }
             ConsumerInit => format!(
-                "INSERT INTO {ks}.userorg_consumer (name, position, seen_ms, token) VALUES (?, ?, ?, 0) IF NOT EXISTS"
+                "INSERT INTO {ks}.userorg_consumer (name, position, seen_ms, lease_token) VALUES (?, ?, ?, 0) IF NOT EXISTS"
             ),
             ConsumerStart => format!(
                 "UPDATE {ks}.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = null"
             ),
             ConsumerAck => format!(
-                "UPDATE {ks}.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = ? AND token = ?"
+                "UPDATE {ks}.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = ? AND lease_token = ?"
             ),
             LeaseInit => format!(
-                "INSERT INTO {ks}.userorg_consumer (name, token) VALUES (?, 0) IF NOT EXISTS"
+                "INSERT INTO {ks}.userorg_consumer (name, lease_token) VALUES (?, 0) IF NOT EXISTS"
             ),
             LeaseTake => format!(
-                "UPDATE {ks}.userorg_consumer SET holder = ?, token = ?, expires_at_ms = ? WHERE name = ? IF token = ?"
+                "UPDATE {ks}.userorg_consumer SET holder = ?, lease_token = ?, expires_at_ms = ? WHERE name = ? IF lease_token = ?"
             ),
         }
     }
@@ -315,7 +334,9 @@ impl Stmt {
             ClaimInsert,
             ClaimConfirm,
             ClaimDrop,
-            ClaimRelease,
+            ClaimLockRelease,
+            ClaimApplyRelease,
+            ClaimUnlockRelease,
             TxnGet,
             TxnCommit,
             TxnAbort,
@@ -329,6 +350,7 @@ impl Stmt {
             StateGet,
             StateInit,
             StateTrim,
+            StateRegister,
             ConsumerGet,
             ConsumerList,
             ConsumerInit,
@@ -366,7 +388,7 @@ pub fn schema_statements(ks: &str, replication: &str) -> Vec<String> {
     }
     statements.extend([
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.user_lookup (type text, value text, userid text, txn text, PRIMARY KEY ((type, value)))"
+            "CREATE TABLE IF NOT EXISTS {ks}.user_lookup (type text, value text, userid text, txn text, release_txn text, PRIMARY KEY ((type, value)))"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.userorg_txn (id text PRIMARY KEY, state text, plan text)"
@@ -375,10 +397,10 @@ pub fn schema_statements(ks: &str, replication: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {ks}.userorg_outbox (bucket bigint, seq bigint, txn text, state text, count int, events text, PRIMARY KEY (bucket, seq)) WITH CLUSTERING ORDER BY (seq ASC)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.userorg_outbox_state (id int PRIMARY KEY, trimmed blob)"
+            "CREATE TABLE IF NOT EXISTS {ks}.userorg_outbox_state (id int PRIMARY KEY, trimmed blob, epoch bigint)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.userorg_consumer (name text PRIMARY KEY, position blob, seen_ms bigint, holder text, token bigint, expires_at_ms bigint)"
+            "CREATE TABLE IF NOT EXISTS {ks}.userorg_consumer (name text PRIMARY KEY, position blob, seen_ms bigint, holder text, lease_token bigint, expires_at_ms bigint)"
         ),
     ]);
     statements
@@ -434,31 +456,34 @@ mod tests {
         assert_eq!(
             rest,
             [
-                "SELECT userid, txn FROM sunbird.user_lookup WHERE type = ? AND value = ?",
+                "SELECT userid, txn, release_txn FROM sunbird.user_lookup WHERE type = ? AND value = ?",
                 "INSERT INTO sunbird.user_lookup (type, value, userid, txn) VALUES (?, ?, ?, ?) IF NOT EXISTS",
                 "UPDATE sunbird.user_lookup SET txn = null WHERE type = ? AND value = ? IF txn = ?",
                 "DELETE FROM sunbird.user_lookup WHERE type = ? AND value = ? IF txn = ?",
-                "DELETE FROM sunbird.user_lookup WHERE type = ? AND value = ? IF userid = ? AND txn = null",
+                "UPDATE sunbird.user_lookup SET release_txn = ? WHERE type = ? AND value = ? IF userid = ? AND txn = null AND release_txn = null",
+                "DELETE FROM sunbird.user_lookup WHERE type = ? AND value = ? IF release_txn = ?",
+                "UPDATE sunbird.user_lookup SET release_txn = null WHERE type = ? AND value = ? IF release_txn = ?",
                 "SELECT state, plan FROM sunbird.userorg_txn WHERE id = ?",
                 "INSERT INTO sunbird.userorg_txn (id, state, plan) VALUES (?, 'committed', ?) IF NOT EXISTS",
                 "INSERT INTO sunbird.userorg_txn (id, state) VALUES (?, 'aborted') IF NOT EXISTS",
                 "DELETE FROM sunbird.userorg_txn WHERE id = ? IF state = 'committed'",
                 "SELECT seq, count FROM sunbird.userorg_outbox WHERE bucket = ? ORDER BY seq DESC LIMIT 1",
                 "INSERT INTO sunbird.userorg_outbox (bucket, seq, txn, state, count, events) VALUES (?, ?, ?, 'pending', ?, ?) IF NOT EXISTS",
-                "SELECT seq, txn, state, events FROM sunbird.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?",
-                "UPDATE sunbird.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ?",
+                "SELECT seq, txn, state, count, events FROM sunbird.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?",
+                "UPDATE sunbird.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ? AND state = 'pending'",
                 "DELETE FROM sunbird.userorg_outbox WHERE bucket = ?",
                 "DELETE FROM sunbird.userorg_outbox WHERE bucket = ? AND seq <= ?",
-                "SELECT trimmed FROM sunbird.userorg_outbox_state WHERE id = 0",
-                "INSERT INTO sunbird.userorg_outbox_state (id, trimmed) VALUES (0, ?) IF NOT EXISTS",
-                "UPDATE sunbird.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ?",
-                "SELECT position, seen_ms, holder, token, expires_at_ms FROM sunbird.userorg_consumer WHERE name = ?",
+                "SELECT trimmed, epoch FROM sunbird.userorg_outbox_state WHERE id = 0",
+                "INSERT INTO sunbird.userorg_outbox_state (id, trimmed, epoch) VALUES (0, ?, 0) IF NOT EXISTS",
+                "UPDATE sunbird.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ? AND epoch = ?",
+                "UPDATE sunbird.userorg_outbox_state SET epoch = ? WHERE id = 0 IF trimmed = ? AND epoch = ?",
+                "SELECT position, seen_ms, holder, lease_token, expires_at_ms FROM sunbird.userorg_consumer WHERE name = ?",
                 "SELECT name, position, seen_ms FROM sunbird.userorg_consumer LIMIT ?",
-                "INSERT INTO sunbird.userorg_consumer (name, position, seen_ms, token) VALUES (?, ?, ?, 0) IF NOT EXISTS",
+                "INSERT INTO sunbird.userorg_consumer (name, position, seen_ms, lease_token) VALUES (?, ?, ?, 0) IF NOT EXISTS",
                 "UPDATE sunbird.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = null",
-                "UPDATE sunbird.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = ? AND token = ?",
-                "INSERT INTO sunbird.userorg_consumer (name, token) VALUES (?, 0) IF NOT EXISTS",
-                "UPDATE sunbird.userorg_consumer SET holder = ?, token = ?, expires_at_ms = ? WHERE name = ? IF token = ?",
+                "UPDATE sunbird.userorg_consumer SET position = ?, seen_ms = ? WHERE name = ? IF position = ? AND lease_token = ?",
+                "INSERT INTO sunbird.userorg_consumer (name, lease_token) VALUES (?, 0) IF NOT EXISTS",
+                "UPDATE sunbird.userorg_consumer SET holder = ?, lease_token = ?, expires_at_ms = ? WHERE name = ? IF lease_token = ?",
             ]
         );
         // Every table's statements differ only by the table name.
@@ -516,6 +541,93 @@ mod tests {
             .map(|line| format!("{line}\n"))
             .collect();
         assert_eq!(statements, expected, "regenerate cql/schema.cql");
+    }
+
+    /// CQL's reserved words (Cassandra 4 and ScyllaDB) cannot name a table or a column.
+    #[test]
+    fn no_table_or_column_is_a_reserved_word() {
+        const RESERVED: &[&str] = &[
+            "add",
+            "allow",
+            "alter",
+            "and",
+            "apply",
+            "asc",
+            "authorize",
+            "batch",
+            "begin",
+            "by",
+            "columnfamily",
+            "create",
+            "delete",
+            "desc",
+            "describe",
+            "drop",
+            "entries",
+            "execute",
+            "from",
+            "full",
+            "grant",
+            "if",
+            "in",
+            "index",
+            "infinity",
+            "insert",
+            "into",
+            "is",
+            "keyspace",
+            "limit",
+            "materialized",
+            "mbean",
+            "mbeans",
+            "modify",
+            "nan",
+            "norecursive",
+            "not",
+            "null",
+            "of",
+            "on",
+            "or",
+            "order",
+            "primary",
+            "rename",
+            "replace",
+            "revoke",
+            "schema",
+            "select",
+            "set",
+            "table",
+            "to",
+            "token",
+            "truncate",
+            "unlogged",
+            "unset",
+            "update",
+            "use",
+            "using",
+            "view",
+            "where",
+            "with",
+        ];
+        for statement in schema_statements("sunbird", DEFAULT_REPLICATION)
+            .iter()
+            .skip(1)
+        {
+            let (_, columns) = statement.split_once(" (").expect("a column list");
+            let name = statement
+                .split_whitespace()
+                .nth(5)
+                .and_then(|table| table.strip_prefix("sunbird."))
+                .expect("a table name");
+            assert!(!RESERVED.contains(&name), "table {name}");
+            for column in columns.split(", ") {
+                let column = column.split_whitespace().next().unwrap_or_default();
+                if column == "PRIMARY" {
+                    break;
+                }
+                assert!(!RESERVED.contains(&column), "{name}.{column}");
+            }
+        }
     }
 
     #[test]

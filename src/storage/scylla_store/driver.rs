@@ -127,9 +127,9 @@ impl DriverCql {
                 .query_unpaged(statement.as_str(), ())
                 .await
                 .map_err(|error| match error_of(error) {
-                    CqlError::Unavailable(what) | CqlError::Timeout(what) => {
-                        StoreError::Unavailable(what)
-                    }
+                    CqlError::NotSent(what)
+                    | CqlError::Unavailable(what)
+                    | CqlError::Timeout(what) => StoreError::Unavailable(what),
                     CqlError::Invalid(what) => StoreError::Internal(what),
                 })?;
         }
@@ -141,20 +141,23 @@ fn error_of(error: ExecutionError) -> CqlError {
     let what = error.to_string();
     match &error {
         ExecutionError::ConnectionPoolError(_) | ExecutionError::EmptyPlan => {
-            CqlError::Unavailable(what)
+            CqlError::NotSent(what)
         }
         ExecutionError::RequestTimeout(_) => CqlError::Timeout(what),
         ExecutionError::LastAttemptError(attempt) => match attempt {
             RequestAttemptError::DbError(db, _) => match db {
-                DbError::Unavailable { .. } | DbError::Overloaded | DbError::IsBootstrapping => {
-                    CqlError::Unavailable(what)
-                }
-                DbError::WriteTimeout { .. } | DbError::ReadTimeout { .. } => {
-                    CqlError::Timeout(what)
-                }
+                DbError::Unavailable { .. }
+                | DbError::Overloaded
+                | DbError::IsBootstrapping
+                | DbError::RateLimitReached { .. } => CqlError::Unavailable(what),
+                // Replicas that timed out or failed may still have applied a write.
+                DbError::WriteTimeout { .. }
+                | DbError::ReadTimeout { .. }
+                | DbError::WriteFailure { .. }
+                | DbError::ReadFailure { .. } => CqlError::Timeout(what),
                 _ => CqlError::Invalid(what),
             },
-            RequestAttemptError::UnableToAllocStreamId => CqlError::Unavailable(what),
+            RequestAttemptError::UnableToAllocStreamId => CqlError::NotSent(what),
             RequestAttemptError::BrokenConnectionError(_) => CqlError::Timeout(what),
             _ => CqlError::Invalid(what),
         },

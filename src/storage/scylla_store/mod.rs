@@ -7,6 +7,7 @@
 //! the transaction holding it (`txn`) until the transaction is applied:
 //!
 //! 1. **claims**, sorted: `INSERT ... IF NOT EXISTS` into `user_lookup`, pending (`txn` set);
+//!    a claim given up is held too (`release_txn` set) until the transaction is decided;
 //! 2. **rows**, sorted by table and key: each locked by an LWT that also checks its version
 //!    expectation (`IF version = ? AND txn = null`; an absent row gets a version-0 placeholder
 //!    by `IF NOT EXISTS`);
@@ -15,14 +16,16 @@
 //! 4. **the commit point**: `INSERT INTO userorg_txn ... 'committed', plan IF NOT EXISTS`. The
 //!    plan is every effect of the transaction (new documents and versions, claims, releases,
 //!    slot). Before this LWT nothing is visible; after it, the transaction has happened;
-//! 5. **apply**: releases, then the slot, claims and rows are settled (each `IF txn = ?`), then
-//!    the commit record is deleted.
+//! 5. **apply**: releases, the slot, claims and rows are settled (each conditional on still
+//!    being held by the transaction), then the commit record is deleted.
 //!
 //! Whoever meets an item held by another transaction (a reader, a writer, an outbox reader)
 //! looks its record up at LOCAL_SERIAL: *committed* -> it applies the plan itself (roll
 //! forward; every step is conditional on `txn`, so two appliers do no harm); *aborted* -> it
 //! clears the item; *absent* -> the transaction is in flight, and a reader reads past it (the
-//! row as it was) while a writer waits. A transaction absent for longer than [`GRACE_MS`] is
+//! row as it was) while a writer waits. The record goes once everything is applied, so an
+//! answer other than *committed* is checked against the item as it is now before it is acted
+//! on (the item may have been read before it was settled). A transaction absent for longer than [`GRACE_MS`] is
 //! fenced off its commit point with `INSERT ... 'aborted' IF NOT EXISTS`: exactly one of the
 //! commit and the abort wins that LWT. So a crash at any step leaves either nothing visible
 //! (before 4: items that the next visitor clears) or a committed transaction that the next
@@ -76,7 +79,11 @@ const MAX_WAITS: u32 = 20;
 /// How a statement failed, as the driver tells it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CqlError {
-    /// Not sent, or refused before anything was written (no connection, not enough replicas).
+    /// Never sent (no connection to any node that could take it).
+    #[error("{0}")]
+    NotSent(String),
+    /// Refused by the cluster (not enough replicas, overloaded); for an LWT this may come after
+    /// its Paxos proposal was accepted.
     #[error("{0}")]
     Unavailable(String),
     /// Sent and not answered in time: a write may or may not have been applied.
@@ -97,10 +104,16 @@ pub trait Cql: Send + Sync + 'static {
 
 fn store_error(error: CqlError) -> StoreError {
     match error {
-        CqlError::Unavailable(what) => StoreError::Unavailable(what),
+        CqlError::NotSent(what) | CqlError::Unavailable(what) => StoreError::Unavailable(what),
         CqlError::Timeout(what) => StoreError::Indeterminate(what),
         CqlError::Invalid(what) => StoreError::Internal(what),
     }
+}
+
+/// A writer waited for a transaction in flight (perhaps of an instance that died: it is aborted
+/// after the grace period) and gave up: nothing of its own transaction was applied.
+fn in_flight() -> StoreError {
+    StoreError::Unavailable("a row or value is held by a transaction still in flight".into())
 }
 
 fn internal(what: impl std::fmt::Display) -> StoreError {
@@ -195,8 +208,8 @@ struct Plan {
     rows: Vec<PlannedRow>,
     /// (kind, value) of the claims it took.
     claims: Vec<(ClaimKind, String)>,
-    /// (kind, value, owner) of the claims it gives up.
-    releases: Vec<(ClaimKind, String, String)>,
+    /// (kind, value) of the claims it gives up (held by it until it is decided).
+    releases: Vec<(ClaimKind, String)>,
     slot: Option<i64>,
 }
 
@@ -204,6 +217,7 @@ struct Plan {
 #[derive(Default)]
 struct Held {
     claims: Vec<(ClaimKind, String)>,
+    releases: Vec<(ClaimKind, String)>,
     /// (table, key, placeholder): a placeholder row was created by this transaction.
     rows: Vec<(Table, String, bool)>,
     slot: Option<i64>,
@@ -281,7 +295,16 @@ impl ScyllaStore {
     }
 
     async fn run(&self, stmt: Stmt, values: Vec<Value>) -> Result<Vec<CqlRow>, StoreError> {
-        self.cql.execute(stmt, values).await.map_err(store_error)
+        self.cql
+            .execute(stmt, values)
+            .await
+            .map_err(|error| match (error, stmt.mode()) {
+                // A read that timed out changed nothing.
+                (CqlError::Timeout(what), cql::Mode::Read | cql::Mode::SerialRead) => {
+                    StoreError::Unavailable(what)
+                }
+                (error, _) => store_error(error),
+            })
     }
 
     /// An LWT: whether it applied, and the row it found when it did not.
@@ -329,10 +352,10 @@ impl ScyllaStore {
     /// Applies a committed transaction's plan (its coordinator, or anyone who met one of its
     /// items). Every step is conditional on the item still being held by `txn`.
     async fn finish(&self, txn: &str, plan: &Plan) -> Result<(), StoreError> {
-        for (kind, value, owner) in &plan.releases {
+        for (kind, value) in &plan.releases {
             self.run(
-                Stmt::ClaimRelease,
-                vec![text(kind.name()), text(value), text(owner)],
+                Stmt::ClaimApplyRelease,
+                vec![text(kind.name()), text(value), text(txn)],
             )
             .await?;
         }
@@ -428,6 +451,12 @@ impl ScyllaStore {
                 vec![text(kind.name()), text(value), text(txn)],
             ));
         }
+        for (kind, value) in &held.releases {
+            steps.push((
+                Stmt::ClaimUnlockRelease,
+                vec![text(kind.name()), text(value), text(txn)],
+            ));
+        }
         for (stmt, values) in steps {
             if let Err(error) = self.run(stmt, values).await {
                 tracing::warn!(txn, %error, "could not let go of an uncommitted transaction's item; it is cleared after the grace period");
@@ -436,68 +465,89 @@ impl ScyllaStore {
         }
     }
 
-    /// Takes every claim of the transaction, in sorted order.
+    /// Takes every claim of the transaction and holds every claim it releases, in one sorted
+    /// order (with the rows after them: the order every transaction takes its items in).
     async fn take_claims(
         &self,
         txn: &str,
         transaction: &Transaction,
         held: &mut Held,
     ) -> Result<(), StoreError> {
-        let mut order: Vec<usize> = (0..transaction.claims.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&transaction.claims[a], &transaction.claims[b]);
-            (a.kind.name(), &a.value).cmp(&(b.kind.name(), &b.value))
+        // (kind, value, owner, index of a claim; None for a release)
+        let mut items: Vec<(ClaimKind, &str, &str, Option<usize>)> = transaction
+            .claims
+            .iter()
+            .enumerate()
+            .map(|(index, c)| (c.kind, c.value.as_str(), c.owner.as_str(), Some(index)))
+            .chain(
+                transaction
+                    .releases
+                    .iter()
+                    .map(|c| (c.kind, c.value.as_str(), c.owner.as_str(), None)),
+            )
+            .collect();
+        items.sort_by(|a, b| {
+            (a.0.name(), a.1, a.3.is_none()).cmp(&(b.0.name(), b.1, b.3.is_none()))
         });
         let mut seen = HashSet::new();
-        for index in order {
-            let claim = &transaction.claims[index];
-            if !seen.insert((claim.kind, claim.value.as_str())) {
+        for (kind, value, owner, claim) in items {
+            if !seen.insert((kind, value)) {
                 continue;
             }
             let mut attempt = 0;
             loop {
-                let (applied, found) = self
-                    .lwt(
-                        Stmt::ClaimInsert,
-                        vec![
-                            text(claim.kind.name()),
-                            text(&claim.value),
-                            text(&claim.owner),
-                            text(txn),
-                        ],
-                    )
-                    .await?;
+                let (applied, found) = match claim {
+                    Some(_) => {
+                        let values = vec![text(kind.name()), text(value), text(owner), text(txn)];
+                        self.lwt(Stmt::ClaimInsert, values).await?
+                    }
+                    None => {
+                        let values = vec![text(txn), text(kind.name()), text(value), text(owner)];
+                        self.lwt(Stmt::ClaimLockRelease, values).await?
+                    }
+                };
                 if applied {
-                    held.claims.push((claim.kind, claim.value.clone()));
+                    match claim {
+                        Some(_) => held.claims.push((kind, value.to_string())),
+                        None => held.releases.push((kind, value.to_string())),
+                    }
                     break;
                 }
-                let owner = found.get("userid").text().unwrap_or_default().to_string();
-                match found.get("txn").text() {
-                    None if owner == claim.owner => break,
-                    None => return Err(self.first_taken(transaction, index, owner).await),
-                    Some(other) if other == txn => break,
-                    Some(other) => {
-                        let other = other.to_string();
-                        match self.status(&other).await? {
-                            Status::Committed(plan) => self.finish(&other, &plan).await?,
-                            Status::Aborted => {
-                                self.run(
-                                    Stmt::ClaimDrop,
-                                    vec![text(claim.kind.name()), text(&claim.value), text(&other)],
-                                )
+                // A pending claim or release of another transaction is settled first.
+                let pending = match (found.get("txn").text(), found.get("release_txn").text()) {
+                    (Some(other), _) => Some((other.to_string(), Stmt::ClaimDrop)),
+                    (None, Some(other)) => Some((other.to_string(), Stmt::ClaimUnlockRelease)),
+                    (None, None) => None,
+                };
+                if let Some((other, clear)) = pending {
+                    if other == txn {
+                        break;
+                    }
+                    match self.status(&other).await? {
+                        Status::Committed(plan) => self.finish(&other, &plan).await?,
+                        Status::Aborted => {
+                            self.run(clear, vec![text(kind.name()), text(value), text(&other)])
                                 .await?;
-                            }
-                            Status::Undecided => {
-                                attempt += 1;
-                                if attempt > MAX_WAITS {
-                                    return Err(StoreError::Conflict {
-                                        table: Table::User,
-                                        key: claim.owner.clone(),
-                                    });
-                                }
-                                self.wait(attempt).await;
-                            }
                         }
+                        Status::Undecided => {
+                            attempt += 1;
+                            if attempt > MAX_WAITS {
+                                return Err(in_flight());
+                            }
+                            self.wait(attempt).await;
+                        }
+                    }
+                    continue;
+                }
+                let found_owner = found.get("userid").text().map(str::to_string);
+                match claim {
+                    // A release of a value that is not (or no longer) the owner's: nothing to do.
+                    None => break,
+                    Some(_) if found_owner.as_deref() == Some(owner) => break,
+                    Some(index) => {
+                        return Err(self
+                            .first_taken(transaction, index, found_owner.unwrap_or_default())
+                            .await);
                     }
                 }
             }
@@ -608,6 +658,8 @@ impl ScyllaStore {
                         Status::Undecided => {
                             attempt += 1;
                             if attempt > MAX_WAITS {
+                                // Contention on one row (children of one parent): the caller
+                                // reads again and retries, as after any conflict.
                                 return Err(conflict());
                             }
                             self.wait(attempt).await;
@@ -641,12 +693,26 @@ impl ScyllaStore {
     async fn last_slot(&self) -> Result<i64, StoreError> {
         let mut last = self.hint.load(Ordering::Relaxed);
         let mut current = bucket(last.max(1));
+        let mut refreshed = false;
         loop {
             let rows = self
                 .run(Stmt::OutboxLast, vec![Value::BigInt(current)])
                 .await?;
-            if let Some(seq) = rows.first().and_then(|row| row.get("seq").bigint()) {
-                last = last.max(seq);
+            match rows.first().and_then(|row| row.get("seq").bigint()) {
+                Some(seq) => last = last.max(seq),
+                // The hint's bucket is empty: it was trimmed while this instance was idle (the
+                // slot the slowest consumer is at always stays). Start again from there.
+                None if last > 0 && !refreshed => {
+                    refreshed = true;
+                    if let Some((kept, _)) = position_of(&self.trimmed().await?)?
+                        && kept > last
+                    {
+                        last = kept;
+                        current = bucket(kept);
+                        continue;
+                    }
+                }
+                None => {}
             }
             if last == (current + 1) * BUCKET - 1 {
                 current += 1;
@@ -684,14 +750,57 @@ impl ScyllaStore {
         ))
     }
 
-    /// Everything up to this position is trimmed (the start of a new store).
-    async fn trimmed(&self) -> Result<OutboxCursor, StoreError> {
+    /// Everything up to this position is trimmed (the start of a new store), and how many
+    /// consumers registered so far (the epoch a trim is checked against).
+    async fn outbox_state(&self) -> Result<(OutboxCursor, i64), StoreError> {
         let rows = self.run(Stmt::StateGet, vec![]).await?;
-        let bytes = rows
-            .first()
+        let row = rows.first();
+        let bytes = row
             .and_then(|row| row.get("trimmed").blob())
             .unwrap_or_default();
-        Ok(OutboxCursor::from_bytes(bytes.to_vec()))
+        let epoch = row.and_then(|row| row.get("epoch").bigint()).unwrap_or(0);
+        Ok((OutboxCursor::from_bytes(bytes.to_vec()), epoch))
+    }
+
+    async fn trimmed(&self) -> Result<OutboxCursor, StoreError> {
+        Ok(self.outbox_state().await?.0)
+    }
+
+    /// A slot as it reads now, and whether its events are delivered: `None` while its
+    /// transaction is in flight. A slot read before its transaction finished may be looked up
+    /// after the record went, so an undecided or aborted answer is checked against the slot as
+    /// it is now.
+    async fn slot_delivered(&self, row: &CqlRow) -> Result<Option<bool>, StoreError> {
+        let seq = row.get("seq").bigint().unwrap_or_default();
+        let txn = row.get("txn").text().unwrap_or_default();
+        let state = |row: &CqlRow| match row.get("state").text() {
+            Some("committed") => Some(true),
+            Some("aborted") => Some(false),
+            _ => None,
+        };
+        if let Some(decided) = state(row) {
+            return Ok(Some(decided));
+        }
+        match self.status(txn).await? {
+            Status::Committed(plan) => {
+                if let Err(error) = self.finish(txn, &plan).await {
+                    tracing::warn!(txn, %error, "could not finish a committed transaction");
+                }
+                return Ok(Some(true));
+            }
+            Status::Aborted => self.settle_slot(seq, txn, "aborted").await?,
+            Status::Undecided => {}
+        }
+        let fresh = self
+            .run(
+                Stmt::OutboxRead,
+                vec![Value::BigInt(bucket(seq)), Value::BigInt(seq), limit(1)],
+            )
+            .await?;
+        Ok(fresh
+            .first()
+            .filter(|fresh| fresh.get("seq").bigint() == Some(seq))
+            .map_or(Some(false), state))
     }
 
     async fn prepare(
@@ -743,11 +852,7 @@ impl ScyllaStore {
             plan.rows.push(PlannedRow { table, key, effect });
         }
         plan.claims = held.claims.clone();
-        plan.releases = transaction
-            .releases
-            .iter()
-            .map(|claim| (claim.kind, claim.value.clone(), claim.owner.clone()))
-            .collect();
+        plan.releases = held.releases.clone();
         if !transaction.events.is_empty() {
             let slot = self.append(txn, &transaction.events).await?;
             held.slot = Some(slot);
@@ -759,35 +864,49 @@ impl ScyllaStore {
     /// The commit point. `Ok(true)`: committed; `Ok(false)`: fenced off by another instance.
     async fn decide(&self, txn: &str, plan: &Plan) -> Result<bool, StoreError> {
         let body = serde_json::to_string(plan).map_err(internal)?;
-        match self.lwt(Stmt::TxnCommit, vec![text(txn), text(body)]).await {
-            Ok((applied, _)) => Ok(applied),
-            Err(StoreError::Indeterminate(what)) => {
-                // A SERIAL read finishes the Paxos round the timed-out LWT may have left.
-                // `None`: it had not landed, and this instance fenced it off.
-                let settled = async {
-                    Ok::<_, StoreError>(match self.status(txn).await? {
-                        Status::Committed(_) => Some(true),
-                        Status::Aborted => Some(false),
-                        Status::Undecided => {
-                            let (aborted, _) = self.lwt(Stmt::TxnAbort, vec![text(txn)]).await?;
-                            if aborted { None } else { Some(true) }
+        let what = match self
+            .cql
+            .execute(Stmt::TxnCommit, vec![text(txn), text(body)])
+            .await
+        {
+            Ok(rows) => return Ok(rows.first().is_some_and(CqlRow::applied)),
+            Err(CqlError::NotSent(what)) => return Err(StoreError::Unavailable(what)),
+            // Anything else (a timeout, an error raised after the Paxos proposal was accepted):
+            // the record may exist now or later, so it is settled before answering.
+            Err(error) => error.to_string(),
+        };
+        // A SERIAL read finishes the Paxos round the failed LWT may have left; then the abort
+        // LWT decides for good if nothing landed. `None`: this instance rolled it back.
+        let settled = async {
+            for _ in 0..2 {
+                match self.status(txn).await? {
+                    Status::Committed(_) => return Ok(Some(true)),
+                    Status::Aborted => return Ok(Some(false)),
+                    Status::Undecided => {
+                        let (aborted, _) = self.lwt(Stmt::TxnAbort, vec![text(txn)]).await?;
+                        if aborted {
+                            return Ok(None);
                         }
-                    })
-                };
-                match settled.await {
-                    Ok(Some(committed)) => Ok(committed),
-                    Ok(None) => Err(StoreError::Unavailable(format!(
-                        "{what}; the transaction was rolled back"
-                    ))),
-                    Err(_) => Err(StoreError::Indeterminate(what)),
+                        // Someone decided it first (committed, or aborted it): read which.
+                    }
                 }
             }
-            Err(other) => Err(other),
+            Err(internal("a transaction record changed twice"))
+        };
+        match settled.await {
+            Ok(Some(committed)) => Ok(committed),
+            Ok(None) => Err(StoreError::Unavailable(format!(
+                "{what}; the transaction was rolled back"
+            ))),
+            Err::<_, StoreError>(_) => Err(StoreError::Indeterminate(what)),
         }
     }
 
-    /// What a row held by `txn` reads as: the transaction's effect once it committed, the row
-    /// as it was while it is in flight or after it aborted.
+    /// What a row reads as: as stored, or, held by a transaction, that transaction's effect
+    /// once it committed and the row as it was while it is in flight or after it aborted. A
+    /// row read before its transaction finished may be looked up after the record went (it is
+    /// deleted once applied): so when the record does not say committed, the row is read
+    /// again, and a row that moved on is taken as it is now.
     async fn visible(&self, table: Table, row: &CqlRow) -> Result<Option<Row>, StoreError> {
         let key = row.get("key").text().unwrap_or_default().to_string();
         let as_stored = |row: &CqlRow| -> Result<Option<Row>, StoreError> {
@@ -797,17 +916,18 @@ impl ScyllaStore {
             }
             let doc = row.get("doc").text().unwrap_or("null");
             Ok(Some(Row {
-                key: row.get("key").text().unwrap_or_default().to_string(),
+                key: key.clone(),
                 version: version as u64,
                 doc: serde_json::from_str(doc).map_err(internal)?,
             }))
         };
-        let Some(txn) = row.get("txn").text() else {
-            return as_stored(row);
-        };
-        match self.status(txn).await? {
-            Status::Committed(plan) => {
-                if let Err(error) = self.finish(txn, &plan).await {
+        let mut current = row.clone();
+        for _ in 0..4 {
+            let Some(txn) = current.get("txn").text().map(str::to_string) else {
+                return as_stored(&current);
+            };
+            if let Status::Committed(plan) = self.status(&txn).await? {
+                if let Err(error) = self.finish(&txn, &plan).await {
                     tracing::warn!(txn, %error, "could not finish a committed transaction");
                 }
                 let effect = plan
@@ -815,14 +935,27 @@ impl ScyllaStore {
                     .iter()
                     .find(|planned| planned.table == table && planned.key == key)
                     .map(|planned| planned.effect.clone());
-                Ok(match effect {
-                    Some(Effect::Put { version, doc }) => Some(Row { key, version, doc }),
-                    Some(Effect::Remove) => None,
-                    Some(Effect::Unlock) | None => as_stored(row)?,
-                })
+                return match effect {
+                    Some(Effect::Put { version, doc }) => Ok(Some(Row { key, version, doc })),
+                    Some(Effect::Remove) => Ok(None),
+                    Some(Effect::Unlock) | None => as_stored(&current),
+                };
             }
-            Status::Aborted | Status::Undecided => as_stored(row),
+            let id = partition(table, &key);
+            let fresh = self
+                .run(Stmt::RowGet(table), vec![text(id), text(&key)])
+                .await?
+                .into_iter()
+                .next();
+            match fresh {
+                Some(fresh) if fresh.get("txn").text() == Some(txn.as_str()) => {
+                    return as_stored(&current);
+                }
+                Some(fresh) => current = fresh,
+                None => return Ok(None),
+            }
         }
+        as_stored(&current)
     }
 
     async fn scan_rows(
@@ -889,6 +1022,9 @@ impl ScyllaStore {
 
     /// Trims the outbox below the slowest consumer seen within the retention period.
     async fn trim(&self, now_ms: i64) -> Result<(), StoreError> {
+        // The state first, the consumers after: a consumer registering meanwhile moves the
+        // epoch, and the trim below is refused (see `register_consumer`).
+        let (trimmed, epoch) = self.outbox_state().await?;
         let consumers = self.run(Stmt::ConsumerList, vec![limit(100_000)]).await?;
         let slowest = consumers
             .iter()
@@ -902,7 +1038,6 @@ impl ScyllaStore {
         let Some(slowest) = slowest.map(OutboxCursor::from_bytes) else {
             return Ok(());
         };
-        let trimmed = self.trimmed().await?;
         if slowest <= trimmed {
             return Ok(());
         }
@@ -912,6 +1047,7 @@ impl ScyllaStore {
                 vec![
                     Value::Blob(slowest.as_bytes().to_vec()),
                     Value::Blob(trimmed.as_bytes().to_vec()),
+                    Value::BigInt(epoch),
                 ],
             )
             .await?;
@@ -945,20 +1081,10 @@ fn limit_of(n: usize) -> Value {
 impl Store for ScyllaStore {
     async fn commit(&self, transaction: Transaction) -> Result<CommitInfo, StoreError> {
         if transaction.claims.is_empty()
+            && transaction.releases.is_empty()
             && transaction.writes.is_empty()
             && transaction.events.is_empty()
         {
-            for claim in &transaction.releases {
-                self.run(
-                    Stmt::ClaimRelease,
-                    vec![
-                        text(claim.kind.name()),
-                        text(&claim.value),
-                        text(&claim.owner),
-                    ],
-                )
-                .await?;
-            }
             return Ok(CommitInfo::default());
         }
         let txn = new_txn_id(self.now_ms());
@@ -977,14 +1103,11 @@ impl Store for ScyllaStore {
         match self.decide(&txn, &plan).await {
             Ok(true) => {}
             Ok(false) => {
+                // Another instance took it for dead and fenced it off: nothing was applied.
                 self.undo(&txn, &held).await;
-                let (table, key) = plan
-                    .rows
-                    .first()
-                    .map_or((Table::User, String::new()), |row| {
-                        (row.table, row.key.clone())
-                    });
-                return Err(StoreError::Conflict { table, key });
+                return Err(StoreError::Unavailable(
+                    "the transaction stalled and was aborted by another instance".into(),
+                ));
             }
             Err(StoreError::Indeterminate(what)) => return Err(StoreError::Indeterminate(what)),
             Err(other) => {
@@ -1050,25 +1173,38 @@ impl Store for ScyllaStore {
         kind: ClaimKind,
         value: &str,
     ) -> Result<Option<String>, StoreError> {
-        let rows = self
-            .run(Stmt::ClaimGet, vec![text(kind.name()), text(value)])
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let owner = row.get("userid").text().map(str::to_string);
-        match row.get("txn").text() {
-            None => Ok(owner),
-            Some(txn) => match self.status(txn).await? {
-                Status::Committed(plan) => {
-                    if let Err(error) = self.finish(txn, &plan).await {
-                        tracing::warn!(txn, %error, "could not finish a committed transaction");
-                    }
-                    Ok(owner)
+        let mut seen: Option<(Option<String>, Option<String>)> = None;
+        for _ in 0..4 {
+            let rows = self
+                .run(Stmt::ClaimGet, vec![text(kind.name()), text(value)])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let owner = row.get("userid").text().map(str::to_string);
+            let holders = (
+                row.get("txn").text().map(str::to_string),
+                row.get("release_txn").text().map(str::to_string),
+            );
+            // Read again after a lookup that did not say committed, and nothing moved: the
+            // holder is in flight (or aborted), so the value reads as it was before it.
+            if seen.as_ref() == Some(&holders) {
+                return Ok(if holders.0.is_some() { None } else { owner });
+            }
+            let pending = holders.0.as_ref().or(holders.1.as_ref()).cloned();
+            let Some(txn) = pending else {
+                return Ok(owner);
+            };
+            if let Status::Committed(plan) = self.status(&txn).await? {
+                if let Err(error) = self.finish(&txn, &plan).await {
+                    tracing::warn!(txn, %error, "could not finish a committed transaction");
                 }
-                Status::Aborted | Status::Undecided => Ok(None),
-            },
+                // A committed new claim is its owner's; a committed release leaves it free.
+                return Ok(if holders.0.is_some() { owner } else { None });
+            }
+            seen = Some(holders);
         }
+        Ok(None)
     }
 
     async fn read_outbox(
@@ -1101,24 +1237,10 @@ impl Store for ScyllaStore {
             };
             for row in &rows {
                 let seq = row.get("seq").bigint().unwrap_or_default();
-                let txn = row.get("txn").text().unwrap_or_default();
-                let deliver = match row.get("state").text() {
-                    Some("committed") => true,
-                    Some("aborted") => false,
-                    _ => match self.status(txn).await? {
-                        Status::Committed(plan) => {
-                            if let Err(error) = self.finish(txn, &plan).await {
-                                tracing::warn!(txn, %error, "could not finish a committed transaction");
-                            }
-                            true
-                        }
-                        Status::Aborted => {
-                            self.settle_slot(seq, txn, "aborted").await?;
-                            false
-                        }
-                        // Later slots may hold events that commit after this one: stop here.
-                        Status::Undecided => return Ok(out),
-                    },
+                let deliver = match self.slot_delivered(row).await? {
+                    Some(deliver) => deliver,
+                    // Later slots may hold events that commit after this one: stop here.
+                    None => return Ok(out),
                 };
                 if !deliver {
                     continue;
@@ -1144,68 +1266,91 @@ impl Store for ScyllaStore {
         }
     }
 
+    /// The last event of the newest slot that is delivered: a consumer there is caught up
+    /// (slots after it are in flight or aborted). Looked for among the last 64 slots.
     async fn outbox_head(&self) -> Result<OutboxCursor, StoreError> {
         let last = self.last_slot().await?;
-        if last > 0 {
+        let mut seq = last;
+        while seq > 0 && seq > last - 64 {
             let rows = self
                 .run(
                     Stmt::OutboxRead,
-                    vec![Value::BigInt(bucket(last)), Value::BigInt(last), limit(1)],
+                    vec![Value::BigInt(bucket(seq)), Value::BigInt(seq), limit(1)],
                 )
                 .await?;
-            if let Some(count) = rows.first().and_then(|row| match row.get("count") {
-                Value::Int(count) => Some(*count),
-                _ => None,
-            }) {
-                return Ok(cursor_of(last, (count.max(1) - 1) as u32));
+            let Some(row) = rows
+                .first()
+                .filter(|row| row.get("seq").bigint() == Some(seq))
+            else {
+                break;
+            };
+            if self.slot_delivered(row).await? == Some(true) {
+                let count = match row.get("count") {
+                    Value::Int(count) => (*count).max(1),
+                    _ => 1,
+                };
+                return Ok(cursor_of(seq, (count - 1) as u32));
             }
+            seq -= 1;
         }
         self.trimmed().await
     }
 
+    /// Makes the consumer known, then moves the outbox's epoch: a trim worked out before it
+    /// knew this consumer is refused, and one that got in first moves this consumer's start up
+    /// to what it left (the oldest retained event when this returns).
     async fn register_consumer(&self, consumer: &str, now_ms: i64) -> Result<(), StoreError> {
         for _ in 0..16 {
-            let start = self.trimmed().await?;
+            let (start, epoch) = self.outbox_state().await?;
+            let start_bytes = Value::Blob(start.as_bytes().to_vec());
             let (applied, found) = self
                 .lwt(
                     Stmt::ConsumerInit,
-                    vec![
-                        text(consumer),
-                        Value::Blob(start.as_bytes().to_vec()),
-                        Value::BigInt(now_ms),
-                    ],
+                    vec![text(consumer), start_bytes.clone(), Value::BigInt(now_ms)],
                 )
                 .await?;
-            if applied {
-                return Ok(());
-            }
-            let (applied, _) = match found.get("position").blob() {
-                None => {
-                    self.lwt(
-                        Stmt::ConsumerStart,
-                        vec![
-                            Value::Blob(start.as_bytes().to_vec()),
-                            Value::BigInt(now_ms),
-                            text(consumer),
-                        ],
-                    )
-                    .await?
-                }
-                Some(position) => {
-                    self.lwt(
-                        Stmt::ConsumerAck,
-                        vec![
-                            Value::Blob(position.to_vec()),
-                            Value::BigInt(now_ms.max(found.get("seen_ms").bigint().unwrap_or(0))),
-                            text(consumer),
-                            Value::Blob(position.to_vec()),
-                            Value::BigInt(found.get("token").bigint().unwrap_or(0)),
-                        ],
-                    )
-                    .await?
+            let known = if applied {
+                true
+            } else {
+                match found.get("position").blob() {
+                    None => {
+                        self.lwt(
+                            Stmt::ConsumerStart,
+                            vec![start_bytes.clone(), Value::BigInt(now_ms), text(consumer)],
+                        )
+                        .await?
+                        .0
+                    }
+                    Some(position) => {
+                        let position = OutboxCursor::from_bytes(position.to_vec());
+                        let seen = found.get("seen_ms").bigint().unwrap_or(0);
+                        self.lwt(
+                            Stmt::ConsumerAck,
+                            vec![
+                                Value::Blob(
+                                    position.clone().max(start.clone()).as_bytes().to_vec(),
+                                ),
+                                Value::BigInt(now_ms.max(seen)),
+                                text(consumer),
+                                Value::Blob(position.as_bytes().to_vec()),
+                                Value::BigInt(found.get("lease_token").bigint().unwrap_or(0)),
+                            ],
+                        )
+                        .await?
+                        .0
+                    }
                 }
             };
-            if applied {
+            if !known {
+                continue;
+            }
+            let (fenced, _) = self
+                .lwt(
+                    Stmt::StateRegister,
+                    vec![Value::BigInt(epoch + 1), start_bytes, Value::BigInt(epoch)],
+                )
+                .await?;
+            if fenced {
                 return Ok(());
             }
         }
@@ -1237,7 +1382,7 @@ impl Store for ScyllaStore {
                 continue;
             };
             let row = row.unwrap_or_default();
-            let token = row.get("token").bigint().unwrap_or(0);
+            let token = row.get("lease_token").bigint().unwrap_or(0);
             if let Some(lease) = acknowledgement.lease
                 && (row.get("holder").text() != Some(lease.holder.as_str())
                     || token != lease.token as i64)
@@ -1284,7 +1429,7 @@ impl Store for ScyllaStore {
                 self.lwt(Stmt::LeaseInit, vec![text(consumer)]).await?;
                 continue;
             };
-            let token = row.get("token").bigint().unwrap_or(0);
+            let token = row.get("lease_token").bigint().unwrap_or(0);
             let current = row.get("holder").text();
             let expires = row.get("expires_at_ms").bigint().unwrap_or(0);
             let granted = match current {

@@ -26,6 +26,24 @@ struct SimRow {
 }
 
 #[derive(Debug, Clone)]
+struct SimClaim {
+    userid: String,
+    txn: Option<String>,
+    release_txn: Option<String>,
+}
+
+fn claim_columns(claim: &SimClaim) -> Vec<(String, Value)> {
+    vec![
+        ("userid".into(), Value::Text(claim.userid.clone())),
+        ("txn".into(), opt(claim.txn.clone(), Value::Text)),
+        (
+            "release_txn".into(),
+            opt(claim.release_txn.clone(), Value::Text),
+        ),
+    ]
+}
+
+#[derive(Debug, Clone)]
 struct SimSlot {
     txn: String,
     state: String,
@@ -45,10 +63,11 @@ struct SimConsumer {
 #[derive(Default)]
 struct Cluster {
     rows: BTreeMap<(&'static str, String, String), SimRow>,
-    claims: BTreeMap<(String, String), (String, Option<String>)>,
+    claims: BTreeMap<(String, String), SimClaim>,
     txns: HashMap<String, (String, Option<String>)>,
     outbox: BTreeMap<(i64, i64), SimSlot>,
     trimmed: Option<Vec<u8>>,
+    epoch: i64,
     consumers: BTreeMap<String, SimConsumer>,
 }
 
@@ -166,7 +185,11 @@ impl SimCql {
         let cluster = self.cluster.lock().expect("cluster");
         (
             cluster.rows.values().filter(|r| r.txn.is_some()).count(),
-            cluster.claims.values().filter(|c| c.1.is_some()).count(),
+            cluster
+                .claims
+                .values()
+                .filter(|c| c.txn.is_some() || c.release_txn.is_some())
+                .count(),
             cluster
                 .outbox
                 .values()
@@ -180,7 +203,8 @@ impl SimCql {
         )
     }
 
-    fn apply(&self, stmt: Stmt, v: &[Value]) -> Result<Vec<CqlRow>, CqlError> {
+    /// Runs one statement on the cluster directly (no failure point, not logged).
+    pub fn apply(&self, stmt: Stmt, v: &[Value]) -> Result<Vec<CqlRow>, CqlError> {
         let mut c = self.cluster.lock().expect("cluster");
         let c = &mut *c;
         use Stmt::*;
@@ -287,56 +311,63 @@ impl SimCql {
             ClaimGet => c
                 .claims
                 .get(&(t(v, 0), t(v, 1)))
-                .map(|(owner, txn)| {
-                    vec![CqlRow(vec![
-                        ("userid".into(), Value::Text(owner.clone())),
-                        ("txn".into(), opt(txn.clone(), Value::Text)),
-                    ])]
-                })
+                .map(|claim| vec![CqlRow(claim_columns(claim))])
                 .unwrap_or_default(),
             ClaimInsert => {
                 let key = (t(v, 0), t(v, 1));
                 match c.claims.get(&key) {
-                    Some((owner, txn)) => applied(
-                        false,
-                        vec![
-                            ("type".into(), Value::Text(key.0.clone())),
-                            ("value".into(), Value::Text(key.1.clone())),
-                            ("userid".into(), Value::Text(owner.clone())),
-                            ("txn".into(), opt(txn.clone(), Value::Text)),
-                        ],
-                    ),
+                    Some(claim) => applied(false, claim_columns(claim)),
                     None => {
-                        c.claims.insert(key, (t(v, 2), opt_t(v, 3)));
+                        c.claims.insert(
+                            key,
+                            SimClaim {
+                                userid: t(v, 2),
+                                txn: opt_t(v, 3),
+                                release_txn: None,
+                            },
+                        );
                         applied(true, vec![])
                     }
                 }
             }
-            ClaimConfirm | ClaimDrop => {
+            ClaimConfirm | ClaimDrop | ClaimApplyRelease | ClaimUnlockRelease => {
                 let key = (t(v, 0), t(v, 1));
-                let held = c
-                    .claims
-                    .get(&key)
-                    .is_some_and(|(_, txn)| *txn == opt_t(v, 2));
+                let releasing = matches!(stmt, ClaimApplyRelease | ClaimUnlockRelease);
+                let held = c.claims.get(&key).is_some_and(|claim| {
+                    let holder = if releasing {
+                        &claim.release_txn
+                    } else {
+                        &claim.txn
+                    };
+                    *holder == opt_t(v, 2)
+                });
                 if held {
-                    if stmt == ClaimDrop {
+                    if matches!(stmt, ClaimDrop | ClaimApplyRelease) {
                         c.claims.remove(&key);
                     } else if let Some(claim) = c.claims.get_mut(&key) {
-                        claim.1 = None;
+                        if releasing {
+                            claim.release_txn = None;
+                        } else {
+                            claim.txn = None;
+                        }
                     }
                 }
                 applied(held, vec![])
             }
-            ClaimRelease => {
-                let key = (t(v, 0), t(v, 1));
-                let owned = c
-                    .claims
-                    .get(&key)
-                    .is_some_and(|(owner, txn)| *owner == t(v, 2) && txn.is_none());
-                if owned {
-                    c.claims.remove(&key);
+            ClaimLockRelease => {
+                let key = (t(v, 1), t(v, 2));
+                match c.claims.get_mut(&key) {
+                    Some(claim)
+                        if claim.userid == t(v, 3)
+                            && claim.txn.is_none()
+                            && claim.release_txn.is_none() =>
+                    {
+                        claim.release_txn = opt_t(v, 0);
+                        applied(true, vec![])
+                    }
+                    Some(claim) => applied(false, claim_columns(claim)),
+                    None => applied(false, vec![]),
                 }
-                applied(owned, vec![])
             }
             TxnGet => c
                 .txns
@@ -419,7 +450,10 @@ impl SimCql {
             }
             OutboxSettle => {
                 let key = (n(v, 1), n(v, 2));
-                let held = c.outbox.get(&key).is_some_and(|slot| slot.txn == t(v, 3));
+                let held = c
+                    .outbox
+                    .get(&key)
+                    .is_some_and(|slot| slot.txn == t(v, 3) && slot.state == "pending");
                 if let Some(slot) = c.outbox.get_mut(&key).filter(|_| held) {
                     slot.state = t(v, 0);
                 }
@@ -439,10 +473,10 @@ impl SimCql {
                 .trimmed
                 .as_ref()
                 .map(|trimmed| {
-                    vec![CqlRow(vec![(
-                        "trimmed".into(),
-                        Value::Blob(trimmed.clone()),
-                    )])]
+                    vec![CqlRow(vec![
+                        ("trimmed".into(), Value::Blob(trimmed.clone())),
+                        ("epoch".into(), Value::BigInt(c.epoch)),
+                    ])]
                 })
                 .unwrap_or_default(),
             StateInit => {
@@ -453,9 +487,16 @@ impl SimCql {
                 applied(fresh, vec![])
             }
             StateTrim => {
-                let matches = c.trimmed == b(v, 1);
+                let matches = c.trimmed == b(v, 1) && c.epoch == n(v, 2);
                 if matches {
                     c.trimmed = b(v, 0);
+                }
+                applied(matches, vec![])
+            }
+            StateRegister => {
+                let matches = c.trimmed == b(v, 1) && c.epoch == n(v, 2);
+                if matches {
+                    c.epoch = n(v, 0);
                 }
                 applied(matches, vec![])
             }
@@ -504,7 +545,18 @@ impl SimCql {
                     applied(true, vec![])
                 }
                 Some(row) => applied(false, consumer_row(row).0),
-                None => applied(false, vec![]),
+                None => {
+                    // `IF col = null` holds for a row that does not exist: the UPDATE makes it.
+                    c.consumers.insert(
+                        t(v, 2),
+                        SimConsumer {
+                            position: b(v, 0),
+                            seen_ms: Some(n(v, 1)),
+                            ..SimConsumer::default()
+                        },
+                    );
+                    applied(true, vec![])
+                }
             },
             ConsumerAck => match c.consumers.get_mut(&t(v, 2)) {
                 Some(row) if row.position == b(v, 3) && row.token == Some(n(v, 4)) => {
@@ -535,7 +587,7 @@ fn consumer_row(row: &SimConsumer) -> CqlRow {
         ("position".into(), opt(row.position.clone(), Value::Blob)),
         ("seen_ms".into(), opt(row.seen_ms, Value::BigInt)),
         ("holder".into(), opt(row.holder.clone(), Value::Text)),
-        ("token".into(), opt(row.token, Value::BigInt)),
+        ("lease_token".into(), opt(row.token, Value::BigInt)),
         (
             "expires_at_ms".into(),
             opt(row.expires_at_ms, Value::BigInt),
@@ -550,7 +602,7 @@ impl Cql for SimCql {
             let mut faults = self.faults.lock().expect("faults");
             if let Some(left) = faults.dies_after.as_mut() {
                 if *left == 0 {
-                    return Err(CqlError::Unavailable("the session is gone".into()));
+                    return Err(CqlError::NotSent("the session is gone".into()));
                 }
                 *left -= 1;
             }

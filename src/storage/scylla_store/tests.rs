@@ -7,12 +7,16 @@ use std::sync::Arc;
 use chrono::TimeZone;
 use serde_json::json;
 
-use super::cql::Stmt;
+use super::cql::{Stmt, Value};
 use super::sim::SimCql;
 use super::*;
 use crate::clock::{ManualClock, SystemClock};
 use crate::storage::conformance::run_store_conformance;
 use crate::storage::{Claim, Topic};
+
+fn text(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
 
 async fn store_on(cql: &SimCql, clock: Arc<dyn Clock>) -> ScyllaStore {
     ScyllaStore::over(Arc::new(cql.clone()), clock)
@@ -205,9 +209,13 @@ async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_is_cleared_a
             .expect("read")
             .is_empty()
     );
-    // Within the grace period another writer waits for it, then gives up with a conflict.
+    // Within the grace period another writer waits for it, then gives up: unavailable, with
+    // nothing of its own applied.
     match b.commit(new_user("u2", "e1@x")).await {
-        Err(StoreError::Conflict { .. }) => {}
+        Err(StoreError::Unavailable(why)) => assert_eq!(
+            why,
+            "a row or value is held by a transaction still in flight"
+        ),
         other => panic!("a writer meeting a transaction in flight must wait, got {other:?}"),
     }
     clock.advance(chrono::Duration::milliseconds(GRACE_MS));
@@ -367,5 +375,157 @@ async fn whole_table_scans_page_through_every_partition_once() {
             Err(StoreError::Internal(_))
         ),
         "a partial partition key cannot be scanned"
+    );
+}
+
+#[tokio::test]
+async fn a_row_read_before_its_transaction_finished_reads_as_it_is_now() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    dying.die_after_sending(Stmt::TxnCommit);
+    a.commit(new_user("u1", "e1")).await.expect("committed");
+    // A reader took the row while it was still held...
+    let stale = cluster
+        .apply(Stmt::RowGet(Table::User), &[text("u1"), text("u1")])
+        .expect("read")
+        .remove(0);
+    assert!(stale.get("txn").text().is_some());
+    // ...the transaction is finished (and its record deleted) by someone else...
+    b.get(Table::User, "u1").await.expect("get").expect("row");
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+    // ...and even past the grace period, the reader does not take it for aborted.
+    clock.advance(chrono::Duration::milliseconds(GRACE_MS));
+    let row = b
+        .visible(Table::User, &stale)
+        .await
+        .expect("visible")
+        .expect("the committed row, not the placeholder it read");
+    assert_eq!(row.version, 1);
+}
+
+#[tokio::test]
+async fn a_release_is_held_until_its_transaction_is_decided() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    b.commit(new_user("u1", "old@x")).await.expect("u1");
+    // u1 moves from old@x to new@x; its instance dies right after the commit point.
+    let mut change = Transaction::default();
+    change.release(ClaimKind::Email, "old@x", "u1");
+    change.claim(ClaimKind::Email, "new@x", "u1");
+    change.put(
+        Table::User,
+        "u1",
+        json!({"email": "new"}),
+        Expect::Version(1),
+    );
+    dying.die_after_sending(Stmt::TxnCommit);
+    a.commit(change).await.expect("committed");
+    // Another user claiming old@x finishes the move first, then gets it.
+    b.commit(new_user("u2", "old@x"))
+        .await
+        .expect("the released value is free once its release is applied");
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "new@x")
+            .await
+            .expect("owner"),
+        Some("u1".to_string())
+    );
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "old@x")
+            .await
+            .expect("owner"),
+        Some("u2".to_string())
+    );
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+
+    // A release whose transaction fails (a version conflict) leaves the claim as it was.
+    let mut stale = Transaction::default();
+    stale.release(ClaimKind::Email, "new@x", "u1");
+    stale.put(Table::User, "u1", json!({}), Expect::Version(1));
+    assert!(matches!(
+        b.commit(stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "new@x")
+            .await
+            .expect("owner"),
+        Some("u1".to_string())
+    );
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn the_head_is_the_last_delivered_event() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    let first = b
+        .commit(new_user("u1", "e1"))
+        .await
+        .expect("first")
+        .cursor
+        .expect("cursor");
+    dying.die_after_sending(Stmt::OutboxAppend);
+    a.commit(new_user("u2", "e2")).await.expect_err("dies");
+    assert_eq!(
+        b.outbox_head().await.expect("head"),
+        first,
+        "a slot in flight is not part of the head"
+    );
+    clock.advance(chrono::Duration::milliseconds(GRACE_MS));
+    assert_eq!(
+        b.outbox_head().await.expect("head"),
+        first,
+        "nor an aborted one: a reader at the first event is caught up"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_idle_while_the_outbox_was_trimmed_appends_after_it() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let busy = store_on(&cluster.session(), clock.clone()).await;
+    let idle = store_on(&cluster.session(), clock.clone()).await;
+    idle.commit(new_user("u0", "e0")).await.expect("first");
+    let now = clock.now().timestamp_millis();
+    busy.register_consumer("indexer", now)
+        .await
+        .expect("register");
+    let mut last = None;
+    for n in 0..(BUCKET + 10) {
+        let mut transaction = Transaction::default();
+        transaction.event(Topic::User, format!("e{n}"), 1);
+        last = busy.commit(transaction).await.expect("event").cursor;
+    }
+    let last = last.expect("cursor");
+    busy.acknowledge(Acknowledgement {
+        consumer: "indexer",
+        cursor: &last,
+        lease: None,
+        now_ms: now,
+    })
+    .await
+    .expect("ack");
+    // The first bucket is gone; the idle instance's hint still points into it.
+    let mut late = Transaction::default();
+    late.event(Topic::User, "late", 1);
+    idle.commit(late).await.expect("late event");
+    let records = busy.read_outbox(&last, 10).await.expect("read");
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.event.entity_id.as_str())
+            .collect::<Vec<_>>(),
+        ["late"],
+        "the late event lands after the consumer's cursor"
     );
 }
