@@ -15,6 +15,7 @@ use tower::Layer;
 
 use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
+use crate::actors::publisher::PublisherContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorSettings, Actors};
 use crate::auth::{KeyRing, LocalSigner, ServiceCredential, TokenVerifier, VerifierSettings};
@@ -146,7 +147,7 @@ impl Application {
                 store: Arc::clone(&engines.uncached_store),
                 search: Arc::clone(&engines.search),
                 clock: Arc::clone(&clock),
-                instance,
+                instance: instance.clone(),
                 mode: if engines.search.shared_across_instances() {
                     ConsumerMode::Competing
                 } else {
@@ -154,6 +155,17 @@ impl Application {
                 },
                 lease_ttl_ms: settings.store.lease_ttl_ms,
             }),
+            publisher_context: crate::engines::open_event_sink(&settings)
+                .await?
+                .map(|sink| {
+                    Arc::new(PublisherContext {
+                        store: Arc::clone(&engines.uncached_store),
+                        sink,
+                        clock: Arc::clone(&clock),
+                        instance: instance.clone(),
+                        lease_ttl_ms: settings.store.lease_ttl_ms,
+                    })
+                }),
             call_timeout,
         })
         .await?;

@@ -25,6 +25,7 @@ pub struct Settings {
     pub rate_limits: RateLimitConfig,
     pub search: SearchSettings,
     pub cache: CacheSettings,
+    pub events: EventSettings,
     pub actors: ActorSettings,
     pub roles: RoleSettings,
     pub seed: SeedSettings,
@@ -346,6 +347,27 @@ impl std::fmt::Debug for CacheSettings {
             .field("redis_url", &"<redacted>")
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("redis_ca_file", &self.redis_ca_file)
+            .finish()
+    }
+}
+
+/// `[events]`: publication of domain events to a Redis stream for consumers outside userorg.
+#[derive(Clone, Deserialize)]
+pub struct EventSettings {
+    /// The stream's key; empty: no publication.
+    pub redis_stream: String,
+    /// The Redis server; empty: the cache's (`cache.redis_url`, with `cache.redis_ca_file`).
+    pub redis_url: String,
+    /// The stream is capped near this many entries (`XADD ... MAXLEN ~`).
+    pub max_len: usize,
+}
+
+impl std::fmt::Debug for EventSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSettings")
+            .field("redis_stream", &self.redis_stream)
+            .field("redis_url", &"<redacted>")
+            .field("max_len", &self.max_len)
             .finish()
     }
 }

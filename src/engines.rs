@@ -11,6 +11,7 @@ use crate::cache::rate::{FallbackRateCounter, LocalRateCounter, RateCounter};
 use crate::cache::redis_cache::RedisCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
+use crate::notify::redis_stream::RedisStreamSink;
 use crate::search::SearchIndex;
 use crate::search::elasticsearch::{ElasticsearchIndex, ElasticsearchOptions};
 use crate::search::tantivy_index::TantivyIndex;
@@ -154,22 +155,47 @@ pub async fn open_cache(
             Arc::new(LocalRateCounter::new()),
         )),
         CacheEngine::Redis => {
-            let ca = match settings.cache.redis_ca_file.as_str() {
-                "" => None,
-                path => Some(std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read `cache.redis_ca_file` {path}: {e}")
-                })?),
-            };
             let redis = RedisCache::connect_with(
                 &settings.cache.redis_url,
                 &settings.cache.redis_key_prefix,
-                ca,
+                redis_ca(settings)?,
             )
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to `cache.redis_url`: {e}"))?;
             let counter = FallbackRateCounter::new(Arc::new(redis.rate_counter()));
             Ok((Arc::new(redis), Arc::new(counter)))
         }
+    }
+}
+
+/// The sink of `[events]`, when a stream is named: a Redis stream on the events' server or,
+/// without one, the cache's.
+pub async fn open_event_sink(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<dyn crate::notify::EventSink>>> {
+    let events = &settings.events;
+    if events.redis_stream.is_empty() {
+        return Ok(None);
+    }
+    let (url, ca) = if events.redis_url.is_empty() {
+        (settings.cache.redis_url.as_str(), redis_ca(settings)?)
+    } else {
+        (events.redis_url.as_str(), None)
+    };
+    let sink = RedisStreamSink::connect(url, ca, &events.redis_stream, events.max_len)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot connect to the Redis of `events.redis_stream`: {e}")
+        })?;
+    Ok(Some(Arc::new(sink)))
+}
+
+fn redis_ca(settings: &Settings) -> anyhow::Result<Option<Vec<u8>>> {
+    match settings.cache.redis_ca_file.as_str() {
+        "" => Ok(None),
+        path => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("cannot read `cache.redis_ca_file` {path}: {e}")),
     }
 }
 

@@ -36,6 +36,7 @@ pub mod crypto;
 pub mod domain;
 pub mod engines;
 pub mod http;
+pub mod notify;
 pub mod search;
 pub mod seed;
 pub mod services;

@@ -11,6 +11,7 @@
 pub mod indexer;
 pub mod keyed;
 pub mod org_owner;
+pub mod publisher;
 pub mod slot;
 pub mod supervisor;
 pub mod user_owner;
@@ -31,6 +32,8 @@ pub struct ActorSettings {
     pub org_owner_context: Arc<OrgOwnerContext>,
     pub org_owner_workers: usize,
     pub indexer_context: Arc<IndexerContext>,
+    /// The event publisher, when `[events] redis_stream` names a stream.
+    pub publisher_context: Option<Arc<publisher::PublisherContext>>,
     pub call_timeout: Duration,
 }
 
@@ -52,7 +55,7 @@ impl Actors {
 /// Starts the whole tree and returns its clients.
 pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
     let (users, orgs, index) = (ActorSlot::new(), ActorSlot::new(), ActorSlot::new());
-    let specs = vec![
+    let mut specs = vec![
         user_owner::child_spec(
             Arc::clone(&settings.user_owner_context),
             settings.user_owner_workers,
@@ -65,6 +68,9 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         ),
         indexer::child_spec(Arc::clone(&settings.indexer_context), index.clone()),
     ];
+    if let Some(context) = &settings.publisher_context {
+        specs.push(publisher::child_spec(Arc::clone(context), ActorSlot::new()));
+    }
     let tree = spawn_tree(specs).await?;
     let timeout = settings.call_timeout;
     Ok(Actors {
@@ -112,6 +118,7 @@ mod tests {
                 mode: crate::storage::ConsumerMode::EachInstance,
                 lease_ttl_ms: 1_000,
             }),
+            publisher_context: None,
             call_timeout: Duration::from_secs(5),
         })
         .await

@@ -8,6 +8,7 @@ mod consistency;
 mod data_sync;
 mod durability;
 mod envelope;
+mod events;
 mod failures;
 mod gateway;
 mod grants;

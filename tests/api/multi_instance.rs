@@ -26,6 +26,9 @@ struct Pair {
     admin: String,
     postgres: String,
     schema: String,
+    /// Redis, and the stream both instances publish domain events to (competing for it).
+    redis: String,
+    stream: String,
     _dir: tempfile::TempDir,
 }
 
@@ -47,6 +50,7 @@ impl Pair {
         copy_dir(&data_a.join("keys"), &data_b.join("keys"));
         let schema = format!("multi_{}", uuid::Uuid::new_v4().simple());
         let prefix = format!("userorg-multi:{}:", uuid::Uuid::new_v4().simple());
+        let stream = format!("{prefix}events");
         let ttl = ACCESS_TTL_SECONDS.to_string();
         let (pii, blind, service) = (random_key(), random_key(), random_key());
         let env: Vec<(&str, &str)> = vec![
@@ -59,6 +63,7 @@ impl Pair {
             ("USERORG__CACHE__REDIS_URL", &redis),
             ("USERORG__CACHE__REDIS_KEY_PREFIX", &prefix),
             ("USERORG__CACHE__ACCESS_TTL_SECONDS", &ttl),
+            ("USERORG__EVENTS__REDIS_STREAM", &stream),
             ("USERORG__SECURITY__PII_ENCRYPTION_KEY", &pii),
             ("USERORG__SECURITY__BLIND_INDEX_KEY", &blind),
             ("USERORG__SECURITY__SERVICE_CREDENTIAL", &service),
@@ -82,6 +87,8 @@ impl Pair {
             data_a,
             postgres,
             schema,
+            redis,
+            stream,
             _dir: dir,
         })
     }
@@ -130,6 +137,23 @@ impl Pair {
             let _ = std::fs::remove_file(log_of(&self.schema, instance));
         }
     }
+}
+
+/// The instance id holding the event publisher's lease, if any.
+async fn publication_holder(pair: &Pair) -> Option<String> {
+    let (client, connection) = tokio_postgres::connect(&pair.postgres, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let query = format!(
+        "SELECT holder FROM \"{}\".outbox_lease WHERE consumer = 'event-publisher'",
+        pair.schema
+    );
+    client
+        .query_opt(&query, &[])
+        .await
+        .expect("lease")
+        .map(|row| row.get::<_, String>(0))
 }
 
 fn log_of(schema: &str, instance: &str) -> PathBuf {
@@ -427,6 +451,16 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let holder = publication_holder(&pair).await;
+    let a_held = holder == std::fs::read_to_string(pair.data_a.join("instance-id")).ok();
+    println!(
+        "the event publication lease was held by instance {} when a was killed",
+        if a_held {
+            "a (b must take it over)"
+        } else {
+            "b"
+        }
+    );
     pair.a.take().expect("a runs").kill_hard();
     for writer in writers {
         writer.await.expect("writer");
@@ -462,6 +496,27 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    // The event publisher is a competing consumer: whichever instance held it, b finishes the
+    // stream (after the dead one's lease ran out), so every acknowledged create is published.
+    let started = Instant::now();
+    loop {
+        let published = crate::events::published_ids(&pair.redis, &pair.stream).await;
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| !published.contains(*id))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} acknowledged creates never reached the event stream, e.g. {}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And b keeps taking writes.
     let (status, body) = create(

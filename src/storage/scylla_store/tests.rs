@@ -529,3 +529,85 @@ async fn an_instance_idle_while_the_outbox_was_trimmed_appends_after_it() {
         "the late event lands after the consumer's cursor"
     );
 }
+
+/// Two instances on one cluster, driven at once: racing creates of one email leave one user,
+/// and concurrent read-modify-write updates of one row through both lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_cluster_keep_claims_exclusive_and_lose_no_update() {
+    let cluster = SimCql::new();
+    let stores: Vec<Arc<ScyllaStore>> = vec![
+        Arc::new(store_on(&cluster.session(), Arc::new(SystemClock)).await),
+        Arc::new(store_on(&cluster.session(), Arc::new(SystemClock)).await),
+    ];
+    let racers: Vec<_> = (0..64)
+        .map(|n| {
+            let store = Arc::clone(&stores[n % 2]);
+            tokio::spawn(
+                async move { store.commit(new_user(&format!("racer-{n}"), "one@x")).await },
+            )
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(StoreError::ClaimTaken { .. }) => {}
+            Err(StoreError::Unavailable(why)) => {
+                assert_eq!(
+                    why,
+                    "a row or value is held by a transaction still in flight"
+                )
+            }
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one create of the email succeeds");
+
+    let mut counter = Transaction::default();
+    counter.put(Table::User, "counter", json!({"n": 0}), Expect::Absent);
+    stores[0].commit(counter).await.expect("counter");
+    let writers: Vec<_> = (0..16)
+        .map(|n| {
+            let store = Arc::clone(&stores[n % 2]);
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    let row = store
+                        .get(Table::User, "counter")
+                        .await
+                        .expect("get")
+                        .expect("row");
+                    let mut update = Transaction::default();
+                    let next = row.doc["n"].as_u64().expect("n") + 1;
+                    update.put(
+                        Table::User,
+                        "counter",
+                        json!({"n": next}),
+                        Expect::Version(row.version),
+                    );
+                    match store.commit(update).await {
+                        Ok(_) => return 1u64,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(other) => panic!("unexpected: {other}"),
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    let mut acknowledged = 0;
+    for writer in writers {
+        acknowledged += writer.await.expect("task");
+    }
+    let row = stores[1]
+        .get(Table::User, "counter")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        row.doc["n"].as_u64(),
+        Some(acknowledged),
+        "every acknowledged increment is in the row"
+    );
+    assert_eq!(row.version, acknowledged + 1);
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+}

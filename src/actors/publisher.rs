@@ -1,0 +1,196 @@
+//! The event publisher: hands every domain event of the outbox to the configured sink (a Redis
+//! stream, `[events] redis_stream`) in outbox order, and acknowledges a batch only once the
+//! sink took it. It is a competing outbox consumer named `event-publisher`: one instance
+//! publishes at a time, and when it dies another takes the stream over after the lease
+//! (`[store] lease_ttl_ms`) and goes on from the last acknowledged event. Delivery is at least
+//! once (a batch published before a crash, and not yet acknowledged, is published again);
+//! every entry carries its outbox position, by which a reader drops a repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+
+use super::slot::ActorSlot;
+use super::supervisor::{ChildSpec, Restart};
+use crate::clock::Clock;
+use crate::notify::{EventSink, PublishedEvent};
+use crate::storage::consumer::OutboxConsumer;
+use crate::storage::{ConsumerMode, Store, StoreError};
+
+/// The outbox consumer name of the publisher.
+pub const PUBLISHER_CONSUMER: &str = "event-publisher";
+
+const BATCH: usize = 500;
+/// How often the publisher looks at the outbox without being woken (other instances' commits,
+/// retries after a failure, taking the stream over).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct PublisherContext {
+    /// The store behind the cache.
+    pub store: Arc<dyn Store>,
+    pub sink: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+    /// This instance's id: the holder of the lease.
+    pub instance: String,
+    pub lease_ttl_ms: i64,
+}
+
+impl PublisherContext {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}
+
+pub enum PublisherMessage {
+    /// Something may be waiting in the outbox.
+    Wake,
+}
+
+pub struct PublisherState {
+    context: Arc<PublisherContext>,
+    consumer: Option<OutboxConsumer>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Publisher;
+
+impl Actor for Publisher {
+    type Msg = PublisherMessage;
+    type State = PublisherState;
+    type Arguments = Arc<PublisherContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        context: Arc<PublisherContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let consumer = OutboxConsumer::start(
+            Arc::clone(&context.store),
+            PUBLISHER_CONSUMER,
+            ConsumerMode::Competing,
+            &context.instance,
+            context.lease_ttl_ms,
+            context.now_ms(),
+        )
+        .await
+        .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
+        let mut commits: Option<watch::Receiver<u64>> = context.store.commit_signal();
+        let me = myself.clone();
+        let watcher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            loop {
+                let changed = async {
+                    match commits.as_mut() {
+                        Some(receiver) => receiver.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    alive = changed => {
+                        if !alive { commits = None; }
+                    }
+                    _ = tick.tick() => {}
+                }
+                if me.cast(PublisherMessage::Wake).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(PublisherState {
+            context,
+            consumer: Some(consumer),
+            watcher: Some(watcher),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PublisherMessage::Wake => {
+                if let Err(error) = drain(state).await {
+                    tracing::warn!(error = %error, "event publication paused, will retry");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(watcher) = state.watcher.take() {
+            watcher.abort();
+        }
+        // A clean stop hands the stream over at once instead of after the lease.
+        if let Some(consumer) = state.consumer.take()
+            && let Err(error) = consumer.stop().await
+        {
+            tracing::warn!(error = %error, "could not give the publication lease up");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DrainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] crate::notify::SinkError),
+}
+
+/// Publishes outbox records until none is left, the sink refuses, or another instance holds
+/// the stream.
+async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
+    let Some(consumer) = state.consumer.as_mut() else {
+        return Ok(());
+    };
+    loop {
+        let now = state.context.now_ms();
+        let Some(records) = consumer.next_batch(BATCH, now).await? else {
+            return Ok(());
+        };
+        let last = records.last().map(|r| r.cursor.clone()).unwrap_or_default();
+        let events: Vec<PublishedEvent> = records
+            .into_iter()
+            .map(|record| PublishedEvent {
+                topic: record.event.topic.name().to_string(),
+                entity_id: record.event.entity_id,
+                version: record.event.version,
+                position: hex::encode(record.cursor.as_bytes()),
+            })
+            .collect();
+        state.context.sink.publish(&events).await?;
+        match consumer.acknowledge(&last, state.context.now_ms()).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::info!("another instance took the event publication over");
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The publisher as a child of the root supervisor, published in `slot`.
+pub fn child_spec(
+    context: Arc<PublisherContext>,
+    slot: ActorSlot<ActorRef<PublisherMessage>>,
+) -> ChildSpec {
+    ChildSpec::new("publisher", Restart::Permanent, slot, move |supervisor| {
+        let context = Arc::clone(&context);
+        Box::pin(async move {
+            let (publisher, _handle) =
+                Actor::spawn_linked(None, Publisher, context, supervisor).await?;
+            Ok(publisher)
+        })
+    })
+}

@@ -1,0 +1,32 @@
+//! What leaves the service for the outside: today the publication of domain events to a Redis
+//! stream (`[events]`), for consumers outside userorg; email and SMS notifications come here
+//! too. Every sink is a trait, fed by an outbox consumer in the actors layer.
+
+pub mod redis_stream;
+
+use async_trait::async_trait;
+
+/// One domain event as published: the entity that changed, the version it reached, and the
+/// outbox position it came from (hex), by which an outside consumer drops a repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedEvent {
+    pub topic: String,
+    pub entity_id: String,
+    pub version: u64,
+    pub position: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination could not take the events; they are offered again later.
+    #[error("event sink unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where domain events go. `publish` returns once every event is durably taken, in order;
+/// after a failure (or a crash before the outbox acknowledgement) the same events are
+/// offered again, so delivery is at least once.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    async fn publish(&self, events: &[PublishedEvent]) -> Result<(), SinkError>;
+}

@@ -1,0 +1,164 @@
+//! Domain events appended to a Redis stream (`XADD`), one entry per event with the fields
+//! `topic`, `id`, `version` and `position`, in outbox order, the stream capped near `max_len`
+//! entries (`MAXLEN ~`). One pipelined round trip per batch.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{EventSink, PublishedEvent, SinkError};
+
+pub struct RedisStreamSink {
+    connection: ConnectionManager,
+    stream: String,
+    max_len: usize,
+}
+
+fn unavailable(error: redis::RedisError) -> SinkError {
+    SinkError::Unavailable(error.to_string())
+}
+
+impl RedisStreamSink {
+    /// Connects to `url` (`redis://` or `rediss://`; `ca_pem` as for the cache).
+    pub async fn connect(
+        url: &str,
+        ca_pem: Option<Vec<u8>>,
+        stream: &str,
+        max_len: usize,
+    ) -> Result<RedisStreamSink, SinkError> {
+        let client = match ca_pem {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let connection = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(RedisStreamSink {
+            connection,
+            stream: stream.to_string(),
+            max_len: max_len.max(1),
+        })
+    }
+}
+
+#[async_trait]
+impl EventSink for RedisStreamSink {
+    async fn publish(&self, events: &[PublishedEvent]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for event in events {
+            pipeline
+                .cmd("XADD")
+                .arg(&self.stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.max_len)
+                .arg("*")
+                .arg("topic")
+                .arg(&event.topic)
+                .arg("id")
+                .arg(&event.entity_id)
+                .arg("version")
+                .arg(event.version)
+                .arg("position")
+                .arg(&event.position)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipeline
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stream's entries as (topic, id, version, position) field lists.
+    pub(crate) async fn entries(url: &str, stream: &str) -> Vec<Vec<(String, String)>> {
+        let client = redis::Client::open(url).expect("url");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let range: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await
+            .expect("xrange");
+        range.into_iter().map(|(_, fields)| fields).collect()
+    }
+
+    fn event(id: &str, version: u64, position: &str) -> PublishedEvent {
+        PublishedEvent {
+            topic: "user".into(),
+            entity_id: id.into(),
+            version,
+            position: position.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_become_stream_entries_in_order_with_their_fields() {
+        let Some(url) = crate::test_tiers::redis() else {
+            return;
+        };
+        let stream = format!("userorg-test:events:{}", uuid::Uuid::new_v4().simple());
+        let sink = RedisStreamSink::connect(&url, None, &stream, 1000)
+            .await
+            .expect("connect");
+        sink.publish(&[event("u1", 1, "01"), event("u2", 3, "02")])
+            .await
+            .expect("publish");
+        sink.publish(&[event("u1", 2, "03")])
+            .await
+            .expect("publish");
+        let field = |id: &str, version: &str, position: &str| {
+            vec![
+                ("topic".to_string(), "user".to_string()),
+                ("id".to_string(), id.to_string()),
+                ("version".to_string(), version.to_string()),
+                ("position".to_string(), position.to_string()),
+            ]
+        };
+        assert_eq!(
+            entries(&url, &stream).await,
+            [
+                field("u1", "1", "01"),
+                field("u2", "3", "02"),
+                field("u1", "2", "03")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let refused =
+            RedisStreamSink::connect(&format!("redis://127.0.0.1:{port}/"), None, "s", 10).await;
+        assert!(matches!(refused, Err(SinkError::Unavailable(_))));
+    }
+}

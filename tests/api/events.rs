@@ -1,0 +1,102 @@
+//! Domain events published to a Redis stream (`[events] redis_stream`), end to end: a change
+//! through the API becomes a stream entry with its entity, version and outbox position.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, unique_email};
+
+/// The stream's entries, each as its fields.
+pub(crate) async fn entries(url: &str, stream: &str) -> Vec<Vec<(String, String)>> {
+    let client = redis::Client::open(url).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let range: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .expect("xrange");
+    range.into_iter().map(|(_, fields)| fields).collect()
+}
+
+fn field<'a>(entry: &'a [(String, String)], name: &str) -> &'a str {
+    entry
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default()
+}
+
+/// The entity ids the stream has published so far.
+pub(crate) async fn published_ids(url: &str, stream: &str) -> HashSet<String> {
+    entries(url, stream)
+        .await
+        .iter()
+        .map(|entry| field(entry, "id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_created_and_updated_user_is_published_to_the_stream_in_order() {
+    let Some(url) = userorg::test_tiers::redis() else {
+        return;
+    };
+    let stream = format!("userorg-test:events:{}", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(&[
+        ("USERORG__EVENTS__REDIS_STREAM", &stream),
+        ("USERORG__EVENTS__REDIS_URL", &url),
+    ])
+    .await;
+    let id = app
+        .create_user(json!({"firstName": "Streamed", "email": unique_email()}))
+        .await;
+    let updated = app
+        .patch(
+            "/v1/user/update",
+            json!({"userId": id, "lastName": "Twice"}),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let started = Instant::now();
+    let mine = loop {
+        let mine: Vec<Vec<(String, String)>> = entries(&url, &stream)
+            .await
+            .into_iter()
+            .filter(|entry| field(entry, "id") == id)
+            .collect();
+        if mine.len() >= 2 {
+            break mine;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the user's events never reached the stream: {mine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        mine.iter()
+            .map(|entry| (field(entry, "topic"), field(entry, "version")))
+            .collect::<Vec<_>>(),
+        [("user", "1"), ("user", "2")],
+        "the create, then the update, with the versions they reached"
+    );
+    let positions: Vec<&str> = mine.iter().map(|entry| field(entry, "position")).collect();
+    assert!(
+        positions[0] < positions[1],
+        "in outbox order: {positions:?}"
+    );
+    assert!(
+        positions
+            .iter()
+            .all(|p| !p.is_empty() && hex::decode(p).is_ok()),
+        "{positions:?}"
+    );
+    app.stop().await;
+}
