@@ -109,6 +109,75 @@ fn partition_prefix(key: &str) -> Option<String> {
         .map(|(partition, _)| key_prefix(partition))
 }
 
+/// The owed invalidations of one cached store, and the retrier that makes them.
+struct Owed {
+    cache: Arc<dyn Cache>,
+    pending: Arc<Mutex<HashSet<String>>>,
+    retrying: Arc<AtomicBool>,
+    fence_ttl: Duration,
+}
+
+impl Owed {
+    /// `keys` are owed: not served from the cache here until a retrier, started if none runs,
+    /// has invalidated them (every [`RETRY_EVERY`]).
+    fn owe(self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        lock(&self.pending).extend(keys);
+        if self.retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.retrying.store(false, Ordering::SeqCst);
+            return;
+        };
+        let Owed {
+            cache,
+            pending,
+            retrying,
+            fence_ttl,
+        } = self;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(RETRY_EVERY).await;
+                let keys: Vec<String> = lock(&pending).iter().cloned().collect();
+                let (done, _) = invalidate_keys(cache.as_ref(), keys, fence_ttl).await;
+                let mut pending = lock(&pending);
+                for key in &done {
+                    pending.remove(key);
+                }
+                if pending.is_empty() {
+                    retrying.store(false, Ordering::SeqCst);
+                    tracing::info!("owed cache invalidations done");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Owes a commit's invalidations if the commit's caller goes away (its future dropped) after
+/// the commit may have reached the store and before they were made.
+struct OwedUnlessDone {
+    owed: Option<Owed>,
+    keys: Vec<String>,
+}
+
+impl OwedUnlessDone {
+    fn done(mut self) {
+        self.owed = None;
+    }
+}
+
+impl Drop for OwedUnlessDone {
+    fn drop(&mut self) {
+        if let Some(owed) = self.owed.take() {
+            owed.owe(std::mem::take(&mut self.keys));
+        }
+    }
+}
+
 impl CachedStore {
     pub fn new(inner: Arc<dyn Store>, cache: Arc<dyn Cache>, ttl: Duration) -> CachedStore {
         CachedStore {
@@ -165,30 +234,15 @@ impl CachedStore {
             keys = failed.len(),
             "cache invalidation failed; retried until the cache answers"
         );
-        lock(&self.pending).extend(failed);
-        if !self.retrying.swap(true, Ordering::SeqCst) {
-            let (cache, pending, retrying) = (
-                Arc::clone(&self.cache),
-                Arc::clone(&self.pending),
-                Arc::clone(&self.retrying),
-            );
-            let fence_ttl = self.fence_ttl();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(RETRY_EVERY).await;
-                    let keys: Vec<String> = lock(&pending).iter().cloned().collect();
-                    let (done, _) = invalidate_keys(cache.as_ref(), keys, fence_ttl).await;
-                    let mut pending = lock(&pending);
-                    for key in &done {
-                        pending.remove(key);
-                    }
-                    if pending.is_empty() {
-                        retrying.store(false, Ordering::SeqCst);
-                        tracing::info!("owed cache invalidations done");
-                        return;
-                    }
-                }
-            });
+        self.owed().owe(failed);
+    }
+
+    fn owed(&self) -> Owed {
+        Owed {
+            cache: Arc::clone(&self.cache),
+            pending: Arc::clone(&self.pending),
+            retrying: Arc::clone(&self.retrying),
+            fence_ttl: self.fence_ttl(),
         }
     }
 
@@ -259,10 +313,15 @@ impl Store for CachedStore {
             .collect();
         // Bump before and after: a load that started before the commit finished sees a change.
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        let guard = OwedUnlessDone {
+            owed: Some(self.owed()),
+            keys: touched.clone(),
+        };
         let outcome = self.inner.commit(transaction).await;
         // Also after a failed commit: a conflict means this instance read an old row, which
         // may be the one cached.
         self.invalidate(touched).await;
+        guard.done();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         outcome
     }
@@ -494,6 +553,33 @@ mod tests {
         );
         assert_eq!(version_of(&a).await, 2, "a is not served b's old row");
         assert_eq!(version_of(&b).await, 2, "nor is b");
+    }
+
+    /// A commit whose caller goes away after the store applied it (the answer never came, the
+    /// request was cancelled): its invalidation is still made, here and for other instances.
+    #[tokio::test]
+    async fn a_commit_whose_caller_went_away_is_still_invalidated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, faults) = two_instances(dir.path(), Arc::new(MokaCache::new(100)));
+        a.commit(user_at(1, Expect::Absent)).await.expect("seed");
+        assert_eq!(version_of(&a).await, 1, "cached at version 1");
+        faults.set_commits_hang(true);
+        let writer = Arc::clone(&b);
+        let commit =
+            tokio::spawn(async move { writer.commit(user_at(2, Expect::Version(1))).await });
+        faults.hung().await;
+        commit.abort();
+        assert!(commit.await.expect_err("aborted").is_cancelled());
+        faults.set_commits_hang(false);
+        assert_eq!(version_of(&b).await, 2, "the instance that committed");
+        let started = std::time::Instant::now();
+        while version_of(&a).await != 2 {
+            assert!(
+                started.elapsed() < RETRY_EVERY * 8,
+                "the other instance is still served the old row"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A cache that is down while `down` is set.

@@ -233,6 +233,31 @@ fn server_gone(code: &SqlState) -> bool {
         .any(|class| code.code().starts_with(class))
 }
 
+/// A failure without a server answer that is the connection's (closed, I/O, connect), not the
+/// client's own (a value that does not convert, a bad parameter): only those are an outage.
+fn connection_failed(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A code-less failure: unavailable when the connection failed, a bug here otherwise.
+fn codeless(error: &tokio_postgres::Error) -> StoreError {
+    if connection_failed(error) {
+        StoreError::Unavailable(describe(error))
+    } else {
+        StoreError::Internal(describe(error))
+    }
+}
+
 /// A failure of a statement sent before `COMMIT`: PostgreSQL rolls the transaction back.
 fn before_commit(error: tokio_postgres::Error) -> Failure {
     match error.code() {
@@ -244,7 +269,7 @@ fn before_commit(error: tokio_postgres::Error) -> Failure {
         }
         Some(code) if server_gone(code) => Failure::Fail(StoreError::Unavailable(describe(&error))),
         Some(_) => Failure::Fail(StoreError::Internal(describe(&error))),
-        None => Failure::Fail(StoreError::Unavailable(describe(&error))),
+        None => Failure::Fail(codeless(&error)),
     }
 }
 
@@ -268,7 +293,8 @@ fn unavailable(error: impl std::error::Error) -> StoreError {
 fn read_failure(error: tokio_postgres::Error) -> StoreError {
     match error.code() {
         Some(code) if !server_gone(code) => StoreError::Internal(describe(&error)),
-        _ => StoreError::Unavailable(describe(&error)),
+        Some(_) => StoreError::Unavailable(describe(&error)),
+        None => codeless(&error),
     }
 }
 
@@ -1225,6 +1251,35 @@ mod tests {
     }
 
     /// The URL's password appears in no error: not a refused connection's, not a bad URL's.
+    /// Without a server answer, a failed connection is an outage (503) and anything else (a
+    /// value that does not convert) is a bug here (500), not an outage.
+    #[tokio::test]
+    async fn code_less_errors_are_unavailable_only_when_the_connection_failed() {
+        let Some(url) = crate::test_tiers::postgres() else {
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT 1::int4", &[])
+            .await
+            .expect("query");
+        let wrong_type = row
+            .try_get::<_, String>(0)
+            .expect_err("an int4 is not text");
+        assert!(matches!(read_failure(wrong_type), StoreError::Internal(_)));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let refused =
+            tokio_postgres::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"), NoTls)
+                .await
+                .map(|_| ())
+                .expect_err("nothing listens there");
+        assert!(matches!(read_failure(refused), StoreError::Unavailable(_)));
+    }
+
     #[tokio::test]
     async fn errors_never_carry_the_urls_password() {
         for url in [

@@ -22,6 +22,8 @@ pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct StoreFaults {
     unavailable: AtomicBool,
     commits_time_out: AtomicBool,
+    commits_hang: AtomicBool,
+    hanging: tokio::sync::Notify,
     conflicts: AtomicUsize,
     commits: AtomicUsize,
     spared: Mutex<Vec<Table>>,
@@ -47,6 +49,17 @@ impl StoreFaults {
     /// after a timeout.
     pub fn set_commits_time_out(&self, on: bool) {
         self.commits_time_out.store(on, Ordering::SeqCst);
+    }
+
+    /// Commits are applied, and then never answered (the caller has to give up on them);
+    /// [`StoreFaults::hung`] says when one got there.
+    pub fn set_commits_hang(&self, on: bool) {
+        self.commits_hang.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits until a commit was applied and hangs.
+    pub async fn hung(&self) {
+        self.hanging.notified().await
     }
 
     /// The next `count` commits fail with [`StoreError::Conflict`] before reaching the engine,
@@ -171,6 +184,10 @@ impl Store for FaultyStore {
         }
         self.faults.commits.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.commit(transaction).await;
+        if self.faults.commits_hang.load(Ordering::SeqCst) {
+            self.faults.hanging.notify_one();
+            std::future::pending::<()>().await;
+        }
         if self.faults.commits_time_out.load(Ordering::SeqCst) {
             return Err(StoreError::Indeterminate(
                 "injected: commit timed out".into(),
