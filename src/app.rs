@@ -112,6 +112,14 @@ impl Application {
             }
             _ => None,
         };
+        // Before anything is signed: the instances of one store sign with one key.
+        let trusted: Vec<String> = keys.kids().map(str::to_string).collect();
+        seed::check_signing_key(
+            &engines.store,
+            signer.as_ref().map(|signer| signer.kid()),
+            &trusted,
+        )
+        .await?;
         let service_credential = ServiceCredential::load(
             &settings.security.service_credential,
             &keys_dir.join("service-credential"),

@@ -293,6 +293,56 @@ pub async fn check_key_material(
     anyhow::bail!("the store's key check keeps changing under this start")
 }
 
+/// The meta row naming the key the instances of this store sign their tokens with.
+const SIGNING_KEY: &str = "signing-key";
+
+/// Refuses a start whose local signing key differs from the one the other instances of this
+/// store sign with, unless this instance can verify that one (a rotation: the old key's public
+/// part kept beside the new key), in which case its own key becomes the recorded one. With
+/// another key, and the other's public part missing, each instance would answer 401 to the
+/// tokens the other signed. `own` is this instance's signing key id (`None`: no local signer,
+/// nothing to check); `verifiable` the key ids it trusts.
+pub async fn check_signing_key(
+    store: &Arc<dyn Store>,
+    own: Option<&str>,
+    verifiable: &[String],
+) -> anyhow::Result<()> {
+    let Some(own) = own else {
+        return Ok(());
+    };
+    for _ in 0..4 {
+        let row = store.get(Table::Meta, SIGNING_KEY).await?;
+        let recorded = row
+            .as_ref()
+            .and_then(|row| row.doc["kid"].as_str())
+            .map(str::to_string);
+        let expect = match (&row, recorded.as_deref()) {
+            (_, Some(kid)) if kid == own => return Ok(()),
+            (Some(row), Some(kid)) => {
+                if !verifiable.iter().any(|known| known == kid) {
+                    anyhow::bail!(
+                        "the other instances of this store sign tokens with key `{kid}`, and this \
+                         one with `{own}`, without the public key of `{kid}`: give every instance \
+                         the same keys/local-signing-key.pem (to rotate, keep the old key's public \
+                         PEM in auth.public_keys_dir while instances move to the new one)"
+                    );
+                }
+                Expect::Version(row.version)
+            }
+            (Some(row), None) => Expect::Version(row.version),
+            (None, _) => Expect::Absent,
+        };
+        let mut transaction = Transaction::default();
+        transaction.put(Table::Meta, SIGNING_KEY, json!({"kid": own}), expect);
+        match store.commit(transaction).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    anyhow::bail!("the store's signing key record keeps changing under this start")
+}
+
 /// The actor of the audit entry that grants the bootstrap administrator ADMIN at first start.
 pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
 
@@ -383,4 +433,44 @@ pub async fn seed_admin(
     std::fs::write(&file, json!({"userId": id}).to_string())?;
     tracing::info!(user.id = %id, "bootstrap administrator ready");
     Ok(Some(id))
+}
+
+#[cfg(test)]
+mod signing_key_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn instances_of_one_store_sign_with_one_key_or_can_verify_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::storage::redb_store::RedbStore::open(&dir.path().join("store.redb"))
+                .expect("store"),
+        );
+        let trusted = |kids: &[&str]| kids.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        check_signing_key(&store, None, &[])
+            .await
+            .expect("no local signer: nothing to check");
+        check_signing_key(&store, Some("k1"), &trusted(&["k1"]))
+            .await
+            .expect("the first instance records its key");
+        check_signing_key(&store, Some("k1"), &trusted(&["k1"]))
+            .await
+            .expect("the same key");
+        let refused = check_signing_key(&store, Some("k2"), &trusted(&["k2"]))
+            .await
+            .expect_err("another key, and k1's tokens unverifiable here");
+        assert_eq!(
+            refused.to_string(),
+            "the other instances of this store sign tokens with key `k1`, and this one with \
+             `k2`, without the public key of `k1`: give every instance the same \
+             keys/local-signing-key.pem (to rotate, keep the old key's public PEM in \
+             auth.public_keys_dir while instances move to the new one)"
+        );
+        check_signing_key(&store, Some("k2"), &trusted(&["k1", "k2"]))
+            .await
+            .expect("a rotation: k1's tokens still verify here");
+        check_signing_key(&store, Some("k1"), &trusted(&["k1"]))
+            .await
+            .expect_err("an instance left on the old key is refused after the rotation");
+    }
 }

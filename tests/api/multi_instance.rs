@@ -29,6 +29,8 @@ struct Pair {
     /// Redis, and the stream both instances publish domain events to (competing for it).
     redis: String,
     stream: String,
+    /// The environment both instances run with.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,6 +82,10 @@ impl Pair {
             admin_a, admin_b,
             "one bootstrap administrator for the store"
         );
+        let env = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
         Some(Pair {
             a: Some(a),
             b,
@@ -89,6 +95,7 @@ impl Pair {
             schema,
             redis,
             stream,
+            env,
             _dir: dir,
         })
     }
@@ -527,5 +534,51 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    pair.finish().await;
+}
+
+/// A third instance on the same store with a signing key of its own (and not the others'
+/// public key) would answer 401 to their tokens and they to its: it is refused at start.
+#[tokio::test]
+async fn an_instance_signing_with_another_key_is_refused_at_start() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_c = dir.path().join("c");
+    LocalSigner::ensure(&data_c, Some(&data_c.join("keys").join("public"))).expect("own key");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .arg("serve")
+        .env("USERORG__DATA_DIR", &data_c)
+        .env("USERORG__HTTP__LISTEN", "127.0.0.1:0")
+        .env("USERORG__HTTP__INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(pair.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("an instance with another signing key started");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let output = child.wait_with_output().expect("output");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!status.success(), "{printed}");
+    assert!(
+        printed.contains("the other instances of this store sign tokens with key `"),
+        "{printed}"
+    );
     pair.finish().await;
 }
