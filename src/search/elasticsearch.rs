@@ -185,6 +185,23 @@ pub fn index_body(prefix: &str, index: IndexName) -> Value {
     })
 }
 
+/// The index template every generation of an index (`<alias>_v1`, `_v2`, ...) is made from:
+/// Sunbird's settings and mappings, so a rebuild's new generation gets them from the cluster,
+/// and a mapping changed here reaches the next generation without touching the live one.
+pub fn index_template_body(prefix: &str, index: IndexName) -> Value {
+    let body = index_body(prefix, index);
+    json!({
+        "index_patterns": [format!("{}_v*", alias_of(prefix, index))],
+        "priority": 200,
+        "template": {"settings": body["settings"], "mappings": body["mappings"]}
+    })
+}
+
+/// What creating the first generation sends: only the alias (the template brings the rest).
+pub fn first_generation_body(prefix: &str, index: IndexName) -> Value {
+    json!({"aliases": index_body(prefix, index)["aliases"]})
+}
+
 fn raw(field: &str) -> String {
     format!("{field}.raw")
 }
@@ -508,9 +525,23 @@ impl ElasticsearchIndex {
             rebuilding: Default::default(),
         };
         for index in IndexName::ALL {
+            engine.put_template(index).await?;
             engine.ensure_index(index).await?;
         }
         Ok(engine)
+    }
+
+    /// Puts the index's template (idempotent: the same body replaces the same template).
+    async fn put_template(&self, index: IndexName) -> Result<(), SearchError> {
+        let path = format!("/_index_template/{}", alias_of(&self.prefix, index));
+        let body = index_template_body(&self.prefix, index).to_string();
+        let (status, answer) = self
+            .send_retrying(Method::PUT, &path, Some((body, "application/json")))
+            .await?;
+        if !status.is_success() {
+            return Err(Self::failure(&path, status, &answer));
+        }
+        Ok(())
     }
 
     async fn ensure_index(&self, index: IndexName) -> Result<(), SearchError> {
@@ -522,7 +553,7 @@ impl ElasticsearchIndex {
             return Ok(());
         }
         let path = format!("/{}", concrete_index_of(&self.prefix, index));
-        let body = index_body(&self.prefix, index).to_string();
+        let body = first_generation_body(&self.prefix, index).to_string();
         let (status, answer) = self
             .send_retrying(Method::PUT, &path, Some((body, "application/json")))
             .await?;
@@ -735,16 +766,13 @@ impl SearchIndex for ElasticsearchIndex {
         let live = self.live_index(&alias).await?;
         let next = next_generation(&alias, &live);
         self.delete_index(&next).await?;
-        let mut body = index_body(&self.prefix, index);
-        if let Some(settings) = body.as_object_mut() {
-            settings.remove("aliases");
-        }
+        // Empty: the template gives it Sunbird's settings and mappings, and no alias yet.
         let path = format!("/{next}");
         let (status, answer) = self
             .send_retrying(
                 Method::PUT,
                 &path,
-                Some((body.to_string(), "application/json")),
+                Some(("{}".to_string(), "application/json")),
             )
             .await?;
         if !status.is_success() {
@@ -922,13 +950,9 @@ mod tests {
             ]
             .map(|(m, p)| (m.to_string(), p.to_string()))
         );
-        let mut created: Value = serde_json::from_str(&seen[2].body).expect("json");
-        let mut expected = index_body("", IndexName::User);
-        expected.as_object_mut().expect("object").remove("aliases");
         assert_eq!(
-            created.take(),
-            expected,
-            "the copy has no alias until the swap"
+            seen[2].body, "{}",
+            "the copy is made from the template, without the alias until the swap"
         );
         assert_eq!(
             seen[3].body,
@@ -1379,8 +1403,9 @@ mod tests {
         }
 
         async fn opened(&self) -> ElasticsearchIndex {
-            // The three aliases exist already.
+            // The templates are put, and the three aliases exist already.
             for _ in IndexName::ALL {
+                self.answer(200, json!({"acknowledged": true}));
                 self.answer(200, json!({}));
             }
             let index = ElasticsearchIndex::open(&options(&self.url))
@@ -1394,10 +1419,14 @@ mod tests {
     #[tokio::test]
     async fn opening_creates_missing_indices_with_their_aliases_once() {
         let cluster = fake_cluster().await;
-        // user: missing, created; org: exists; location: missing, another instance won.
+        // user: missing, created; org: exists; location: missing, another instance won. Each
+        // index's template is put first.
+        cluster.answer(200, json!({"acknowledged": true}));
         cluster.answer(404, json!({}));
         cluster.answer(200, json!({"acknowledged": true}));
+        cluster.answer(200, json!({"acknowledged": true}));
         cluster.answer(200, json!({}));
+        cluster.answer(200, json!({"acknowledged": true}));
         cluster.answer(404, json!({}));
         cluster.answer(
             400,
@@ -1414,17 +1443,35 @@ mod tests {
         assert_eq!(
             calls,
             [
+                ("PUT", "/_index_template/user_alias"),
                 ("HEAD", "/_alias/user_alias"),
                 ("PUT", "/user_alias_v1"),
+                ("PUT", "/_index_template/org_alias"),
                 ("HEAD", "/_alias/org_alias"),
+                ("PUT", "/_index_template/location"),
                 ("HEAD", "/_alias/location"),
                 ("PUT", "/location_v1"),
             ]
             .map(|(m, p)| (m.to_string(), p.to_string()))
         );
-        let created: Value = serde_json::from_str(&seen[1].body).expect("json");
-        assert_eq!(created, index_body("", IndexName::User));
-        assert_eq!(seen[1].content_type, "application/json");
+        let template: Value = serde_json::from_str(&seen[0].body).expect("json");
+        let full = index_body("", IndexName::User);
+        assert_eq!(
+            template,
+            json!({
+                "index_patterns": ["user_alias_v*"],
+                "priority": 200,
+                "template": {"settings": full["settings"], "mappings": full["mappings"]}
+            }),
+            "every generation gets Sunbird's settings and mappings from the template"
+        );
+        let created: Value = serde_json::from_str(&seen[2].body).expect("json");
+        assert_eq!(
+            created,
+            json!({"aliases": {"user_alias": {"is_write_index": true}}}),
+            "the first generation carries the alias"
+        );
+        assert_eq!(seen[2].content_type, "application/json");
         // The URL's credentials go as basic auth, on every request.
         let expected = format!(
             "Basic {}",
