@@ -236,8 +236,8 @@ pub struct ScyllaSettings {
     pub keyspace: String,
     /// The datacenter of this instance: its requests go to that datacenter's nodes only.
     pub local_datacenter: String,
-    /// `local_quorum` (default), `quorum`, `each_quorum`, `local_one`, `one` or `all`; LWTs
-    /// use LOCAL_SERIAL (SERIAL with the cluster-wide ones).
+    /// `local_quorum` (default), `quorum`, `each_quorum` or `all` (`one` and `local_one` are
+    /// refused when the store opens); LWTs use LOCAL_SERIAL (SERIAL with the cluster-wide ones).
     pub consistency: String,
     /// The replication `userorg schema apply` creates the keyspace with, as CQL.
     pub replication: String,

@@ -332,7 +332,17 @@ async fn user_document(
 /// the live copy (on engines that keep copies; see `SearchIndex::begin_rebuild`).
 async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainResult<u64> {
     let wanted = |index: IndexName| only.is_none_or(|wanted| wanted == index);
-    let started_at = context.store.outbox_head().await?;
+    // From the head, or from the indexer's own cursor if that is behind it: a slot still in
+    // flight below the head (on Scylla) commits later, and no consumer passes it before.
+    let consumer = match context.mode {
+        ConsumerMode::Competing => INDEXER_CONSUMER.to_string(),
+        ConsumerMode::EachInstance => format!("{INDEXER_CONSUMER}@{}", context.instance),
+    };
+    let started_at = context
+        .store
+        .outbox_head()
+        .await?
+        .min(context.store.consumer_cursor(&consumer).await?);
     let mut total = 0u64;
     for topic in Topic::ALL {
         let (index, table) = (index_of(topic), topic.table());

@@ -114,6 +114,9 @@ pub enum Stmt {
     TxnCommit,
     /// (id): fences a stalled transaction off its commit point
     TxnAbort,
+    /// (id): a coordinator gives its own transaction up (it never sends the commit point
+    /// afterwards, so the record may expire)
+    TxnAbortOwn,
     /// (id): a committed transaction fully applied
     TxnDone,
     /// (bucket) -> seq, count
@@ -122,6 +125,8 @@ pub enum Stmt {
     OutboxAppend,
     /// (bucket, seq >=, limit) -> seq, txn, state, count, events
     OutboxRead,
+    /// (bucket, seq <=, limit) -> seq, txn, state, count, events, newest first
+    OutboxReadBack,
     /// (state, bucket, seq, txn)
     OutboxSettle,
     /// (bucket): a whole bucket trimmed
@@ -135,7 +140,7 @@ pub enum Stmt {
     /// (trimmed, trimmed before, epoch before): the position everything up to which is
     /// trimmed, unless a consumer registered since the trim was worked out
     StateTrim,
-    /// (epoch, trimmed before, epoch before): a consumer registered
+    /// (epoch, epoch before): a consumer registered (a trim worked out before it is refused)
     StateRegister,
     /// (name) -> position, seen_ms, holder, lease_token, expires_at_ms
     ConsumerGet,
@@ -177,8 +182,8 @@ impl Stmt {
         use Stmt::*;
         match self {
             RowGet(_) | RowScanFrom(_) | RowScanAfter(_) | RowScanTokenStart(_)
-            | RowScanTokenAfter(_) | ClaimGet | OutboxLast | OutboxRead | StateGet
-            | ConsumerGet | ConsumerList => Mode::Read,
+            | RowScanTokenAfter(_) | ClaimGet | OutboxLast | OutboxRead | OutboxReadBack
+            | StateGet | ConsumerGet | ConsumerList => Mode::Read,
             TxnGet => Mode::SerialRead,
             OutboxDropBucket | OutboxDropBelow => Mode::Write,
             _ => Mode::Lwt,
@@ -257,6 +262,9 @@ impl Stmt {
             TxnAbort => format!(
                 "INSERT INTO {ks}.userorg_txn (id, state) VALUES (?, 'aborted') IF NOT EXISTS"
             ),
+            TxnAbortOwn => format!(
+                "INSERT INTO {ks}.userorg_txn (id, state) VALUES (?, 'aborted') IF NOT EXISTS USING TTL 86400"
+            ),
             TxnDone => format!("DELETE FROM {ks}.userorg_txn WHERE id = ? IF state = 'committed'"),
             OutboxLast => format!(
                 "SELECT seq, count FROM {ks}.userorg_outbox WHERE bucket = ? ORDER BY seq DESC LIMIT 1"
@@ -266,6 +274,9 @@ impl Stmt {
             ),
             OutboxRead => format!(
                 "SELECT seq, txn, state, count, events FROM {ks}.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?"
+            ),
+            OutboxReadBack => format!(
+                "SELECT seq, txn, state, count, events FROM {ks}.userorg_outbox WHERE bucket = ? AND seq <= ? ORDER BY seq DESC LIMIT ?"
             ),
             OutboxSettle => format!(
                 "UPDATE {ks}.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ? AND state = 'pending'"
@@ -283,9 +294,9 @@ impl Stmt {
             StateTrim => format!(
                 "UPDATE {ks}.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ? AND epoch = ?"
             ),
-            StateRegister => format!(
-                "UPDATE {ks}.userorg_outbox_state SET epoch = ? WHERE id = 0 IF trimmed = ? AND epoch = ?"
-            ),
+            StateRegister => {
+                format!("UPDATE {ks}.userorg_outbox_state SET epoch = ? WHERE id = 0 IF epoch = ?")
+            }
             ConsumerGet => format!(
                 "SELECT position, seen_ms, holder, lease_token, expires_at_ms FROM {ks}.userorg_consumer WHERE name = ?"
             ),
@@ -340,10 +351,12 @@ impl Stmt {
             TxnGet,
             TxnCommit,
             TxnAbort,
+            TxnAbortOwn,
             TxnDone,
             OutboxLast,
             OutboxAppend,
             OutboxRead,
+            OutboxReadBack,
             OutboxSettle,
             OutboxDropBucket,
             OutboxDropBelow,
@@ -466,17 +479,19 @@ mod tests {
                 "SELECT state, plan FROM sunbird.userorg_txn WHERE id = ?",
                 "INSERT INTO sunbird.userorg_txn (id, state, plan) VALUES (?, 'committed', ?) IF NOT EXISTS",
                 "INSERT INTO sunbird.userorg_txn (id, state) VALUES (?, 'aborted') IF NOT EXISTS",
+                "INSERT INTO sunbird.userorg_txn (id, state) VALUES (?, 'aborted') IF NOT EXISTS USING TTL 86400",
                 "DELETE FROM sunbird.userorg_txn WHERE id = ? IF state = 'committed'",
                 "SELECT seq, count FROM sunbird.userorg_outbox WHERE bucket = ? ORDER BY seq DESC LIMIT 1",
                 "INSERT INTO sunbird.userorg_outbox (bucket, seq, txn, state, count, events) VALUES (?, ?, ?, 'pending', ?, ?) IF NOT EXISTS",
                 "SELECT seq, txn, state, count, events FROM sunbird.userorg_outbox WHERE bucket = ? AND seq >= ? LIMIT ?",
+                "SELECT seq, txn, state, count, events FROM sunbird.userorg_outbox WHERE bucket = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
                 "UPDATE sunbird.userorg_outbox SET state = ? WHERE bucket = ? AND seq = ? IF txn = ? AND state = 'pending'",
                 "DELETE FROM sunbird.userorg_outbox WHERE bucket = ?",
                 "DELETE FROM sunbird.userorg_outbox WHERE bucket = ? AND seq <= ?",
                 "SELECT trimmed, epoch FROM sunbird.userorg_outbox_state WHERE id = 0",
                 "INSERT INTO sunbird.userorg_outbox_state (id, trimmed, epoch) VALUES (0, ?, 0) IF NOT EXISTS",
                 "UPDATE sunbird.userorg_outbox_state SET trimmed = ? WHERE id = 0 IF trimmed = ? AND epoch = ?",
-                "UPDATE sunbird.userorg_outbox_state SET epoch = ? WHERE id = 0 IF trimmed = ? AND epoch = ?",
+                "UPDATE sunbird.userorg_outbox_state SET epoch = ? WHERE id = 0 IF epoch = ?",
                 "SELECT position, seen_ms, holder, lease_token, expires_at_ms FROM sunbird.userorg_consumer WHERE name = ?",
                 "SELECT name, position, seen_ms FROM sunbird.userorg_consumer LIMIT ?",
                 "INSERT INTO sunbird.userorg_consumer (name, position, seen_ms, lease_token) VALUES (?, ?, ?, 0) IF NOT EXISTS",

@@ -37,9 +37,15 @@ pub fn consistency_of(name: &str) -> Result<Consistency, String> {
         "local_quorum" => Consistency::LocalQuorum,
         "quorum" => Consistency::Quorum,
         "each_quorum" => Consistency::EachQuorum,
-        "local_one" => Consistency::LocalOne,
-        "one" => Consistency::One,
         "all" => Consistency::All,
+        // The protocol reads what an LWT settled at the local quorum: a single replica may not
+        // have it yet.
+        "one" | "local_one" => {
+            return Err(format!(
+                "consistency `{name}` is too weak for this store (a read must see what a \
+                 conditional write settled): use local_quorum, quorum, each_quorum or all"
+            ));
+        }
         other => return Err(format!("unknown consistency `{other}`")),
     })
 }
@@ -250,6 +256,14 @@ mod tests {
         assert_eq!(
             consistency_of("LOCAL_QUORUM"),
             Err("unknown consistency `LOCAL_QUORUM`".to_string())
+        );
+        assert_eq!(
+            consistency_of("local_one"),
+            Err(
+                "consistency `local_one` is too weak for this store (a read must see what a \
+                 conditional write settled): use local_quorum, quorum, each_quorum or all"
+                    .to_string()
+            )
         );
     }
 }

@@ -116,6 +116,15 @@ fn in_flight() -> StoreError {
     StoreError::Unavailable("a row or value is held by a transaction still in flight".into())
 }
 
+/// A clean-up LWT of a visitor that timed out: whatever it did is harmless either way, and the
+/// visitor's own answer is "try again", not "outcome unknown".
+fn settled_nothing(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Indeterminate(what) => StoreError::Unavailable(what),
+        other => other,
+    }
+}
+
 fn internal(what: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(what.to_string())
 }
@@ -239,7 +248,7 @@ pub struct ScyllaOptions {
     pub keyspace: String,
     /// The datacenter of this instance: requests go to its nodes only.
     pub local_datacenter: String,
-    /// `local_quorum` (the default), `quorum`, `each_quorum`, `one`, `local_one`, `all`.
+    /// `local_quorum` (the default), `quorum`, `each_quorum`, `all`.
     pub consistency: String,
     /// The replication of a keyspace `schema apply` creates, as CQL.
     pub replication: String,
@@ -339,7 +348,11 @@ impl ScyllaStore {
             if age < GRACE_MS {
                 return Ok(Status::Undecided);
             }
-            let (aborted, _) = self.lwt(Stmt::TxnAbort, vec![text(txn)]).await?;
+            // A visitor's abort that timed out decided nothing it relies on: unavailable.
+            let (aborted, _) = self
+                .lwt(Stmt::TxnAbort, vec![text(txn)])
+                .await
+                .map_err(settled_nothing)?;
             if aborted {
                 tracing::info!(txn, "aborted a transaction left undecided");
                 return Ok(Status::Aborted);
@@ -422,7 +435,9 @@ impl ScyllaStore {
     /// Lets go of what an uncommitted transaction holds (best effort: what stays behind is
     /// cleared by whoever meets it after the grace period).
     async fn undo(&self, txn: &str, held: &Held) {
-        let mut steps: Vec<(Stmt, Vec<Value>)> = Vec::new();
+        // Aborted first: an item whose LWT timed out but landed is not in `held`, and whoever
+        // meets it then clears it at once instead of waiting out the grace period.
+        let mut steps: Vec<(Stmt, Vec<Value>)> = vec![(Stmt::TxnAbortOwn, vec![text(txn)])];
         if let Some(slot) = held.slot {
             steps.push((
                 Stmt::OutboxSettle,
@@ -519,8 +534,13 @@ impl ScyllaStore {
                     (None, Some(other)) => Some((other.to_string(), Stmt::ClaimUnlockRelease)),
                     (None, None) => None,
                 };
+                let found_owner = found.get("userid").text().map(str::to_string);
                 if let Some((other, clear)) = pending {
                     if other == txn {
+                        break;
+                    }
+                    // Another owner's value can never become this owner's to give up.
+                    if claim.is_none() && found_owner.as_deref() != Some(owner) {
                         break;
                     }
                     match self.status(&other).await? {
@@ -539,7 +559,6 @@ impl ScyllaStore {
                     }
                     continue;
                 }
-                let found_owner = found.get("userid").text().map(str::to_string);
                 match claim {
                     // A release of a value that is not (or no longer) the owner's: nothing to do.
                     None => break,
@@ -788,7 +807,10 @@ impl ScyllaStore {
                 }
                 return Ok(Some(true));
             }
-            Status::Aborted => self.settle_slot(seq, txn, "aborted").await?,
+            Status::Aborted => self
+                .settle_slot(seq, txn, "aborted")
+                .await
+                .map_err(settled_nothing)?,
             Status::Undecided => {}
         }
         let fresh = self
@@ -883,7 +905,7 @@ impl ScyllaStore {
                     Status::Committed(_) => return Ok(Some(true)),
                     Status::Aborted => return Ok(Some(false)),
                     Status::Undecided => {
-                        let (aborted, _) = self.lwt(Stmt::TxnAbort, vec![text(txn)]).await?;
+                        let (aborted, _) = self.lwt(Stmt::TxnAbortOwn, vec![text(txn)]).await?;
                         if aborted {
                             return Ok(None);
                         }
@@ -1267,33 +1289,37 @@ impl Store for ScyllaStore {
     }
 
     /// The last event of the newest slot that is delivered: a consumer there is caught up
-    /// (slots after it are in flight or aborted). Looked for among the last 64 slots.
+    /// (slots after it are in flight or aborted). Walked back from the last slot, newest first,
+    /// as far as the trimmed position.
     async fn outbox_head(&self) -> Result<OutboxCursor, StoreError> {
-        let last = self.last_slot().await?;
-        let mut seq = last;
-        while seq > 0 && seq > last - 64 {
+        let trimmed = self.trimmed().await?;
+        let floor = position_of(&trimmed)?.map_or(1, |(seq, _)| seq.max(1));
+        let mut upto = self.last_slot().await?;
+        while upto >= floor {
             let rows = self
                 .run(
-                    Stmt::OutboxRead,
-                    vec![Value::BigInt(bucket(seq)), Value::BigInt(seq), limit(1)],
+                    Stmt::OutboxReadBack,
+                    vec![Value::BigInt(bucket(upto)), Value::BigInt(upto), limit(100)],
                 )
                 .await?;
-            let Some(row) = rows
-                .first()
-                .filter(|row| row.get("seq").bigint() == Some(seq))
-            else {
-                break;
+            let Some(oldest) = rows.last().and_then(|row| row.get("seq").bigint()) else {
+                // Nothing at or below `upto` in its bucket: the bucket before.
+                upto = bucket(upto) * BUCKET - 1;
+                continue;
             };
-            if self.slot_delivered(row).await? == Some(true) {
-                let count = match row.get("count") {
-                    Value::Int(count) => (*count).max(1),
-                    _ => 1,
-                };
-                return Ok(cursor_of(seq, (count - 1) as u32));
+            for row in &rows {
+                if self.slot_delivered(row).await? == Some(true) {
+                    let seq = row.get("seq").bigint().unwrap_or_default();
+                    let count = match row.get("count") {
+                        Value::Int(count) => (*count).max(1),
+                        _ => 1,
+                    };
+                    return Ok(cursor_of(seq, (count - 1) as u32).max(trimmed));
+                }
             }
-            seq -= 1;
+            upto = oldest - 1;
         }
-        self.trimmed().await
+        Ok(trimmed)
     }
 
     /// Makes the consumer known, then moves the outbox's epoch: a trim worked out before it
@@ -1347,7 +1373,7 @@ impl Store for ScyllaStore {
             let (fenced, _) = self
                 .lwt(
                     Stmt::StateRegister,
-                    vec![Value::BigInt(epoch + 1), start_bytes, Value::BigInt(epoch)],
+                    vec![Value::BigInt(epoch + 1), Value::BigInt(epoch)],
                 )
                 .await?;
             if fenced {
@@ -1413,7 +1439,11 @@ impl Store for ScyllaStore {
                 "consumer {name} is contended"
             )));
         }
-        self.trim(acknowledgement.now_ms).await
+        // The acknowledgement is recorded: a trim that fails now is done by a later one.
+        if let Err(error) = self.trim(acknowledgement.now_ms).await {
+            tracing::warn!(%error, "outbox trim failed; a later acknowledgement trims");
+        }
+        Ok(())
     }
 
     async fn acquire_lease(

@@ -379,7 +379,8 @@ impl SimCql {
                     ])]
                 })
                 .unwrap_or_default(),
-            TxnCommit | TxnAbort => {
+            // (The simulated cluster keeps expiring records for ever.)
+            TxnCommit | TxnAbort | TxnAbortOwn => {
                 let id = t(v, 0);
                 match c.txns.get(&id) {
                     Some((state, _)) => {
@@ -448,6 +449,23 @@ impl SimCql {
                     })
                     .collect()
             }
+            OutboxReadBack => {
+                let (bucket, upto, limit) = (n(v, 0), n(v, 1), n(v, 2) as usize);
+                c.outbox
+                    .range((bucket, i64::MIN)..=(bucket, upto))
+                    .rev()
+                    .take(limit)
+                    .map(|((_, seq), slot)| {
+                        CqlRow(vec![
+                            ("seq".into(), Value::BigInt(*seq)),
+                            ("txn".into(), Value::Text(slot.txn.clone())),
+                            ("state".into(), Value::Text(slot.state.clone())),
+                            ("count".into(), Value::Int(slot.count)),
+                            ("events".into(), Value::Text(slot.events.clone())),
+                        ])
+                    })
+                    .collect()
+            }
             OutboxSettle => {
                 let key = (n(v, 1), n(v, 2));
                 let held = c
@@ -494,7 +512,7 @@ impl SimCql {
                 applied(matches, vec![])
             }
             StateRegister => {
-                let matches = c.trimmed == b(v, 1) && c.epoch == n(v, 2);
+                let matches = c.epoch == n(v, 1);
                 if matches {
                     c.epoch = n(v, 0);
                 }

@@ -611,3 +611,69 @@ async fn two_instances_on_one_cluster_keep_claims_exclusive_and_lose_no_update()
     assert_eq!(row.version, acknowledged + 1);
     assert_eq!(cluster.held(), (0, 0, 0, 0));
 }
+
+#[tokio::test]
+async fn the_head_walks_back_past_any_number_of_aborted_slots() {
+    let cluster = SimCql::new();
+    let store = store_on(&cluster, manual_clock()).await;
+    let first = store
+        .commit(new_user("u0", "e0"))
+        .await
+        .expect("first")
+        .cursor
+        .expect("cursor");
+    for n in 0..150 {
+        cluster.time_out(Stmt::TxnCommit, false);
+        assert!(matches!(
+            store
+                .commit(new_user(&format!("u{}", n + 1), &format!("e{}", n + 1)))
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+    assert_eq!(store.outbox_head().await.expect("head"), first);
+    assert_eq!(cluster.held(), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn an_item_whose_lwt_timed_out_after_landing_is_cleared_at_once() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let a = store_on(&cluster.session(), clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    let failing = cluster.session();
+    let c = store_on(&failing, clock.clone()).await;
+    failing.time_out(Stmt::ClaimInsert, true);
+    assert!(matches!(
+        c.commit(new_user("u1", "e1")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // The claim landed but its transaction gave itself up: no wait for the grace period.
+    a.commit(new_user("u2", "e1"))
+        .await
+        .expect("the value is free at once");
+    assert_eq!(
+        b.claim_owner(ClaimKind::Email, "e1").await.expect("owner"),
+        Some("u2".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_release_does_not_wait_for_another_owners_claim_in_flight() {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    b.commit(new_user("u1", "mine@x")).await.expect("u1");
+    dying.die_after_sending(Stmt::ClaimInsert);
+    a.commit(new_user("u2", "theirs@x"))
+        .await
+        .expect_err("dies");
+    let mut change = Transaction::default();
+    change.release(ClaimKind::Email, "theirs@x", "u1");
+    change.put(Table::User, "u1", json!({}), Expect::Version(1));
+    b.commit(change)
+        .await
+        .expect("a value held for another owner is not u1's to give up: nothing to wait for");
+}
