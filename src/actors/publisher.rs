@@ -2,9 +2,9 @@
 //! stream, `[events] redis_stream`) in outbox order, and acknowledges a batch only once the
 //! sink took it. It is a competing outbox consumer named `event-publisher`: one instance
 //! publishes at a time, and when it dies another takes the stream over after the lease
-//! (`[store] lease_ttl_ms`) and goes on from the last acknowledged event. Delivery is at least
-//! once (a batch published before a crash, and not yet acknowledged, is published again);
-//! every entry carries its outbox position, by which a reader drops a repeat.
+//! (`[store] lease_ttl_ms`) and goes on from the last acknowledged event. A batch published
+//! before a crash, and not yet acknowledged, is offered again; every event carries its outbox
+//! position, which the Redis stream takes as the entry's id, so it keeps each event once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,6 +166,7 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
                 entity_id: record.event.entity_id,
                 version: record.event.version,
                 position: hex::encode(record.cursor.as_bytes()),
+                order: order_of(record.cursor.as_bytes()),
             })
             .collect();
         state.context.sink.publish(&events).await?;
@@ -178,6 +179,20 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// An outbox position as two numbers in the same order: its first 8 bytes and the next 8,
+/// each big-endian (the cursors of one store all have one length: 8 bytes on redb and
+/// PostgreSQL, 12 on Scylla).
+fn order_of(cursor: &[u8]) -> (u64, u64) {
+    let number = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .take(8)
+            .fold(0u64, |n, byte| (n << 8) | u64::from(*byte))
+    };
+    let (high, low) = cursor.split_at(cursor.len().min(8));
+    (number(high), number(low))
 }
 
 /// The publisher as a child of the root supervisor, published in `slot`.
@@ -193,4 +208,20 @@ pub fn child_spec(
             Ok(publisher)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_become_ordered_number_pairs() {
+        assert_eq!(order_of(&7u64.to_be_bytes()), (7, 0));
+        let mut scylla = 300u64.to_be_bytes().to_vec();
+        scylla.extend(2u32.to_be_bytes());
+        assert_eq!(order_of(&scylla), (300, 2));
+        let mut later = 300u64.to_be_bytes().to_vec();
+        later.extend(3u32.to_be_bytes());
+        assert!(order_of(&later) > order_of(&scylla));
+    }
 }

@@ -7,13 +7,16 @@ pub mod redis_stream;
 use async_trait::async_trait;
 
 /// One domain event as published: the entity that changed, the version it reached, and the
-/// outbox position it came from (hex), by which an outside consumer drops a repeat.
+/// outbox position it came from (hex), by which an outside consumer drops a repeat. `order` is
+/// the position as two numbers, in the same order: a sink that can use it as the entry's id
+/// (a Redis stream) takes each event once even when two instances offer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedEvent {
     pub topic: String,
     pub entity_id: String,
     pub version: u64,
     pub position: String,
+    pub order: (u64, u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +28,7 @@ pub enum SinkError {
 
 /// Where domain events go. `publish` returns once every event is durably taken, in order;
 /// after a failure (or a crash before the outbox acknowledgement) the same events are
-/// offered again, so delivery is at least once.
+/// offered again, so a sink that cannot recognise them delivers at least once.
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
     async fn publish(&self, events: &[PublishedEvent]) -> Result<(), SinkError>;

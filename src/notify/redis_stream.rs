@@ -1,6 +1,10 @@
 //! Domain events appended to a Redis stream (`XADD`), one entry per event with the fields
 //! `topic`, `id`, `version` and `position`, in outbox order, the stream capped near `max_len`
-//! entries (`MAXLEN ~`). One pipelined round trip per batch.
+//! entries (`MAXLEN ~`). Each entry's id is the event's outbox position (`order`), so an event
+//! offered twice (a batch published again after a crash, or by an instance whose lease ran out
+//! while it published) is taken once: what is not newer than the stream's last entry is
+//! skipped, and a batch that loses the race to another publisher is checked again. One `MULTI`
+//! round trip per batch.
 
 use std::time::Duration;
 
@@ -54,22 +58,52 @@ impl RedisStreamSink {
     }
 }
 
-#[async_trait]
-impl EventSink for RedisStreamSink {
-    async fn publish(&self, events: &[PublishedEvent]) -> Result<(), SinkError> {
-        if events.is_empty() {
+impl RedisStreamSink {
+    /// The id of the stream's last entry (`None`: an empty or missing stream).
+    async fn last_id(&self) -> Result<Option<(u64, u64)>, SinkError> {
+        let mut connection = self.connection.clone();
+        let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(&self.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(last.first().and_then(|(id, _)| {
+            let (ms, seq) = id.split_once('-')?;
+            Some((ms.parse().ok()?, seq.parse().ok()?))
+        }))
+    }
+
+    /// Appends the events newer than the stream's last entry. An entry another publisher added
+    /// meanwhile makes its own `XADD` fail (its id is not newer) while the later ones go in, so
+    /// the stream stays in order with each event once; the error says to look again.
+    async fn append_newer(&self, events: &[PublishedEvent]) -> Result<(), redis::RedisError> {
+        let last = self
+            .last_id()
+            .await
+            .map_err(|SinkError::Unavailable(what)| {
+                redis::RedisError::from((redis::ErrorKind::Io, "XREVRANGE failed", what))
+            })?;
+        let newer: Vec<&PublishedEvent> = events
+            .iter()
+            .filter(|event| last.is_none_or(|last| event.order > last))
+            .collect();
+        if newer.is_empty() {
             return Ok(());
         }
         let mut pipeline = redis::pipe();
         pipeline.atomic();
-        for event in events {
+        for event in newer {
             pipeline
                 .cmd("XADD")
                 .arg(&self.stream)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(self.max_len)
-                .arg("*")
+                .arg(format!("{}-{}", event.order.0, event.order.1))
                 .arg("topic")
                 .arg(&event.topic)
                 .arg("id")
@@ -81,10 +115,25 @@ impl EventSink for RedisStreamSink {
                 .ignore();
         }
         let mut connection = self.connection.clone();
-        pipeline
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(unavailable)
+        pipeline.query_async::<()>(&mut connection).await
+    }
+}
+
+#[async_trait]
+impl EventSink for RedisStreamSink {
+    async fn publish(&self, events: &[PublishedEvent]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        match self.append_newer(events).await {
+            Ok(()) => Ok(()),
+            // Another publisher appended some of them between the check and the append: check
+            // again.
+            Err(error) if error.to_string().contains("equal or smaller") => {
+                self.append_newer(events).await.map_err(unavailable)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
     }
 }
 
@@ -115,6 +164,7 @@ mod tests {
             entity_id: id.into(),
             version,
             position: position.into(),
+            order: (u64::from_str_radix(position, 16).expect("hex"), 0),
         }
     }
 
@@ -148,6 +198,27 @@ mod tests {
                 field("u2", "3", "02"),
                 field("u1", "2", "03")
             ]
+        );
+        // Offered again (a batch published twice, an older holder late): taken once.
+        sink.publish(&[
+            event("u2", 3, "02"),
+            event("u1", 2, "03"),
+            event("u3", 1, "04"),
+        ])
+        .await
+        .expect("publish again");
+        sink.publish(&[event("u1", 1, "01")])
+            .await
+            .expect("a late one");
+        assert_eq!(
+            entries(&url, &stream).await,
+            [
+                field("u1", "1", "01"),
+                field("u2", "3", "02"),
+                field("u1", "2", "03"),
+                field("u3", "1", "04")
+            ],
+            "each event once, in order"
         );
     }
 

@@ -25,7 +25,7 @@ pub(crate) async fn entries(url: &str, stream: &str) -> Vec<Vec<(String, String)
     range.into_iter().map(|(_, fields)| fields).collect()
 }
 
-fn field<'a>(entry: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn field<'a>(entry: &'a [(String, String)], name: &str) -> &'a str {
     entry
         .iter()
         .find(|(key, _)| key == name)

@@ -525,6 +525,18 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And each once, even when the stream changed hands in the middle of a batch.
+    let entries = crate::events::entries(&pair.redis, &pair.stream).await;
+    for (id, _) in &acknowledged {
+        let created = entries
+            .iter()
+            .filter(|entry| {
+                crate::events::field(entry, "id") == id
+                    && crate::events::field(entry, "version") == "1"
+            })
+            .count();
+        assert_eq!(created, 1, "the create of {id} is in the stream once");
+    }
     // And b keeps taking writes.
     let (status, body) = create(
         &client,

@@ -1196,6 +1196,7 @@ impl Store for ScyllaStore {
         value: &str,
     ) -> Result<Option<String>, StoreError> {
         let mut seen: Option<(Option<String>, Option<String>)> = None;
+        let mut last = None;
         for _ in 0..4 {
             let rows = self
                 .run(Stmt::ClaimGet, vec![text(kind.name()), text(value)])
@@ -1224,9 +1225,11 @@ impl Store for ScyllaStore {
                 // A committed new claim is its owner's; a committed release leaves it free.
                 return Ok(if holders.0.is_some() { owner } else { None });
             }
+            last = if holders.0.is_some() { None } else { owner };
             seen = Some(holders);
         }
-        Ok(None)
+        // Still moving after four reads: the value as the last read had it committed.
+        Ok(last)
     }
 
     async fn read_outbox(
