@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::watch;
 
 use super::slot::{ActorSlot, call_actor};
 use super::supervisor::{ChildSpec, Restart};
@@ -95,28 +94,11 @@ impl Actor for Indexer {
         .await
         .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
         // A small task turns local commits and a slow timer into wake-ups.
-        let mut head: Option<watch::Receiver<u64>> = context.store.commit_signal();
         let me = myself.clone();
-        let watcher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL_INTERVAL);
-            loop {
-                let changed = async {
-                    match head.as_mut() {
-                        Some(receiver) => receiver.changed().await.is_ok(),
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    alive = changed => {
-                        if !alive { head = None; }
-                    }
-                    _ = tick.tick() => {}
-                }
-                if me.cast(IndexerMessage::Wake).is_err() {
-                    break;
-                }
-            }
-        });
+        let watcher =
+            super::waker::spawn_waker(context.store.commit_signal(), POLL_INTERVAL, move || {
+                me.cast(IndexerMessage::Wake).is_ok()
+            });
         myself.cast(IndexerMessage::Wake)?;
         Ok(IndexerState {
             context,

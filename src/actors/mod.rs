@@ -15,6 +15,7 @@ pub mod publisher;
 pub mod slot;
 pub mod supervisor;
 pub mod user_owner;
+pub mod waker;
 
 use std::sync::Arc;
 use std::time::Duration;

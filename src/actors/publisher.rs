@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::watch;
 
 use super::slot::ActorSlot;
 use super::supervisor::{ChildSpec, Restart};
@@ -76,28 +75,11 @@ impl Actor for Publisher {
         )
         .await
         .map_err(|e| -> ActorProcessingErr { Box::new(e) })?;
-        let mut commits: Option<watch::Receiver<u64>> = context.store.commit_signal();
         let me = myself.clone();
-        let watcher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL_INTERVAL);
-            loop {
-                let changed = async {
-                    match commits.as_mut() {
-                        Some(receiver) => receiver.changed().await.is_ok(),
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    alive = changed => {
-                        if !alive { commits = None; }
-                    }
-                    _ = tick.tick() => {}
-                }
-                if me.cast(PublisherMessage::Wake).is_err() {
-                    break;
-                }
-            }
-        });
+        let watcher =
+            super::waker::spawn_waker(context.store.commit_signal(), POLL_INTERVAL, move || {
+                me.cast(PublisherMessage::Wake).is_ok()
+            });
         Ok(PublisherState {
             context,
             consumer: Some(consumer),

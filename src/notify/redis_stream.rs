@@ -137,17 +137,16 @@ impl EventSink for RedisStreamSink {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The stream's entries as (topic, id, version, position) field lists.
-    pub(crate) async fn entries(url: &str, stream: &str) -> Vec<Vec<(String, String)>> {
+/// Reading a stream back, for tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    /// The stream's entries, oldest first, each as its (field, value) list.
+    pub async fn stream_entries(url: &str, stream: &str) -> Vec<Vec<(String, String)>> {
         let client = redis::Client::open(url).expect("url");
         let mut connection = client
             .get_multiplexed_async_connection()
             .await
-            .expect("connect");
+            .expect("connect to redis");
         let range: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
             .arg(stream)
             .arg("-")
@@ -157,6 +156,12 @@ mod tests {
             .expect("xrange");
         range.into_iter().map(|(_, fields)| fields).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::stream_entries as entries;
+    use super::*;
 
     fn event(id: &str, version: u64, position: &str) -> PublishedEvent {
         PublishedEvent {

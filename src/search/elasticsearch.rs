@@ -883,11 +883,7 @@ mod tests {
         cluster.answer(404, json!({}));
         cluster.answer(200, json!({"acknowledged": true}));
         index.clear(IndexName::User).await.expect("cleared");
-        let calls: Vec<(String, String)> = cluster
-            .seen()
-            .iter()
-            .map(|s| (s.method.clone(), s.path.clone()))
-            .collect();
+        let calls = calls_of(&cluster.seen());
         assert_eq!(
             calls,
             [
@@ -933,10 +929,7 @@ mod tests {
             .await
             .expect("written");
         let seen = cluster.seen();
-        let calls: Vec<(String, String)> = seen
-            .iter()
-            .map(|s| (s.method.clone(), s.path.clone()))
-            .collect();
+        let calls = calls_of(&seen);
         assert_eq!(
             calls,
             [
@@ -1393,6 +1386,13 @@ mod tests {
         }
     }
 
+    /// (method, path) of each request, in order.
+    fn calls_of(seen: &[Seen]) -> Vec<(String, String)> {
+        seen.iter()
+            .map(|s| (s.method.clone(), s.path.clone()))
+            .collect()
+    }
+
     impl FakeCluster {
         fn answer(&self, status: u16, body: Value) {
             self.script.lock().expect("lock").push_back((status, body));
@@ -1436,10 +1436,7 @@ mod tests {
             .await
             .expect("opens");
         let seen = cluster.seen();
-        let calls: Vec<(String, String)> = seen
-            .iter()
-            .map(|s| (s.method.clone(), s.path.clone()))
-            .collect();
+        let calls = calls_of(&seen);
         assert_eq!(
             calls,
             [

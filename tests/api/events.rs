@@ -8,22 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, unique_email};
 
-/// The stream's entries, each as its fields.
-pub(crate) async fn entries(url: &str, stream: &str) -> Vec<Vec<(String, String)>> {
-    let client = redis::Client::open(url).expect("url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to redis");
-    let range: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
-        .await
-        .expect("xrange");
-    range.into_iter().map(|(_, fields)| fields).collect()
-}
+pub(crate) use userorg::notify::redis_stream::testing::stream_entries as entries;
 
 pub(crate) fn field<'a>(entry: &'a [(String, String)], name: &str) -> &'a str {
     entry

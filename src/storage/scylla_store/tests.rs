@@ -33,6 +33,30 @@ fn manual_clock() -> Arc<ManualClock> {
     ))
 }
 
+/// Two instances on one simulated cluster: `a` on a session the test can make die.
+struct Instances {
+    cluster: SimCql,
+    clock: Arc<ManualClock>,
+    dying: SimCql,
+    a: ScyllaStore,
+    b: ScyllaStore,
+}
+
+async fn instances() -> Instances {
+    let cluster = SimCql::new();
+    let clock = manual_clock();
+    let dying = cluster.session();
+    let a = store_on(&dying, clock.clone()).await;
+    let b = store_on(&cluster.session(), clock.clone()).await;
+    Instances {
+        cluster,
+        clock,
+        dying,
+        a,
+        b,
+    }
+}
+
 /// A new user with an email claim and an event.
 fn new_user(id: &str, email: &str) -> Transaction {
     let mut transaction = Transaction::default();
@@ -118,11 +142,13 @@ async fn a_commit_takes_claims_then_rows_then_the_slot_then_decides_then_applies
 
 #[tokio::test]
 async fn a_crash_after_the_commit_point_is_finished_by_the_next_reader() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster,
+        clock: _,
+        dying,
+        a,
+        b,
+    } = instances().await;
     dying.die_after_sending(Stmt::TxnCommit);
     let info = a
         .commit(new_user("u1", "e1@x"))
@@ -153,11 +179,13 @@ async fn a_crash_after_the_commit_point_is_finished_by_the_next_reader() {
 
 #[tokio::test]
 async fn a_crash_after_the_commit_point_is_delivered_by_the_outbox_reader_alone() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster,
+        clock: _,
+        dying,
+        a,
+        b,
+    } = instances().await;
     dying.die_after_sending(Stmt::TxnCommit);
     a.commit(new_user("u1", "e1@x")).await.expect("committed");
     let events = b
@@ -181,11 +209,13 @@ async fn a_crash_after_the_commit_point_is_delivered_by_the_outbox_reader_alone(
 #[tokio::test]
 async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_is_cleared_after_the_grace_period()
  {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster,
+        clock,
+        dying,
+        a,
+        b,
+    } = instances().await;
     dying.die_after_sending(Stmt::OutboxAppend);
     assert!(matches!(
         a.commit(new_user("u1", "e1@x")).await,
@@ -250,11 +280,13 @@ async fn a_crash_before_the_commit_point_leaves_nothing_visible_and_is_cleared_a
 
 #[tokio::test]
 async fn an_outbox_reader_stops_at_a_slot_in_flight_so_it_never_skips_an_event() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster: _,
+        clock,
+        dying,
+        a,
+        b,
+    } = instances().await;
     b.commit(new_user("u0", "e0")).await.expect("first");
     dying.die_after_sending(Stmt::OutboxAppend);
     a.commit(new_user("u1", "e1")).await.expect_err("dies");
@@ -380,11 +412,13 @@ async fn whole_table_scans_page_through_every_partition_once() {
 
 #[tokio::test]
 async fn a_row_read_before_its_transaction_finished_reads_as_it_is_now() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster,
+        clock,
+        dying,
+        a,
+        b,
+    } = instances().await;
     dying.die_after_sending(Stmt::TxnCommit);
     a.commit(new_user("u1", "e1")).await.expect("committed");
     // A reader took the row while it was still held...
@@ -408,11 +442,13 @@ async fn a_row_read_before_its_transaction_finished_reads_as_it_is_now() {
 
 #[tokio::test]
 async fn a_release_is_held_until_its_transaction_is_decided() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster,
+        clock: _,
+        dying,
+        a,
+        b,
+    } = instances().await;
     b.commit(new_user("u1", "old@x")).await.expect("u1");
     // u1 moves from old@x to new@x; its instance dies right after the commit point.
     let mut change = Transaction::default();
@@ -463,11 +499,13 @@ async fn a_release_is_held_until_its_transaction_is_decided() {
 
 #[tokio::test]
 async fn the_head_is_the_last_delivered_event() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster: _,
+        clock,
+        dying,
+        a,
+        b,
+    } = instances().await;
     let first = b
         .commit(new_user("u1", "e1"))
         .await
@@ -660,11 +698,13 @@ async fn an_item_whose_lwt_timed_out_after_landing_is_cleared_at_once() {
 
 #[tokio::test]
 async fn a_release_does_not_wait_for_another_owners_claim_in_flight() {
-    let cluster = SimCql::new();
-    let clock = manual_clock();
-    let dying = cluster.session();
-    let a = store_on(&dying, clock.clone()).await;
-    let b = store_on(&cluster.session(), clock.clone()).await;
+    let Instances {
+        cluster: _,
+        clock: _,
+        dying,
+        a,
+        b,
+    } = instances().await;
     b.commit(new_user("u1", "mine@x")).await.expect("u1");
     dying.die_after_sending(Stmt::ClaimInsert);
     a.commit(new_user("u2", "theirs@x"))
