@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::Layer;
 
+use crate::actors::dispatcher::{DispatchSettings, DispatcherContext};
 use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::publisher::PublisherContext;
@@ -24,6 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, parse_nets};
 use crate::crypto::PiiVault;
 use crate::domain::location::LocationTypes;
+use crate::domain::otp::OtpPolicy;
 use crate::domain::rules::PasswordPolicy;
 use crate::domain::signin::LockoutPolicy;
 use crate::engines::{self, Engines};
@@ -41,7 +43,9 @@ use crate::services::locations::LocationService;
 use crate::services::network::{
     AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
 };
+use crate::services::notifications::{NotificationOptions, NotificationService};
 use crate::services::organisations::OrgService;
+use crate::services::otp::OtpService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
@@ -174,11 +178,22 @@ impl Application {
                         lease_ttl_ms: settings.store.lease_ttl_ms,
                     })
                 }),
+            dispatcher_context: Arc::new(DispatcherContext {
+                store: Arc::clone(&engines.uncached_store),
+                vault: vault.clone(),
+                email: Arc::clone(&engines.email),
+                sms: Arc::clone(&engines.sms),
+                clock: Arc::clone(&clock),
+                instance: instance.clone(),
+                lease_ttl_ms: settings.store.lease_ttl_ms,
+                settings: dispatch_settings(&settings),
+            }),
             call_timeout,
         })
         .await?;
 
         seed::seed_reference_data(&engines.store, &settings, clock.as_ref()).await?;
+        seed::seed_templates(&engines.store).await?;
         let admin_user_id =
             seed::seed_admin(&engines.store, &tree.user_owners, &settings, &vault).await?;
 
@@ -265,6 +280,32 @@ impl Application {
             settings.gateway_consumer_key()?,
             settings.gateway.require_api_key,
         );
+        let notifications = NotificationService::new(
+            Arc::clone(&engines.store),
+            users.clone(),
+            users.vault().clone(),
+            Arc::clone(&clock),
+            NotificationOptions {
+                max_recipients: settings.notifications.max_recipients,
+                installation_name: settings.notifications.installation_name.clone(),
+                message_id_domain: settings.notifications.message_id_domain.clone(),
+                default_country_code: settings.users.default_country_code.clone(),
+            },
+        );
+        let otp = OtpService::new(
+            Arc::clone(&engines.store),
+            users.vault().clone(),
+            Arc::clone(&clock),
+            OtpPolicy {
+                length: settings.otp.length,
+                ttl_ms: settings.otp.ttl_seconds * 1000,
+                allowed_attempts: settings.otp.allowed_attempts,
+                per_hour: settings.otp.per_hour,
+                per_day: settings.otp.per_day,
+            },
+            notifications.clone(),
+            settings.users.default_country_code.clone(),
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -282,6 +323,8 @@ impl Application {
             settings: system_settings,
             data_sync,
             signin,
+            notifications,
+            otp,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
@@ -323,6 +366,11 @@ impl Application {
     /// The indexer's client: tests wait for the index to catch up with it.
     pub fn indexer(&self) -> crate::actors::indexer::IndexerClient {
         self.tree.indexer.clone()
+    }
+
+    /// The notification dispatcher's client: tests make it deliver now.
+    pub fn dispatcher(&self) -> crate::actors::dispatcher::DispatcherClient {
+        self.tree.dispatcher.clone()
     }
 
     /// The credential other services present on the internal listener.
@@ -511,5 +559,20 @@ fn signin_options(settings: &Settings) -> SignInOptions {
             failure_reset_ms: brute_force.failure_reset_seconds * 1000,
             permanent: brute_force.permanent_lockout,
         },
+    }
+}
+
+/// How the dispatcher addresses and retries messages (`[notifications]`).
+fn dispatch_settings(settings: &Settings) -> DispatchSettings {
+    let notifications = &settings.notifications;
+    DispatchSettings {
+        from: notifications.from.clone(),
+        message_id_domain: notifications.message_id_domain.clone(),
+        retry: crate::domain::notification::RetryPolicy {
+            max_attempts: notifications.max_attempts,
+            base_ms: notifications.retry_base_ms,
+            max_ms: notifications.retry_max_ms,
+        },
+        concurrency: notifications.concurrency,
     }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub signin: SignInConfig,
     pub gateway: GatewayConfig,
     pub captcha: CaptchaConfig,
+    pub notifications: NotificationSettings,
+    pub otp: OtpSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -372,6 +374,107 @@ impl std::fmt::Debug for EventSettings {
     }
 }
 
+/// `[notifications]`: email and SMS delivery.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    pub email_engine: EmailEngine,
+    pub from: String,
+    pub message_id_domain: String,
+    pub installation_name: String,
+    pub max_recipients: usize,
+    pub max_attempts: u32,
+    pub retry_base_ms: i64,
+    pub retry_max_ms: i64,
+    pub concurrency: usize,
+    pub smtp: SmtpSettings,
+    pub sms: SmsSettings,
+}
+
+/// `[notifications] email_engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailEngine {
+    /// One `.eml` per message under `<data_dir>/mail`.
+    File,
+    Smtp,
+}
+
+/// `[notifications.smtp]`.
+#[derive(Clone, Deserialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurityMode,
+    pub username: String,
+    pub password: String,
+    pub timeout_ms: u64,
+    pub pool_size: u32,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurityMode {
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[notifications.sms]`.
+#[derive(Clone, Deserialize)]
+pub struct SmsSettings {
+    pub engine: SmsEngine,
+    pub url: String,
+    pub auth_key: String,
+    pub sender: String,
+    pub route: String,
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for SmsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsSettings")
+            .field("engine", &self.engine)
+            .field("url", &self.url)
+            .field("auth_key", &"<redacted>")
+            .field("sender", &self.sender)
+            .field("route", &self.route)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsEngine {
+    /// One JSON line per SMS in `<data_dir>/sms/sent.jsonl`.
+    File,
+    Http,
+}
+
+/// `[otp]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OtpSettings {
+    pub length: usize,
+    pub ttl_seconds: i64,
+    pub allowed_attempts: u32,
+    pub per_hour: u32,
+    pub per_day: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActorSettings {
     pub user_owner_workers: usize,
@@ -540,6 +643,7 @@ impl Settings {
                 ));
             }
         }
+        self.validate_notifications()?;
         if self.search.engine == SearchEngine::Elasticsearch {
             let elasticsearch = &self.search.elasticsearch;
             if elasticsearch.url.is_empty() {
@@ -717,6 +821,42 @@ impl Settings {
             .map_err(|e| invalid("locations.types", e.to_string()))?;
         if self.sync.rebuild_timeout_seconds == 0 {
             return Err(invalid("sync.rebuild_timeout_seconds", "must be positive"));
+        }
+        Ok(())
+    }
+
+    fn validate_notifications(&self) -> Result<(), ConfigError> {
+        let notifications = &self.notifications;
+        if notifications.email_engine == EmailEngine::Smtp && notifications.smtp.host.is_empty() {
+            return Err(invalid(
+                "notifications.smtp.host",
+                "must be set when notifications.email_engine is \"smtp\"",
+            ));
+        }
+        if notifications.sms.engine == SmsEngine::Http && notifications.sms.url.is_empty() {
+            return Err(invalid(
+                "notifications.sms.url",
+                "must be set when notifications.sms.engine is \"http\"",
+            ));
+        }
+        if notifications.max_attempts == 0
+            || notifications.concurrency == 0
+            || notifications.retry_base_ms <= 0
+            || notifications.retry_max_ms < notifications.retry_base_ms
+        {
+            return Err(invalid(
+                "notifications.max_attempts",
+                "max_attempts, concurrency and retry_base_ms must be positive, retry_max_ms at least retry_base_ms",
+            ));
+        }
+        if !(4..=10).contains(&self.otp.length) {
+            return Err(invalid("otp.length", "must be 4 to 10 digits"));
+        }
+        if self.otp.ttl_seconds <= 0 || self.otp.allowed_attempts == 0 {
+            return Err(invalid(
+                "otp.ttl_seconds",
+                "ttl_seconds and allowed_attempts must be positive",
+            ));
         }
         Ok(())
     }

@@ -11,7 +11,10 @@ use crate::cache::rate::{FallbackRateCounter, LocalRateCounter, RateCounter};
 use crate::cache::redis_cache::RedisCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
+use crate::config::{EmailEngine, SmsEngine, SmtpSecurityMode};
+use crate::notify::email::{EmailSender, FileSender, SmtpOptions, SmtpSecurity, SmtpSender};
 use crate::notify::redis_stream::RedisStreamSink;
+use crate::notify::sms::{FileSmsSender, HttpSmsOptions, HttpSmsSender, SmsSender};
 use crate::search::SearchIndex;
 use crate::search::elasticsearch::{ElasticsearchIndex, ElasticsearchOptions};
 use crate::search::tantivy_index::TantivyIndex;
@@ -32,6 +35,9 @@ pub struct Engines {
     pub search: Arc<dyn SearchIndex>,
     /// Where rate limits are counted: in process, or on the Redis of the cache engine.
     pub rate_counter: Arc<dyn RateCounter>,
+    /// Where email and SMS go (`[notifications]`).
+    pub email: Arc<dyn EmailSender>,
+    pub sms: Arc<dyn SmsSender>,
 }
 
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -223,10 +229,63 @@ pub async fn open_around(
         .with_access_ttl(Duration::from_secs(settings.cache.access_ttl_seconds)),
     );
     let search = open_search(settings).await?;
+    let (email, sms) = open_senders(settings)?;
     Ok(Engines {
         store,
         uncached_store,
         search,
         rate_counter,
+        email,
+        sms,
     })
+}
+
+/// The email and SMS engines of `[notifications]`.
+pub fn open_senders(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn EmailSender>, Arc<dyn SmsSender>)> {
+    let notifications = &settings.notifications;
+    let email: Arc<dyn EmailSender> = match notifications.email_engine {
+        EmailEngine::File => Arc::new(
+            FileSender::new(settings.data_dir.join("mail"))
+                .map_err(|e| anyhow::anyhow!("cannot make the mail directory: {e}"))?,
+        ),
+        EmailEngine::Smtp => {
+            let smtp = &notifications.smtp;
+            Arc::new(
+                SmtpSender::new(&SmtpOptions {
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    security: match smtp.security {
+                        SmtpSecurityMode::Starttls => SmtpSecurity::StartTls,
+                        SmtpSecurityMode::Tls => SmtpSecurity::Tls,
+                        SmtpSecurityMode::None => SmtpSecurity::None,
+                    },
+                    username: smtp.username.clone(),
+                    password: smtp.password.clone(),
+                    timeout: Duration::from_millis(smtp.timeout_ms.max(1)),
+                    pool_size: smtp.pool_size,
+                })
+                .map_err(|e| anyhow::anyhow!("invalid `notifications.smtp`: {e}"))?,
+            )
+        }
+    };
+    let sms_settings = &notifications.sms;
+    let sms: Arc<dyn SmsSender> = match sms_settings.engine {
+        SmsEngine::File => Arc::new(
+            FileSmsSender::new(settings.data_dir.join("sms").join("sent.jsonl"))
+                .map_err(|e| anyhow::anyhow!("cannot make the sms directory: {e}"))?,
+        ),
+        SmsEngine::Http => Arc::new(
+            HttpSmsSender::new(HttpSmsOptions {
+                url: sms_settings.url.clone(),
+                auth_key: sms_settings.auth_key.clone(),
+                sender: sms_settings.sender.clone(),
+                route: sms_settings.route.clone(),
+                timeout: Duration::from_millis(sms_settings.timeout_ms.max(1)),
+            })
+            .map_err(|e| anyhow::anyhow!("invalid `notifications.sms`: {e}"))?,
+        ),
+    };
+    Ok((email, sms))
 }

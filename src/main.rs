@@ -58,11 +58,35 @@ enum Command {
         #[command(subcommand)]
         command: ConsumerCommand,
     },
+    /// Outgoing email and SMS messages: their delivery state, and a retry of dead ones (with
+    /// the embedded store, run while the server is stopped).
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationsCommand,
+    },
     /// The store engine's schema (tables, indexes): safe to run at any time, also while
     /// instances serve.
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// One line per message, oldest first: id, channel, state, attempts, source, template,
+    /// created (UTC), last error. Never the address or the text.
+    List {
+        /// Only messages in this state: queued, retrying, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Queue dead messages again with a fresh attempt budget: the ids given, or every dead one.
+    Retry {
+        ids: Vec<String>,
+        /// Every dead message.
+        #[arg(long, conflicts_with = "ids")]
+        dead: bool,
     },
 }
 
@@ -154,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Reseal,
         } => reseal(settings).await,
+        Command::Notifications {
+            command: NotificationsCommand::List { state },
+        } => notifications_list(settings, state.as_deref()).await,
+        Command::Notifications {
+            command: NotificationsCommand::Retry { ids, dead },
+        } => notifications_retry(settings, ids, dead).await,
         Command::Schema {
             command: SchemaCommand::Apply,
         } => {
@@ -299,6 +329,69 @@ async fn consumer_create(settings: Settings, name: &str, groups: &[String]) -> a
     if !settings.gateway.require_api_key {
         eprintln!("note: [gateway] require_api_key is off: /api paths do not ask for keys yet");
     }
+    Ok(())
+}
+
+async fn notifications_list(settings: Settings, state: Option<&str>) -> anyhow::Result<()> {
+    use userorg::domain::notification::DeliveryState;
+    let state = match state {
+        Some(name) => Some(DeliveryState::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!("unknown state {name}: queued, retrying, delivered or dead")
+        })?),
+        None => None,
+    };
+    let store = userorg::engines::open_store(&settings).await?;
+    let messages = userorg::actors::dispatcher::list(&store, state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the notifications: {e}"))?;
+    for message in &messages {
+        let created = chrono::DateTime::from_timestamp_millis(message.created_ms)
+            .map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            message.id,
+            message.channel.name(),
+            message.state.name(),
+            message.attempts,
+            message.source,
+            message.template,
+            created,
+            message.last_error
+        );
+    }
+    eprintln!("{} messages", messages.len());
+    Ok(())
+}
+
+async fn notifications_retry(
+    settings: Settings,
+    ids: Vec<String>,
+    dead: bool,
+) -> anyhow::Result<()> {
+    use userorg::domain::notification::DeliveryState;
+    let store = userorg::engines::open_store(&settings).await?;
+    let ids = if dead {
+        userorg::actors::dispatcher::list(&store, Some(DeliveryState::Dead))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the notifications: {e}"))?
+            .into_iter()
+            .map(|message| message.id)
+            .collect()
+    } else if ids.is_empty() {
+        anyhow::bail!("give message ids, or --dead for every dead message");
+    } else {
+        ids
+    };
+    let mut revived = 0;
+    for id in &ids {
+        match userorg::actors::dispatcher::revive(&store, id).await {
+            Ok(true) => revived += 1,
+            Ok(false) => eprintln!("{id}: not dead, left alone"),
+            Err(error) => eprintln!("{id}: {error}"),
+        }
+    }
+    println!("queued {revived} messages again");
     Ok(())
 }
 

@@ -137,6 +137,35 @@ pub fn read_bootstrap_admin(data_dir: &Path) -> anyhow::Result<String> {
 
 /// Seeds roles, the custodian organisation and the system settings in one transaction, unless
 /// a previous start did.
+/// Puts each built-in message template the store lacks (a new store, or one from before a
+/// template existed), leaving the ones an operator changed alone.
+pub async fn seed_templates(store: &Arc<dyn Store>) -> anyhow::Result<usize> {
+    let mut transaction = Transaction::default();
+    for template in crate::notify::templates::defaults() {
+        if store
+            .get(Table::MessageTemplate, &template.name)
+            .await?
+            .is_none()
+        {
+            transaction.put(
+                Table::MessageTemplate,
+                template.name.clone(),
+                serde_json::to_value(&template)?,
+                Expect::Absent,
+            );
+        }
+    }
+    let added = transaction.writes.len();
+    if added == 0 {
+        return Ok(0);
+    }
+    match store.commit(transaction).await {
+        // Another instance seeded them at the same moment.
+        Ok(_) | Err(crate::storage::StoreError::Conflict { .. }) => Ok(added),
+        Err(error) => Err(error.into()),
+    }
+}
+
 pub async fn seed_reference_data(
     store: &Arc<dyn Store>,
     settings: &Settings,

@@ -11,6 +11,7 @@
 //! | redis | `USERORG_TEST_REDIS` | `redis://127.0.0.1:6379/`, started with `redis-server` |
 //! | elasticsearch | `USERORG_TEST_ELASTICSEARCH` | none (no server can be had on these machines) |
 //! | postgres | `USERORG_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:5432/test`, started with `pg_ctlcluster` |
+//! | smtp | `USERORG_TEST_SMTP_PYTHON` | a Python 3 with aiosmtpd (Debian `python3-aiosmtpd`), which tests start a real SMTP server with |
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -193,5 +194,36 @@ pub fn redis_server_program() -> Option<String> {
             &format!("redis-server --version exited with {}", output.status),
         ),
         Err(error) => skip("redis", &format!("no redis-server program: {error}")),
+    }
+}
+
+/// A Python 3 that has aiosmtpd, for tests that start a real SMTP server of their own
+/// (`tests/support/smtp_sink.py`), or `None` (skip) with the reason printed.
+pub fn smtp_python() -> Option<String> {
+    static FOUND: OnceLock<Result<String, String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let mut candidates: Vec<String> = Vec::new();
+        if let Ok(python) = std::env::var("USERORG_TEST_SMTP_PYTHON") {
+            candidates.push(python);
+        }
+        // Debian's own interpreter first: a version manager's `python3` on the PATH does not
+        // see Debian's packages.
+        candidates.extend(["/usr/bin/python3".to_string(), "python3".to_string()]);
+        for python in &candidates {
+            let has_it = std::process::Command::new(python)
+                .args(["-c", "import aiosmtpd"])
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if has_it {
+                return Ok(python.clone());
+            }
+        }
+        Err(format!(
+            "no Python with aiosmtpd among {candidates:?} (install python3-aiosmtpd)"
+        ))
+    });
+    match found {
+        Ok(python) => Some(python.clone()),
+        Err(reason) => skip("smtp", reason),
     }
 }

@@ -53,7 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "seed",
         &[
-            "domain", "clock", "crypto", "config", "storage", "actors", "services",
+            "domain", "clock", "crypto", "config", "storage", "notify", "actors", "services",
         ],
     ),
     (

@@ -185,6 +185,7 @@ async fn drain_outbox(state: &mut IndexerState) -> DomainResult<()> {
         let mut seen = HashSet::new();
         let targets: Vec<(Topic, String)> = records
             .into_iter()
+            .filter(|r| index_of(r.event.topic).is_some())
             .map(|r| (r.event.topic, r.event.entity_id))
             .filter(|key| seen.insert(key.clone()))
             .collect();
@@ -241,12 +242,13 @@ async fn apply(context: &IndexerContext, targets: &[(Topic, String)]) -> DomainR
     Ok(indexed)
 }
 
-/// The index an outbox topic feeds.
-fn index_of(topic: Topic) -> IndexName {
+/// The index an outbox topic feeds, if any (notifications have none).
+fn index_of(topic: Topic) -> Option<IndexName> {
     match topic {
-        Topic::User => IndexName::User,
-        Topic::Organisation => IndexName::Organisation,
-        Topic::Location => IndexName::Location,
+        Topic::User => Some(IndexName::User),
+        Topic::Organisation => Some(IndexName::Organisation),
+        Topic::Location => Some(IndexName::Location),
+        Topic::Notification => None,
     }
 }
 
@@ -263,14 +265,16 @@ async fn document_for(
     topic: Topic,
     id: &str,
 ) -> DomainResult<Option<IndexChange>> {
-    let index = index_of(topic);
+    let Some(index) = index_of(topic) else {
+        return Ok(None);
+    };
     let Some(row) = store.get(topic.table(), id).await? else {
         return Ok(Some(IndexChange::Delete(index, id.to_string())));
     };
     let source = match topic {
         Topic::User => user_document(store, &row.doc, id).await?,
         Topic::Organisation => organisation_document(row.doc),
-        Topic::Location => into_fields(row.doc),
+        Topic::Location | Topic::Notification => into_fields(row.doc),
     };
     Ok(Some(IndexChange::Upsert(
         index,
@@ -326,8 +330,10 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
         .await?
         .min(context.store.consumer_cursor(&consumer).await?);
     let mut total = 0u64;
-    for topic in Topic::ALL {
-        let (index, table) = (index_of(topic), topic.table());
+    for topic in Topic::INDEXED {
+        let (Some(index), table) = (index_of(topic), topic.table()) else {
+            continue;
+        };
         if !wanted(index) {
             continue;
         }
@@ -359,7 +365,7 @@ async fn rebuild(context: &IndexerContext, only: Option<IndexName>) -> DomainRes
         };
         let targets: Vec<(Topic, String)> = records
             .into_iter()
-            .filter(|record| wanted(index_of(record.event.topic)))
+            .filter(|record| index_of(record.event.topic).is_some_and(&wanted))
             .map(|record| (record.event.topic, record.event.entity_id))
             .collect();
         apply(context, &targets).await?;

@@ -8,6 +8,7 @@
 //!
 //! ractor's default supervision stops the parent when a child dies; the root overrides it.
 
+pub mod dispatcher;
 pub mod indexer;
 pub mod keyed;
 pub mod org_owner;
@@ -35,6 +36,8 @@ pub struct ActorSettings {
     pub indexer_context: Arc<IndexerContext>,
     /// The event publisher, when `[events] redis_stream` names a stream.
     pub publisher_context: Option<Arc<publisher::PublisherContext>>,
+    /// The notification dispatcher.
+    pub dispatcher_context: Arc<dispatcher::DispatcherContext>,
     pub call_timeout: Duration,
 }
 
@@ -43,6 +46,7 @@ pub struct Actors {
     pub user_owners: UserOwners,
     pub org_owners: OrgOwners,
     pub indexer: IndexerClient,
+    pub dispatcher: dispatcher::DispatcherClient,
     pub tree: ActorTree,
 }
 
@@ -69,6 +73,11 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         ),
         indexer::child_spec(Arc::clone(&settings.indexer_context), index.clone()),
     ];
+    let dispatch = ActorSlot::new();
+    specs.push(dispatcher::child_spec(
+        Arc::clone(&settings.dispatcher_context),
+        dispatch.clone(),
+    ));
     if let Some(context) = &settings.publisher_context {
         specs.push(publisher::child_spec(Arc::clone(context), ActorSlot::new()));
     }
@@ -78,6 +87,7 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         user_owners: UserOwners::new(users, timeout),
         org_owners: OrgOwners::new(orgs, timeout),
         indexer: IndexerClient::new(index, timeout),
+        dispatcher: dispatcher::DispatcherClient::new(dispatch, timeout),
         tree,
     })
 }
@@ -112,7 +122,7 @@ mod tests {
             }),
             org_owner_workers: 2,
             indexer_context: Arc::new(IndexerContext {
-                store,
+                store: Arc::clone(&store),
                 search,
                 clock: Arc::new(SystemClock),
                 instance: "test".into(),
@@ -120,6 +130,30 @@ mod tests {
                 lease_ttl_ms: 1_000,
             }),
             publisher_context: None,
+            dispatcher_context: Arc::new(dispatcher::DispatcherContext {
+                store: Arc::clone(&store),
+                vault: PiiVault::new(PiiCipher::new(&[1; 32]), BlindIndex::new(&[2; 32])),
+                email: Arc::new(
+                    crate::notify::email::FileSender::new(dir.path().join("mail")).expect("dir"),
+                ),
+                sms: Arc::new(
+                    crate::notify::sms::FileSmsSender::new(dir.path().join("sms.jsonl"))
+                        .expect("file"),
+                ),
+                clock: Arc::new(SystemClock),
+                instance: "test".into(),
+                lease_ttl_ms: 1_000,
+                settings: dispatcher::DispatchSettings {
+                    from: "no-reply@userorg.local".into(),
+                    message_id_domain: "userorg.local".into(),
+                    retry: crate::domain::notification::RetryPolicy {
+                        max_attempts: 3,
+                        base_ms: 10,
+                        max_ms: 100,
+                    },
+                    concurrency: 2,
+                },
+            }),
             call_timeout: Duration::from_secs(5),
         })
         .await

@@ -16,7 +16,7 @@ use super::supervisor::{ChildSpec, Restart};
 use crate::clock::Clock;
 use crate::notify::{EventSink, PublishedEvent};
 use crate::storage::consumer::OutboxConsumer;
-use crate::storage::{ConsumerMode, Store, StoreError};
+use crate::storage::{ConsumerMode, Store, StoreError, Topic};
 
 /// The outbox consumer name of the publisher.
 pub const PUBLISHER_CONSUMER: &str = "event-publisher";
@@ -141,8 +141,10 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
             return Ok(());
         };
         let last = records.last().map(|r| r.cursor.clone()).unwrap_or_default();
+        // Notifications are the dispatcher's work, not domain events.
         let events: Vec<PublishedEvent> = records
             .into_iter()
+            .filter(|record| record.event.topic != Topic::Notification)
             .map(|record| PublishedEvent {
                 topic: record.event.topic.name().to_string(),
                 entity_id: record.event.entity_id,
@@ -151,7 +153,9 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
                 order: order_of(record.cursor.as_bytes()),
             })
             .collect();
-        state.context.sink.publish(&events).await?;
+        if !events.is_empty() {
+            state.context.sink.publish(&events).await?;
+        }
         match consumer.acknowledge(&last, state.context.now_ms()).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost(_)) => {

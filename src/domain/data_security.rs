@@ -102,6 +102,7 @@ pub fn validate_policy(policy: &Map<String, Value>) -> DomainResult<DataSecurity
             status: ErrorCode::invalidSecurityLevel.status(),
             result: Map::new(),
             bare: false,
+            legacy: None,
         }));
     };
     let tenant_text = level_text(tenant_value);

@@ -142,6 +142,9 @@ pub struct RuleError {
     /// Answered with the bare key (`0028`), without `UOS_` and the operation code: where
     /// Sunbird's actor tells the client its exception itself, no wrapper adds them.
     pub bare: bool,
+    /// Sunbird's legacy name answered as `params.err` and `params.status` instead (its
+    /// `handleBackwardCompatibility` on a few v1 routes, e.g. `OTP_VERIFICATION_FAILED`).
+    pub legacy: Option<&'static str>,
 }
 
 /// What services and actors answer with when something is not right.
@@ -165,6 +168,7 @@ impl DomainError {
             status: code.status(),
             result: serde_json::Map::new(),
             bare: false,
+            legacy: None,
         })
     }
 
@@ -176,6 +180,7 @@ impl DomainError {
             status: code.status(),
             result: serde_json::Map::new(),
             bare: false,
+            legacy: None,
         })
     }
 
@@ -184,6 +189,18 @@ impl DomainError {
         match self {
             DomainError::Rule(mut rule) => {
                 rule.bare = true;
+                DomainError::Rule(rule)
+            }
+            other => other,
+        }
+    }
+
+    /// The same rule answered with Sunbird's legacy name when it is `code` (see
+    /// [`RuleError::legacy`]); other errors pass unchanged.
+    pub fn legacy_name(self, code: ErrorCode, name: &'static str) -> Self {
+        match self {
+            DomainError::Rule(mut rule) if rule.code == code => {
+                rule.legacy = Some(name);
                 DomainError::Rule(rule)
             }
             other => other,

@@ -21,6 +21,9 @@ pub enum Kind {
     Text(usize),
     /// A list of at most `max` items (the route checks what the items are).
     List(usize),
+    /// A list of at most `items` items, or one line of at most `chars` characters: `subject`
+    /// is a user's list of subjects and an email's subject line.
+    ListOrLine { items: usize, chars: usize },
     /// An object of at most `depth` levels (the object itself counts as one).
     Map(usize),
     /// A boolean, or Sunbird's `"true"`/`"false"` strings.
@@ -74,7 +77,13 @@ pub const FIELDS: &[FieldRule] = &[
     rule("profileSummary", Kind::Text(4096)),
     rule("location", NAME),
     rule("grade", Kind::List(64)),
-    rule("subject", Kind::List(64)),
+    rule(
+        "subject",
+        Kind::ListOrLine {
+            items: 64,
+            chars: 998,
+        },
+    ),
     rule("webPages", Kind::List(32)),
     rule("userType", LABEL),
     rule("userSubType", LABEL),
@@ -226,6 +235,13 @@ fn check_known(field: &str, kind: Kind, value: &Value) -> DomainResult<()> {
             check_nested(field, value, 2, MAX_DEPTH)
         }
         (Kind::List(_), _) => Err(DomainError::data_type(field, "List")),
+        (Kind::ListOrLine { chars, .. }, Value::String(text)) => {
+            check_string(field, text, chars, true)
+        }
+        (Kind::ListOrLine { items, .. }, Value::Array(_)) => {
+            check_known(field, Kind::List(items), value)
+        }
+        (Kind::ListOrLine { .. }, _) => Err(DomainError::data_type(field, "List")),
         (Kind::Map(depth), Value::Object(_)) => check_nested(field, value, 1, depth),
         (Kind::Map(_), _) => Err(DomainError::data_type(field, "Map")),
         (Kind::Bool, Value::Bool(_)) => Ok(()),

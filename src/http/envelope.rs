@@ -26,6 +26,9 @@ pub enum EnvelopeBody {
         result: Map<String, Value>,
         /// `params.err` is the key alone (see [`crate::domain::RuleError::bare`]).
         bare: bool,
+        /// `params.err` and `params.status` are this legacy name (see
+        /// [`crate::domain::RuleError::legacy`]).
+        legacy: Option<&'static str>,
     },
 }
 
@@ -60,10 +63,11 @@ pub type ApiResponse = Result<ApiResult, ApiError>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut bare = false;
+        let (mut bare, mut legacy) = (false, None);
         let (code, message, status, result, cause) = match self.0 {
             DomainError::Rule(rule) => {
                 bare = rule.bare;
+                legacy = rule.legacy;
                 (rule.code, rule.message, rule.status, rule.result, None)
             }
             DomainError::Unavailable(what) => (
@@ -95,6 +99,7 @@ impl IntoResponse for ApiError {
             message,
             result,
             bare,
+            legacy,
         });
         if let Some(cause) = cause {
             response
@@ -226,16 +231,17 @@ pub fn render(
             message,
             result,
             bare,
+            legacy,
         } => (
             Params {
                 resmsgid: request_id,
                 msgid: request_id,
-                err: Some(if *bare {
-                    code.key().to_string()
-                } else {
-                    error_code_text(*code, operation)
+                err: Some(match legacy {
+                    Some(name) => name.to_string(),
+                    None if *bare => code.key().to_string(),
+                    None => error_code_text(*code, operation),
                 }),
-                status: "FAILED",
+                status: legacy.unwrap_or("FAILED"),
                 errmsg: Some(message),
             },
             result,
@@ -299,6 +305,7 @@ mod tests {
             message: "Invalid request data".into(),
             result: Map::new(),
             bare: false,
+            legacy: None,
         };
         let bytes = render("/v1/user/create", "req-2", 400, &failure, Some("USR"));
         let failure: Value = serde_json::from_slice(&bytes).expect("json");

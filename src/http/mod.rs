@@ -11,6 +11,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod locations;
+pub mod notifications;
 pub mod oidc;
 pub mod orgs;
 pub mod policy;
@@ -41,7 +42,9 @@ use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::network::{NetworkPolicy, Side};
+use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
+use crate::services::otp::OtpService;
 use crate::services::preferences::PreferenceService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
@@ -85,6 +88,8 @@ pub struct AppInner {
     pub settings: SettingsService,
     pub data_sync: DataSyncService,
     pub signin: SignInService,
+    pub notifications: NotificationService,
+    pub otp: OtpService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -156,6 +161,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(settings::routes());
     all.extend(data_sync::routes());
     all.extend(oidc::routes());
+    all.extend(notifications::routes());
     all
 }
 
@@ -515,6 +521,7 @@ fn envelope_for_bare_status(status: StatusCode) -> (StatusCode, EnvelopeBody) {
             message,
             result: serde_json::Map::new(),
             bare: false,
+            legacy: None,
         },
     )
 }

@@ -114,6 +114,15 @@ pub const POLICY: &[(&str, Audience)] = &[
         Audience::Admin,
     ),
     ("/auth/v1/refresh/token", Audience::Anyone),
+    // Email and SMS to any address: administrators (ORG_ADMIN within its tenants) and services.
+    ("/v1/notification/email", Audience::TenantAdmin),
+    ("/private/user/v1/notification/email", Audience::Service),
+    ("/v2/notification", Audience::Admin),
+    // OTPs go to the key given (rate-limited per key), and prove only its possession.
+    ("/v1/otp/generate", Audience::Anyone),
+    ("/v2/otp/generate", Audience::Anyone),
+    ("/v1/otp/verify", Audience::Anyone),
+    ("/v2/otp/verify", Audience::Anyone),
 ];
 
 /// The audience of a route template.

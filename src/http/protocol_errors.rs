@@ -70,6 +70,7 @@ fn enveloped_answer(status: u16) -> Vec<u8> {
         message: message.to_string(),
         result: serde_json::Map::new(),
         bare: false,
+        legacy: None,
     };
     let request_id = uuid::Uuid::new_v4().to_string();
     let body = render("/", &request_id, status, &body, None);

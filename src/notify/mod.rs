@@ -1,8 +1,12 @@
-//! What leaves the service for the outside: today the publication of domain events to a Redis
-//! stream (`[events]`), for consumers outside userorg; email and SMS notifications come here
-//! too. Every sink is a trait, fed by an outbox consumer in the actors layer.
+//! What leaves the service for the outside: domain events published to a Redis stream
+//! (`[events]`), for consumers outside userorg, and email and SMS messages (`[notifications]`),
+//! with the templates they are rendered from. Every sink is a trait, fed by an outbox consumer
+//! in the actors layer (the publisher, the notification dispatcher).
 
+pub mod email;
 pub mod redis_stream;
+pub mod sms;
+pub mod templates;
 
 use async_trait::async_trait;
 

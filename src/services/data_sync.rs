@@ -42,7 +42,9 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
             Some(Topic::User) => (Topic::User, IndexName::User),
             Some(Topic::Organisation) => (Topic::Organisation, IndexName::Organisation),
             Some(Topic::Location) => (Topic::Location, IndexName::Location),
-            None => return Err(DomainError::rule(ErrorCode::invalidObjectType, &[])),
+            Some(Topic::Notification) | None => {
+                return Err(DomainError::rule(ErrorCode::invalidObjectType, &[]));
+            }
         },
         Some(_) => return Err(DomainError::rule(ErrorCode::invalidObjectType, &[])),
     };

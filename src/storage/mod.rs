@@ -88,10 +88,20 @@ pub enum Table {
     ApiCredential,
     /// Facts about the store itself, such as which keys its values are sealed with.
     Meta,
+    /// Outgoing email and SMS messages with their delivery state
+    /// (`domain::notification::NotificationRecord`), by id.
+    Notification,
+    /// The messages waiting for a retry, by id: the dispatcher's work list, small however
+    /// long the delivered history grows.
+    NotificationDue,
+    /// Email and SMS templates (Sunbird `email_template`), by name or `name␟tenantId`.
+    MessageTemplate,
+    /// One-time passwords (`code␟token`) and the sends per key (`sends␟token`).
+    Otp,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 21] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -109,6 +119,10 @@ impl Table {
         Table::ApiConsumer,
         Table::ApiCredential,
         Table::Meta,
+        Table::Notification,
+        Table::NotificationDue,
+        Table::MessageTemplate,
+        Table::Otp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -130,6 +144,10 @@ impl Table {
             Table::ApiConsumer => "api_consumer",
             Table::ApiCredential => "api_credential",
             Table::Meta => "userorg_meta",
+            Table::Notification => "notification",
+            Table::NotificationDue => "notification_due",
+            Table::MessageTemplate => "email_template",
+            Table::Otp => "otp",
         }
     }
 }
@@ -235,18 +253,27 @@ pub struct Claim {
     pub owner: String,
 }
 
-/// The streams of the change outbox, one per kind of entity whose derived views (search
-/// documents) follow the store.
+/// The streams of the change outbox: one per kind of entity whose derived views (search
+/// documents) follow the store, and the notifications to deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Topic {
     User,
     Organisation,
     Location,
+    /// A message recorded in `notification`, for the dispatcher.
+    Notification,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::User, Topic::Organisation, Topic::Location];
+    pub const ALL: [Topic; 4] = [
+        Topic::User,
+        Topic::Organisation,
+        Topic::Location,
+        Topic::Notification,
+    ];
+    /// The topics whose entities have a search index.
+    pub const INDEXED: [Topic; 3] = [Topic::User, Topic::Organisation, Topic::Location];
 
     /// The name on the wire and in `/v1/data/sync`'s `objectType`.
     pub fn name(self) -> &'static str {
@@ -254,6 +281,7 @@ impl Topic {
             Topic::User => "user",
             Topic::Organisation => "organisation",
             Topic::Location => "location",
+            Topic::Notification => "notification",
         }
     }
 
@@ -267,6 +295,7 @@ impl Topic {
             Topic::User => Table::User,
             Topic::Organisation => Table::Organisation,
             Topic::Location => Table::Location,
+            Topic::Notification => Table::Notification,
         }
     }
 }

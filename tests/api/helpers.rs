@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use userorg::actors::dispatcher::DispatcherClient;
 use userorg::actors::indexer::IndexerClient;
 use userorg::app::Application;
 use userorg::auth::{LocalSigner, MintClaims};
@@ -191,6 +192,7 @@ pub struct TestApp {
     /// The service credential the internal listener asks for.
     pub service_credential: String,
     indexer: IndexerClient,
+    dispatcher: DispatcherClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     /// The store under the app, to check that a stopped app let go of it.
@@ -326,6 +328,11 @@ impl TestApp {
         Self::start_in(dir, &[]).await
     }
 
+    /// Starts an app on a data dir an earlier one left ([`TestApp::stop_keeping_data`]).
+    pub async fn start_again(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> TestApp {
+        Self::start_in(dir, extra_env).await
+    }
+
     async fn start_in(dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> TestApp {
         let data_dir = dir.path().join("data");
         let mut env: HashMap<String, String> = HashMap::new();
@@ -361,6 +368,8 @@ impl TestApp {
             uncached_store: faulty(opened.uncached_store),
             search: Arc::new(search),
             rate_counter: opened.rate_counter,
+            email: opened.email,
+            sms: opened.sms,
         };
         let clock = Arc::new(ManualClock::at(chrono::Local::now()));
         let app = Application::build_with(settings, engines, clock.clone())
@@ -371,6 +380,7 @@ impl TestApp {
         let signer = app.signer().expect("the local signer is on").clone();
         let admin_id = app.admin_user_id().expect("a bootstrap admin").to_string();
         let indexer = app.indexer();
+        let dispatcher = app.dispatcher();
         let service_credential = app.service_credential().reveal().to_string();
         crate::canary::remember_secret(&service_credential);
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -395,6 +405,7 @@ impl TestApp {
             admin_id: admin_id.clone(),
             service_credential,
             indexer,
+            dispatcher,
             store,
             shutdown: Some(shutdown),
             handle: Some(handle),
@@ -402,6 +413,44 @@ impl TestApp {
         };
         test_app.admin_token = test_app.token_for(&admin_id);
         test_app
+    }
+
+    /// The app's data dir.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// Runs a delivery round of the notification dispatcher now and waits for it.
+    pub async fn deliver(&self) {
+        self.dispatcher.flush().await.expect("a delivery round");
+    }
+
+    /// Every email the file engine wrote to `address`, decoded, oldest first.
+    pub async fn mails_to(&self, address: &str) -> Vec<crate::mail::Mail> {
+        self.deliver().await;
+        crate::mail::read_dir(&self.data_dir().join("mail"))
+            .into_iter()
+            .filter(|mail| mail.to == address)
+            .collect()
+    }
+
+    /// The newest code emailed to `address`.
+    pub async fn otp_mailed_to(&self, address: &str) -> String {
+        let mails = self.mails_to(address).await;
+        let mail = mails
+            .last()
+            .unwrap_or_else(|| panic!("no mail to {address}"));
+        crate::mail::code_in(&mail.body).unwrap_or_else(|| panic!("no code in {}", mail.body))
+    }
+
+    /// Every SMS the file engine wrote, as JSON objects, in order.
+    pub async fn sms_sent(&self) -> Vec<Value> {
+        self.deliver().await;
+        std::fs::read_to_string(self.data_dir().join("sms/sent.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
     }
 
     /// Stops the server and hands over its data dir (`<dir>/data`), for tools run afterwards.

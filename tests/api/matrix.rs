@@ -478,6 +478,41 @@ impl World {
                 route.replace("{realm}", "sunbird").replace("{user_id}", &t),
                 Payload::Empty,
             ),
+            "/v1/notification/email" | "/private/user/v1/notification/email" => call(
+                M::POST,
+                route,
+                body(json!({"subject": "Matrix", "body": "Hello", "recipientUserIds": [t]})),
+            ),
+            "/v2/notification" => call(
+                M::POST,
+                route,
+                body(
+                    json!({"notifications": [{"mode": "email", "ids": [target.email],
+                    "template": {"data": "Hello"}}]}),
+                ),
+            ),
+            "/v1/otp/generate" | "/v2/otp/generate" => call(
+                M::POST,
+                route,
+                body(json!({"key": unique_email(), "type": "email"})),
+            ),
+            "/v1/otp/verify" | "/v2/otp/verify" => {
+                let email = unique_email();
+                self.app
+                    .post(
+                        "/v2/otp/generate",
+                        json!({"key": email, "type": "email"}),
+                        None,
+                    )
+                    .await
+                    .assert_ok();
+                let otp = self.app.otp_mailed_to(&email).await;
+                call(
+                    M::POST,
+                    route,
+                    body(json!({"key": email, "type": "email", "otp": otp})),
+                )
+            }
             "/auth/v1/refresh/token" => {
                 let tokens = self.signed_in().await;
                 call(

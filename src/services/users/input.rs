@@ -208,6 +208,10 @@ fn copy_profile(body: &Body) -> DomainResult<Map<String, Value>> {
             {
                 return Err(DomainError::data_type(field, "String"));
             }
+            // The field table lets `subject` be one line too (an email's subject).
+            if *field == "subject" && !(value.is_array() || value.is_null()) {
+                return Err(DomainError::data_type(field, "List"));
+            }
             let value = match value {
                 Value::String(s) => Value::String(s.trim().to_string()),
                 other => other.clone(),

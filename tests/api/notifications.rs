@@ -1,0 +1,343 @@
+//! Email and SMS through the real router and the dispatcher: `/v1/notification/email` and
+//! `/v2/notification` with their rules, delivery to a real SMTP server (aiosmtpd) that is
+//! down and then up, a permanent refusal to the dead letters and `userorg notifications retry`.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, unique_email, unique_phone};
+use crate::mail::SmtpSink;
+
+fn email_request(recipients: &[String]) -> Value {
+    json!({
+        "subject": "Exam dates",
+        "body": "<p>The exams start on <b>Monday</b>.</p>",
+        "recipientEmails": recipients,
+    })
+}
+
+fn env_of(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_email_route_sends_one_message_per_recipient() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (unique_email(), unique_email());
+    let c = unique_email();
+    let user = app
+        .create_user(json!({"firstName": "Chitra", "email": c}))
+        .await;
+    let mut request = email_request(&[a.clone(), b.clone(), a.to_uppercase()]);
+    request["recipientUserIds"] = json!([user]);
+    let reply = app
+        .post("/v1/notification/email", request, Some(&app.admin_token))
+        .await;
+    assert_eq!(reply.assert_ok(), &json!({"response": "SUCCESS"}));
+    for address in [&a, &b, &c] {
+        let mails = app.mails_to(address).await;
+        assert_eq!(mails.len(), 1, "one message to {address}");
+        assert_eq!(mails[0].subject, "Exam dates");
+        assert!(
+            mails[0]
+                .body
+                .contains("<p>The exams start on <b>Monday</b>.</p>"),
+            "{}",
+            mails[0].body
+        );
+        assert!(
+            mails[0].message_id.ends_with("@userorg.local>"),
+            "{}",
+            mails[0].message_id
+        );
+    }
+    assert!(app.mails_to(&c).await[0].body.contains("Hello Chitra,"));
+    assert!(app.mails_to(&a).await[0].body.contains("Hello User,"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sms_mode_sends_the_body_to_phones() {
+    let app = TestApp::spawn().await;
+    let phone = unique_phone();
+    let reply = app
+        .post(
+            "/v1/notification/email",
+            json!({"mode": "sms", "body": "School is closed today", "recipientPhones": [phone]}),
+            Some(&app.admin_token),
+        )
+        .await;
+    reply.assert_ok();
+    let sent = app.sms_sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["to"], format!("+91{phone}"));
+    assert_eq!(sent[0]["body"], "School is closed today");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() {
+    let app = TestApp::spawn_with(&[("USERORG__NOTIFICATIONS__MAX_RECIPIENTS", "2")]).await;
+    let admin = Some(app.admin_token.as_str());
+    let plain = app
+        .create_user(json!({"firstName": "Plain", "email": unique_email()}))
+        .await;
+    let plain_token = app.token_for(&plain);
+    let ok = email_request(&[unique_email()]);
+    app.post("/v1/notification/email", ok.clone(), None)
+        .await
+        .assert_error(401, "UOS_0070", "You are not authorized.");
+    app.post("/v1/notification/email", ok.clone(), Some(&plain_token))
+        .await
+        .assert_error(
+            403,
+            "UOS_EMLSRVC0071",
+            "You are forbidden from accessing specified resource.",
+        );
+    let mut cases: Vec<(Value, &str, String)> = Vec::new();
+    let without = |field: &str| {
+        let mut request = ok.clone();
+        request.as_object_mut().expect("object").remove(field);
+        request
+    };
+    cases.push((
+        without("subject"),
+        "UOS_EMLSRVC0030",
+        "Mandatory parameter subject is missing.".into(),
+    ));
+    cases.push((
+        without("body"),
+        "UOS_EMLSRVC0030",
+        "Mandatory parameter body is missing.".into(),
+    ));
+    cases.push((
+        email_request(&[unique_email(), unique_email(), unique_email()]),
+        "UOS_EMLSRVC0044",
+        "Email notification is not sent as the number of recipients exceeded configured limit (2)."
+            .into(),
+    ));
+    cases.push((
+        email_request(&["not-an-email".to_string()]),
+        "UOS_EMLSRVC0017",
+        "Invalid value not-an-email for parameter recipientEmails. Please provide a valid value."
+            .into(),
+    ));
+    let mut fax = ok.clone();
+    fax["mode"] = json!("fax");
+    cases.push((
+        fax,
+        "UOS_EMLSRVC0017",
+        "Invalid value fax for parameter mode. Please provide a valid value.".into(),
+    ));
+    let mut template = ok.clone();
+    template["emailTemplateType"] = json!("noSuchTemplate");
+    cases.push((
+        template,
+        "UOS_EMLSRVC0017",
+        "Invalid value noSuchTemplate for parameter emailTemplateType. Please provide a valid value.".into(),
+    ));
+    let mut nobody = ok.clone();
+    nobody["recipientUserIds"] = json!(["nobody"]);
+    cases.push((
+        nobody,
+        "UOS_EMLSRVC0017",
+        "Invalid value nobody for parameter recipientUserIds. Please provide a valid value.".into(),
+    ));
+    let mut typed = ok.clone();
+    typed["recipientEmails"] = json!("one@example.test");
+    cases.push((
+        typed,
+        "UOS_EMLSRVC0003",
+        "Data type of recipientEmails should be List.".into(),
+    ));
+    for (request, err, message) in cases {
+        app.post("/v1/notification/email", request, admin)
+            .await
+            .assert_error(400, err, &message);
+    }
+    // The private twin answers services on the internal listener.
+    app.post_internal("/private/user/v1/notification/email", ok.clone())
+        .await
+        .assert_ok();
+    // v2 takes notification-service's request, from an ADMIN or a service only.
+    let v2 = json!({"notifications": [{"mode": "email", "ids": [unique_email()],
+        "config": {"subject": "Hi {{ name }}"}, "template": {"data": "<p>Dear {{ name }}</p>",
+        "params": {"name": "<Asha>"}}}]});
+    app.post("/v2/notification", v2.clone(), Some(&plain_token))
+        .await
+        .assert_error(
+            403,
+            "UOS_V2NOTIF0071",
+            "You are forbidden from accessing specified resource.",
+        );
+    app.post("/v2/notification", v2.clone(), admin)
+        .await
+        .assert_ok();
+    let to = v2["notifications"][0]["ids"][0]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mails = app.mails_to(&to).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].subject, "Hi <Asha>");
+    assert!(
+        mails[0].body.contains("<p>Dear &lt;Asha&gt;</p>"),
+        "{}",
+        mails[0].body
+    );
+    app.post(
+        "/v2/notification",
+        json!({"notifications": [{"mode": "email", "ids": []}]}),
+        admin,
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_V2NOTIF0030",
+        "Mandatory parameter ids is missing.",
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_messages_queued_while_the_smtp_server_is_down_arrive_once_each() {
+    let mailbox = tempfile::tempdir().expect("tempdir");
+    let Some(mut smtp) = SmtpSink::start(mailbox.path()) else {
+        return;
+    };
+    smtp.down();
+    let env = smtp.env();
+    let app = TestApp::spawn_with(&env_of(&env)).await;
+    let recipients: Vec<String> = (0..50).map(|_| unique_email()).collect();
+    app.post(
+        "/v1/notification/email",
+        email_request(&recipients),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_ok();
+    // Every attempt while the server is down fails and is put off.
+    app.deliver().await;
+    assert!(smtp.received().is_empty());
+    smtp.up(None);
+    // Before the retries are due nothing is sent; once they are, everything is.
+    app.deliver().await;
+    assert!(smtp.received().is_empty(), "retries wait for their time");
+    app.clock.advance(chrono::Duration::minutes(11));
+    app.deliver().await;
+    app.clock.advance(chrono::Duration::minutes(11));
+    app.deliver().await;
+    let received = smtp.received();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for mail in &received {
+        *count.entry(mail.to.clone()).or_default() += 1;
+    }
+    assert_eq!(received.len(), 50, "each message once");
+    for address in &recipients {
+        assert_eq!(count.get(address), Some(&1), "{address}");
+    }
+    let ids: std::collections::HashSet<&str> = received
+        .iter()
+        .map(|mail| mail.message_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 50, "one Message-ID per message");
+    app.stop().await;
+}
+
+fn notifications_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .arg("notifications")
+        .args(args)
+        .env("USERORG__DATA_DIR", data_dir)
+        .envs(crate::helpers::engine_env(data_dir))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the CLI runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_refused_message_goes_to_the_dead_letters_and_retry_delivers_it() {
+    if crate::helpers::skip_with_an_in_process_store("it runs `userorg notifications`") {
+        return;
+    }
+    let mailbox = tempfile::tempdir().expect("tempdir");
+    let Some(mut smtp) = SmtpSink::start(mailbox.path()) else {
+        return;
+    };
+    smtp.up(Some("550 5.7.1 refused by policy"));
+    let env = smtp.env();
+    let mut env = env_of(&env);
+    env.push(("USERORG__NOTIFICATIONS__MAX_ATTEMPTS", "3"));
+    let app = TestApp::spawn_with(&env).await;
+    let (refused, later) = (unique_email(), unique_email());
+    app.post(
+        "/v1/notification/email",
+        email_request(std::slice::from_ref(&refused)),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_ok();
+    app.deliver().await;
+    // A message the server refuses for good is dead at once, not retried.
+    let dir = app.stop_keeping_data().await;
+    let data_dir = dir.path().join("data");
+    let dead = notifications_cli(&data_dir, &["list", "--state", "dead"]);
+    let lines: Vec<&str> = dead.lines().collect();
+    assert_eq!(lines.len(), 1, "{dead}");
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(
+        &fields[1..6],
+        ["email", "dead", "1", "notification", "emailtemplate"]
+    );
+    assert_eq!(fields[7], "smtp server answered 550");
+    assert!(!dead.contains(&refused), "the list shows no address");
+
+    // A temporary refusal is retried up to max_attempts, then dead too.
+    smtp.up(Some("451 4.3.0 try again later"));
+    let app = TestApp::start_again(dir, &env).await;
+    app.post(
+        "/v1/notification/email",
+        email_request(std::slice::from_ref(&later)),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_ok();
+    for _ in 0..3 {
+        app.deliver().await;
+        app.clock.advance(chrono::Duration::minutes(11));
+    }
+    let dir = app.stop_keeping_data().await;
+    let dead = notifications_cli(&data_dir, &["list", "--state", "dead"]);
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(dead.contains("\tdead\t3\t"), "three attempts: {dead}");
+    assert!(dead.contains("smtp server answered 451"), "{dead}");
+
+    // The server takes mail again; the operator retries the dead letters.
+    smtp.up(None);
+    let retried = notifications_cli(&data_dir, &["retry", "--dead"]);
+    assert_eq!(retried.trim(), "queued 2 messages again");
+    let app = TestApp::start_again(dir, &env).await;
+    app.deliver().await;
+    let received = smtp.received();
+    let mut to: Vec<&str> = received.iter().map(|mail| mail.to.as_str()).collect();
+    to.sort();
+    let mut expected = vec![refused.as_str(), later.as_str()];
+    expected.sort();
+    assert_eq!(to, expected);
+    let dir = app.stop_keeping_data().await;
+    let delivered = notifications_cli(&data_dir, &["list", "--state", "delivered"]);
+    assert_eq!(delivered.lines().count(), 2, "{delivered}");
+    assert!(notifications_cli(&data_dir, &["list", "--state", "dead"]).is_empty());
+    drop(dir);
+}
