@@ -17,6 +17,7 @@ use crate::actors::dispatcher::{DispatchSettings, DispatcherContext};
 use crate::actors::indexer::IndexerContext;
 use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::publisher::PublisherContext;
+use crate::actors::scheduler::SchedulerContext;
 use crate::actors::user_owner::UserOwnerContext;
 use crate::actors::{ActorSettings, Actors};
 use crate::auth::{KeyRing, LocalSigner, ServiceCredential, TokenVerifier, VerifierSettings};
@@ -47,6 +48,7 @@ use crate::services::notifications::{NotificationOptions, NotificationService};
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
 use crate::services::preferences::PreferenceService;
+use crate::services::reset::{ResetOptions, ResetService};
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::signin::{OidcClient, SignInOptions, SignInService};
@@ -188,6 +190,12 @@ impl Application {
                 lease_ttl_ms: settings.store.lease_ttl_ms,
                 settings: dispatch_settings(&settings),
             }),
+            scheduler_context: Arc::new(SchedulerContext {
+                store: Arc::clone(&engines.uncached_store),
+                clock: Arc::clone(&clock),
+                instance: instance.clone(),
+                interval: Duration::from_secs(settings.scheduler.interval_seconds.max(1)),
+            }),
             call_timeout,
         })
         .await?;
@@ -306,6 +314,17 @@ impl Application {
             notifications.clone(),
             settings.users.default_country_code.clone(),
         );
+        let reset = ResetService::new(
+            Arc::clone(&engines.store),
+            users.clone(),
+            notifications.clone(),
+            users.vault().clone(),
+            Arc::clone(&clock),
+            ResetOptions {
+                public_base_url: settings.signin.public_base_url.clone(),
+                link_ttl_ms: settings.notifications.reset_link_ttl_seconds * 1000,
+            },
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -325,6 +344,7 @@ impl Application {
             signin,
             notifications,
             otp,
+            reset,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
@@ -371,6 +391,11 @@ impl Application {
     /// The notification dispatcher's client: tests make it deliver now.
     pub fn dispatcher(&self) -> crate::actors::dispatcher::DispatcherClient {
         self.tree.dispatcher.clone()
+    }
+
+    /// The scheduler's client: tests run a housekeeping round now.
+    pub fn scheduler(&self) -> crate::actors::scheduler::SchedulerClient {
+        self.tree.scheduler.clone()
     }
 
     /// The credential other services present on the internal listener.

@@ -36,6 +36,7 @@ pub struct Settings {
     pub captcha: CaptchaConfig,
     pub notifications: NotificationSettings,
     pub otp: OtpSettings,
+    pub scheduler: SchedulerSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -386,6 +387,7 @@ pub struct NotificationSettings {
     pub retry_base_ms: i64,
     pub retry_max_ms: i64,
     pub concurrency: usize,
+    pub reset_link_ttl_seconds: i64,
     pub smtp: SmtpSettings,
     pub sms: SmsSettings,
 }
@@ -463,6 +465,12 @@ pub enum SmsEngine {
     /// One JSON line per SMS in `<data_dir>/sms/sent.jsonl`.
     File,
     Http,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerSettings {
+    pub interval_seconds: u64,
 }
 
 /// `[otp]`.

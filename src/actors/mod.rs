@@ -13,6 +13,7 @@ pub mod indexer;
 pub mod keyed;
 pub mod org_owner;
 pub mod publisher;
+pub mod scheduler;
 pub mod slot;
 pub mod supervisor;
 pub mod user_owner;
@@ -38,6 +39,8 @@ pub struct ActorSettings {
     pub publisher_context: Option<Arc<publisher::PublisherContext>>,
     /// The notification dispatcher.
     pub dispatcher_context: Arc<dispatcher::DispatcherContext>,
+    /// Periodic housekeeping.
+    pub scheduler_context: Arc<scheduler::SchedulerContext>,
     pub call_timeout: Duration,
 }
 
@@ -47,6 +50,7 @@ pub struct Actors {
     pub org_owners: OrgOwners,
     pub indexer: IndexerClient,
     pub dispatcher: dispatcher::DispatcherClient,
+    pub scheduler: scheduler::SchedulerClient,
     pub tree: ActorTree,
 }
 
@@ -78,6 +82,11 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         Arc::clone(&settings.dispatcher_context),
         dispatch.clone(),
     ));
+    let schedule = ActorSlot::new();
+    specs.push(scheduler::child_spec(
+        Arc::clone(&settings.scheduler_context),
+        schedule.clone(),
+    ));
     if let Some(context) = &settings.publisher_context {
         specs.push(publisher::child_spec(Arc::clone(context), ActorSlot::new()));
     }
@@ -88,6 +97,7 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         org_owners: OrgOwners::new(orgs, timeout),
         indexer: IndexerClient::new(index, timeout),
         dispatcher: dispatcher::DispatcherClient::new(dispatch, timeout),
+        scheduler: scheduler::SchedulerClient::new(schedule, timeout),
         tree,
     })
 }
@@ -153,6 +163,12 @@ mod tests {
                     },
                     concurrency: 2,
                 },
+            }),
+            scheduler_context: Arc::new(scheduler::SchedulerContext {
+                store: Arc::clone(&store),
+                clock: Arc::new(SystemClock),
+                instance: "test".into(),
+                interval: Duration::from_secs(300),
             }),
             call_timeout: Duration::from_secs(5),
         })

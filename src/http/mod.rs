@@ -17,6 +17,7 @@ pub mod orgs;
 pub mod policy;
 pub mod preferences;
 pub mod protocol_errors;
+pub mod reset;
 pub mod roles;
 pub mod server;
 pub mod settings;
@@ -46,6 +47,7 @@ use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
 use crate::services::preferences::PreferenceService;
+use crate::services::reset::ResetService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::signin::SignInService;
@@ -90,6 +92,7 @@ pub struct AppInner {
     pub signin: SignInService,
     pub notifications: NotificationService,
     pub otp: OtpService,
+    pub reset: ResetService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -162,6 +165,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(data_sync::routes());
     all.extend(oidc::routes());
     all.extend(notifications::routes());
+    all.extend(reset::routes());
     all
 }
 

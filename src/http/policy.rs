@@ -123,6 +123,9 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v2/otp/generate", Audience::Anyone),
     ("/v1/otp/verify", Audience::Anyone),
     ("/v2/otp/verify", Audience::Anyone),
+    // Set-password links are made for services; the page they open is the link's own proof.
+    ("/private/user/v1/password/reset", Audience::Service),
+    ("/password/reset/{token}", Audience::Anyone),
 ];
 
 /// The audience of a route template.

@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod organisations;
 pub mod otp;
 pub mod preferences;
+pub mod reset;
 pub mod roles;
 pub mod search;
 pub mod settings;

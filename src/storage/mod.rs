@@ -98,10 +98,12 @@ pub enum Table {
     MessageTemplate,
     /// One-time passwords (`code␟token`) and the sends per key (`sends␟token`).
     Otp,
+    /// Set-password links not used yet, by link id (the user, the expiry).
+    ResetLink,
 }
 
 impl Table {
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 22] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -123,6 +125,7 @@ impl Table {
         Table::NotificationDue,
         Table::MessageTemplate,
         Table::Otp,
+        Table::ResetLink,
     ];
 
     pub fn name(self) -> &'static str {
@@ -148,6 +151,7 @@ impl Table {
             Table::NotificationDue => "notification_due",
             Table::MessageTemplate => "email_template",
             Table::Otp => "otp",
+            Table::ResetLink => "reset_link",
         }
     }
 }

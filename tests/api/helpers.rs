@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use userorg::actors::dispatcher::DispatcherClient;
 use userorg::actors::indexer::IndexerClient;
+use userorg::actors::scheduler::SchedulerClient;
 use userorg::app::Application;
 use userorg::auth::{LocalSigner, MintClaims};
 use userorg::clock::ManualClock;
@@ -193,6 +194,7 @@ pub struct TestApp {
     pub service_credential: String,
     indexer: IndexerClient,
     dispatcher: DispatcherClient,
+    scheduler: SchedulerClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     /// The store under the app, to check that a stopped app let go of it.
@@ -381,6 +383,7 @@ impl TestApp {
         let admin_id = app.admin_user_id().expect("a bootstrap admin").to_string();
         let indexer = app.indexer();
         let dispatcher = app.dispatcher();
+        let scheduler = app.scheduler();
         let service_credential = app.service_credential().reveal().to_string();
         crate::canary::remember_secret(&service_credential);
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -406,6 +409,7 @@ impl TestApp {
             service_credential,
             indexer,
             dispatcher,
+            scheduler,
             store,
             shutdown: Some(shutdown),
             handle: Some(handle),
@@ -418,6 +422,11 @@ impl TestApp {
     /// The app's data dir.
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
+    }
+
+    /// The app's scheduler (housekeeping rounds on demand).
+    pub fn scheduler(&self) -> &SchedulerClient {
+        &self.scheduler
     }
 
     /// Runs a delivery round of the notification dispatcher now and waits for it.

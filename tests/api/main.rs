@@ -28,6 +28,7 @@ mod ownership;
 mod pii;
 mod preferences;
 mod redis_cache;
+mod reset;
 mod restart;
 mod roles;
 mod settings;

@@ -513,6 +513,19 @@ impl World {
                     body(json!({"key": email, "type": "email", "otp": otp})),
                 )
             }
+            "/private/user/v1/password/reset" => call(M::POST, route, body(json!({"userId": t}))),
+            "/password/reset/{token}" => {
+                let reply = self
+                    .app
+                    .post_internal("/private/user/v1/password/reset", json!({"userId": t}))
+                    .await;
+                let link = reply.assert_ok()["link"]
+                    .as_str()
+                    .expect("link")
+                    .to_string();
+                let token = link.rsplit('/').next().expect("token").to_string();
+                call(M::GET, route.replace("{token}", &token), Payload::Empty)
+            }
             "/auth/v1/refresh/token" => {
                 let tokens = self.signed_in().await;
                 call(
@@ -593,9 +606,10 @@ async fn every_route_answers_exactly_the_callers_its_policy_allows() {
             let reply = world.send(persona, private, &target, &call).await;
             let status = reply.status.as_u16();
             let may = allowed(audience).contains(&persona);
-            // The sign-in answers Keycloak's JSON (or Sunbird's refresh envelope), not the
-            // service's envelope.
-            let enveloped = !spec.path.starts_with("/auth/");
+            // The sign-in answers Keycloak's JSON (or Sunbird's refresh envelope) and the
+            // reset page HTML, not the service's envelope.
+            let enveloped =
+                !spec.path.starts_with("/auth/") && !spec.path.starts_with("/password/");
             let fine = if may {
                 reply.status.is_success()
                     && (!enveloped || reply.body["params"]["status"] == "SUCCESS")

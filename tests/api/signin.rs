@@ -15,15 +15,15 @@ use crate::helpers::{TestApp, keys_of, unique_email};
 /// The fields of a form body.
 type Form = Vec<(&'static str, &'static str)>;
 
-const PASSWORD: &str = "S3cret!pass";
+pub(crate) const PASSWORD: &str = "S3cret!pass";
 const REALM: &str = "/auth/realms/sunbird/protocol/openid-connect";
 
 /// A raw answer: status, content type and body text.
-struct Raw {
-    status: StatusCode,
+pub(crate) struct Raw {
+    pub(crate) status: StatusCode,
     content_type: String,
     cache_control: String,
-    text: String,
+    pub(crate) text: String,
 }
 
 impl Raw {
@@ -63,7 +63,7 @@ async fn raw(response: reqwest::Response) -> Raw {
     }
 }
 
-async fn password_grant(app: &TestApp, username: &str, password: &str) -> Raw {
+pub(crate) async fn password_grant(app: &TestApp, username: &str, password: &str) -> Raw {
     form(
         app,
         &format!("{REALM}/token"),
@@ -77,7 +77,7 @@ async fn password_grant(app: &TestApp, username: &str, password: &str) -> Raw {
     .await
 }
 
-async fn refresh(app: &TestApp, token: &str) -> Raw {
+pub(crate) async fn refresh(app: &TestApp, token: &str) -> Raw {
     form(
         app,
         &format!("{REALM}/token"),

@@ -203,6 +203,46 @@ pub(super) async fn end(
     Ok(true)
 }
 
+/// Sets the password: see [`SignInCommand::SetPassword`]. `false` when the user cannot sign in
+/// or the link is spent.
+async fn set_password(
+    context: &UserOwnerContext,
+    user_id: &str,
+    hash: &str,
+    link: Option<&str>,
+) -> DomainResult<bool> {
+    if !active(context, user_id).await? {
+        return Ok(false);
+    }
+    read_modify_write(&*context.store, no_claims, || async move {
+        let mut transaction = Transaction::default();
+        if let Some(link) = link {
+            let Some(row) = context.store.get(Table::ResetLink, link).await? else {
+                return Ok((transaction, false));
+            };
+            transaction.delete(Table::ResetLink, link, Expect::Version(row.version));
+        }
+        let current = credential(&context.store, user_id).await?;
+        let mut record = current
+            .as_ref()
+            .map(|found| found.record.clone())
+            .unwrap_or_else(|| crate::domain::signin::CredentialRecord {
+                user_id: user_id.to_string(),
+                ..Default::default()
+            });
+        record.password_hash = hash.to_string();
+        record.succeed();
+        let expect = match &current {
+            Some(found) => Expect::Version(found.version),
+            None => Expect::Absent,
+        };
+        transaction.put_record(Table::UserCredential, user_id, &record, expect)?;
+        end_all(context, user_id, &mut transaction).await?;
+        Ok((transaction, true))
+    })
+    .await
+}
+
 /// Adds to `transaction` the end of every session of the user (block, delete).
 pub(super) async fn end_all(
     context: &UserOwnerContext,
@@ -249,6 +289,13 @@ pub enum SignInCommand {
     },
     End {
         session_id: String,
+    },
+    /// A new password (its hash), the brute-force counters cleared and every session of the
+    /// user ended, in one transaction; with `link`, the set-password link it came through is
+    /// spent in the same transaction (absent or changed: nothing happens, `Ended(false)`).
+    SetPassword {
+        hash: String,
+        link: Option<String>,
     },
 }
 
@@ -300,6 +347,9 @@ pub(super) async fn run(
         ),
         SignInCommand::End { session_id } => {
             SignInReply::Ended(end(context, user_id, &session_id).await?)
+        }
+        SignInCommand::SetPassword { hash, link } => {
+            SignInReply::Ended(set_password(context, user_id, &hash, link.as_deref()).await?)
         }
     })
 }

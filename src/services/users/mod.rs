@@ -206,6 +206,22 @@ impl UserService {
         }
     }
 
+    /// Hashes a new password (Argon2id, under the same bound as sign-ups) after checking it
+    /// against the password policy; `None` when the policy refuses it.
+    pub async fn hash_new_password(&self, password: &str) -> DomainResult<Option<String>> {
+        if !self.rules.password_policy.accepts(password) {
+            return Ok(None);
+        }
+        Ok(Some(
+            hash_password(&self.hashing, password.to_string()).await?,
+        ))
+    }
+
+    /// The owners of users (for commands other services send on a user's behalf).
+    pub fn owners(&self) -> &UserOwners {
+        &self.owners
+    }
+
     /// The same service with a reCAPTCHA check on `/v2/user/exists`.
     pub fn with_captcha(mut self, captcha: crate::services::captcha::Captcha) -> Self {
         self.captcha = captcha;
