@@ -11,6 +11,7 @@
 //! | redis | `USERORG_TEST_REDIS` | `redis://127.0.0.1:6379/`, started with `redis-server` |
 //! | elasticsearch | `USERORG_TEST_ELASTICSEARCH` | none (no server can be had on these machines) |
 //! | postgres | `USERORG_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:5432/test`, started with `pg_ctlcluster` |
+//! | chromium | `USERORG_TEST_CHROMIUM` | Debian's `chromium`, run headless by the browser tests |
 //! | smtp | `USERORG_TEST_SMTP_PYTHON` | a Python 3 with aiosmtpd (Debian `python3-aiosmtpd`), which tests start a real SMTP server with |
 
 use std::io::{Read, Write};
@@ -226,4 +227,27 @@ pub fn smtp_python() -> Option<String> {
         Ok(python) => Some(python.clone()),
         Err(reason) => skip("smtp", reason),
     }
+}
+
+/// A Chromium (or Chrome) program for the browser tests, or `None` (skip) with the reason
+/// printed.
+pub fn chromium() -> Option<String> {
+    let mut candidates: Vec<String> = Vec::new();
+    if let Ok(program) = std::env::var("USERORG_TEST_CHROMIUM") {
+        candidates.push(program);
+    }
+    candidates.extend(["chromium", "chromium-browser", "google-chrome"].map(String::from));
+    for program in &candidates {
+        let runs = std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if runs {
+            return Some(program.clone());
+        }
+    }
+    skip(
+        "chromium",
+        &format!("none of {candidates:?} runs (install chromium)"),
+    )
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod browser;
 mod canary;
 mod consistency;
 mod data_sync;
