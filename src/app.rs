@@ -15,6 +15,7 @@ use tower::Layer;
 
 use crate::actors::dispatcher::{DispatchSettings, DispatcherContext};
 use crate::actors::indexer::IndexerContext;
+use crate::actors::merge::MergeContext;
 use crate::actors::org_owner::OrgOwnerContext;
 use crate::actors::publisher::PublisherContext;
 use crate::actors::scheduler::SchedulerContext;
@@ -41,6 +42,7 @@ use crate::services::data_sync::DataSyncService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::merge::MergeService;
 use crate::services::network::{
     AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
 };
@@ -196,6 +198,16 @@ impl Application {
                 instance: instance.clone(),
                 interval: Duration::from_secs(settings.scheduler.interval_seconds.max(1)),
             }),
+            merge_context: Arc::new(MergeContext {
+                // Through the cache: the merge rewrites user rows, whose cached copies its
+                // commits must invalidate.
+                store: Arc::clone(&engines.store),
+                vault: vault.clone(),
+                clock: Arc::clone(&clock),
+                installation_name: settings.notifications.installation_name.clone(),
+                message_id_domain: settings.notifications.message_id_domain.clone(),
+                fail_after: merge_failure_point(),
+            }),
             call_timeout,
         })
         .await?;
@@ -325,14 +337,21 @@ impl Application {
                 link_ttl_ms: settings.notifications.reset_link_ttl_seconds * 1000,
             },
         );
+        let callers = CallerResolver::new(
+            verifier,
+            service_credential.clone(),
+            Arc::clone(&engines.store),
+        );
+        let merge = MergeService::new(
+            Arc::clone(&engines.store),
+            callers.clone(),
+            tree.merges.clone(),
+            Arc::clone(&clock),
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
-            callers: CallerResolver::new(
-                verifier,
-                service_credential.clone(),
-                Arc::clone(&engines.store),
-            ),
+            callers,
             health: HealthService::new(engines.store, engines.search, liveness),
             users,
             orgs,
@@ -345,6 +364,7 @@ impl Application {
             notifications,
             otp,
             reset,
+            merge,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,
@@ -600,4 +620,16 @@ fn dispatch_settings(settings: &Settings) -> DispatchSettings {
         },
         concurrency: notifications.concurrency,
     }
+}
+
+/// The merge step after which a test's failure point aborts the process
+/// (`USERORG_FAILPOINT=merge:<step>`, e.g. `merge:marked`); none otherwise.
+fn merge_failure_point() -> Option<crate::domain::merge::MergeStep> {
+    let point = std::env::var("USERORG_FAILPOINT").ok()?;
+    let step = crate::domain::merge::MergeStep::from_name(point.strip_prefix("merge:")?)?;
+    tracing::warn!(
+        step = step.name(),
+        "failure point armed: the process aborts after this merge step"
+    );
+    Some(step)
 }

@@ -34,6 +34,7 @@ use crate::domain::notification::{
 use crate::domain::{DomainError, DomainResult, Record};
 use crate::notify::email::{Email, EmailSender, SendError};
 use crate::notify::sms::{Sms, SmsSender};
+use crate::notify::templates::MessageTemplate;
 use crate::storage::consumer::OutboxConsumer;
 use crate::storage::{ConsumerMode, Expect, Store, StoreError, Table, Topic, Transaction};
 
@@ -123,6 +124,33 @@ pub fn enqueue(
         .map_err(DomainError::from)?;
     transaction.event(Topic::Notification, &id, 1);
     Ok(id)
+}
+
+/// The template `name` for `tenant`: the tenant's row (`name␟tenantId`), the installation's
+/// (`name`), or the built-in default.
+pub async fn find_template(
+    store: &Arc<dyn Store>,
+    name: &str,
+    tenant: Option<&str>,
+) -> DomainResult<Option<MessageTemplate>> {
+    let mut keys = Vec::new();
+    if let Some(tenant) = tenant.filter(|t| !t.is_empty()) {
+        keys.push(crate::storage::compose_key(&[name, tenant]));
+    }
+    keys.push(name.to_string());
+    for key in keys {
+        if let Some(row) = store.get(Table::MessageTemplate, &key).await? {
+            let template: MessageTemplate = serde_json::from_value(row.doc).map_err(|error| {
+                DomainError::internal(anyhow::anyhow!(
+                    "template row {key} does not parse: {error}"
+                ))
+            })?;
+            return Ok(Some(template));
+        }
+    }
+    Ok(crate::notify::templates::defaults()
+        .into_iter()
+        .find(|template| template.name == name))
 }
 
 /// The message of a row, opened.

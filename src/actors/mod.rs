@@ -11,6 +11,7 @@
 pub mod dispatcher;
 pub mod indexer;
 pub mod keyed;
+pub mod merge;
 pub mod org_owner;
 pub mod publisher;
 pub mod scheduler;
@@ -41,6 +42,8 @@ pub struct ActorSettings {
     pub dispatcher_context: Arc<dispatcher::DispatcherContext>,
     /// Periodic housekeeping.
     pub scheduler_context: Arc<scheduler::SchedulerContext>,
+    /// Account merges.
+    pub merge_context: Arc<merge::MergeContext>,
     pub call_timeout: Duration,
 }
 
@@ -51,6 +54,7 @@ pub struct Actors {
     pub indexer: IndexerClient,
     pub dispatcher: dispatcher::DispatcherClient,
     pub scheduler: scheduler::SchedulerClient,
+    pub merges: merge::MergeClient,
     pub tree: ActorTree,
 }
 
@@ -87,6 +91,11 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         Arc::clone(&settings.scheduler_context),
         schedule.clone(),
     ));
+    let merging = ActorSlot::new();
+    specs.push(merge::child_spec(
+        Arc::clone(&settings.merge_context),
+        merging.clone(),
+    ));
     if let Some(context) = &settings.publisher_context {
         specs.push(publisher::child_spec(Arc::clone(context), ActorSlot::new()));
     }
@@ -98,6 +107,7 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         indexer: IndexerClient::new(index, timeout),
         dispatcher: dispatcher::DispatcherClient::new(dispatch, timeout),
         scheduler: scheduler::SchedulerClient::new(schedule, timeout),
+        merges: merge::MergeClient::new(merging, timeout),
         tree,
     })
 }
@@ -169,6 +179,14 @@ mod tests {
                 clock: Arc::new(SystemClock),
                 instance: "test".into(),
                 interval: Duration::from_secs(300),
+            }),
+            merge_context: Arc::new(merge::MergeContext {
+                store: Arc::clone(&store),
+                vault: PiiVault::new(PiiCipher::new(&[1; 32]), BlindIndex::new(&[2; 32])),
+                clock: Arc::new(SystemClock),
+                installation_name: "Sunbird".into(),
+                message_id_domain: "userorg.local".into(),
+                fail_after: None,
             }),
             call_timeout: Duration::from_secs(5),
         })

@@ -7,6 +7,7 @@ pub mod data_security;
 pub mod error;
 pub mod location;
 pub mod membership;
+pub mod merge;
 pub mod notification;
 pub mod org;
 pub mod otp;

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod locations;
+pub mod merge;
 pub mod notifications;
 pub mod oidc;
 pub mod orgs;
@@ -42,6 +43,7 @@ use crate::services::data_sync::DataSyncService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::merge::MergeService;
 use crate::services::network::{NetworkPolicy, Side};
 use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
@@ -93,6 +95,7 @@ pub struct AppInner {
     pub notifications: NotificationService,
     pub otp: OtpService,
     pub reset: ResetService,
+    pub merge: MergeService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -166,6 +169,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(oidc::routes());
     all.extend(notifications::routes());
     all.extend(reset::routes());
+    all.extend(merge::routes());
     all
 }
 

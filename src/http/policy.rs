@@ -21,6 +21,9 @@ pub enum Audience {
     Admin,
     /// Only another service, on the internal listener with the service credential.
     Service,
+    /// Only a caller holding the tokens of both accounts concerned (the merge): no single
+    /// caller, service or ADMIN included, succeeds alone.
+    BothAccounts,
 }
 
 /// Every route of the service with its audience.
@@ -126,6 +129,8 @@ pub const POLICY: &[(&str, Audience)] = &[
     // Set-password links are made for services; the page they open is the link's own proof.
     ("/private/user/v1/password/reset", Audience::Service),
     ("/password/reset/{token}", Audience::Anyone),
+    // The merger's own token and the mergee's: the two accounts decide, nobody else.
+    ("/private/user/v1/account/merge", Audience::BothAccounts),
 ];
 
 /// The audience of a route template.
@@ -158,12 +163,16 @@ mod tests {
         for (path, _) in POLICY {
             assert!(seen.insert(path), "{path} listed twice");
         }
-        // Private routes are the service's alone, and the service's alone are private.
+        // Private routes are the service's alone (or need both accounts of a merge, reached
+        // through the internal listener), and the service's alone are private.
         for spec in super::super::routes() {
             let private = spec.access == super::super::Access::Private;
             assert_eq!(
                 private,
-                audience_of(spec.path) == Some(Audience::Service),
+                matches!(
+                    audience_of(spec.path),
+                    Some(Audience::Service | Audience::BothAccounts)
+                ),
                 "{}",
                 spec.path
             );

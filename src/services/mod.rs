@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod health;
 pub mod json;
 pub mod locations;
+pub mod merge;
 pub mod network;
 pub mod notifications;
 pub mod organisations;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::actors::dispatcher::{NewMessage, enqueue};
+use crate::actors::dispatcher::{NewMessage, enqueue, find_template};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
@@ -24,7 +24,7 @@ use crate::services::json::{Body, opt_nonblank, opt_str, opt_str_list, success};
 use crate::services::users::UserService;
 use crate::services::users::view::SearchVersion;
 use crate::storage::records::user;
-use crate::storage::{Store, Table, Transaction, compose_key};
+use crate::storage::{Store, Transaction};
 
 /// `[notifications]` as the service uses it.
 #[derive(Debug, Clone)]
@@ -81,32 +81,13 @@ impl NotificationService {
         self.inner.clock.now().timestamp_millis()
     }
 
-    /// The template `name` for `tenant`: the tenant's row, the installation's, or the
-    /// built-in default.
+    /// The template `name` for `tenant` ([`find_template`]).
     pub async fn template(
         &self,
         name: &str,
         tenant: Option<&str>,
     ) -> DomainResult<Option<MessageTemplate>> {
-        let mut keys = Vec::new();
-        if let Some(tenant) = tenant.filter(|t| !t.is_empty()) {
-            keys.push(compose_key(&[name, tenant]));
-        }
-        keys.push(name.to_string());
-        for key in keys {
-            if let Some(row) = self.inner.store.get(Table::MessageTemplate, &key).await? {
-                let template: MessageTemplate =
-                    serde_json::from_value(row.doc).map_err(|error| {
-                        DomainError::internal(anyhow::anyhow!(
-                            "template row {key} does not parse: {error}"
-                        ))
-                    })?;
-                return Ok(Some(template));
-            }
-        }
-        Ok(templates::defaults()
-            .into_iter()
-            .find(|template| template.name == name))
+        find_template(&self.inner.store, name, tenant).await
     }
 
     /// Renders `template` with `vars` and adds the message for `to` to `transaction`.

@@ -100,10 +100,13 @@ pub enum Table {
     Otp,
     /// Set-password links not used yet, by link id (the user, the expiry).
     ResetLink,
+    /// Account merges: the saga of a mergee (`saga␟fromAccountId`) and the lock of each
+    /// account a merge in progress holds (`lock␟userId`).
+    Merge,
 }
 
 impl Table {
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 23] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -126,6 +129,7 @@ impl Table {
         Table::MessageTemplate,
         Table::Otp,
         Table::ResetLink,
+        Table::Merge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -152,6 +156,7 @@ impl Table {
             Table::MessageTemplate => "email_template",
             Table::Otp => "otp",
             Table::ResetLink => "reset_link",
+            Table::Merge => "user_merge",
         }
     }
 }

@@ -20,6 +20,7 @@ mod locations;
 mod lookup;
 mod mail;
 mod matrix;
+mod merge;
 mod multi_instance;
 mod network;
 mod notifications;

@@ -64,6 +64,7 @@ fn allowed(audience: Audience) -> &'static [Persona] {
         Audience::TenantAdmin => &[TenantAdmin, Admin, Service],
         Audience::Admin => &[Admin, Service],
         Audience::Service => &[Service],
+        Audience::BothAccounts => &[],
     }
 }
 
@@ -514,6 +515,11 @@ impl World {
                 )
             }
             "/private/user/v1/password/reset" => call(M::POST, route, body(json!({"userId": t}))),
+            "/private/user/v1/account/merge" => call(
+                M::PATCH,
+                route,
+                body(json!({"fromAccountId": t, "toAccountId": self.custodian})),
+            ),
             "/password/reset/{token}" => {
                 let reply = self
                     .app
