@@ -31,6 +31,9 @@ struct Pair {
     stream: String,
     /// The environment both instances run with.
     env: Vec<(String, String)>,
+    /// The real SMTP server both instances' dispatchers deliver to (competing for the
+    /// notification stream).
+    smtp: crate::mail::SmtpSink,
     _dir: tempfile::TempDir,
 }
 
@@ -46,6 +49,8 @@ impl Pair {
         let postgres = userorg::test_tiers::postgres()?;
         let redis = userorg::test_tiers::redis()?;
         let dir = tempfile::tempdir().expect("tempdir");
+        let smtp = crate::mail::SmtpSink::start(&dir.path().join("mailbox"))?;
+        let smtp_env = smtp.env();
         let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
         LocalSigner::ensure(&data_a, Some(&data_a.join("keys").join("public")))
             .expect("signing key");
@@ -55,7 +60,7 @@ impl Pair {
         let stream = format!("{prefix}events");
         let ttl = ACCESS_TTL_SECONDS.to_string();
         let (pii, blind, service) = (random_key(), random_key(), random_key());
-        let env: Vec<(&str, &str)> = vec![
+        let mut env: Vec<(&str, &str)> = vec![
             ("USERORG__STORE__ENGINE", "postgres"),
             ("USERORG__STORE__POSTGRES__URL", &postgres),
             ("USERORG__STORE__POSTGRES__SCHEMA", &schema),
@@ -70,6 +75,7 @@ impl Pair {
             ("USERORG__SECURITY__BLIND_INDEX_KEY", &blind),
             ("USERORG__SECURITY__SERVICE_CREDENTIAL", &service),
         ];
+        env.extend(smtp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // The logs stay behind a failed test (the temporary dir does not), to read why.
         let logs = [log_of(&schema, "a"), log_of(&schema, "b")];
         let (a, b) = tokio::join!(
@@ -96,6 +102,7 @@ impl Pair {
             redis,
             stream,
             env,
+            smtp,
             _dir: dir,
         })
     }
@@ -148,16 +155,21 @@ impl Pair {
 
 /// The instance id holding the event publisher's lease, if any.
 async fn publication_holder(pair: &Pair) -> Option<String> {
+    lease_holder(pair, "event-publisher").await
+}
+
+/// The instance id holding a competing consumer's lease, if any.
+async fn lease_holder(pair: &Pair, consumer: &str) -> Option<String> {
     let (client, connection) = tokio_postgres::connect(&pair.postgres, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
     let query = format!(
-        "SELECT holder FROM \"{}\".outbox_lease WHERE consumer = 'event-publisher'",
+        "SELECT holder FROM \"{}\".outbox_lease WHERE consumer = $1",
         pair.schema
     );
     client
-        .query_opt(&query, &[])
+        .query_opt(&query, &[&consumer])
         .await
         .expect("lease")
         .map(|row| row.get::<_, String>(0))
@@ -419,11 +431,14 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
     let client = reqwest::Client::new();
     let a = pair.a().base.clone();
     let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    // Eight writers keep creating users on instance a until it dies under them.
+    let mailed: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Eight writers keep creating users on instance a until it dies under them; every fourth
+    // create is followed by an email to the new user.
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let (client, a, token) = (client.clone(), a.clone(), pair.admin.clone());
             let acknowledged = Arc::clone(&acknowledged);
+            let mailed = Arc::clone(&mailed);
             tokio::spawn(async move {
                 for n in 0.. {
                     let email = unique_email();
@@ -444,7 +459,22 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
                         acknowledged
                             .lock()
                             .expect("lock")
-                            .push((id.to_string(), email));
+                            .push((id.to_string(), email.clone()));
+                    }
+                    if n % 4 != 0 {
+                        continue;
+                    }
+                    let request = json!({"subject": "Welcome", "body": "Hello",
+                                         "recipientEmails": [email]});
+                    let sent = client
+                        .post(format!("{a}/v1/notification/email"))
+                        .header("x-authenticated-user-token", &token)
+                        .json(&json!({ "request": request }))
+                        .send()
+                        .await;
+                    let Ok(reply) = sent else { break };
+                    if reply.status() == 200 {
+                        mailed.lock().expect("lock").push(email);
                     }
                 }
             })
@@ -459,7 +489,17 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let holder = publication_holder(&pair).await;
-    let a_held = holder == std::fs::read_to_string(pair.data_a.join("instance-id")).ok();
+    let a_id = std::fs::read_to_string(pair.data_a.join("instance-id")).ok();
+    let a_held = holder == a_id;
+    let a_dispatched = lease_holder(&pair, "notification-dispatcher").await == a_id;
+    println!(
+        "the notification lease was held by instance {} when a was killed",
+        if a_dispatched {
+            "a (b must take it over)"
+        } else {
+            "b"
+        }
+    );
     println!(
         "the event publication lease was held by instance {} when a was killed",
         if a_held {
@@ -536,6 +576,30 @@ async fn killing_one_instance_mid_load_loses_no_acknowledged_write_and_the_other
             })
             .count();
         assert_eq!(created, 1, "the create of {id} is in the stream once");
+    }
+    // The notification dispatcher is a competing consumer too: every email a acknowledged
+    // reaches the SMTP server, delivered by whichever instance holds the stream.
+    let mailed = mailed.lock().expect("lock").clone();
+    assert!(!mailed.is_empty(), "emails were queued before the kill");
+    let started = Instant::now();
+    loop {
+        let received: std::collections::HashSet<String> = pair
+            .smtp
+            .received()
+            .into_iter()
+            .map(|mail| mail.to)
+            .collect();
+        let missing: Vec<&String> = mailed.iter().filter(|to| !received.contains(*to)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} acknowledged emails never arrived, e.g. {}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And b keeps taking writes.
     let (status, body) = create(
