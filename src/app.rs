@@ -39,6 +39,7 @@ use crate::services::access::CallerResolver;
 use crate::services::audit::AuditTrail;
 use crate::services::captcha::Captcha;
 use crate::services::data_sync::DataSyncService;
+use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
@@ -348,6 +349,7 @@ impl Application {
             tree.merges.clone(),
             Arc::clone(&clock),
         );
+        let feed = FeedService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -365,6 +367,7 @@ impl Application {
             otp,
             reset,
             merge,
+            feed,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,

@@ -8,6 +8,7 @@
 pub mod data_sync;
 pub mod envelope;
 pub mod extract;
+pub mod feed;
 pub mod gateway;
 pub mod health;
 pub mod locations;
@@ -40,6 +41,7 @@ use axum::routing::MethodRouter;
 use crate::domain::{DomainError, ErrorCode};
 use crate::services::access::{Caller, CallerResolver};
 use crate::services::data_sync::DataSyncService;
+use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
@@ -96,6 +98,7 @@ pub struct AppInner {
     pub otp: OtpService,
     pub reset: ResetService,
     pub merge: MergeService,
+    pub feed: FeedService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -170,6 +173,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(notifications::routes());
     all.extend(reset::routes());
     all.extend(merge::routes());
+    all.extend(feed::routes());
     all
 }
 

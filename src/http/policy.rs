@@ -131,6 +131,12 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/password/reset/{token}", Audience::Anyone),
     // The merger's own token and the mergee's: the two accounts decide, nobody else.
     ("/private/user/v1/account/merge", Audience::BothAccounts),
+    // A feed is its user's.
+    ("/v1/user/feed/{userId}", Audience::Related),
+    ("/v1/user/feed/create", Audience::Related),
+    ("/private/user/feed/v1/create", Audience::Service),
+    ("/v1/user/feed/delete", Audience::Related),
+    ("/v1/user/feed/update", Audience::Related),
 ];
 
 /// The audience of a route template.

@@ -6,6 +6,7 @@ pub mod access;
 pub mod audit;
 pub mod captcha;
 pub mod data_sync;
+pub mod feed;
 pub mod gateway;
 pub mod health;
 pub mod json;

@@ -103,10 +103,12 @@ pub enum Table {
     /// Account merges: the saga of a mergee (`saga␟fromAccountId`) and the lock of each
     /// account a merge in progress holds (`lock␟userId`).
     Merge,
+    /// A user's feed (`userId␟feedId`), which Sunbird keeps in its notification service.
+    UserFeed,
 }
 
 impl Table {
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 24] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -130,6 +132,7 @@ impl Table {
         Table::Otp,
         Table::ResetLink,
         Table::Merge,
+        Table::UserFeed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -157,6 +160,7 @@ impl Table {
             Table::Otp => "otp",
             Table::ResetLink => "reset_link",
             Table::Merge => "user_merge",
+            Table::UserFeed => "user_feed",
         }
     }
 }

@@ -11,6 +11,7 @@ mod durability;
 mod envelope;
 mod events;
 mod failures;
+mod feed;
 mod gateway;
 mod grants;
 mod helpers;

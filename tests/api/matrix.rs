@@ -515,6 +515,32 @@ impl World {
                 )
             }
             "/private/user/v1/password/reset" => call(M::POST, route, body(json!({"userId": t}))),
+            "/v1/user/feed/{userId}" => call(M::GET, route.replace("{userId}", &t), Payload::Empty),
+            "/v1/user/feed/create" | "/private/user/feed/v1/create" => call(
+                M::POST,
+                route,
+                body(json!({"userId": t, "category": "Notification", "priority": 1})),
+            ),
+            "/v1/user/feed/delete" | "/v1/user/feed/update" => {
+                let created = self
+                    .app
+                    .post_internal(
+                        "/private/user/feed/v1/create",
+                        json!({"userId": t, "category": "Notification", "priority": 1}),
+                    )
+                    .await;
+                let feed = created.assert_ok()["id"].as_str().expect("id").to_string();
+                let method = if route.ends_with("update") {
+                    M::PATCH
+                } else {
+                    M::POST
+                };
+                call(
+                    method,
+                    route,
+                    body(json!({"userId": t, "feedId": feed, "status": "read"})),
+                )
+            }
             "/private/user/v1/account/merge" => call(
                 M::PATCH,
                 route,
