@@ -336,6 +336,7 @@ impl Application {
             ResetOptions {
                 public_base_url: settings.signin.public_base_url.clone(),
                 link_ttl_ms: settings.notifications.reset_link_ttl_seconds * 1000,
+                default_country_code: settings.users.default_country_code.clone(),
             },
         );
         let callers = CallerResolver::new(

@@ -351,7 +351,10 @@ async fn dispatch(state: &mut DispatcherState) -> DomainResult<Option<i64>> {
             .filter(|record| record.event.topic == Topic::Notification)
             .map(|record| record.event.entity_id)
             .collect();
-        deliver_all(&context, ids, false).await?;
+        if !deliver_holding(&context, consumer, ids, false).await? {
+            tracing::info!("the notification lease lapsed mid-batch; the new holder goes on");
+            return Ok(None);
+        }
         match consumer.acknowledge(&last, context.now_ms()).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost(_)) => {
@@ -380,12 +383,33 @@ async fn dispatch(state: &mut DispatcherState) -> DomainResult<Option<i64>> {
         }
     }
     let retried = !due.is_empty();
-    deliver_all(&context, due, true).await?;
+    if !deliver_holding(&context, consumer, due, true).await? {
+        return Ok(None);
+    }
     if retried {
         // The retries may have put messages back on the list: look again soon.
         return Ok(Some(context.now_ms()));
     }
     Ok(next)
+}
+
+/// Delivers `ids` a few at a time, renewing the lease before each part: a long batch (slow
+/// servers, a long retry list) never runs on past the lease, where another instance would
+/// send the same messages. False when the lease was lost (nothing more is sent here).
+async fn deliver_holding(
+    context: &Arc<DispatcherContext>,
+    consumer: &mut OutboxConsumer,
+    ids: Vec<String>,
+    retries: bool,
+) -> DomainResult<bool> {
+    let part = context.settings.concurrency.max(1) * 2;
+    for chunk in ids.chunks(part) {
+        if !consumer.renew(context.now_ms()).await? {
+            return Ok(false);
+        }
+        deliver_all(context, chunk.to_vec(), retries).await?;
+    }
+    Ok(true)
 }
 
 /// Delivers each message that is still pending, `concurrency` at once.
@@ -402,20 +426,42 @@ async fn deliver_all(
         .buffer_unordered(context.settings.concurrency.max(1))
         .collect()
         .await;
-    // An unavailable store stops the round (the batch is offered again); a broken row was
-    // logged and is skipped.
+    // An unavailable or undecided store stops the round (the batch is offered again); any
+    // other failure is one message's (a row that does not parse, say): logged, taken off the
+    // retry list and skipped, so one broken row never holds every other message back.
     for outcome in outcomes {
-        outcome?;
+        match outcome {
+            Ok(()) => {}
+            Err(error @ (DomainError::Unavailable(_) | DomainError::Timeout(_))) => {
+                return Err(error);
+            }
+            Err(DomainError::Internal(error)) => {
+                tracing::error!(error = %format!("{error:#}"), "a message cannot be delivered; skipped");
+            }
+            Err(DomainError::Rule(rule)) => {
+                tracing::error!(error = %rule.message, "a message cannot be delivered; skipped");
+            }
+        }
     }
     Ok(())
 }
 
 async fn deliver_one(context: &DispatcherContext, id: &str, retry: bool) -> DomainResult<()> {
     let store = &context.store;
-    let Some(current) =
+    let found =
         crate::storage::records::get_record::<NotificationRecord>(store, Table::Notification, id)
-            .await?
-    else {
+            .await;
+    let found = match found {
+        Err(DomainError::Internal(error)) => {
+            // The row does not parse: off the retry list, so it is not met again each round.
+            let mut transaction = Transaction::default();
+            transaction.delete(Table::NotificationDue, id, Expect::Any);
+            store.commit(transaction).await?;
+            return Err(DomainError::Internal(error));
+        }
+        other => other?,
+    };
+    let Some(current) = found else {
         if retry {
             let mut transaction = Transaction::default();
             transaction.delete(Table::NotificationDue, id, Expect::Any);

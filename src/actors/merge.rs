@@ -89,6 +89,9 @@ impl Actor for MergeCoordinator {
         context: Arc<MergeContext>,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(MergeMessage::Resume)?;
+        // And again now and then: a saga a request left on a passing store failure, or another
+        // instance's that died, is not left half done.
+        myself.send_interval(RESUME_INTERVAL, || MergeMessage::Resume);
         Ok(context)
     }
 
@@ -112,21 +115,32 @@ impl Actor for MergeCoordinator {
     }
 }
 
+/// How often sagas not done are looked for.
+const RESUME_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs every saga still recorded (a finished saga's row is deleted), page by page; one that
+/// fails is logged and left for the next round, the others go on.
 async fn resume_all(context: &MergeContext) -> DomainResult<()> {
-    let rows = context
-        .store
-        .scan(Table::Merge, &key_prefix("saga"), None, 10_000)
-        .await?;
-    for row in rows {
-        let Some(saga) = MergeSaga::from_doc(&row.doc) else {
-            continue;
+    let mut after: Option<String> = None;
+    loop {
+        let rows = context
+            .store
+            .scan(Table::Merge, &key_prefix("saga"), after.as_deref(), 500)
+            .await?;
+        let Some(last) = rows.last().map(|row| row.key.clone()) else {
+            return Ok(());
         };
-        if saga.step != MergeStep::Done {
+        for row in rows {
+            let Some(saga) = MergeSaga::from_doc(&row.doc) else {
+                continue;
+            };
             tracing::info!(step = saga.step.name(), "resuming an account merge");
-            run_saga(context, &saga.from_account_id).await?;
+            if let Err(error) = run_saga(context, &saga.from_account_id).await {
+                tracing::warn!(error = %error, "an account merge could not go on; retried later");
+            }
         }
+        after = Some(last);
     }
-    Ok(())
 }
 
 /// Runs every step left of the saga of `from`.
@@ -135,9 +149,8 @@ pub async fn run_saga(context: &MergeContext, from: &str) -> DomainResult<()> {
         let Some(saga) =
             get_record::<MergeSaga>(&context.store, Table::Merge, &saga_key(from)).await?
         else {
-            return Err(DomainError::internal(anyhow::anyhow!(
-                "no merge saga for this account"
-            )));
+            // Finished: the last step deletes the saga.
+            return Ok(());
         };
         let Some(next) = saga.record.step.next() else {
             return Ok(());
@@ -173,6 +186,15 @@ async fn step(
         }
         let mut transaction = Transaction::default();
         build_step(context, &mut transaction, from, to, next, now_ms).await?;
+        if next == MergeStep::Done {
+            // The audit trail keeps the record of the merge; the saga goes.
+            transaction.delete(
+                Table::Merge,
+                saga_key(from),
+                Expect::Version(current.version),
+            );
+            return Ok((transaction, ()));
+        }
         let mut saga = current.record.clone();
         saga.step = next;
         saga.updated_ms = now_ms;
@@ -228,10 +250,39 @@ async fn build_step(
                 record.user_name = None;
                 record.login_id = None;
             } else {
+                // Whatever identifier the mergee gained since the previous step (its owner
+                // does not know about merges) is freed too, with its external ids.
+                for (field, kind) in [
+                    ("email", ClaimKind::Email),
+                    ("phone", ClaimKind::Phone),
+                    ("userName", ClaimKind::Username),
+                ] {
+                    if let Some(token) = record.pii_tokens.remove(field) {
+                        transaction.release(kind, token, from);
+                    }
+                }
+                for external in std::mem::take(&mut record.external_ids) {
+                    transaction.release(ClaimKind::ExternalId, external.claim(), from);
+                }
+                record.email = None;
+                record.phone = None;
+                record.user_name = None;
                 record.status = STATUS_BLOCKED;
                 record.is_deleted = true;
                 record.set_profile_field("mergedTo", json!(to));
                 transaction.delete(Table::UserCredential, from, Expect::Any);
+                crate::storage::audit::append(
+                    &**store,
+                    transaction,
+                    &crate::storage::audit::AuditNote {
+                        actor: to.to_string(),
+                        action: "user.merge".into(),
+                        target: from.to_string(),
+                        details: json!({"fromAccountId": from, "toAccountId": to}),
+                    },
+                    &crate::clock::sunbird_timestamp(context.clock.now()),
+                )
+                .await?;
             }
             record.updated_date = Some(crate::clock::sunbird_timestamp(context.clock.now()));
             record.updated_by = Some(to.to_string());

@@ -80,7 +80,8 @@ impl FeedService {
         };
         self.authorise(caller, &user_id).await?;
         let now = self.clock.now();
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered ids: a user's rows come in creation order.
+        let id = uuid::Uuid::now_v7().to_string();
         let entry = json!({
             "id": id,
             "userId": user_id,

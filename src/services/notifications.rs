@@ -244,6 +244,14 @@ impl NotificationService {
             add(&mut found, Recipient { to, name: None });
         }
         let mut ids = opt_str_list(body, "recipientUserIds")?.unwrap_or_default();
+        // More ids than the cap is refused before any is read.
+        let limit = self.inner.options.max_recipients;
+        if found.len() + ids.len() > limit {
+            return Err(DomainError::rule(
+                ErrorCode::emailNotSentRecipientsExceededMaxLimit,
+                &[&limit.to_string()],
+            ));
+        }
         if let Some(query) = body.get("recipientSearchQuery") {
             ids.extend(self.search_ids(authority, query).await?);
         }

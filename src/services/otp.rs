@@ -198,7 +198,7 @@ impl OtpService {
             transaction.put_record(Table::Otp, &target.sends_key, &sends, expect_of(&sends_row))?;
             let record = match &code_row {
                 // As Sunbird does: an unexpired code is sent again.
-                Some(live) if live.record.is_live(now) => live.record.clone(),
+                Some(live) if usable(&live.record, &self.policy, now) => live.record.clone(),
                 _ => {
                     let fresh = OtpRecord {
                         nonce: hex::encode(rand::random::<[u8; 16]>()),
@@ -217,7 +217,7 @@ impl OtpService {
             };
             if code_row
                 .as_ref()
-                .is_some_and(|live| live.record.is_live(now))
+                .is_some_and(|live| usable(&live.record, &self.policy, now))
             {
                 transaction.check(Table::Otp, &target.code_key, expect_of(&code_row));
             }
@@ -328,6 +328,12 @@ impl OtpService {
             Err(other) => Err(other.into()),
         }
     }
+}
+
+/// A code that can still be verified: unexpired, with attempts left (a spent code whose
+/// deletion lost a race is replaced, never sent again).
+fn usable(record: &OtpRecord, policy: &OtpPolicy, now_ms: i64) -> bool {
+    record.is_live(now_ms) && record.remaining(policy) > 0
 }
 
 fn expect_of<T: Record>(row: &Option<Versioned<T>>) -> Expect {

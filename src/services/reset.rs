@@ -30,6 +30,8 @@ pub struct ResetOptions {
     /// Where the public listener is reached (`[signin] public_base_url`).
     pub public_base_url: String,
     pub link_ttl_ms: i64,
+    /// For phones stored without a country code.
+    pub default_country_code: String,
 }
 
 #[derive(Clone)]
@@ -145,7 +147,10 @@ impl ResetService {
             let address = match channel {
                 Channel::Email => address,
                 Channel::Sms => {
-                    let code = record.country_code.clone().unwrap_or_else(|| "+91".into());
+                    let code = record
+                        .country_code
+                        .clone()
+                        .unwrap_or_else(|| format!("+{}", self.options.default_country_code));
                     format!("+{}{address}", code.trim_start_matches('+'))
                 }
             };

@@ -98,6 +98,26 @@ impl OutboxConsumer {
         Ok((!records.is_empty()).then_some(records))
     }
 
+    /// Renews a competing consumer's lease between pieces of long work (a batch whose
+    /// application takes a while): true while this instance still holds the same lease, false
+    /// once it lapsed or another took it (stop, the new holder goes on). Always true for an
+    /// each-instance consumer.
+    pub async fn renew(&mut self, now_ms: i64) -> Result<bool, StoreError> {
+        if self.mode == ConsumerMode::EachInstance {
+            return Ok(true);
+        }
+        let Some(held) = self.lease.clone() else {
+            return Ok(false);
+        };
+        let lease = self
+            .store
+            .acquire_lease(&self.name, &self.holder, now_ms, self.lease_ttl_ms)
+            .await?;
+        let same = lease.as_ref().is_some_and(|now| now.token == held.token);
+        self.lease = lease.filter(|_| same);
+        Ok(same)
+    }
+
     /// Records that everything up to `cursor` is applied.
     pub async fn acknowledge(
         &mut self,
@@ -134,5 +154,45 @@ impl OutboxConsumer {
             Some(lease) => self.store.release_lease(&lease).await,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::redb_store::RedbStore;
+
+    #[tokio::test]
+    async fn a_renewal_holds_the_lease_until_another_instance_took_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("store"));
+        let start = |instance: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                OutboxConsumer::start(
+                    store,
+                    "renewed",
+                    ConsumerMode::Competing,
+                    instance,
+                    1_000,
+                    0,
+                )
+                .await
+                .expect("start")
+            }
+        };
+        let (mut a, mut b) = (start("a").await, start("b").await);
+        a.next_batch(10, 0).await.expect("a takes the lease");
+        assert!(a.holds_the_stream());
+        // Renewed at 900, a still holds it at 1,500 (past the first expiry).
+        assert!(a.renew(900).await.expect("renew"));
+        assert!(b.next_batch(10, 1_500).await.expect("b asks").is_none());
+        assert!(!b.holds_the_stream());
+        // a stops renewing; b takes over once the lease ran out, and a learns it.
+        b.next_batch(10, 2_000).await.expect("b takes the lease");
+        assert!(b.holds_the_stream());
+        assert!(!a.renew(2_001).await.expect("renew"));
+        assert!(!a.holds_the_stream());
     }
 }

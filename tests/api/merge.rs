@@ -97,6 +97,20 @@ async fn a_merge_frees_the_mergees_identifiers_ends_it_and_tells_the_merger() {
         password_grant(&app, &mergee_email, PASSWORD).await.status,
         401
     );
+    // The audit trail has the merge once, by the merger, of the mergee.
+    let entries = app
+        .stored()
+        .scan(userorg::storage::Table::Audit, "", None, 10_000)
+        .await
+        .expect("scan");
+    let merges: Vec<&Value> = entries
+        .iter()
+        .map(|row| &row.doc)
+        .filter(|doc| doc["action"] == "user.merge")
+        .collect();
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0]["actor"], merger.as_str());
+    assert_eq!(merges[0]["target"], mergee.as_str());
     // The merger is told once.
     let notices = app.mails_to(&merger_email).await;
     assert_eq!(notices.len(), 1);

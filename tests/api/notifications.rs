@@ -438,3 +438,46 @@ async fn kill_9_during_a_burst_loses_nothing_and_sends_nothing_delivered_again()
         delivered_before.len()
     );
 }
+
+#[tokio::test]
+async fn a_broken_message_row_does_not_hold_the_others_back() {
+    use userorg::storage::{Expect, Table, Topic, Transaction};
+    let app = TestApp::spawn().await;
+    // A row that does not parse (a newer build's state, a damaged copy), in the outbox and on
+    // the retry list.
+    let mut transaction = Transaction::default();
+    transaction.put(
+        Table::Notification,
+        "broken",
+        json!({"state": "sending-v9"}),
+        Expect::Absent,
+    );
+    transaction.put(
+        Table::NotificationDue,
+        "broken",
+        json!({"dueMs": 0}),
+        Expect::Absent,
+    );
+    transaction.event(Topic::Notification, "broken", 1);
+    app.stored().commit(transaction).await.expect("committed");
+    let to = unique_email();
+    app.post(
+        "/v1/notification/email",
+        email_request(std::slice::from_ref(&to)),
+        Some(&app.admin_token),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        app.mails_to(&to).await.len(),
+        1,
+        "delivered past the broken row"
+    );
+    let due = app
+        .stored()
+        .get(Table::NotificationDue, "broken")
+        .await
+        .expect("read");
+    assert!(due.is_none(), "the broken row is off the retry list");
+    app.stop().await;
+}
