@@ -151,6 +151,12 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
                 version: record.event.version,
                 position: hex::encode(record.cursor.as_bytes()),
                 order: order_of(record.cursor.as_bytes()),
+                event: record
+                    .event
+                    .payload
+                    .get("event")
+                    .and_then(|name| name.as_str())
+                    .map(|name| (name.to_string(), record.event.payload.to_string())),
             })
             .collect();
         if !events.is_empty() {

@@ -21,6 +21,9 @@ pub struct PublishedEvent {
     pub version: u64,
     pub position: String,
     pub order: (u64, u64),
+    /// A named domain event the change carries (`user.merged`) and its data as JSON; `None`
+    /// for a plain change of the entity.
+    pub event: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

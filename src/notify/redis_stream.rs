@@ -111,8 +111,11 @@ impl RedisStreamSink {
                 .arg("version")
                 .arg(event.version)
                 .arg("position")
-                .arg(&event.position)
-                .ignore();
+                .arg(&event.position);
+            if let Some((name, data)) = &event.event {
+                pipeline.arg("event").arg(name).arg("data").arg(data);
+            }
+            pipeline.ignore();
         }
         let mut connection = self.connection.clone();
         pipeline.query_async::<()>(&mut connection).await
@@ -170,6 +173,7 @@ mod tests {
             version,
             position: position.into(),
             order: (u64::from_str_radix(position, 16).expect("hex"), 0),
+            event: None,
         }
     }
 
@@ -185,9 +189,9 @@ mod tests {
         sink.publish(&[event("u1", 1, "01"), event("u2", 3, "02")])
             .await
             .expect("publish");
-        sink.publish(&[event("u1", 2, "03")])
-            .await
-            .expect("publish");
+        let mut merged = event("u1", 2, "03");
+        merged.event = Some(("user.merged".into(), r#"{"toAccountId":"u9"}"#.into()));
+        sink.publish(&[merged]).await.expect("publish");
         let field = |id: &str, version: &str, position: &str| {
             vec![
                 ("topic".to_string(), "user".to_string()),
@@ -196,12 +200,15 @@ mod tests {
                 ("position".to_string(), position.to_string()),
             ]
         };
+        let mut named = field("u1", "2", "03");
+        named.push(("event".to_string(), "user.merged".to_string()));
+        named.push(("data".to_string(), r#"{"toAccountId":"u9"}"#.to_string()));
         assert_eq!(
             entries(&url, &stream).await,
             [
                 field("u1", "1", "01"),
                 field("u2", "3", "02"),
-                field("u1", "2", "03")
+                named.clone()
             ]
         );
         // Offered again (a batch published twice, an older holder late): taken once.
@@ -220,7 +227,7 @@ mod tests {
             [
                 field("u1", "1", "01"),
                 field("u2", "3", "02"),
-                field("u1", "2", "03"),
+                named,
                 field("u3", "1", "04")
             ],
             "each event once, in order"

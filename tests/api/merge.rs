@@ -377,3 +377,51 @@ async fn a_merge_killed_after_any_step_completes_exactly_once_after_restart() {
         assert_eq!(locks, 0, "after {}: the locks are released", step.name());
     }
 }
+
+#[tokio::test]
+async fn the_merge_is_published_as_a_user_merged_event() {
+    let Some(url) = userorg::test_tiers::redis() else {
+        return;
+    };
+    let stream = format!("userorg-test:events:{}", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(&[
+        ("USERORG__EVENTS__REDIS_STREAM", &stream),
+        ("USERORG__EVENTS__REDIS_URL", &url),
+    ])
+    .await;
+    let (merger, _, mergee, _, _) = accounts(&app).await;
+    merge(
+        &app,
+        Some(&app.token_for(&merger)),
+        Some(&app.token_for(&mergee)),
+        json!({"fromAccountId": mergee, "toAccountId": merger}),
+    )
+    .await
+    .assert_ok();
+    let started = std::time::Instant::now();
+    let merged = loop {
+        let found: Vec<Vec<(String, String)>> = crate::events::entries(&url, &stream)
+            .await
+            .into_iter()
+            .filter(|entry| crate::events::field(entry, "event") == "user.merged")
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no user.merged event reached the stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(merged.len(), 1);
+    assert_eq!(crate::events::field(&merged[0], "id"), mergee);
+    let data: Value =
+        serde_json::from_str(crate::events::field(&merged[0], "data")).expect("json data");
+    assert_eq!(
+        data,
+        json!({"event": "user.merged", "action": "merge-user-courses-and-cert",
+               "fromAccountId": mergee, "toAccountId": merger, "iteration": 1})
+    );
+    app.stop().await;
+}
