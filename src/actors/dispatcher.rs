@@ -446,38 +446,36 @@ async fn deliver_all(
     Ok(())
 }
 
+/// Takes a message off the retry list.
+async fn forget_due(store: &Arc<dyn Store>, id: &str) -> DomainResult<()> {
+    let mut transaction = Transaction::default();
+    transaction.delete(Table::NotificationDue, id, Expect::Any);
+    store.commit(transaction).await?;
+    Ok(())
+}
+
 async fn deliver_one(context: &DispatcherContext, id: &str, retry: bool) -> DomainResult<()> {
     let store = &context.store;
     let found =
         crate::storage::records::get_record::<NotificationRecord>(store, Table::Notification, id)
             .await;
-    let found = match found {
+    let current = match found {
+        Ok(Some(current)) if current.record.state.is_pending() => current,
+        // Gone, or delivered or dead meanwhile: nothing to send, nothing to retry.
+        Ok(_) => {
+            if retry {
+                forget_due(store, id).await?;
+            }
+            return Ok(());
+        }
+        // The row does not parse: off the retry list, so it is not met again each round.
         Err(DomainError::Internal(error)) => {
-            // The row does not parse: off the retry list, so it is not met again each round.
-            let mut transaction = Transaction::default();
-            transaction.delete(Table::NotificationDue, id, Expect::Any);
-            store.commit(transaction).await?;
+            forget_due(store, id).await?;
             return Err(DomainError::Internal(error));
         }
-        other => other?,
-    };
-    let Some(current) = found else {
-        if retry {
-            let mut transaction = Transaction::default();
-            transaction.delete(Table::NotificationDue, id, Expect::Any);
-            store.commit(transaction).await?;
-        }
-        return Ok(());
+        Err(other) => return Err(other),
     };
     let mut record = current.record;
-    if !record.state.is_pending() {
-        if retry {
-            let mut transaction = Transaction::default();
-            transaction.delete(Table::NotificationDue, id, Expect::Any);
-            store.commit(transaction).await?;
-        }
-        return Ok(());
-    }
     // A message met again before its retry is due (a replayed event) waits for its time.
     if !retry && record.state == DeliveryState::Retrying {
         return Ok(());

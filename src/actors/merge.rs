@@ -15,6 +15,7 @@ use serde_json::json;
 use super::dispatcher::{NewMessage, enqueue, find_template};
 use super::slot::ActorSlot;
 use super::supervisor::{ChildSpec, Restart};
+use super::user_owner::release_identifiers;
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::merge::{MergeSaga, MergeStep};
@@ -24,8 +25,7 @@ use crate::domain::{DomainError, DomainResult, Record};
 use crate::storage::records::{get_record, user};
 use crate::storage::retry::{no_claims, read_modify_write};
 use crate::storage::{
-    ChangeEvent, ClaimKind, Expect, Store, Table, Topic, Transaction, Versioned, compose_key,
-    key_prefix,
+    ChangeEvent, Expect, Store, Table, Topic, Transaction, Versioned, compose_key, key_prefix,
 };
 
 pub struct MergeContext {
@@ -234,15 +234,7 @@ async fn build_step(
                 if let Some(phone) = moved(&record.phone) {
                     record.prev_used_phone = Some(phone);
                 }
-                for (field, kind) in [
-                    ("email", ClaimKind::Email),
-                    ("phone", ClaimKind::Phone),
-                    ("userName", ClaimKind::Username),
-                ] {
-                    if let Some(token) = record.pii_tokens.remove(field) {
-                        transaction.release(kind, token, from);
-                    }
-                }
+                release_identifiers(&mut record, transaction, from, false);
                 record.email = None;
                 record.masked_email = None;
                 record.phone = None;
@@ -252,18 +244,7 @@ async fn build_step(
             } else {
                 // Whatever identifier the mergee gained since the previous step (its owner
                 // does not know about merges) is freed too, with its external ids.
-                for (field, kind) in [
-                    ("email", ClaimKind::Email),
-                    ("phone", ClaimKind::Phone),
-                    ("userName", ClaimKind::Username),
-                ] {
-                    if let Some(token) = record.pii_tokens.remove(field) {
-                        transaction.release(kind, token, from);
-                    }
-                }
-                for external in std::mem::take(&mut record.external_ids) {
-                    transaction.release(ClaimKind::ExternalId, external.claim(), from);
-                }
+                release_identifiers(&mut record, transaction, from, true);
                 record.email = None;
                 record.phone = None;
                 record.user_name = None;

@@ -17,6 +17,7 @@ use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::notification::{Channel, OutgoingMessage};
 use crate::domain::role::ORG_ADMIN;
+use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::notify::templates::{self, MessageTemplate};
 use crate::services::access::{Authority, Caller};
@@ -267,23 +268,13 @@ impl NotificationService {
             if record.is_deleted {
                 continue;
             }
-            let open = |kind: &str, sealed: &Option<String>| {
-                sealed
-                    .as_deref()
-                    .filter(|value| !value.is_empty())
-                    .and_then(|value| self.inner.vault.open(&id, kind, value).ok())
+            let sealed = match channel {
+                Channel::Email => record.email.as_deref(),
+                Channel::Sms => record.phone.as_deref(),
             };
-            let to = match channel {
-                Channel::Email => open("email", &record.email),
-                Channel::Sms => open("phone", &record.phone).map(|number| {
-                    let code = record
-                        .country_code
-                        .clone()
-                        .unwrap_or_else(|| format!("+{country}"));
-                    format!("+{}{number}", code.trim_start_matches('+'))
-                }),
-            };
-            if let Some(to) = to {
+            if let Some(to) =
+                stored_address(&self.inner.vault, &id, &record, sealed, channel, country)
+            {
                 add(
                     &mut found,
                     Recipient {
@@ -410,6 +401,36 @@ impl NotificationService {
         self.commit(transaction).await?;
         Ok(success())
     }
+}
+
+/// Where a message to a user goes: `sealed`, one of the user's sealed contact fields, opened
+/// (an email, or a phone in international form with the user's country code, else
+/// `default_country_code`). `None` when the field is empty or does not open.
+pub fn stored_address(
+    vault: &PiiVault,
+    user_id: &str,
+    record: &UserRecord,
+    sealed: Option<&str>,
+    channel: Channel,
+    default_country_code: &str,
+) -> Option<String> {
+    let kind = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "phone",
+    };
+    let plain = sealed
+        .filter(|value| !value.is_empty())
+        .and_then(|value| vault.open(user_id, kind, value).ok())?;
+    Some(match channel {
+        Channel::Email => plain,
+        Channel::Sms => {
+            let code = record
+                .country_code
+                .clone()
+                .unwrap_or_else(|| format!("+{default_country_code}"));
+            format!("+{}{plain}", code.trim_start_matches('+'))
+        }
+    })
 }
 
 /// The tenant whose templates a caller's messages use: a user's root organisation.

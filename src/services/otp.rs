@@ -19,7 +19,7 @@ use crate::domain::otp::{OtpPolicy, OtpRecord, OtpSends, OtpType, code_digits};
 use crate::domain::{DomainError, DomainResult, ErrorCode, Record};
 use crate::notify::templates::{self, OTP_TEMPLATE_IDS};
 use crate::services::json::{Body, opt_nonblank, required_str, success};
-use crate::services::notifications::NotificationService;
+use crate::services::notifications::{NotificationService, stored_address};
 use crate::storage::records::{get_record, user};
 use crate::storage::{Expect, Store, StoreError, Table, Transaction, Versioned, compose_key};
 
@@ -103,22 +103,20 @@ impl OtpService {
                     OtpType::RecoveryEmail => record.recovery_email.clone(),
                     OtpType::RecoveryPhone => record.recovery_phone.clone(),
                 };
-                let seal_kind = if kind.is_email() { "email" } else { "phone" };
-                let plain = sealed
-                    .filter(|value| !value.is_empty())
-                    .and_then(|value| self.vault.open(&user_id, seal_kind, &value).ok())
-                    .ok_or_else(|| {
-                        DomainError::rule(ErrorCode::invalidParameter, &[kind.name()])
-                    })?;
-                if kind.is_email() {
-                    plain
+                let channel = if kind.is_email() {
+                    Channel::Email
                 } else {
-                    let code = record
-                        .country_code
-                        .clone()
-                        .unwrap_or_else(|| format!("+{}", self.default_country_code));
-                    format!("+{}{plain}", code.trim_start_matches('+'))
-                }
+                    Channel::Sms
+                };
+                stored_address(
+                    &self.vault,
+                    &user_id,
+                    &record,
+                    sealed.as_deref(),
+                    channel,
+                    &self.default_country_code,
+                )
+                .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &[kind.name()]))?
             }
             None => required_str(body, "key")?,
         };

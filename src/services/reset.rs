@@ -18,7 +18,7 @@ use crate::domain::notification::Channel;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, required_str};
-use crate::services::notifications::NotificationService;
+use crate::services::notifications::{NotificationService, stored_address};
 use crate::services::users::UserService;
 use crate::storage::records::user;
 use crate::storage::{Expect, Store, Table, Transaction};
@@ -136,24 +136,18 @@ impl ResetService {
         let link = self.new_link(&mut transaction, &user_id)?;
         if let Some(channel) = channel {
             let (sealed, kind) = match channel {
-                Channel::Email => (&record.email, "email"),
-                Channel::Sms => (&record.phone, "phone"),
+                Channel::Email => (record.email.as_deref(), "email"),
+                Channel::Sms => (record.phone.as_deref(), "phone"),
             };
-            let address = sealed
-                .as_deref()
-                .filter(|value| !value.is_empty())
-                .and_then(|value| self.vault.open(&user_id, kind, value).ok())
-                .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &[kind]))?;
-            let address = match channel {
-                Channel::Email => address,
-                Channel::Sms => {
-                    let code = record
-                        .country_code
-                        .clone()
-                        .unwrap_or_else(|| format!("+{}", self.options.default_country_code));
-                    format!("+{}{address}", code.trim_start_matches('+'))
-                }
-            };
+            let address = stored_address(
+                &self.vault,
+                &user_id,
+                &record,
+                sealed,
+                channel,
+                &self.options.default_country_code,
+            )
+            .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &[kind]))?;
             let template = self
                 .notifications
                 .template("resetPasswordLink", Some(&record.root_org_id))

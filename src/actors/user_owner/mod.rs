@@ -13,6 +13,7 @@ mod create;
 mod roles;
 mod signin;
 mod status;
+pub use status::release_identifiers;
 #[cfg(test)]
 mod tests;
 mod update;

@@ -96,18 +96,7 @@ pub(super) fn build_status_change(
             record.is_blocked = Some(false);
         }
         StatusChange::Delete => {
-            for (field, kind) in [
-                ("email", ClaimKind::Email),
-                ("phone", ClaimKind::Phone),
-                ("userName", ClaimKind::Username),
-            ] {
-                if let Some(token) = record.pii_tokens.get(field) {
-                    transaction.release(kind, token.clone(), user_id);
-                }
-            }
-            for external in &record.external_ids {
-                transaction.release(ClaimKind::ExternalId, external.claim(), user_id);
-            }
+            release_identifiers(&mut record, &mut transaction, user_id, true);
             scrub(&mut record);
             transaction.delete(Table::UserCredential, user_id, Expect::Any);
         }
@@ -122,6 +111,31 @@ pub(super) fn build_status_change(
     )?;
     transaction.event(Topic::User, user_id, current.version + 1);
     Ok(transaction)
+}
+
+/// Adds to `transaction` the release of the user's email, phone and username claims (their
+/// tokens dropped from the record) and, with `external`, of its external ids: what a delete and
+/// a merge free for others to take.
+pub fn release_identifiers(
+    record: &mut UserRecord,
+    transaction: &mut Transaction,
+    user_id: &str,
+    external: bool,
+) {
+    for (field, kind) in [
+        ("email", ClaimKind::Email),
+        ("phone", ClaimKind::Phone),
+        ("userName", ClaimKind::Username),
+    ] {
+        if let Some(token) = record.pii_tokens.remove(field) {
+            transaction.release(kind, token, user_id);
+        }
+    }
+    if external {
+        for external in std::mem::take(&mut record.external_ids) {
+            transaction.release(ClaimKind::ExternalId, external.claim(), user_id);
+        }
+    }
 }
 
 /// A deleted user keeps no PII: names and identifiers are emptied (as Sunbird stores them),
