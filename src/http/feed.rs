@@ -12,16 +12,16 @@ use crate::services::access::Caller;
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Private, Token};
     vec![
-        route("/v1/user/feed/{userId}", "USRFEEDREAD", Token, get(read)),
-        route("/v1/user/feed/create", "USRFEEDCRT", Token, post(create)),
+        route("/v1/user/feed/{userId}", "FEEDRED", Token, get(read)),
+        route("/v1/user/feed/create", "FEEDCRT", Token, post(create)),
         route(
             "/private/user/feed/v1/create",
-            "USRFEEDCRT",
+            "FEEDCRT",
             Private,
             post(create),
         ),
-        route("/v1/user/feed/delete", "USRFEEDDEL", Token, post(delete)),
-        route("/v1/user/feed/update", "USRFEEDUPD", Token, patch(update)),
+        route("/v1/user/feed/delete", "FEEDDEL", Token, post(delete)),
+        route("/v1/user/feed/update", "FEEDUPD", Token, patch(update)),
     ]
 }
 

@@ -14,7 +14,7 @@ use crate::services::access::Caller;
 pub fn routes() -> Vec<RouteSpec> {
     vec![route(
         "/private/user/v1/account/merge",
-        "MRGUSR",
+        "USRMRG",
         Access::Private,
         patch(merge),
     )]

@@ -18,16 +18,16 @@ use crate::services::access::Caller;
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Private, Public};
     vec![
-        route("/v1/notification/email", "EMLSRVC", Public, post(email)),
+        route("/v1/notification/email", "EMAILNOTI", Public, post(email)),
         route(
             "/private/user/v1/notification/email",
-            "EMLSRVC",
+            "EMAILNOTI",
             Private,
             post(email),
         ),
-        route("/v2/notification", "V2NOTIF", Public, post(notification_v2)),
-        route("/v1/otp/generate", "OTPGEN", Public, post(generate_v1)),
-        route("/v2/otp/generate", "OTPGEN", Public, post(generate_v2)),
+        route("/v2/notification", "NOTI", Public, post(notification_v2)),
+        route("/v1/otp/generate", "OTPCRT", Public, post(generate_v1)),
+        route("/v2/otp/generate", "OTPCRT", Public, post(generate_v2)),
         route("/v1/otp/verify", "OTPVERFY", Public, post(verify_v1)),
         route("/v2/otp/verify", "OTPVERFY", Public, post(verify_v2)),
     ]

@@ -25,13 +25,13 @@ pub fn routes() -> Vec<RouteSpec> {
     vec![
         route(
             "/private/user/v1/password/reset",
-            "RESETPWD",
+            "PASSRST",
             Access::Private,
             post(create),
         ),
         route(
             "/password/reset/{token}",
-            "RESETPWD",
+            "PASSRST",
             Access::Public,
             get(page).post(submit),
         ),

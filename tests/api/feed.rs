@@ -89,7 +89,7 @@ async fn feeds_are_their_users_and_bad_requests_get_sunbirds_codes() {
         .await
         .assert_error(
             403,
-            "UOS_USRFEEDREAD0071",
+            "UOS_FEEDRED0071",
             "You are forbidden from accessing specified resource.",
         );
     app.get(&format!("/v1/user/feed/{user}"), None)
@@ -99,27 +99,27 @@ async fn feeds_are_their_users_and_bad_requests_get_sunbirds_codes() {
     let cases = [
         (
             json!({"category": "c", "priority": 1}),
-            "UOS_USRFEEDCRT0030",
+            "UOS_FEEDCRT0030",
             "Mandatory parameter userId is missing.",
         ),
         (
             json!({"userId": user, "priority": 1}),
-            "UOS_USRFEEDCRT0030",
+            "UOS_FEEDCRT0030",
             "Mandatory parameter category is missing.",
         ),
         (
             json!({"userId": user, "category": "c"}),
-            "UOS_USRFEEDCRT0030",
+            "UOS_FEEDCRT0030",
             "Mandatory parameter priority is missing.",
         ),
         (
             json!({"userId": user, "category": "c", "priority": "high"}),
-            "UOS_USRFEEDCRT0003",
+            "UOS_FEEDCRT0003",
             "Data type of priority should be Integer.",
         ),
         (
             json!({"userId": user, "category": "c", "priority": 1, "data": [1]}),
-            "UOS_USRFEEDCRT0003",
+            "UOS_FEEDCRT0003",
             "Data type of data should be Map.",
         ),
     ];
@@ -134,11 +134,7 @@ async fn feeds_are_their_users_and_bad_requests_get_sunbirds_codes() {
         admin,
     )
     .await
-    .assert_error(
-        404,
-        "UOS_USRFEEDUPD0013",
-        "Requested feed resource not found",
-    );
+    .assert_error(404, "UOS_FEEDUPD0013", "Requested feed resource not found");
     app.patch(
         "/v1/user/feed/update",
         json!({"userId": user, "feedId": "nope", "status": "gone"}),
@@ -147,14 +143,14 @@ async fn feeds_are_their_users_and_bad_requests_get_sunbirds_codes() {
     .await
     .assert_error(
         400,
-        "UOS_USRFEEDUPD0017",
+        "UOS_FEEDUPD0017",
         "Invalid value gone for parameter status. Please provide a valid value.",
     );
     app.post("/v1/user/feed/delete", json!({"userId": user}), admin)
         .await
         .assert_error(
             400,
-            "UOS_USRFEEDDEL0030",
+            "UOS_FEEDDEL0030",
             "Mandatory parameter feedId is missing.",
         );
     app.stop().await;

@@ -162,7 +162,7 @@ async fn the_two_tokens_and_the_organisations_are_checked_as_sunbird_does() {
     .await
     .assert_error(
         400,
-        "UOS_MRGUSR0045",
+        "UOS_USRMRG0045",
         "Mismatch of given parameters: merger and mergee rootOrgId.",
     );
     merge(
@@ -174,7 +174,7 @@ async fn the_two_tokens_and_the_organisations_are_checked_as_sunbird_does() {
     .await
     .assert_error(
         400,
-        "UOS_MRGUSR0030",
+        "UOS_USRMRG0030",
         "Mandatory parameter fromAccountId is missing.",
     );
     // Nothing changed.
@@ -218,7 +218,7 @@ async fn of_two_concurrent_merges_of_one_mergee_one_wins() {
         .expect("a loser");
     // The loser met the winner's lock (or, later, an inactive mergee's token).
     match lost.status.as_u16() {
-        400 => assert_eq!(lost.err(), "UOS_MRGUSR0023", "{}", lost.body),
+        400 => assert_eq!(lost.err(), "UOS_USRMRG0023", "{}", lost.body),
         401 => assert_eq!(lost.err(), "UOS_0070", "{}", lost.body),
         other => panic!("unexpected {other}: {}", lost.body),
     }

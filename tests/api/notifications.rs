@@ -96,7 +96,7 @@ async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() 
         .await
         .assert_error(
             403,
-            "UOS_EMLSRVC0071",
+            "UOS_EMAILNOTI0071",
             "You are forbidden from accessing specified resource.",
         );
     let mut cases: Vec<(Value, &str, String)> = Vec::new();
@@ -107,23 +107,23 @@ async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() 
     };
     cases.push((
         without("subject"),
-        "UOS_EMLSRVC0030",
+        "UOS_EMAILNOTI0030",
         "Mandatory parameter subject is missing.".into(),
     ));
     cases.push((
         without("body"),
-        "UOS_EMLSRVC0030",
+        "UOS_EMAILNOTI0030",
         "Mandatory parameter body is missing.".into(),
     ));
     cases.push((
         email_request(&[unique_email(), unique_email(), unique_email()]),
-        "UOS_EMLSRVC0044",
+        "UOS_EMAILNOTI0044",
         "Email notification is not sent as the number of recipients exceeded configured limit (2)."
             .into(),
     ));
     cases.push((
         email_request(&["not-an-email".to_string()]),
-        "UOS_EMLSRVC0017",
+        "UOS_EMAILNOTI0017",
         "Invalid value not-an-email for parameter recipientEmails. Please provide a valid value."
             .into(),
     ));
@@ -131,28 +131,28 @@ async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() 
     fax["mode"] = json!("fax");
     cases.push((
         fax,
-        "UOS_EMLSRVC0017",
+        "UOS_EMAILNOTI0017",
         "Invalid value fax for parameter mode. Please provide a valid value.".into(),
     ));
     let mut template = ok.clone();
     template["emailTemplateType"] = json!("noSuchTemplate");
     cases.push((
         template,
-        "UOS_EMLSRVC0017",
+        "UOS_EMAILNOTI0017",
         "Invalid value noSuchTemplate for parameter emailTemplateType. Please provide a valid value.".into(),
     ));
     let mut nobody = ok.clone();
     nobody["recipientUserIds"] = json!(["nobody"]);
     cases.push((
         nobody,
-        "UOS_EMLSRVC0017",
+        "UOS_EMAILNOTI0017",
         "Invalid value nobody for parameter recipientUserIds. Please provide a valid value.".into(),
     ));
     let mut typed = ok.clone();
     typed["recipientEmails"] = json!("one@example.test");
     cases.push((
         typed,
-        "UOS_EMLSRVC0003",
+        "UOS_EMAILNOTI0003",
         "Data type of recipientEmails should be List.".into(),
     ));
     for (request, err, message) in cases {
@@ -172,7 +172,7 @@ async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() 
         .await
         .assert_error(
             403,
-            "UOS_V2NOTIF0071",
+            "UOS_NOTI0071",
             "You are forbidden from accessing specified resource.",
         );
     app.post("/v2/notification", v2.clone(), admin)
@@ -196,11 +196,7 @@ async fn the_email_routes_refuse_bad_requests_and_callers_with_sunbirds_codes() 
         admin,
     )
     .await
-    .assert_error(
-        400,
-        "UOS_V2NOTIF0030",
-        "Mandatory parameter ids is missing.",
-    );
+    .assert_error(400, "UOS_NOTI0030", "Mandatory parameter ids is missing.");
     app.stop().await;
 }
 

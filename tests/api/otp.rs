@@ -190,7 +190,7 @@ async fn five_codes_an_hour_and_twenty_a_day_then_429() {
     }
     generate(&app, "v2", request.clone()).await.assert_error(
         429,
-        "UOS_OTPGEN0059",
+        "UOS_OTPCRT0059",
         "Your per hour rate limit has exceeded. You can retry after some time.",
     );
     let legacy = generate(&app, "v1", request.clone()).await;
@@ -214,7 +214,7 @@ async fn five_codes_an_hour_and_twenty_a_day_then_429() {
     app.clock.advance(chrono::Duration::minutes(61));
     generate(&app, "v2", request.clone()).await.assert_error(
         429,
-        "UOS_OTPGEN0059",
+        "UOS_OTPCRT0059",
         "Your per day rate limit has exceeded. You can retry after some time.",
     );
     // Another key has its own budget.
@@ -304,7 +304,7 @@ async fn a_phone_gets_its_code_by_sms_and_a_user_id_names_the_stored_contact() {
         json!({"userId": user_id, "type": "recoveryPhone"}),
     )
     .await
-    .assert_error(400, "UOS_OTPGEN0019", "Please provide valid recoveryPhone.");
+    .assert_error(400, "UOS_OTPCRT0019", "Please provide valid recoveryPhone.");
     app.stop().await;
 }
 
@@ -317,56 +317,56 @@ async fn bad_requests_get_sunbirds_codes_and_messages() {
             "generate",
             json!({"key": email}),
             400,
-            "UOS_OTPGEN0030",
+            "UOS_OTPCRT0030",
             "Mandatory parameter type is missing.".into(),
         ),
         (
             "generate",
             json!({"type": "email"}),
             400,
-            "UOS_OTPGEN0030",
+            "UOS_OTPCRT0030",
             "Mandatory parameter key is missing.".into(),
         ),
         (
             "generate",
             json!({"key": email, "type": "fax"}),
             400,
-            "UOS_OTPGEN0017",
+            "UOS_OTPCRT0017",
             "Invalid value fax for parameter type. Please provide a valid value.".into(),
         ),
         (
             "generate",
             json!({"key": "not-an-email", "type": "email"}),
             400,
-            "UOS_OTPGEN0017",
+            "UOS_OTPCRT0017",
             "Invalid value not-an-email for parameter key. Please provide a valid value.".into(),
         ),
         (
             "generate",
             json!({"key": "12", "type": "phone"}),
             400,
-            "UOS_OTPGEN0017",
+            "UOS_OTPCRT0017",
             "Invalid value 12 for parameter key. Please provide a valid value.".into(),
         ),
         (
             "generate",
             json!({"key": email, "type": 5}),
             400,
-            "UOS_OTPGEN0003",
+            "UOS_OTPCRT0003",
             "Data type of type should be String.".into(),
         ),
         (
             "generate",
             json!({"userId": "nobody", "type": "email"}),
             404,
-            "UOS_OTPGEN0013",
+            "UOS_OTPCRT0013",
             "Requested user resource not found".into(),
         ),
         (
             "generate",
             json!({"key": email, "type": "email", "templateId": "other"}),
             500,
-            "UOS_OTPGEN0023",
+            "UOS_OTPCRT0023",
             "Valid identifier is not present in List, Valid supported identifiers are ".into(),
         ),
         (

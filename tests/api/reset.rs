@@ -215,25 +215,25 @@ async fn changed_expired_and_cross_site_submissions_are_refused() {
         (
             json!({}),
             400,
-            "UOS_RESETPWD0030",
+            "UOS_PASSRST0030",
             "Mandatory parameter userId is missing.",
         ),
         (
             json!({"userId": "nobody"}),
             404,
-            "UOS_RESETPWD0013",
+            "UOS_PASSRST0013",
             "Requested user resource not found",
         ),
         (
             json!({"userId": id, "type": "fax"}),
             400,
-            "UOS_RESETPWD0017",
+            "UOS_PASSRST0017",
             "Invalid value fax for parameter type. Please provide a valid value.",
         ),
         (
             json!({"userId": id, "type": "phone"}),
             400,
-            "UOS_RESETPWD0019",
+            "UOS_PASSRST0019",
             "Please provide valid phone.",
         ),
     ];
