@@ -35,7 +35,7 @@ use crate::http::tls::ReloadingTls;
 use crate::http::{AppInner, AppState, Listener, build_router};
 use crate::search::dsl::SearchLimits;
 use crate::seed;
-use crate::services::access::CallerResolver;
+use crate::services::access::{CallerResolver, ManagedTokens};
 use crate::services::audit::AuditTrail;
 use crate::services::captcha::Captcha;
 use crate::services::data_sync::DataSyncService;
@@ -43,6 +43,7 @@ use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::managed::ManagedUserService;
 use crate::services::merge::MergeService;
 use crate::services::network::{
     AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
@@ -153,6 +154,7 @@ impl Application {
                 clock: Arc::clone(&clock),
                 username_suffix_length: settings.users.username_suffix_length,
                 deletion_allowed_roles: settings.users.deletion_allowed_roles.clone(),
+                managed_user_limit: settings.users.managed_user_limit,
             }),
             user_owner_workers: settings.actors.user_owner_workers,
             org_owner_context: Arc::new(OrgOwnerContext {
@@ -339,11 +341,20 @@ impl Application {
                 default_country_code: settings.users.default_country_code.clone(),
             },
         );
+        let managed_tokens = signer.clone().map(|signer| {
+            ManagedTokens::new(
+                signer,
+                settings.local_issuer().to_string(),
+                settings.users.managed_token_ttl_seconds,
+                Arc::clone(&clock),
+            )
+        });
         let callers = CallerResolver::new(
             verifier,
             service_credential.clone(),
             Arc::clone(&engines.store),
-        );
+        )
+        .with_managed_tokens(managed_tokens);
         let merge = MergeService::new(
             Arc::clone(&engines.store),
             callers.clone(),
@@ -351,6 +362,14 @@ impl Application {
             Arc::clone(&clock),
         );
         let feed = FeedService::new(Arc::clone(&engines.store), Arc::clone(&clock));
+        let managed = ManagedUserService::new(
+            Arc::clone(&engines.store),
+            users.clone(),
+            reset.clone(),
+            callers.clone(),
+            settings.users.managed_user_limit,
+            settings.users.default_country_code.clone(),
+        );
         let liveness = tree.tree.liveness();
         let state = AppState(Arc::new(AppInner {
             network: network_policy(&settings, Arc::clone(&engines.rate_counter))?,
@@ -369,6 +388,7 @@ impl Application {
             reset,
             merge,
             feed,
+            managed,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,

@@ -152,6 +152,10 @@ pub struct UserSettings {
     pub default_country_code: String,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,
+    /// Most managed children one parent may have (Sunbird `managed_user_limit`).
+    pub managed_user_limit: usize,
+    /// Lifetime of a managed token (`managedToken`, the `x-authenticated-for` header).
+    pub managed_token_ttl_seconds: i64,
 }
 
 /// Client addresses (`[network]`): CIDRs or plain addresses.
@@ -769,6 +773,18 @@ impl Settings {
             return Err(invalid(
                 "users.username_suffix_length",
                 "must be between 1 and 16",
+            ));
+        }
+        if !(1..=1000).contains(&self.users.managed_user_limit) {
+            return Err(invalid(
+                "users.managed_user_limit",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.users.managed_token_ttl_seconds <= 0 {
+            return Err(invalid(
+                "users.managed_token_ttl_seconds",
+                "must be positive",
             ));
         }
         for origin in &self.http.cors_allowed_origins {

@@ -134,6 +134,7 @@ mod tests {
                 clock: Arc::new(SystemClock),
                 username_suffix_length: 4,
                 deletion_allowed_roles: vec!["PUBLIC".into()],
+                managed_user_limit: 30,
             }),
             user_owner_workers: 2,
             org_owner_context: Arc::new(OrgOwnerContext {

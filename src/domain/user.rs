@@ -84,13 +84,23 @@ pub struct UserRecord {
     pub updated_date: Option<String>,
     #[serde(default)]
     pub updated_by: Option<String>,
-    /// Blind-index tokens of the PII fields, by field name; never shown, indexed for exact
-    /// filters (`_index` in rows written before the name changed).
+    /// Blind-index tokens of the PII fields, by field name, and the managed-child slot of a
+    /// child ([`MANAGED_SLOT_TOKEN`]); never shown, indexed for exact filters (`_index` in rows
+    /// written before the name changed).
     #[serde(default, alias = "_index")]
     pub pii_tokens: BTreeMap<String, String>,
     /// Every other field, as the client gave it (stored beside the typed ones).
     #[serde(skip)]
     pub profile: Map<String, Value>,
+}
+
+/// The entry of [`UserRecord::pii_tokens`] naming the managed-child slot a child holds (the
+/// value of its `ManagedSlot` claim), so a delete or graduation frees it.
+pub const MANAGED_SLOT_TOKEN: &str = "managedSlot";
+
+/// The `n`th managed-child slot of `parent`.
+pub fn managed_slot(parent: &str, n: usize) -> String {
+    format!("{parent}/{n}")
 }
 
 /// The stored names of the typed fields of [`UserRecord`] (and the old name of the tokens).

@@ -110,6 +110,13 @@ impl QueryMap {
             .filter(|value| !value.is_empty())
     }
 
+    /// A boolean parameter as Java's `Boolean.valueOf` reads it: `true` in any case is true,
+    /// anything else (or nothing) false.
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+    }
+
     /// A comma-separated list parameter (`?fields=a,b`).
     pub fn list(&self, name: &str) -> Vec<String> {
         self.0

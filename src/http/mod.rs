@@ -45,6 +45,7 @@ use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
+use crate::services::managed::ManagedUserService;
 use crate::services::merge::MergeService;
 use crate::services::network::{NetworkPolicy, Side};
 use crate::services::notifications::NotificationService;
@@ -99,6 +100,7 @@ pub struct AppInner {
     pub reset: ResetService,
     pub merge: MergeService,
     pub feed: FeedService,
+    pub managed: ManagedUserService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -332,8 +334,10 @@ async fn sunbird_middleware(
 
     let token = header_value(&request, "x-authenticated-user-token");
     let service = header_value(&request, "authorization");
+    let managed_token = header_value(&request, "x-authenticated-for");
     let credentials = Credentials {
         user_token: token.as_deref(),
+        managed_token: managed_token.as_deref(),
         service: service.as_deref(),
     };
     let mut retry_after = None;
@@ -550,6 +554,8 @@ fn header_value(request: &Request, name: &str) -> Option<String> {
 /// listener, the service credential (`Authorization`).
 struct Credentials<'a> {
     user_token: Option<&'a str>,
+    /// A parent's managed token for one child (`x-authenticated-for`).
+    managed_token: Option<&'a str>,
     service: Option<&'a str>,
 }
 
@@ -580,7 +586,7 @@ async fn authenticate(
     let user = context
         .state
         .callers
-        .user_of(credentials.user_token)
+        .user_acting_for(credentials.user_token, credentials.managed_token)
         .await
         .map_err(ApiError)?;
     match (user, meta.map(|m| m.access)) {

@@ -38,6 +38,11 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/ssouser/create", Audience::Anyone),
     ("/v1/user/signup", Audience::Anyone),
     ("/v2/user/signup", Audience::Anyone),
+    // A child is created by its own parent (`managedBy` the caller), or by an ADMIN.
+    ("/v4/user/create", Audience::SelfOrAdmin),
+    ("/v1/manageduser/create", Audience::SelfOrAdmin),
+    ("/v2/manageduser/create", Audience::SelfOrAdmin),
+    ("/v1/user/managed/{id}", Audience::SelfOrAdmin),
     ("/v1/user/read/{uid}", Audience::Related),
     ("/v2/user/read/{uid}", Audience::Related),
     ("/v3/user/read/{uid}", Audience::Related),

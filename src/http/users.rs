@@ -6,8 +6,10 @@ use axum::routing::{get, patch, post};
 use super::envelope::{ApiResponse, ApiResult};
 use super::extract::{QueryMap, SunbirdBody};
 use super::{Access, AppState, RouteSpec, route};
+use crate::domain::ErrorCode;
 use crate::domain::user::StatusChange;
 use crate::services::access::Caller;
+use crate::services::managed::UserRead;
 use crate::services::users::input::{CreateRoute, UpdateRoute};
 use crate::services::users::view::{ReadVersion, SearchVersion};
 
@@ -19,6 +21,20 @@ pub fn routes() -> Vec<RouteSpec> {
         route("/v3/user/create", "USRCRT", Public, post(create_admin)),
         route("/v1/ssouser/create", "USRCRT", Public, post(create_sso)),
         route("/v1/user/signup", "USRCRT", Public, post(signup_v1)),
+        route("/v4/user/create", "USRCRT", Token, post(create_managed)),
+        route(
+            "/v1/manageduser/create",
+            "USRCRT",
+            Token,
+            post(create_managed),
+        ),
+        route(
+            "/v2/manageduser/create",
+            "USRCRT",
+            Token,
+            post(create_managed_v2),
+        ),
+        route("/v1/user/managed/{id}", "USRRED", Token, get(list_managed)),
         route("/v2/user/signup", "USRCRT", Public, post(signup_v2)),
         route("/v1/user/read/{uid}", "USRRED", Token, get(read_v3)),
         route("/v2/user/read/{uid}", "USRRED", Token, get(read_v3)),
@@ -132,6 +148,55 @@ async fn signup_v2(
     create(state, caller, CreateRoute::SignupV2, body).await
 }
 
+/// `/v4/user/create` and `/v1/manageduser/create` answer the limit with Sunbird's legacy name.
+async fn create_managed(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
+    Ok(ApiResult(
+        state
+            .managed
+            .create(&caller, &body.0)
+            .await
+            .map_err(|error| {
+                error.legacy_name(
+                    ErrorCode::managedUserLimitExceeded,
+                    "MANAGED_USER_LIMIT_EXCEEDED",
+                )
+            })?,
+    ))
+}
+
+async fn create_managed_v2(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
+    Ok(ApiResult(state.managed.create(&caller, &body.0).await?))
+}
+
+async fn list_managed(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: RawPathParams,
+    query: QueryMap,
+) -> ApiResponse {
+    let parent = param(&params, "id");
+    Ok(ApiResult(
+        state
+            .managed
+            .list(
+                &caller,
+                &parent,
+                query.flag("withTokens"),
+                query.get("sortBy"),
+                query.get("order"),
+            )
+            .await?,
+    ))
+}
+
 async fn read(
     state: AppState,
     caller: Caller,
@@ -148,8 +213,18 @@ async fn read(
         .map(|provider| (provider, query.get("idType")));
     Ok(ApiResult(
         state
-            .users
-            .read(&caller, &uid, external, version, private, &fields)
+            .managed
+            .read(
+                &caller,
+                &uid,
+                UserRead {
+                    external,
+                    version,
+                    private,
+                    fields: &fields,
+                    with_tokens: query.flag("withTokens"),
+                },
+            )
             .await?,
     ))
 }
@@ -197,7 +272,7 @@ async fn update(
     body: SunbirdBody,
 ) -> ApiResponse {
     Ok(ApiResult(
-        state.users.update(&caller, route, &body.0).await?,
+        state.managed.update(&caller, route, &body.0).await?,
     ))
 }
 

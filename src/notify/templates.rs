@@ -97,6 +97,10 @@ pub fn otp_email_template(template_id: Option<&str>) -> &'static str {
 }
 
 /// The `templateId`s an OTP request may name.
+/// The set-password link, by email and by SMS.
+pub const RESET_LINK_EMAIL_TEMPLATE: &str = "resetPasswordLink";
+pub const RESET_LINK_SMS_TEMPLATE: &str = "resetPasswordLinkSms";
+
 pub const OTP_TEMPLATE_IDS: [&str; 4] = [
     "resetPasswordWithOtp",
     "wardLoginOTP",
@@ -167,9 +171,13 @@ pub fn defaults() -> Vec<MessageTemplate> {
         otp_sms("otpContactUpdateTemplate", "to change your contact details"),
         otp_sms("otpDeleteUserTemplate", "to delete your account"),
         email(
-            "resetPasswordLink",
+            RESET_LINK_EMAIL_TEMPLATE,
             "{{ installationName }}: set your password",
             "<p>Hello {{ name }},</p>\n<p>Set a new password here: <a href=\"{{ link }}\">{{ link }}</a>. The link works once and for {{ linkExpiryInHours }} hours.</p>\n",
+        ),
+        sms(
+            RESET_LINK_SMS_TEMPLATE,
+            "Set your {{ installationName }} password: {{ link }} (works once, for {{ linkExpiryInHours }} hours).",
         ),
         email(
             "accountMerge",

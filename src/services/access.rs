@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::auth::{ServiceCredential, TokenVerifier, bearer_or_raw};
+use crate::auth::{LocalSigner, MintClaims, ServiceCredential, TokenVerifier, bearer_or_raw};
+use crate::clock::Clock;
 use crate::domain::role::{ADMIN, ORG_ADMIN, Roles};
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult};
@@ -35,6 +36,9 @@ pub struct Principal {
     pub id: String,
     /// The stored user record at the time of the request.
     pub user: UserRecord,
+    /// The child a parent acts for with a managed token (`x-authenticated-for`): the only
+    /// managed user the request may then reach.
+    pub acting_for: Option<String>,
     roles: tokio::sync::OnceCell<Roles>,
     store: Arc<dyn Store>,
 }
@@ -92,12 +96,76 @@ impl Caller {
     }
 }
 
+/// The `typ` of managed tokens: the access-token verifier refuses them, so a managed token is
+/// never a user's token on its own.
+pub const MANAGED_TOKEN_TYPE: &str = "ManagedFor";
+
+/// Managed tokens, the role Sunbird's admin-util plays (`v1/sign/payload`): signed by this
+/// service for one child of one parent (`sub` the child, `parentId` the parent), and accepted
+/// only beside that parent's own user token while the child is still theirs.
+#[derive(Clone)]
+pub struct ManagedTokens {
+    signer: LocalSigner,
+    issuer: String,
+    ttl_seconds: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl ManagedTokens {
+    pub fn new(
+        signer: LocalSigner,
+        issuer: String,
+        ttl_seconds: i64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        ManagedTokens {
+            signer,
+            issuer,
+            ttl_seconds,
+            clock,
+        }
+    }
+
+    /// A managed token letting `parent` act for `child`.
+    pub fn mint(&self, parent: &str, child: &str) -> DomainResult<String> {
+        let mut claims = MintClaims::new(child, self.issuer.clone(), self.ttl_seconds);
+        claims.token_type = MANAGED_TOKEN_TYPE;
+        claims
+            .extra
+            .insert("parentId".into(), serde_json::Value::from(parent));
+        self.signer
+            .mint_at(claims, self.clock.now().timestamp())
+            .map_err(|error| DomainError::internal(anyhow::anyhow!(error)))
+    }
+
+    /// The (parent, child) of a managed token this service signed and that has not expired.
+    fn open(&self, token: &str) -> Option<(String, String)> {
+        let claims = self
+            .signer
+            .open_own(
+                token,
+                MANAGED_TOKEN_TYPE,
+                &self.issuer,
+                self.clock.now().timestamp(),
+            )
+            .ok()?;
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        Some((text("parentId")?, text("sub")?))
+    }
+}
+
 /// Turns the credentials of a request into its caller, once per request.
 #[derive(Clone)]
 pub struct CallerResolver {
     verifier: TokenVerifier,
     service: ServiceCredential,
     store: Arc<dyn Store>,
+    managed: Option<ManagedTokens>,
 }
 
 impl CallerResolver {
@@ -106,7 +174,19 @@ impl CallerResolver {
             verifier,
             service,
             store,
+            managed: None,
         }
+    }
+
+    /// Accepts managed tokens (`x-authenticated-for`) signed with `tokens`.
+    pub fn with_managed_tokens(mut self, tokens: Option<ManagedTokens>) -> Self {
+        self.managed = tokens;
+        self
+    }
+
+    /// The managed tokens, when this install signs them.
+    pub fn managed_tokens(&self) -> Option<&ManagedTokens> {
+        self.managed.as_ref()
     }
 
     /// True when an `Authorization` header value carries the service credential (with or
@@ -121,6 +201,47 @@ impl CallerResolver {
     /// for a missing or invalid token and for an unknown, blocked or deleted user: such a token
     /// counts as no token. A store failure is an error (503 when the store is unreachable).
     pub async fn user_of(&self, header: Option<&str>) -> DomainResult<Option<Arc<Principal>>> {
+        self.user_acting_for(header, None).await
+    }
+
+    /// [`CallerResolver::user_of`] with the request's managed token (`x-authenticated-for`),
+    /// if any. A managed token is refused (401) unless it is one this service signed, unexpired,
+    /// for a child the token's user manages now; without a valid user token it is refused too.
+    pub async fn user_acting_for(
+        &self,
+        header: Option<&str>,
+        managed_token: Option<&str>,
+    ) -> DomainResult<Option<Arc<Principal>>> {
+        let managed_token = managed_token.map(bearer_or_raw).filter(|t| !t.is_empty());
+        let principal = self.principal_of(header).await?;
+        let Some(token) = managed_token else {
+            return Ok(principal.map(Arc::new));
+        };
+        let refused = |reason: &'static str| {
+            tracing::info!(reason, "managed token rejected");
+            Err(DomainError::unauthorized())
+        };
+        let Some(mut principal) = principal else {
+            return refused("no_parent_token");
+        };
+        let Some((parent, child)) = self.managed.as_ref().and_then(|tokens| tokens.open(token))
+        else {
+            return refused("invalid_managed_token");
+        };
+        if parent != principal.id {
+            return refused("another_parent");
+        }
+        let managed_now = user(&self.store, &child).await?.is_some_and(|found| {
+            found.record.is_active() && found.record.managed_by.as_deref() == Some(parent.as_str())
+        });
+        if !managed_now {
+            return refused("not_a_child");
+        }
+        principal.acting_for = Some(child);
+        Ok(Some(Arc::new(principal)))
+    }
+
+    async fn principal_of(&self, header: Option<&str>) -> DomainResult<Option<Principal>> {
         let Some(token) = header.map(bearer_or_raw).filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
@@ -138,12 +259,13 @@ impl CallerResolver {
                 return Ok(None);
             }
         };
-        Ok(Some(Arc::new(Principal {
+        Ok(Some(Principal {
             id: user_id,
             user,
+            acting_for: None,
             roles: tokio::sync::OnceCell::new(),
             store: Arc::clone(&self.store),
-        })))
+        }))
     }
 }
 
@@ -171,12 +293,18 @@ impl Authority {
         self.is_admin() || self.roles.has_in(ORG_ADMIN, root_org_id)
     }
 
-    /// The caller is the user, or the parent managing the user.
+    /// The caller is the user, or the parent managing the user (with a managed token, only the
+    /// child it names).
     pub fn is_self_or_manager(&self, user_id: &str, managed_by: Option<&str>) -> bool {
-        match self.caller.user_id() {
-            Some(caller) => caller == user_id || managed_by == Some(caller),
-            None => false,
-        }
+        let Caller::User(principal) = &self.caller else {
+            return false;
+        };
+        let caller = principal.id.as_str();
+        let acting_for_this_one = principal
+            .acting_for
+            .as_deref()
+            .is_none_or(|child| child == user_id);
+        caller == user_id || (managed_by == Some(caller) && acting_for_this_one)
     }
 
     /// A user holding no administrator role anywhere: such a caller reaches only themself and

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod health;
 pub mod json;
 pub mod locations;
+pub mod managed;
 pub mod merge;
 pub mod network;
 pub mod notifications;

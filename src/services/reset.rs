@@ -15,7 +15,9 @@ use crate::actors::user_owner::{SignInCommand, SignInReply};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::notification::Channel;
+use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::notify::templates::{RESET_LINK_EMAIL_TEMPLATE, RESET_LINK_SMS_TEMPLATE};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, required_str};
 use crate::services::notifications::{NotificationService, stored_address};
@@ -105,6 +107,37 @@ impl ResetService {
         ))
     }
 
+    /// A new link for `user`, and its message to `address` by `channel` (the tenant's
+    /// set-password template), added to `transaction`. Answers the link.
+    pub async fn send_link(
+        &self,
+        transaction: &mut Transaction,
+        user: &UserRecord,
+        channel: Channel,
+        address: &str,
+        source: &str,
+    ) -> DomainResult<String> {
+        let name = match channel {
+            Channel::Email => RESET_LINK_EMAIL_TEMPLATE,
+            Channel::Sms => RESET_LINK_SMS_TEMPLATE,
+        };
+        let template = self
+            .notifications
+            .template(name, Some(&user.root_org_id))
+            .await?
+            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("template {name} is missing")))?;
+        let link = self.new_link(transaction, &user.id)?;
+        let vars = json!({
+            "name": user.first_name.clone().unwrap_or_default(),
+            "link": link,
+            "linkExpiryInHours": self.link_hours(),
+            "installationName": self.notifications.options().installation_name,
+        });
+        self.notifications
+            .queue(transaction, channel, source, &template, &vars, address)?;
+        Ok(link)
+    }
+
     /// Hours a new link lasts, as the messages say.
     pub fn link_hours(&self) -> i64 {
         (self.options.link_ttl_ms / 3_600_000).max(1)
@@ -133,43 +166,32 @@ impl ResetService {
             }
         };
         let mut transaction = Transaction::default();
-        let link = self.new_link(&mut transaction, &user_id)?;
-        if let Some(channel) = channel {
-            let (sealed, kind) = match channel {
-                Channel::Email => (record.email.as_deref(), "email"),
-                Channel::Sms => (record.phone.as_deref(), "phone"),
-            };
-            let address = stored_address(
-                &self.vault,
-                &user_id,
-                &record,
-                sealed,
-                channel,
-                &self.options.default_country_code,
-            )
-            .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &[kind]))?;
-            let template = self
-                .notifications
-                .template("resetPasswordLink", Some(&record.root_org_id))
+        let link = match channel {
+            None => self.new_link(&mut transaction, &user_id)?,
+            Some(channel) => {
+                let (sealed, kind) = match channel {
+                    Channel::Email => (record.email.as_deref(), "email"),
+                    Channel::Sms => (record.phone.as_deref(), "phone"),
+                };
+                let address = stored_address(
+                    &self.vault,
+                    &user_id,
+                    &record,
+                    sealed,
+                    channel,
+                    &self.options.default_country_code,
+                )
+                .ok_or_else(|| DomainError::rule(ErrorCode::invalidParameter, &[kind]))?;
+                self.send_link(
+                    &mut transaction,
+                    &record,
+                    channel,
+                    &address,
+                    "reset-password",
+                )
                 .await?
-                .ok_or_else(|| {
-                    DomainError::internal(anyhow::anyhow!("template resetPasswordLink is missing"))
-                })?;
-            let vars = json!({
-                "name": record.first_name.clone().unwrap_or_default(),
-                "link": link,
-                "linkExpiryInHours": self.link_hours(),
-                "installationName": self.notifications.options().installation_name,
-            });
-            self.notifications.queue(
-                &mut transaction,
-                channel,
-                "reset-password",
-                &template,
-                &vars,
-                &address,
-            )?;
-        }
+            }
+        };
         self.store.commit(transaction).await?;
         let mut result = Map::new();
         result.insert("response".into(), json!("SUCCESS"));

@@ -240,6 +240,9 @@ pub enum ClaimKind {
     OrgSlug,
     OrgExternalId,
     LocationCode,
+    /// One of a parent's managed-child slots (`<parent id>/<n>`, n below the limit): the
+    /// per-parent limit holds under concurrent creates because each child claims a slot.
+    ManagedSlot,
 }
 
 impl ClaimKind {
@@ -253,6 +256,7 @@ impl ClaimKind {
             ClaimKind::OrgSlug => "orgslug",
             ClaimKind::OrgExternalId => "orgexternalid",
             ClaimKind::LocationCode => "locationcode",
+            ClaimKind::ManagedSlot => "managedslot",
         }
     }
 }
@@ -457,6 +461,14 @@ impl Transaction {
             value: value.into(),
             owner: owner.into(),
         });
+    }
+
+    /// Adds everything `other` claims, releases, writes and emits to this transaction.
+    pub fn append(&mut self, other: Transaction) {
+        self.claims.extend(other.claims);
+        self.releases.extend(other.releases);
+        self.writes.extend(other.writes);
+        self.events.extend(other.events);
     }
 
     pub fn event(&mut self, topic: Topic, entity_id: impl Into<String>, version: u64) {

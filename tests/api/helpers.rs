@@ -502,6 +502,18 @@ impl TestApp {
         body: Option<Value>,
         token: Option<&str>,
     ) -> Reply {
+        self.send_with(method, url, body, token, &[]).await
+    }
+
+    /// [`TestApp::send`] with more headers (`x-authenticated-for`, ...).
+    pub async fn send_with(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let internal = url.starts_with(&self.internal);
         let mut request = self.client.request(method, url);
         if internal {
@@ -510,6 +522,9 @@ impl TestApp {
         }
         if let Some(token) = token {
             request = request.header("x-authenticated-user-token", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -537,6 +552,25 @@ impl TestApp {
             format!("{}{}", self.public, path),
             Some(json!({ "request": request })),
             token,
+        )
+        .await
+    }
+
+    /// A request on the public listener with a user token and a managed token for one child.
+    pub async fn acting_for(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        request: Option<Value>,
+        token: Option<&str>,
+        managed_token: &str,
+    ) -> Reply {
+        self.send_with(
+            method,
+            format!("{}{}", self.public, path),
+            request.map(|request| json!({ "request": request })),
+            token,
+            &[("x-authenticated-for", managed_token)],
         )
         .await
     }

@@ -20,6 +20,7 @@ mod keys;
 mod locations;
 mod lookup;
 mod mail;
+mod managed;
 mod matrix;
 mod merge;
 mod multi_instance;

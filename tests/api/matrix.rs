@@ -271,6 +271,12 @@ impl World {
             }
             "/v1/user/create" | "/v2/user/create" | "/v3/user/create" | "/v1/ssouser/create"
             | "/v1/user/signup" | "/v2/user/signup" => call(M::POST, route, body(plain_user())),
+            "/v4/user/create" | "/v1/manageduser/create" | "/v2/manageduser/create" => call(
+                M::POST,
+                route,
+                body(json!({"firstName": "Kid", "managedBy": t})),
+            ),
+            "/v1/user/managed/{id}" => call(M::GET, route.replace("{id}", &t), Payload::Empty),
             "/v1/user/read/{uid}"
             | "/v2/user/read/{uid}"
             | "/v3/user/read/{uid}"

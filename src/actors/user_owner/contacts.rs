@@ -5,7 +5,7 @@
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::user::{ExternalId, SealedExternalId, UserRecord};
-use crate::domain::{DomainError, DomainResult};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::storage::{ClaimKind, Transaction};
 
 /// The blind-index token of a username (usernames are unique case-insensitively, so the value
@@ -194,6 +194,7 @@ pub(super) fn claim_message(kind: ClaimKind, taken: Option<&ExternalId>) -> Doma
         ClaimKind::Email => DomainError::already_exists("email"),
         ClaimKind::Phone => DomainError::already_exists("phone"),
         ClaimKind::Username => DomainError::already_exists("userName"),
+        ClaimKind::ManagedSlot => DomainError::rule(ErrorCode::managedUserLimitExceeded, &[]),
         ClaimKind::ExternalId => {
             let described = taken
                 .map(|id| {

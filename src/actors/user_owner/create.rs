@@ -17,8 +17,10 @@ use crate::domain::membership::MembershipRecord;
 use crate::domain::role::RoleGrant;
 use crate::domain::rules::{new_timestamp_id, username_candidate};
 use crate::domain::signin::CredentialRecord;
-use crate::domain::user::{ExternalId, NewUser, STATUS_ACTIVE, UserRecord};
-use crate::domain::{DomainError, DomainResult};
+use crate::domain::user::{
+    ExternalId, MANAGED_SLOT_TOKEN, NewUser, STATUS_ACTIVE, UserRecord, managed_slot,
+};
+use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::storage::audit::{AuditNote, append};
 use crate::storage::retry::{AUDIT_APPEND_ATTEMPTS, WRITE_ATTEMPTS};
 use crate::storage::{ClaimKind, Expect, StoreError, Table, Topic, Transaction, compose_key};
@@ -33,8 +35,15 @@ pub(super) async fn create_user(
     audit: Option<&AuditNote>,
 ) -> DomainResult<String> {
     let mut attempt = 0;
+    // Each slot lost to a concurrent create of a sibling is one fewer free slot, so this many
+    // losses mean none is left (or slots are being freed as fast as they are taken).
+    let mut slots_lost = 0;
     loop {
         attempt += 1;
+        let slot = match &user.request.managed_by {
+            Some(parent) => Some(free_slot(context, parent).await?),
+            None => None,
+        };
         let (username, generated) = match &user.request.username {
             Some(name) => (name.clone(), false),
             None => (
@@ -43,7 +52,7 @@ pub(super) async fn create_user(
             ),
         };
         let at = now(context);
-        let mut transaction = build_create(&context.vault, &at, &user, &username)?;
+        let mut transaction = build_create(&context.vault, &at, &user, &username, slot.as_deref())?;
         if let Some(note) = audit {
             append(&*context.store, &mut transaction, note, &at).await?;
         }
@@ -54,6 +63,14 @@ pub(super) async fn create_user(
                 kind: ClaimKind::Username,
                 ..
             }) if generated && attempt < WRITE_ATTEMPTS => continue,
+            // A sibling took the slot first: look for another.
+            Err(StoreError::ClaimTaken {
+                kind: ClaimKind::ManagedSlot,
+                ..
+            }) if slots_lost < context.managed_user_limit + WRITE_ATTEMPTS => {
+                slots_lost += 1;
+                continue;
+            }
             Err(StoreError::ClaimTaken { kind, .. }) => {
                 let taken = match kind {
                     ClaimKind::ExternalId => first_taken_external_id(context, &user).await,
@@ -75,6 +92,23 @@ pub(super) async fn create_user(
             Err(other) => return Err(other.into()),
         }
     }
+}
+
+/// The first free managed-child slot of `parent`; none left is Sunbird's limit error. The
+/// commit's claim decides between creates that found the same slot free.
+async fn free_slot(context: &UserOwnerContext, parent: &str) -> DomainResult<String> {
+    for n in 0..context.managed_user_limit {
+        let slot = managed_slot(parent, n);
+        if context
+            .store
+            .claim_owner(ClaimKind::ManagedSlot, &slot)
+            .await?
+            .is_none()
+        {
+            return Ok(slot);
+        }
+    }
+    Err(DomainError::rule(ErrorCode::managedUserLimitExceeded, &[]))
 }
 
 /// Picks a free generated username: candidates are checked against the claims in rounds, and the
@@ -125,6 +159,7 @@ pub(super) fn new_record(
     now: &str,
     user: &NewUser,
     username: &str,
+    slot: Option<&str>,
 ) -> DomainResult<(UserRecord, String)> {
     let request = &user.request;
     let mut record = UserRecord {
@@ -183,6 +218,11 @@ pub(super) fn new_record(
         request.recovery_phone.as_ref(),
     )?;
     let username_token = seal_username(vault, &mut record, username)?;
+    if let Some(slot) = slot {
+        record
+            .pii_tokens
+            .insert(MANAGED_SLOT_TOKEN.into(), slot.to_string());
+    }
     Ok((record, username_token))
 }
 
@@ -192,9 +232,10 @@ pub(super) fn build_create(
     now: &str,
     user: &NewUser,
     username: &str,
+    slot: Option<&str>,
 ) -> DomainResult<Transaction> {
     let request = &user.request;
-    let (record, username_token) = new_record(vault, now, user, username)?;
+    let (record, username_token) = new_record(vault, now, user, username, slot)?;
     let mut transaction = Transaction::default();
     // Claims in Sunbird's order of uniqueness checks: phone, then email, then the username.
     if let Some(phone) = &request.phone {
@@ -204,6 +245,9 @@ pub(super) fn build_create(
         transaction.claim(ClaimKind::Email, email_token(vault, email), &user.id);
     }
     transaction.claim(ClaimKind::Username, username_token, &user.id);
+    if let Some(slot) = slot {
+        transaction.claim(ClaimKind::ManagedSlot, slot, &user.id);
+    }
     for external in &record.external_ids {
         transaction.claim(ClaimKind::ExternalId, external.claim(), &user.id);
     }

@@ -33,7 +33,7 @@ use crate::domain::user::{AssignRoles, NewUser, StatusChange, UserRecord, UserUp
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::AuditNote;
 use crate::storage::records::user;
-use crate::storage::{Store, Versioned};
+use crate::storage::{Store, Transaction, Versioned};
 
 pub use contacts::{
     EXTERNAL_ID_TOKEN_KIND, external_id_claim, open_external_id, phone_token, seal_external_id,
@@ -51,6 +51,8 @@ pub struct UserOwnerContext {
     pub clock: Arc<dyn Clock>,
     pub username_suffix_length: usize,
     pub deletion_allowed_roles: Vec<String>,
+    /// Managed-child slots per parent ([`crate::domain::user::managed_slot`]).
+    pub managed_user_limit: usize,
 }
 
 pub enum UserMessage {
@@ -66,7 +68,13 @@ pub enum UserMessage {
         Box<AuditNote>,
         RpcReplyPort<DomainResult<()>>,
     ),
-    Update(Box<UserUpdate>, RpcReplyPort<DomainResult<()>>),
+    /// With what a managed user's graduation writes besides (its set-password message), added
+    /// to the update's transaction when the update graduates the user.
+    Update(
+        Box<UserUpdate>,
+        Option<Box<Transaction>>,
+        RpcReplyPort<DomainResult<()>>,
+    ),
     /// Written with its audit entry, in one transaction.
     ChangeStatus {
         user_id: String,
@@ -120,10 +128,16 @@ impl UserOwners {
         .await?
     }
 
-    pub async fn update(&self, update: UserUpdate) -> DomainResult<()> {
+    /// Updates a user; `on_graduation` is written with the update when it makes a managed user
+    /// a normal one (a contact given).
+    pub async fn update(
+        &self,
+        update: UserUpdate,
+        on_graduation: Option<Transaction>,
+    ) -> DomainResult<()> {
         let key = update.request.user_id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
-            UserMessage::Update(Box::new(update), reply)
+            UserMessage::Update(Box::new(update), on_graduation.map(Box::new), reply)
         })
         .await?
     }
@@ -211,8 +225,14 @@ impl Worker for UserOwnerWorker {
                 )
                 .await
             }
-            UserMessage::Update(update, reply) => {
-                serve(WHAT, &key, reply, update::update_user(context, *update)).await
+            UserMessage::Update(update, on_graduation, reply) => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    update::update_user(context, *update, on_graduation.map(|t| *t)),
+                )
+                .await
             }
             UserMessage::ChangeStatus {
                 user_id,

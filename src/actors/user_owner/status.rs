@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{UserOwnerContext, now};
 use crate::domain::user::{
-    STATUS_ACTIVE, STATUS_BLOCKED, STATUS_DELETED, StatusChange, UserRecord,
+    MANAGED_SLOT_TOKEN, STATUS_ACTIVE, STATUS_BLOCKED, STATUS_DELETED, StatusChange, UserRecord,
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::storage::audit::{AuditNote, append};
@@ -126,6 +126,7 @@ pub fn release_identifiers(
         ("email", ClaimKind::Email),
         ("phone", ClaimKind::Phone),
         ("userName", ClaimKind::Username),
+        (MANAGED_SLOT_TOKEN, ClaimKind::ManagedSlot),
     ] {
         if let Some(token) = record.pii_tokens.remove(field) {
             transaction.release(kind, token, user_id);

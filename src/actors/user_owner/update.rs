@@ -11,7 +11,7 @@ use crate::crypto::PiiVault;
 use crate::domain::membership::MembershipRecord;
 use crate::domain::rules::new_timestamp_id;
 use crate::domain::user::{
-    ASSOCIATION_SSO, ExternalId, ExternalIdOperation, UserRecord, UserUpdate,
+    ASSOCIATION_SSO, ExternalId, ExternalIdOperation, MANAGED_SLOT_TOKEN, UserRecord, UserUpdate,
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::storage::records::get_org;
@@ -21,8 +21,10 @@ use crate::storage::{ClaimKind, Expect, Table, Topic, Transaction, Versioned, co
 pub(super) async fn update_user(
     context: &UserOwnerContext,
     update: UserUpdate,
+    on_graduation: Option<Transaction>,
 ) -> DomainResult<()> {
     let update = &update;
+    let on_graduation = &on_graduation;
     read_modify_write(
         &*context.store,
         |kind| claim_message(kind, None),
@@ -39,10 +41,13 @@ pub(super) async fn update_user(
                     &[organisation, "organisationId"],
                 ));
             }
-            Ok((
-                build_update(&context.vault, &now(context), &current, update)?,
-                (),
-            ))
+            let graduates = current.record.managed_by.is_some()
+                && (update.request.email.is_some() || update.request.phone.is_some());
+            let mut transaction = build_update(&context.vault, &now(context), &current, update)?;
+            if graduates && let Some(notice) = on_graduation {
+                transaction.append(notice.clone());
+            }
+            Ok((transaction, ()))
         },
     )
     .await
@@ -140,8 +145,12 @@ pub(super) fn build_update(
         request.recovery_phone.as_ref(),
     )?;
     if request.email.is_some() || request.phone.is_some() {
-        // A managed user who gains a contact becomes a normal user (Sunbird "graduation").
+        // A managed user who gains a contact becomes a normal user (Sunbird "graduation"),
+        // and frees its slot among the parent's children.
         record.managed_by = None;
+        if let Some(slot) = record.pii_tokens.remove(MANAGED_SLOT_TOKEN) {
+            transaction.release(ClaimKind::ManagedSlot, slot, user_id);
+        }
     }
     apply_external_ids(vault, &mut record, &mut transaction, &request.external_ids)?;
     record.updated_date = Some(now.to_string());

@@ -49,11 +49,20 @@ pub enum CreateRoute {
     SignupV1,
     /// `/v2/user/signup`
     SignupV2,
+    /// `/v4/user/create`, `/v1|v2/manageduser/create`: a child account (v3 rules, `managedBy`
+    /// required, no password).
+    Managed,
 }
 
 impl CreateRoute {
     pub fn is_signup(self) -> bool {
         matches!(self, CreateRoute::SignupV1 | CreateRoute::SignupV2)
+    }
+
+    /// Self-declared accounts: sign-ups and managed children go into the custodian
+    /// organisation, with Sunbird's v3 rules and a SELF_DECLARATION membership.
+    pub fn self_declared(self) -> bool {
+        self.is_signup() || self == CreateRoute::Managed
     }
 }
 
@@ -229,7 +238,7 @@ pub fn parse_create(
     policy: &PasswordPolicy,
     default_country_code: &str,
 ) -> DomainResult<CreateRequest> {
-    let external_ids = if route.is_signup() {
+    let external_ids = if route.self_declared() {
         Vec::new()
     } else {
         parse_external_ids(body, true)?
@@ -237,7 +246,7 @@ pub fn parse_create(
             .map(|(_, id)| id)
             .collect()
     };
-    if !route.is_signup() {
+    if !route.self_declared() {
         reject_fields(
             body,
             &[
@@ -260,6 +269,9 @@ pub fn parse_create(
     let email_raw = opt_nonblank(body, "email")?;
     let phone_raw = opt_nonblank(body, "phone")?;
     let managed_by = opt_nonblank(body, "managedBy")?;
+    if route == CreateRoute::Managed && managed_by.is_none() {
+        return Err(DomainError::mandatory_missing("managedBy"));
+    }
     if email_raw.is_none() && phone_raw.is_none() && managed_by.is_none() {
         return Err(invalid_parameter("email or phone"));
     }
@@ -273,7 +285,7 @@ pub fn parse_create(
         Some(raw) => Some(parse_dob(&raw).ok_or_else(|| DomainError::format_error("dob"))?),
         None => None,
     };
-    let email = if route.is_signup() {
+    let email = if route.self_declared() {
         // Sunbird's sign-up validator formats this message without filling the placeholder;
         // clients of the original see exactly this text.
         match email_raw.as_deref() {
@@ -286,7 +298,7 @@ pub fn parse_create(
     } else {
         parse_email(body, "email")?
     };
-    let roles = if route.is_signup() {
+    let roles = if route.self_declared() {
         Vec::new()
     } else {
         parse_roles(body)?
@@ -298,6 +310,8 @@ pub fn parse_create(
     {
         return Err(DomainError::rule(ErrorCode::passwordValidation, &[]));
     }
+    // A managed child signs in through its parent: a password given is checked, then dropped.
+    let password = password.filter(|_| route != CreateRoute::Managed);
     let recovery_email = parse_email(body, "recoveryEmail")?;
     let recovery_phone = parse_phone(body, "recoveryPhone", default_country_code)?;
     if let (Some(primary), Some(recovery)) = (&email, &recovery_email)
@@ -344,12 +358,12 @@ pub fn parse_create(
         username,
         password,
         dob,
-        channel: if route.is_signup() {
+        channel: if route.self_declared() {
             None
         } else {
             opt_nonblank(body, "channel")?
         },
-        organisation_id: if route.is_signup() {
+        organisation_id: if route.self_declared() {
             None
         } else {
             opt_nonblank(body, "organisationId")?

@@ -36,7 +36,7 @@ use crate::storage::records::{
     check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, org_types,
     role_grants, tenant_by_channel, tenant_id_of, user,
 };
-use crate::storage::{ClaimKind, Store, Table};
+use crate::storage::{ClaimKind, Store, Table, Transaction};
 use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
 use view::{ReadContext, ReadVersion, SearchVersion, read_view, restrict_to, search_hit_view};
 
@@ -321,7 +321,7 @@ impl UserService {
         let authority = Authority::of(caller).await?;
         let (custodian_id, custodian_channel) = custodian(&self.store).await?;
 
-        let (root_org_id, channel) = if route.is_signup() {
+        let (root_org_id, channel) = if route.self_declared() {
             (custodian_id.clone(), custodian_channel.clone())
         } else {
             self.resolve_organisation(
@@ -338,7 +338,26 @@ impl UserService {
         let privileged_roles: Vec<&String> =
             request.roles.iter().filter(|r| *r != PUBLIC).collect();
         authority.require(authority.may_grant(&request.roles))?;
-        if !route.is_signup() {
+        // A child is created by its parent (Sunbird answers anyone else 401), on every route
+        // that takes `managedBy`; the parent must be a live, unmanaged user with a name.
+        if let Some(parent) = &request.managed_by {
+            if !(authority.caller.user_id() == Some(parent.as_str()) || authority.is_admin()) {
+                return Err(DomainError::unauthorized());
+            }
+            let live = user(&self.store, parent).await?.is_some_and(|found| {
+                found.record.is_active()
+                    && found.record.managed_by.is_none()
+                    && found
+                        .record
+                        .first_name
+                        .as_deref()
+                        .is_some_and(|name| !name.trim().is_empty())
+            });
+            if !live {
+                return Err(DomainError::not_found("user"));
+            }
+        }
+        if !route.self_declared() {
             // Placing a user in a tenant, in an organisation below its root, or with roles is
             // for that tenant's administrators.
             let placing = root_org_id != custodian_id
@@ -348,11 +367,6 @@ impl UserService {
                     .as_deref()
                     .is_some_and(|org| org != root_org_id);
             authority.require(!placing || authority.administers(&root_org_id))?;
-            if let Some(parent) = &request.managed_by {
-                authority.require(
-                    authority.caller.user_id() == Some(parent.as_str()) || authority.is_admin(),
-                )?;
-            }
         }
         check_roles_exist(&self.store, &request.roles).await?;
         let administrator = authority.administers(&root_org_id);
@@ -374,7 +388,7 @@ impl UserService {
             Some(password) => Some(hash_password(&self.hashing, password.clone()).await?),
             None => None,
         };
-        let association_type = if route.is_signup() {
+        let association_type = if route.self_declared() {
             ASSOCIATION_SELF_DECLARATION
         } else {
             ASSOCIATION_SSO
@@ -414,7 +428,7 @@ impl UserService {
             .await?;
         let mut result = success();
         result.insert("userId".into(), json!(id));
-        if !route.is_signup() {
+        if !route.self_declared() {
             result.insert("errors".into(), json!([]));
         }
         Ok(result)
@@ -473,6 +487,11 @@ impl UserService {
             .await?
             .map(|found| found.record)
             .ok_or_else(|| DomainError::not_found("user"))
+    }
+
+    /// A managed child as its parent sees it in the list of its children (the v5 read view).
+    pub async fn child_view(&self, child: &UserRecord) -> DomainResult<Map<String, Value>> {
+        self.view_of(child, ReadVersion::V5, false, true, &[]).await
     }
 
     /// The read view of a loaded user.
@@ -703,6 +722,17 @@ impl UserService {
         route: UpdateRoute,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
+        self.update_with(caller, route, body, None).await
+    }
+
+    /// An update that writes `on_graduation` too when it turns a managed user into a normal one.
+    pub async fn update_with(
+        &self,
+        caller: &Caller,
+        route: UpdateRoute,
+        body: &Body,
+        on_graduation: Option<Transaction>,
+    ) -> DomainResult<Map<String, Value>> {
         let mut request = parse_update(body, route, &self.rules.default_country_code)?;
         let authority = Authority::of(caller).await?;
         self.refuse_strangers(&authority, &request.user_id).await?;
@@ -753,10 +783,13 @@ impl UserService {
             request.phone_verified = None;
         }
         self.owners
-            .update(UserUpdate {
-                request,
-                updated_by: caller.audit_id(),
-            })
+            .update(
+                UserUpdate {
+                    request,
+                    updated_by: caller.audit_id(),
+                },
+                on_graduation,
+            )
             .await?;
         let mut result = success();
         result.insert("errors".into(), json!([]));
