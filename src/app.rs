@@ -38,6 +38,7 @@ use crate::seed;
 use crate::services::access::{CallerResolver, ManagedTokens};
 use crate::services::audit::AuditTrail;
 use crate::services::captcha::Captcha;
+use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
 use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
@@ -56,6 +57,7 @@ use crate::services::reset::{ResetOptions, ResetService};
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::signin::{OidcClient, SignInOptions, SignInService};
+use crate::services::tnc::TncService;
 use crate::services::users::{UserRules, UserService};
 use crate::storage::ConsumerMode;
 
@@ -362,6 +364,12 @@ impl Application {
             Arc::clone(&clock),
         );
         let feed = FeedService::new(Arc::clone(&engines.store), Arc::clone(&clock));
+        let consent = ConsentService::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&clock),
+            settings.users.consent_expiry_days,
+        );
+        let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
             Arc::clone(&engines.store),
             users.clone(),
@@ -389,6 +397,8 @@ impl Application {
             merge,
             feed,
             managed,
+            consent,
+            tnc,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),
             body_limit: settings.http.body_limit_bytes,

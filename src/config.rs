@@ -156,6 +156,8 @@ pub struct UserSettings {
     pub managed_user_limit: usize,
     /// Lifetime of a managed token (`managedToken`, the `x-authenticated-for` header).
     pub managed_token_ttl_seconds: i64,
+    /// Days a consent lasts from its last update (Sunbird `consent_expiry_in_days`).
+    pub consent_expiry_days: i64,
 }
 
 /// Client addresses (`[network]`): CIDRs or plain addresses.
@@ -780,6 +782,9 @@ impl Settings {
                 "users.managed_user_limit",
                 "must be between 1 and 1000",
             ));
+        }
+        if self.users.consent_expiry_days <= 0 {
+            return Err(invalid("users.consent_expiry_days", "must be positive"));
         }
         if self.users.managed_token_ttl_seconds <= 0 {
             return Err(invalid(

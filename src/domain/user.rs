@@ -328,6 +328,19 @@ pub struct UserUpdate {
     pub updated_by: Option<String>,
 }
 
+/// The terms-and-conditions type whose acceptance Sunbird keeps in `tncAcceptedVersion` and
+/// `tncAcceptedOn`; the other types go into the `allTncAccepted` map.
+pub const TNC_CONFIG: &str = "tncConfig";
+
+/// A user accepting a version of one terms-and-conditions type (reference §8.13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptTnc {
+    pub user_id: String,
+    pub tnc_type: String,
+    pub version: String,
+    pub by: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusChange {
     Block,

@@ -5,6 +5,7 @@
 //! in [`routes`] with its operation code (for `UOS_<OPCODE><NNNN>` error codes) and its access
 //! class; the middleware looks the matched route up to authenticate and to write errors.
 
+pub mod consent;
 pub mod data_sync;
 pub mod envelope;
 pub mod extract;
@@ -40,6 +41,7 @@ use axum::routing::MethodRouter;
 
 use crate::domain::{DomainError, ErrorCode};
 use crate::services::access::{Caller, CallerResolver};
+use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
 use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
@@ -56,6 +58,7 @@ use crate::services::reset::ResetService;
 use crate::services::roles::RoleService;
 use crate::services::settings::SettingsService;
 use crate::services::signin::SignInService;
+use crate::services::tnc::TncService;
 use crate::services::users::UserService;
 use envelope::{ApiError, EnvelopeBody, InternalCause, JSON_CONTENT_TYPE, render};
 
@@ -101,6 +104,8 @@ pub struct AppInner {
     pub merge: MergeService,
     pub feed: FeedService,
     pub managed: ManagedUserService,
+    pub consent: ConsentService,
+    pub tnc: TncService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,
     pub body_limit: usize,
@@ -176,6 +181,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(reset::routes());
     all.extend(merge::routes());
     all.extend(feed::routes());
+    all.extend(consent::routes());
     all
 }
 

@@ -15,6 +15,9 @@ pub enum Audience {
     Related,
     /// The user themself or an ADMIN.
     SelfOrAdmin,
+    /// The user themself (or their managing parent) and other services, never an
+    /// administrator: the user's own decisions (consent, terms accepted).
+    Own,
     /// An ORG_ADMIN of the tenant concerned, or an ADMIN.
     TenantAdmin,
     /// An ADMIN.
@@ -43,6 +46,11 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/manageduser/create", Audience::SelfOrAdmin),
     ("/v2/manageduser/create", Audience::SelfOrAdmin),
     ("/v1/user/managed/{id}", Audience::SelfOrAdmin),
+    ("/v1/user/consent/update", Audience::Own),
+    // The user, the consumer organisation's and the user's tenant administrators.
+    ("/v1/user/consent/read", Audience::Related),
+    ("/v2/user/consent/read", Audience::Related),
+    ("/v1/user/tnc/accept", Audience::Own),
     ("/v1/user/read/{uid}", Audience::Related),
     ("/v2/user/read/{uid}", Audience::Related),
     ("/v3/user/read/{uid}", Audience::Related),

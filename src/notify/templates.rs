@@ -96,11 +96,11 @@ pub fn otp_email_template(template_id: Option<&str>) -> &'static str {
     }
 }
 
-/// The `templateId`s an OTP request may name.
 /// The set-password link, by email and by SMS.
 pub const RESET_LINK_EMAIL_TEMPLATE: &str = "resetPasswordLink";
 pub const RESET_LINK_SMS_TEMPLATE: &str = "resetPasswordLinkSms";
 
+/// The `templateId`s an OTP request may name.
 pub const OTP_TEMPLATE_IDS: [&str; 4] = [
     "resetPasswordWithOtp",
     "wardLoginOTP",

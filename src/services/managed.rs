@@ -130,8 +130,10 @@ impl ManagedUserService {
         let authority = Authority::of(caller).await?;
         let is_parent = authority.caller.user_id() == Some(parent_id);
         authority.require(is_parent || authority.is_admin())?;
-        // Only the parent itself gets tokens to act for its children.
-        authority.require(!with_tokens || is_parent)?;
+        // Only the parent itself gets tokens to act for its children, and not while it acts
+        // for one of them.
+        let acting_for_one = matches!(caller, Caller::User(p) if p.acting_for.is_some());
+        authority.require(!with_tokens || (is_parent && !acting_for_one))?;
         let sort = parse_sort(sort_by, order)?;
         let mut content = Vec::new();
         for child in self.children(parent_id).await? {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod captcha;
+pub mod consent;
 pub mod data_sync;
 pub mod feed;
 pub mod gateway;
@@ -23,4 +24,5 @@ pub mod roles;
 pub mod search;
 pub mod settings;
 pub mod signin;
+pub mod tnc;
 pub mod users;

@@ -105,10 +105,12 @@ pub enum Table {
     Merge,
     /// A user's feed (`userId␟feedId`), which Sunbird keeps in its notification service.
     UserFeed,
+    /// A user's consents (`userId␟consumerId␟objectId`), Sunbird `user_consent`.
+    UserConsent,
 }
 
 impl Table {
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 25] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -133,6 +135,7 @@ impl Table {
         Table::ResetLink,
         Table::Merge,
         Table::UserFeed,
+        Table::UserConsent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +164,7 @@ impl Table {
             Table::ResetLink => "reset_link",
             Table::Merge => "user_merge",
             Table::UserFeed => "user_feed",
+            Table::UserConsent => "user_consent",
         }
     }
 }

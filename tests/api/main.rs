@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod browser;
 mod canary;
+mod consent;
 mod consistency;
 mod data_sync;
 mod durability;

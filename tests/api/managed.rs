@@ -264,6 +264,42 @@ async fn thirty_two_concurrent_creates_at_the_limit_minus_two_admit_exactly_two(
             .iter()
             .all(|c| c["id"] != first.as_str())
     );
+
+    // A graduated child frees its slot too: the parent is at the limit, one child gets an
+    // email, and another child can be created.
+    app.post(
+        "/v2/manageduser/create",
+        json!({"firstName": "Over", "managedBy": parent}),
+        Some(&token),
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRCRT0066",
+        "Managed user creation limit exceeded",
+    );
+    let graduate = content[0]["id"].as_str().expect("id").to_string();
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": graduate, "email": unique_email()}),
+        Some(&token),
+    )
+    .await
+    .assert_ok();
+    child(&app, &parent, &token, "AfterGraduation").await;
+
+    // The older create route takes a slot too.
+    app.post(
+        "/v1/user/create",
+        json!({"firstName": "ViaV1", "managedBy": parent}),
+        Some(&token),
+    )
+    .await
+    .assert_error(
+        400,
+        "UOS_USRCRT0066",
+        "Managed user creation limit exceeded",
+    );
 }
 
 #[tokio::test]
@@ -428,6 +464,36 @@ async fn a_child_given_an_email_graduates_and_is_sent_a_set_password_link() {
         .await;
     list.assert_ok();
     let kid_token = managed_tokens(&list.body["result"])[0].1.clone();
+    // While acting for one child, the parent gets no tokens for the others.
+    app.acting_for(
+        Method::GET,
+        &format!("/v1/user/managed/{parent}?withTokens=true"),
+        None,
+        Some(&token),
+        &kid_token,
+    )
+    .await
+    .assert_error(
+        403,
+        "UOS_USRRED0071",
+        "You are forbidden from accessing specified resource.",
+    );
+    // An update that fails (the email is someone else's) graduates nobody and sends nothing.
+    let taken = unique_email();
+    app.create_user(json!({"firstName": "Holder", "email": taken}))
+        .await;
+    app.patch(
+        "/v1/user/update",
+        json!({"userId": kid, "email": taken}),
+        Some(&token),
+    )
+    .await
+    .assert_error(400, "UOS_USRUPD0002", "email already exists");
+    assert!(app.mails_to(&taken).await.is_empty());
+    let still = app
+        .get(&format!("/v1/user/read/{kid}"), Some(&app.admin_token))
+        .await;
+    assert_eq!(still.assert_ok()["response"]["managedBy"], parent.as_str());
     let email = unique_email();
     app.patch(
         "/v1/user/update",

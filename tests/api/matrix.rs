@@ -61,6 +61,7 @@ fn allowed(audience: Audience) -> &'static [Persona] {
         ],
         Audience::Related => &[Itself, TenantAdmin, Admin, Service],
         Audience::SelfOrAdmin => &[Itself, Admin, Service],
+        Audience::Own => &[Itself, Service],
         Audience::TenantAdmin => &[TenantAdmin, Admin, Service],
         Audience::Admin => &[Admin, Service],
         Audience::Service => &[Service],
@@ -277,6 +278,39 @@ impl World {
                 body(json!({"firstName": "Kid", "managedBy": t})),
             ),
             "/v1/user/managed/{id}" => call(M::GET, route.replace("{id}", &t), Payload::Empty),
+            "/v1/user/consent/update" => {
+                let consumer = self.organisation().await;
+                call(
+                    M::POST,
+                    route,
+                    body(json!({"consent": {"userId": t, "consumerId": consumer,
+                        "objectId": consumer, "objectType": "Organisation", "status": "ACTIVE"}})),
+                )
+            }
+            "/v1/user/consent/read" | "/v2/user/consent/read" => {
+                let consumer = self.organisation().await;
+                self.app
+                    .post(
+                        "/v1/user/consent/update",
+                        json!({"consent": {"userId": t, "consumerId": consumer,
+                            "objectId": consumer, "objectType": "Organisation",
+                            "status": "ACTIVE"}}),
+                        Some(&self.app.token_for(&t)),
+                    )
+                    .await
+                    .assert_ok();
+                call(
+                    M::POST,
+                    route,
+                    body(
+                        json!({"consent": {"filters": {"userId": t, "consumerId": consumer,
+                        "objectId": consumer}}}),
+                    ),
+                )
+            }
+            "/v1/user/tnc/accept" => {
+                call(M::POST, route, body(json!({"version": "v1", "userId": t})))
+            }
             "/v1/user/read/{uid}"
             | "/v2/user/read/{uid}"
             | "/v3/user/read/{uid}"

@@ -16,6 +16,7 @@ mod status;
 pub use status::release_identifiers;
 #[cfg(test)]
 mod tests;
+mod tnc;
 mod update;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use super::slot::{ActorSlot, call_factory, serve};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
-use crate::domain::user::{AssignRoles, NewUser, StatusChange, UserRecord, UserUpdate};
+use crate::domain::user::{AcceptTnc, AssignRoles, NewUser, StatusChange, UserRecord, UserUpdate};
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::AuditNote;
 use crate::storage::records::user;
@@ -83,6 +84,7 @@ pub enum UserMessage {
         audit: Box<AuditNote>,
         reply: RpcReplyPort<DomainResult<()>>,
     },
+    AcceptTnc(Box<AcceptTnc>, RpcReplyPort<DomainResult<()>>),
     /// Password attempts, lockouts and sessions of the user.
     SignIn {
         user_id: String,
@@ -138,6 +140,16 @@ impl UserOwners {
         let key = update.request.user_id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::Update(Box::new(update), on_graduation.map(Box::new), reply)
+        })
+        .await?
+    }
+
+    /// Records a terms-and-conditions acceptance (nothing is written when that version is
+    /// already accepted).
+    pub async fn accept_tnc(&self, accept: AcceptTnc) -> DomainResult<()> {
+        let key = accept.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::AcceptTnc(Box::new(accept), reply)
         })
         .await?
     }
@@ -248,6 +260,9 @@ impl Worker for UserOwnerWorker {
                     status::change_status(context, &user_id, change, by, &audit),
                 )
                 .await
+            }
+            UserMessage::AcceptTnc(accept, reply) => {
+                serve(WHAT, &key, reply, tnc::accept_tnc(context, *accept)).await
             }
             UserMessage::SignIn {
                 user_id,

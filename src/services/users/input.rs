@@ -310,8 +310,9 @@ pub fn parse_create(
     {
         return Err(DomainError::rule(ErrorCode::passwordValidation, &[]));
     }
-    // A managed child signs in through its parent: a password given is checked, then dropped.
-    let password = password.filter(|_| route != CreateRoute::Managed);
+    // A managed child signs in through its parent, on whichever route it is created: a
+    // password given is checked, then dropped.
+    let password = password.filter(|_| managed_by.is_none());
     let recovery_email = parse_email(body, "recoveryEmail")?;
     let recovery_phone = parse_phone(body, "recoveryPhone", default_country_code)?;
     if let (Some(primary), Some(recovery)) = (&email, &recovery_email)

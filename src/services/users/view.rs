@@ -330,7 +330,8 @@ fn add_tnc_fields(view: &mut Map<String, Value>, tnc_config: Option<&Value>) {
         .cloned()
         .unwrap_or(Value::Null);
     let accepted = view.get("tncAcceptedVersion").and_then(Value::as_str);
-    let prompt = accepted != Some(latest);
+    // The acceptance compares versions ignoring case, as Sunbird's does; so does the prompt.
+    let prompt = !accepted.is_some_and(|version| version.eq_ignore_ascii_case(latest));
     view.insert("tncLatestVersion".into(), json!(latest));
     view.insert("tncLatestVersionUrl".into(), url);
     view.insert("promptTnC".into(), json!(prompt));
