@@ -328,6 +328,17 @@ pub struct UserUpdate {
     pub updated_by: Option<String>,
 }
 
+/// `flagsValue` bit of a user validated by a state tenant (Sunbird `STATE_VALIDATED`).
+pub const STATE_VALIDATED_FLAG: i64 = 4;
+
+/// Freeing a user's email and/or phone for others (reference §8.13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeUp {
+    pub user_id: String,
+    pub email: bool,
+    pub phone: bool,
+}
+
 /// The terms-and-conditions type whose acceptance Sunbird keeps in `tncAcceptedVersion` and
 /// `tncAcceptedOn`; the other types go into the `allTncAccepted` map.
 pub const TNC_CONFIG: &str = "tncConfig";

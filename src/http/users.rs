@@ -70,6 +70,12 @@ pub fn routes() -> Vec<RouteSpec> {
         route("/v1/user/delete", "USRDLT", Token, post(delete)),
         route("/private/user/v1/lookup", "USRLKP", Private, post(lookup)),
         route(
+            "/private/user/v1/identifier/freeup",
+            "IDNTFREE",
+            Private,
+            post(free_up),
+        ),
+        route(
             "/v1/user/exists/{key}/{value}",
             "UEXIST",
             Public,
@@ -195,6 +201,10 @@ async fn list_managed(
             )
             .await?,
     ))
+}
+
+async fn free_up(State(state): State<AppState>, caller: Caller, body: SunbirdBody) -> ApiResponse {
+    Ok(ApiResult(state.users.free_up(&caller, &body.0).await?))
 }
 
 async fn read(

@@ -13,6 +13,7 @@ mod envelope;
 mod events;
 mod failures;
 mod feed;
+mod freeup;
 mod gateway;
 mod grants;
 mod helpers;

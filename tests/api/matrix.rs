@@ -308,6 +308,11 @@ impl World {
                     ),
                 )
             }
+            "/private/user/v1/identifier/freeup" => call(
+                M::POST,
+                route,
+                body(json!({"id": t, "identifier": ["email", "phone"]})),
+            ),
             "/v1/user/tnc/accept" => {
                 call(M::POST, route, body(json!({"version": "v1", "userId": t})))
             }

@@ -14,6 +14,7 @@ mod roles;
 mod signin;
 mod status;
 pub use status::release_identifiers;
+mod freeup;
 #[cfg(test)]
 mod tests;
 mod tnc;
@@ -30,7 +31,9 @@ use super::slot::{ActorSlot, call_factory, serve};
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
-use crate::domain::user::{AcceptTnc, AssignRoles, NewUser, StatusChange, UserRecord, UserUpdate};
+use crate::domain::user::{
+    AcceptTnc, AssignRoles, FreeUp, NewUser, StatusChange, UserRecord, UserUpdate,
+};
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::AuditNote;
 use crate::storage::records::user;
@@ -85,6 +88,7 @@ pub enum UserMessage {
         reply: RpcReplyPort<DomainResult<()>>,
     },
     AcceptTnc(Box<AcceptTnc>, RpcReplyPort<DomainResult<()>>),
+    FreeUp(Box<FreeUp>, RpcReplyPort<DomainResult<()>>),
     /// Password attempts, lockouts and sessions of the user.
     SignIn {
         user_id: String,
@@ -150,6 +154,15 @@ impl UserOwners {
         let key = accept.user_id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::AcceptTnc(Box::new(accept), reply)
+        })
+        .await?
+    }
+
+    /// Frees the user's email and/or phone (moved to the previously used ones).
+    pub async fn free_up(&self, free: FreeUp) -> DomainResult<()> {
+        let key = free.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::FreeUp(Box::new(free), reply)
         })
         .await?
     }
@@ -260,6 +273,9 @@ impl Worker for UserOwnerWorker {
                     status::change_status(context, &user_id, change, by, &audit),
                 )
                 .await
+            }
+            UserMessage::FreeUp(free, reply) => {
+                serve(WHAT, &key, reply, freeup::free_up(context, *free)).await
             }
             UserMessage::AcceptTnc(accept, reply) => {
                 serve(WHAT, &key, reply, tnc::accept_tnc(context, *accept)).await

@@ -23,14 +23,14 @@ use crate::domain::user::{
     ASSOCIATION_SELF_DECLARATION, ASSOCIATION_SSO, ExternalId, NewUser, StatusChange, UserUpdate,
     user_id_from_path,
 };
-use crate::domain::user::{CreateRequest, UserRecord};
+use crate::domain::user::{CreateRequest, FreeUp, UserRecord};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::search::documents::PII_TOKENS_FIELD;
 use crate::search::dsl::SearchLimits;
 use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::audit;
-use crate::services::json::{Body, opt_nonblank, opt_str_list, response, success};
+use crate::services::json::{Body, opt_nonblank, opt_str_list, required_str, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
     check_roles_exist, custodian, get_org, json_setting, load_roles, memberships, org_types,
@@ -41,7 +41,7 @@ use input::{CreateRoute, UpdateRoute, parse_create, parse_update};
 use view::{ReadContext, ReadVersion, SearchVersion, read_view, restrict_to, search_hit_view};
 
 /// Sunbird's flag for users whose root organisation is a state tenant.
-const STATE_VALIDATED: i64 = 4;
+use crate::domain::user::STATE_VALIDATED_FLAG as STATE_VALIDATED;
 
 /// Settings the user flows read on every request.
 #[derive(Debug, Clone)]
@@ -794,6 +794,45 @@ impl UserService {
         let mut result = success();
         result.insert("errors".into(), json!([]));
         Ok(result)
+    }
+
+    // ==== Identifier free-up ====
+
+    /// `POST /private/user/v1/identifier/freeup`: `{id, identifier: ["email", "phone"]}`. The
+    /// values move to the previously used ones and become free for other users (services and
+    /// ADMINs only).
+    pub async fn free_up(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
+        let authority = Authority::of(caller).await?;
+        authority.require(authority.is_admin())?;
+        let id = required_str(body, "id")?;
+        let identifiers = opt_str_list(body, "identifier")?
+            .filter(|list| !list.is_empty())
+            .ok_or_else(|| DomainError::mandatory_missing("identifier"))?;
+        let (mut email, mut phone) = (false, false);
+        for identifier in &identifiers {
+            match identifier.trim() {
+                "email" => email = true,
+                "phone" => phone = true,
+                other => {
+                    return Err(DomainError::rule(
+                        ErrorCode::invalidValue,
+                        &["identifier", other, "email, phone"],
+                    ));
+                }
+            }
+        }
+        let user = self.load_user(&id).await?;
+        if user.is_deleted() {
+            return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
+        }
+        self.owners
+            .free_up(FreeUp {
+                user_id: id,
+                email,
+                phone,
+            })
+            .await?;
+        Ok(success())
     }
 
     // ==== Block, unblock, delete ====
