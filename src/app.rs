@@ -40,6 +40,7 @@ use crate::services::audit::AuditTrail;
 use crate::services::captcha::Captcha;
 use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
+use crate::services::declarations::DeclarationService;
 use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
@@ -369,6 +370,11 @@ impl Application {
             Arc::clone(&clock),
             settings.users.consent_expiry_days,
         );
+        let declarations = DeclarationService::new(
+            Arc::clone(&engines.store),
+            users.vault().clone(),
+            Arc::clone(&clock),
+        );
         let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
             Arc::clone(&engines.store),
@@ -398,6 +404,7 @@ impl Application {
             feed,
             managed,
             consent,
+            declarations,
             tnc,
             consumers,
             request_timeout: Duration::from_secs(settings.http.request_timeout_seconds),

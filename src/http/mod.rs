@@ -43,6 +43,7 @@ use crate::domain::{DomainError, ErrorCode};
 use crate::services::access::{Caller, CallerResolver};
 use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
+use crate::services::declarations::DeclarationService;
 use crate::services::feed::FeedService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
@@ -105,6 +106,7 @@ pub struct AppInner {
     pub feed: FeedService,
     pub managed: ManagedUserService,
     pub consent: ConsentService,
+    pub declarations: DeclarationService,
     pub tnc: TncService,
     pub consumers: ConsumerKeys,
     pub request_timeout: Duration,

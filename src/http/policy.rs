@@ -51,6 +51,8 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/user/consent/read", Audience::Related),
     ("/v2/user/consent/read", Audience::Related),
     ("/v1/user/tnc/accept", Audience::Own),
+    // The user submits; the organisation's administrators validate.
+    ("/v1/user/declarations", Audience::Related),
     ("/v1/user/read/{uid}", Audience::Related),
     ("/v2/user/read/{uid}", Audience::Related),
     ("/v3/user/read/{uid}", Audience::Related),

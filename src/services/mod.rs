@@ -7,6 +7,7 @@ pub mod audit;
 pub mod captcha;
 pub mod consent;
 pub mod data_sync;
+pub mod declarations;
 pub mod feed;
 pub mod gateway;
 pub mod health;

@@ -107,10 +107,13 @@ pub enum Table {
     UserFeed,
     /// A user's consents (`userId␟consumerId␟objectId`), Sunbird `user_consent`.
     UserConsent,
+    /// A user's self-declarations (`userId␟orgId␟persona`, the info sealed), Sunbird
+    /// `user_declarations`.
+    UserDeclarations,
 }
 
 impl Table {
-    pub const ALL: [Table; 25] = [
+    pub const ALL: [Table; 26] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -136,6 +139,7 @@ impl Table {
         Table::Merge,
         Table::UserFeed,
         Table::UserConsent,
+        Table::UserDeclarations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,6 +169,7 @@ impl Table {
             Table::Merge => "user_merge",
             Table::UserFeed => "user_feed",
             Table::UserConsent => "user_consent",
+            Table::UserDeclarations => "user_declarations",
         }
     }
 }

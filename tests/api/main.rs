@@ -8,6 +8,7 @@ mod canary;
 mod consent;
 mod consistency;
 mod data_sync;
+mod declarations;
 mod durability;
 mod envelope;
 mod events;

@@ -313,6 +313,16 @@ impl World {
                 route,
                 body(json!({"id": t, "identifier": ["email", "phone"]})),
             ),
+            "/v1/user/declarations" => {
+                let org = self.organisation().await;
+                call(
+                    M::PATCH,
+                    route,
+                    body(json!({"declarations": [{"operation": "add", "userId": t,
+                        "orgId": org, "persona": "teacher",
+                        "info": {"declared-school-name": "Matrix School"}}]})),
+                )
+            }
             "/v1/user/tnc/accept" => {
                 call(M::POST, route, body(json!({"version": "v1", "userId": t})))
             }

@@ -53,6 +53,25 @@ pub(super) async fn change_status(
                 // A blocked or deleted user keeps no session (ASVS 7.4.2).
                 super::signin::end_all(context, user_id, &mut transaction).await?;
             }
+            if change == StatusChange::Delete {
+                // Nor, deleted, the PII it declared.
+                for row in context
+                    .store
+                    .scan(
+                        Table::UserDeclarations,
+                        &crate::storage::key_prefix(user_id),
+                        None,
+                        10_000,
+                    )
+                    .await?
+                {
+                    transaction.delete(
+                        Table::UserDeclarations,
+                        row.key,
+                        Expect::Version(row.version),
+                    );
+                }
+            }
             append(&*context.store, &mut transaction, audit, &at).await?;
             Ok((transaction, ()))
         },

@@ -30,6 +30,7 @@ use crate::search::dsl::SearchLimits;
 use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::audit;
+use crate::services::declarations::declaration_views;
 use crate::services::json::{Body, opt_nonblank, opt_str_list, required_str, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
@@ -553,6 +554,10 @@ impl UserService {
                 })
                 .collect();
             view.insert("roleList".into(), Value::Array(list));
+        }
+        if asked("declarations") {
+            let declarations = declaration_views(&self.store, &self.vault, &user.id).await?;
+            view.insert("declarations".into(), Value::Array(declarations));
         }
         if asked("locations") {
             let ids: Vec<String> = user
