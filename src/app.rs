@@ -47,6 +47,7 @@ use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::managed::ManagedUserService;
 use crate::services::merge::MergeService;
+use crate::services::migration::MigrationService;
 use crate::services::network::{
     AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
 };
@@ -375,6 +376,14 @@ impl Application {
             users.vault().clone(),
             Arc::clone(&clock),
         );
+        let migration = MigrationService::new(
+            Arc::clone(&engines.store),
+            users.owners().clone(),
+            notifications.clone(),
+            users.vault().clone(),
+            Arc::clone(&clock),
+            settings.users.default_country_code.clone(),
+        );
         let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
             Arc::clone(&engines.store),
@@ -403,6 +412,7 @@ impl Application {
             merge,
             feed,
             managed,
+            migration,
             consent,
             declarations,
             tnc,

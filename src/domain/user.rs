@@ -331,6 +331,24 @@ pub struct UserUpdate {
 /// `flagsValue` bit of a user validated by a state tenant (Sunbird `STATE_VALIDATED`).
 pub const STATE_VALIDATED_FLAG: i64 = 4;
 
+/// Moving a custodian user into a state tenant (reference §8.13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrateTenant {
+    pub user_id: String,
+    /// The custodian organisation, which the user must be in unless `force`.
+    pub custodian_id: String,
+    pub force: bool,
+    /// The tenant and its channel.
+    pub root_org_id: String,
+    pub channel: String,
+    /// A sub-organisation of the tenant the user joins too.
+    pub organisation_id: Option<String>,
+    /// The sub-organisation's location, written as the user's `profileLocation`.
+    pub profile_location: Option<Value>,
+    pub external_ids: Vec<ExternalId>,
+    pub by: Option<String>,
+}
+
 /// Freeing a user's email and/or phone for others (reference §8.13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreeUp {

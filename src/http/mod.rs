@@ -50,6 +50,7 @@ use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
 use crate::services::managed::ManagedUserService;
 use crate::services::merge::MergeService;
+use crate::services::migration::MigrationService;
 use crate::services::network::{NetworkPolicy, Side};
 use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
@@ -105,6 +106,7 @@ pub struct AppInner {
     pub merge: MergeService,
     pub feed: FeedService,
     pub managed: ManagedUserService,
+    pub migration: MigrationService,
     pub consent: ConsentService,
     pub declarations: DeclarationService,
     pub tnc: TncService,

@@ -73,6 +73,7 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/user/delete", Audience::SelfOrAdmin),
     ("/private/user/v1/lookup", Audience::Service),
     ("/private/user/v1/identifier/freeup", Audience::Service),
+    ("/private/user/v1/migrate", Audience::Service),
     // Existence only, rate-limited.
     ("/v1/user/exists/{key}/{value}", Audience::Anyone),
     ("/v2/user/exists/{key}/{value}", Audience::Authenticated),

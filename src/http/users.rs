@@ -70,6 +70,12 @@ pub fn routes() -> Vec<RouteSpec> {
         route("/v1/user/delete", "USRDLT", Token, post(delete)),
         route("/private/user/v1/lookup", "USRLKP", Private, post(lookup)),
         route(
+            "/private/user/v1/migrate",
+            "USRMIG",
+            Private,
+            patch(migrate),
+        ),
+        route(
             "/private/user/v1/identifier/freeup",
             "IDNTFREE",
             Private,
@@ -201,6 +207,10 @@ async fn list_managed(
             )
             .await?,
     ))
+}
+
+async fn migrate(State(state): State<AppState>, caller: Caller, body: SunbirdBody) -> ApiResponse {
+    Ok(ApiResult(state.migration.migrate(&caller, &body.0).await?))
 }
 
 async fn free_up(State(state): State<AppState>, caller: Caller, body: SunbirdBody) -> ApiResponse {

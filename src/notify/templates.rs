@@ -100,6 +100,10 @@ pub fn otp_email_template(template_id: Option<&str>) -> &'static str {
 pub const RESET_LINK_EMAIL_TEMPLATE: &str = "resetPasswordLink";
 pub const RESET_LINK_SMS_TEMPLATE: &str = "resetPasswordLinkSms";
 
+/// The notice of a tenant migration, by email and by SMS.
+pub const MIGRATION_EMAIL_TEMPLATE: &str = "migrate_user_template";
+pub const MIGRATION_SMS_TEMPLATE: &str = "migrateUserSmsTemplate";
+
 /// The `templateId`s an OTP request may name.
 pub const OTP_TEMPLATE_IDS: [&str; 4] = [
     "resetPasswordWithOtp",
@@ -184,8 +188,12 @@ pub fn defaults() -> Vec<MessageTemplate> {
             "{{ installationName }}: your accounts were merged",
             "<p>Hello {{ name }},</p>\n<p>Your account {{ fromAccount }} was merged into this one. Sign in with this account from now on.</p>\n",
         ),
+        sms(
+            MIGRATION_SMS_TEMPLATE,
+            "Your {{ installationName }} account now belongs to {{ orgName }}.",
+        ),
         email(
-            "migrate_user_template",
+            MIGRATION_EMAIL_TEMPLATE,
             "{{ installationName }}: your account moved to {{ orgName }}",
             "<p>Hello {{ name }},</p>\n<p>Your account now belongs to {{ orgName }}.</p>\n",
         ),

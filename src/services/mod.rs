@@ -15,6 +15,7 @@ pub mod json;
 pub mod locations;
 pub mod managed;
 pub mod merge;
+pub mod migration;
 pub mod network;
 pub mod notifications;
 pub mod organisations;

@@ -26,6 +26,7 @@ mod mail;
 mod managed;
 mod matrix;
 mod merge;
+mod migration;
 mod multi_instance;
 mod network;
 mod notifications;

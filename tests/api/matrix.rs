@@ -308,6 +308,11 @@ impl World {
                     ),
                 )
             }
+            "/private/user/v1/migrate" => call(
+                M::PATCH,
+                route,
+                body(json!({"userId": t, "channel": self.channel, "notifyMigration": false})),
+            ),
             "/private/user/v1/identifier/freeup" => call(
                 M::POST,
                 route,

@@ -15,6 +15,7 @@ mod signin;
 mod status;
 pub use status::release_identifiers;
 mod freeup;
+mod migrate;
 #[cfg(test)]
 mod tests;
 mod tnc;
@@ -32,7 +33,7 @@ use super::supervisor::{ChildSpec, Restart};
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
 use crate::domain::user::{
-    AcceptTnc, AssignRoles, FreeUp, NewUser, StatusChange, UserRecord, UserUpdate,
+    AcceptTnc, AssignRoles, FreeUp, MigrateTenant, NewUser, StatusChange, UserRecord, UserUpdate,
 };
 use crate::domain::{DomainError, DomainResult};
 use crate::storage::audit::AuditNote;
@@ -89,6 +90,12 @@ pub enum UserMessage {
     },
     AcceptTnc(Box<AcceptTnc>, RpcReplyPort<DomainResult<()>>),
     FreeUp(Box<FreeUp>, RpcReplyPort<DomainResult<()>>),
+    /// With what the migration writes besides (consents, declarations, the notice).
+    Migrate(
+        Box<MigrateTenant>,
+        Box<Transaction>,
+        RpcReplyPort<DomainResult<()>>,
+    ),
     /// Password attempts, lockouts and sessions of the user.
     SignIn {
         user_id: String,
@@ -154,6 +161,15 @@ impl UserOwners {
         let key = accept.user_id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
             UserMessage::AcceptTnc(Box::new(accept), reply)
+        })
+        .await?
+    }
+
+    /// Moves a user into a state tenant, writing `with` in the same transaction.
+    pub async fn migrate(&self, migration: MigrateTenant, with: Transaction) -> DomainResult<()> {
+        let key = migration.user_id.clone();
+        call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
+            UserMessage::Migrate(Box::new(migration), Box::new(with), reply)
         })
         .await?
     }
@@ -271,6 +287,15 @@ impl Worker for UserOwnerWorker {
                     &key,
                     reply,
                     status::change_status(context, &user_id, change, by, &audit),
+                )
+                .await
+            }
+            UserMessage::Migrate(migration, with, reply) => {
+                serve(
+                    WHAT,
+                    &key,
+                    reply,
+                    migrate::migrate(context, *migration, *with),
                 )
                 .await
             }

@@ -55,7 +55,7 @@ pub(super) async fn update_user(
 
 /// Applies the external id operations to the stored list (sealing the new ids), moving the
 /// claims.
-fn apply_external_ids(
+pub(super) fn apply_external_ids(
     vault: &PiiVault,
     record: &mut UserRecord,
     transaction: &mut Transaction,

@@ -78,7 +78,7 @@ fn invalid_parameter(what: &str) -> DomainError {
     DomainError::rule(ErrorCode::invalidParameter, &[what])
 }
 
-fn parse_external_ids(
+pub(crate) fn parse_external_ids(
     body: &Body,
     on_create: bool,
 ) -> DomainResult<Vec<(ExternalIdOperation, ExternalId)>> {
