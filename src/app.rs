@@ -54,6 +54,7 @@ use crate::services::network::{
 use crate::services::notifications::{NotificationOptions, NotificationService};
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
+use crate::services::ownership::OwnershipService;
 use crate::services::preferences::PreferenceService;
 use crate::services::reset::{ResetOptions, ResetService};
 use crate::services::roles::RoleService;
@@ -384,6 +385,7 @@ impl Application {
             Arc::clone(&clock),
             settings.users.default_country_code.clone(),
         );
+        let ownership = OwnershipService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
             Arc::clone(&engines.store),
@@ -413,6 +415,7 @@ impl Application {
             feed,
             managed,
             migration,
+            ownership,
             consent,
             declarations,
             tnc,

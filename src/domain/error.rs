@@ -116,8 +116,9 @@ error_codes! {
     defaultSecurityLevelConfigMissing => "0081", 400, "Default data security policy settings is missing for the job: {0}";
     invalidTenantSecurityLevelLower => "0082", 400, "Tenant level's security {0} cannot be lower than system level's security {1}. Please provide a valid data security level.";
     cannotDeleteUser => "0083", 400, "User is restricted from deleting account based on roles!";
-    // Not in Sunbird: an actor or engine call that ran past its deadline.
-    operationTimeout => "0084", 504, "Request timed out, please retry.";
+    cannotTransferOwnership => "0084", 400, "User is restricted from transfering the ownership based on roles!";
+    // Not in Sunbird (its keys end at 0084): an actor or engine call that ran past its deadline.
+    operationTimeout => "0099", 504, "Request timed out, please retry.";
 }
 
 impl ErrorCode {

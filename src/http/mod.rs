@@ -55,6 +55,7 @@ use crate::services::network::{NetworkPolicy, Side};
 use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
+use crate::services::ownership::OwnershipService;
 use crate::services::preferences::PreferenceService;
 use crate::services::reset::ResetService;
 use crate::services::roles::RoleService;
@@ -107,6 +108,7 @@ pub struct AppInner {
     pub feed: FeedService,
     pub managed: ManagedUserService,
     pub migration: MigrationService,
+    pub ownership: OwnershipService,
     pub consent: ConsentService,
     pub declarations: DeclarationService,
     pub tnc: TncService,

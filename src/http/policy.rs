@@ -74,6 +74,7 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/private/user/v1/lookup", Audience::Service),
     ("/private/user/v1/identifier/freeup", Audience::Service),
     ("/private/user/v1/migrate", Audience::Service),
+    ("/v1/user/ownership/transfer", Audience::TenantAdmin),
     // Existence only, rate-limited.
     ("/v1/user/exists/{key}/{value}", Audience::Anyone),
     ("/v2/user/exists/{key}/{value}", Audience::Authenticated),

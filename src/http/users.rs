@@ -76,6 +76,12 @@ pub fn routes() -> Vec<RouteSpec> {
             patch(migrate),
         ),
         route(
+            "/v1/user/ownership/transfer",
+            "UOWNTRANS",
+            Token,
+            post(transfer_ownership),
+        ),
+        route(
             "/private/user/v1/identifier/freeup",
             "IDNTFREE",
             Private,
@@ -211,6 +217,14 @@ async fn list_managed(
 
 async fn migrate(State(state): State<AppState>, caller: Caller, body: SunbirdBody) -> ApiResponse {
     Ok(ApiResult(state.migration.migrate(&caller, &body.0).await?))
+}
+
+async fn transfer_ownership(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: SunbirdBody,
+) -> ApiResponse {
+    Ok(ApiResult(state.ownership.transfer(&caller, &body.0).await?))
 }
 
 async fn free_up(State(state): State<AppState>, caller: Caller, body: SunbirdBody) -> ApiResponse {

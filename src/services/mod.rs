@@ -20,6 +20,7 @@ pub mod network;
 pub mod notifications;
 pub mod organisations;
 pub mod otp;
+pub mod ownership;
 pub mod preferences;
 pub mod reset;
 pub mod roles;

@@ -164,7 +164,7 @@ async fn a_write_whose_commit_outcome_is_unknown_answers_504() {
             Some(&app.admin_token),
         )
         .await;
-    reply.assert_error(504, "UOS_USRCRT0084", "Request timed out, please retry.");
+    reply.assert_error(504, "UOS_USRCRT0099", "Request timed out, please retry.");
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn a_command_whose_caller_timed_out_is_not_applied_later() {
     let abandoned = update("Abandoned").await;
     assert_eq!(abandoned.status().as_u16(), 504);
     let abandoned: serde_json::Value = abandoned.json().await.expect("json");
-    assert_eq!(abandoned["params"]["err"], "UOS_USRUPD0084", "{abandoned}");
+    assert_eq!(abandoned["params"]["err"], "UOS_USRUPD0099", "{abandoned}");
     assert_eq!(
         running.await.expect("first").status().as_u16(),
         504,

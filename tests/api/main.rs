@@ -33,6 +33,7 @@ mod notifications;
 mod orgs;
 mod otp;
 mod ownership;
+mod ownership_transfer;
 mod pii;
 mod preferences;
 mod redis_cache;

@@ -308,6 +308,25 @@ impl World {
                     ),
                 )
             }
+            "/v1/user/ownership/transfer" => {
+                let admin = self
+                    .app
+                    .create_user(json!({"firstName": "Owner", "email": unique_email(),
+                                        "roles": ["ORG_ADMIN"]}))
+                    .await;
+                let heir = self
+                    .app
+                    .create_user(json!({"firstName": "Heir", "email": unique_email()}))
+                    .await;
+                call(
+                    M::POST,
+                    route,
+                    body(json!({"organisationId": self.custodian,
+                        "actionBy": {"userId": admin},
+                        "fromUser": {"userId": t, "roles": ["CONTENT_CREATOR"]},
+                        "toUser": {"userId": heir, "roles": ["CONTENT_CREATOR"]}})),
+                )
+            }
             "/private/user/v1/migrate" => call(
                 M::PATCH,
                 route,
