@@ -51,6 +51,7 @@ use crate::services::migration::MigrationService;
 use crate::services::network::{
     AddressRules, Addressing, NetworkPolicy, RateLimitSettings, RateLimits,
 };
+use crate::services::notes::NoteService;
 use crate::services::notifications::{NotificationOptions, NotificationService};
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
@@ -385,6 +386,12 @@ impl Application {
             Arc::clone(&clock),
             settings.users.default_country_code.clone(),
         );
+        let notes = NoteService::new(
+            Arc::clone(&engines.store),
+            Arc::clone(&engines.search),
+            Arc::clone(&clock),
+            search_limits,
+        );
         let ownership = OwnershipService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
@@ -415,6 +422,7 @@ impl Application {
             feed,
             managed,
             migration,
+            notes,
             ownership,
             consent,
             declarations,

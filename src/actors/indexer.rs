@@ -248,6 +248,7 @@ fn index_of(topic: Topic) -> Option<IndexName> {
         Topic::User => Some(IndexName::User),
         Topic::Organisation => Some(IndexName::Organisation),
         Topic::Location => Some(IndexName::Location),
+        Topic::Note => Some(IndexName::Note),
         Topic::Notification => None,
     }
 }
@@ -274,7 +275,7 @@ async fn document_for(
     let source = match topic {
         Topic::User => user_document(store, &row.doc, id).await?,
         Topic::Organisation => organisation_document(row.doc),
-        Topic::Location | Topic::Notification => into_fields(row.doc),
+        Topic::Location | Topic::Note | Topic::Notification => into_fields(row.doc),
     };
     Ok(Some(IndexChange::Upsert(
         index,

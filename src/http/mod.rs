@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod health;
 pub mod locations;
 pub mod merge;
+pub mod notes;
 pub mod notifications;
 pub mod oidc;
 pub mod orgs;
@@ -52,6 +53,7 @@ use crate::services::managed::ManagedUserService;
 use crate::services::merge::MergeService;
 use crate::services::migration::MigrationService;
 use crate::services::network::{NetworkPolicy, Side};
+use crate::services::notes::NoteService;
 use crate::services::notifications::NotificationService;
 use crate::services::organisations::OrgService;
 use crate::services::otp::OtpService;
@@ -108,6 +110,7 @@ pub struct AppInner {
     pub feed: FeedService,
     pub managed: ManagedUserService,
     pub migration: MigrationService,
+    pub notes: NoteService,
     pub ownership: OwnershipService,
     pub consent: ConsentService,
     pub declarations: DeclarationService,
@@ -188,6 +191,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(merge::routes());
     all.extend(feed::routes());
     all.extend(consent::routes());
+    all.extend(notes::routes());
     all
 }
 

@@ -75,6 +75,12 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/private/user/v1/identifier/freeup", Audience::Service),
     ("/private/user/v1/migrate", Audience::Service),
     ("/v1/user/ownership/transfer", Audience::TenantAdmin),
+    // A note is its user's (and an ADMIN's); search answers the caller's own notes.
+    ("/v1/note/create", Audience::SelfOrAdmin),
+    ("/v1/note/read/{noteId}", Audience::SelfOrAdmin),
+    ("/v1/note/update/{noteId}", Audience::SelfOrAdmin),
+    ("/v1/note/delete/{noteId}", Audience::SelfOrAdmin),
+    ("/v1/note/search", Audience::Authenticated),
     // Existence only, rate-limited.
     ("/v1/user/exists/{key}/{value}", Audience::Anyone),
     ("/v2/user/exists/{key}/{value}", Audience::Authenticated),

@@ -121,11 +121,11 @@ fn string_mapping() -> Value {
 pub fn index_body(prefix: &str, index: IndexName) -> Value {
     let ngram_max = match index {
         IndexName::Location => 20,
-        IndexName::User | IndexName::Organisation => 10,
+        IndexName::User | IndexName::Organisation | IndexName::Note => 10,
     };
     let ngram_min = match index {
         IndexName::Location => 1,
-        IndexName::User | IndexName::Organisation => 3,
+        IndexName::User | IndexName::Organisation | IndexName::Note => 3,
     };
     json!({
         "settings": {
@@ -1432,6 +1432,9 @@ mod tests {
             400,
             json!({"error": {"type": "resource_already_exists_exception"}}),
         );
+        // usernotes: exists.
+        cluster.answer(200, json!({"acknowledged": true}));
+        cluster.answer(200, json!({}));
         ElasticsearchIndex::open(&options(&cluster.url))
             .await
             .expect("opens");
@@ -1448,6 +1451,8 @@ mod tests {
                 ("PUT", "/_index_template/location"),
                 ("HEAD", "/_alias/location"),
                 ("PUT", "/location_v1"),
+                ("PUT", "/_index_template/usernotes"),
+                ("HEAD", "/_alias/usernotes"),
             ]
             .map(|(m, p)| (m.to_string(), p.to_string()))
         );

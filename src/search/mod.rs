@@ -28,13 +28,16 @@ pub enum IndexName {
     User,
     Organisation,
     Location,
+    /// Sunbird's legacy user notes (`usernotes`).
+    Note,
 }
 
 impl IndexName {
-    pub const ALL: [IndexName; 3] = [
+    pub const ALL: [IndexName; 4] = [
         IndexName::User,
         IndexName::Organisation,
         IndexName::Location,
+        IndexName::Note,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl IndexName {
             IndexName::User => "user_alias",
             IndexName::Organisation => "org_alias",
             IndexName::Location => "location",
+            IndexName::Note => "usernotes",
         }
     }
 }

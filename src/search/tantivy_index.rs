@@ -95,7 +95,7 @@ const PREFIX_MATCH_BOOST: Score = 0.5;
 /// The embedded [`SearchIndex`]: tantivy indices in sub-directories of one data directory, or in
 /// memory for tests.
 pub struct TantivyIndex {
-    engines: [Arc<Engine>; 3],
+    engines: [Arc<Engine>; 4],
 }
 
 impl TantivyIndex {
@@ -149,12 +149,13 @@ impl TantivyIndex {
     fn build(
         mut open_index: impl FnMut(IndexName) -> Result<Index, SearchError>,
     ) -> Result<Self, SearchError> {
-        let [user, organisation, location] = IndexName::ALL;
+        let [user, organisation, location, note] = IndexName::ALL;
         Ok(TantivyIndex {
             engines: [
                 Arc::new(Engine::new(user, open_index(user)?)?),
                 Arc::new(Engine::new(organisation, open_index(organisation)?)?),
                 Arc::new(Engine::new(location, open_index(location)?)?),
+                Arc::new(Engine::new(note, open_index(note)?)?),
             ],
         })
     }
@@ -164,6 +165,7 @@ impl TantivyIndex {
             IndexName::User => 0,
             IndexName::Organisation => 1,
             IndexName::Location => 2,
+            IndexName::Note => 3,
         };
         Arc::clone(&self.engines[slot])
     }

@@ -42,6 +42,7 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
             Some(Topic::User) => (Topic::User, IndexName::User),
             Some(Topic::Organisation) => (Topic::Organisation, IndexName::Organisation),
             Some(Topic::Location) => (Topic::Location, IndexName::Location),
+            Some(Topic::Note) => (Topic::Note, IndexName::Note),
             Some(Topic::Notification) | None => {
                 return Err(DomainError::rule(ErrorCode::invalidObjectType, &[]));
             }

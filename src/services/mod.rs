@@ -17,6 +17,7 @@ pub mod managed;
 pub mod merge;
 pub mod migration;
 pub mod network;
+pub mod notes;
 pub mod notifications;
 pub mod organisations;
 pub mod otp;

@@ -107,13 +107,15 @@ pub enum Table {
     UserFeed,
     /// A user's consents (`userId␟consumerId␟objectId`), Sunbird `user_consent`.
     UserConsent,
+    /// Legacy user notes, by note id (Sunbird `user_notes`).
+    UserNotes,
     /// A user's self-declarations (`userId␟orgId␟persona`, the info sealed), Sunbird
     /// `user_declarations`.
     UserDeclarations,
 }
 
 impl Table {
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 27] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -140,6 +142,7 @@ impl Table {
         Table::UserFeed,
         Table::UserConsent,
         Table::UserDeclarations,
+        Table::UserNotes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -170,6 +173,7 @@ impl Table {
             Table::UserFeed => "user_feed",
             Table::UserConsent => "user_consent",
             Table::UserDeclarations => "user_declarations",
+            Table::UserNotes => "user_notes",
         }
     }
 }
@@ -289,17 +293,25 @@ pub enum Topic {
     Location,
     /// A message recorded in `notification`, for the dispatcher.
     Notification,
+    /// A legacy user note (`user_notes`).
+    Note,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [
+    pub const ALL: [Topic; 5] = [
         Topic::User,
         Topic::Organisation,
         Topic::Location,
         Topic::Notification,
+        Topic::Note,
     ];
     /// The topics whose entities have a search index.
-    pub const INDEXED: [Topic; 3] = [Topic::User, Topic::Organisation, Topic::Location];
+    pub const INDEXED: [Topic; 4] = [
+        Topic::User,
+        Topic::Organisation,
+        Topic::Location,
+        Topic::Note,
+    ];
 
     /// The name on the wire and in `/v1/data/sync`'s `objectType`.
     pub fn name(self) -> &'static str {
@@ -308,6 +320,7 @@ impl Topic {
             Topic::Organisation => "organisation",
             Topic::Location => "location",
             Topic::Notification => "notification",
+            Topic::Note => "note",
         }
     }
 
@@ -322,6 +335,7 @@ impl Topic {
             Topic::Organisation => Table::Organisation,
             Topic::Location => Table::Location,
             Topic::Notification => Table::Notification,
+            Topic::Note => Table::UserNotes,
         }
     }
 }

@@ -29,6 +29,7 @@ mod merge;
 mod migration;
 mod multi_instance;
 mod network;
+mod notes;
 mod notifications;
 mod orgs;
 mod otp;

@@ -308,6 +308,31 @@ impl World {
                     ),
                 )
             }
+            "/v1/note/create" => call(
+                M::POST,
+                route,
+                body(json!({"userId": t, "title": "T", "note": "N", "courseId": "c1"})),
+            ),
+            "/v1/note/search" => call(M::POST, route, body(json!({"filters": {}}))),
+            "/v1/note/read/{noteId}" | "/v1/note/update/{noteId}" | "/v1/note/delete/{noteId}" => {
+                let note = self
+                    .app
+                    .post(
+                        "/v1/note/create",
+                        json!({"userId": t, "title": "T", "note": "N", "courseId": "c1"}),
+                        Some(&self.app.token_for(&t)),
+                    )
+                    .await;
+                let id = note.assert_ok()["id"].as_str().expect("id").to_string();
+                let path = route.replace("{noteId}", &id);
+                match route {
+                    "/v1/note/read/{noteId}" => call(M::GET, path, Payload::Empty),
+                    "/v1/note/update/{noteId}" => {
+                        call(M::PATCH, path, body(json!({"title": "Renamed"})))
+                    }
+                    _ => call(M::DELETE, path, Payload::Empty),
+                }
+            }
             "/v1/user/ownership/transfer" => {
                 let admin = self
                     .app
