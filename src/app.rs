@@ -42,6 +42,7 @@ use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
 use crate::services::declarations::DeclarationService;
 use crate::services::feed::FeedService;
+use crate::services::files::{FileOptions, FileService};
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
@@ -392,6 +393,19 @@ impl Application {
             Arc::clone(&clock),
             search_limits,
         );
+        let files = FileService::new(
+            Arc::clone(&engines.blobs),
+            FileOptions {
+                max_bytes: settings.files.max_bytes,
+                allowed_types: settings
+                    .files
+                    .allowed_types
+                    .iter()
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect(),
+                default_container: settings.files.default_container.clone(),
+            },
+        );
         let ownership = OwnershipService::new(Arc::clone(&engines.store), Arc::clone(&clock));
         let tnc = TncService::new(Arc::clone(&engines.store), users.owners().clone());
         let managed = ManagedUserService::new(
@@ -423,6 +437,7 @@ impl Application {
             managed,
             migration,
             notes,
+            files,
             ownership,
             consent,
             declarations,

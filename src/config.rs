@@ -37,6 +37,7 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     pub otp: OtpSettings,
     pub scheduler: SchedulerSettings,
+    pub files: FileSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -479,6 +480,37 @@ pub struct SchedulerSettings {
     pub interval_seconds: u64,
 }
 
+/// Where uploaded files go (`[files]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileEngine {
+    /// Under the data dir, served back at `/files/...`.
+    Dir,
+    /// An S3-compatible bucket (`[files.s3]`).
+    S3,
+}
+
+/// `[files]`: uploads (`/v1/file/upload`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileSettings {
+    pub engine: FileEngine,
+    pub max_bytes: usize,
+    pub allowed_types: Vec<String>,
+    pub default_container: String,
+    pub s3: FileS3Settings,
+}
+
+/// `[files.s3]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileS3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub public_base_url: String,
+}
+
 /// `[otp]`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OtpSettings {
@@ -775,6 +807,26 @@ impl Settings {
             return Err(invalid(
                 "users.username_suffix_length",
                 "must be between 1 and 16",
+            ));
+        }
+        if self.files.max_bytes == 0 || self.files.max_bytes > self.http.body_limit_bytes {
+            return Err(invalid(
+                "files.max_bytes",
+                "must be positive and at most http.body_limit_bytes",
+            ));
+        }
+        if crate::blob::check_container(&self.files.default_container).is_err() {
+            return Err(invalid(
+                "files.default_container",
+                "must be lower-case letters, digits and dashes",
+            ));
+        }
+        if self.files.engine == FileEngine::S3
+            && (self.files.s3.endpoint.trim().is_empty() || self.files.s3.bucket.trim().is_empty())
+        {
+            return Err(invalid(
+                "files.s3",
+                "the s3 engine needs files.s3.endpoint and files.s3.bucket",
             ));
         }
         if !(1..=1000).contains(&self.users.managed_user_limit) {

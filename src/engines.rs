@@ -3,6 +3,11 @@
 //! "resolver" style. Adding an engine is one arm here plus its module and conformance run.
 
 use std::sync::Arc;
+
+use crate::blob::BlobStore;
+use crate::blob::dir::DirBlobs;
+use crate::blob::s3::{S3Blobs, S3Settings};
+use crate::config::FileEngine;
 use std::time::Duration;
 
 use crate::cache::Cache;
@@ -38,6 +43,8 @@ pub struct Engines {
     /// Where email and SMS go (`[notifications]`).
     pub email: Arc<dyn EmailSender>,
     pub sms: Arc<dyn SmsSender>,
+    /// Where uploaded files go (`[files]`).
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -230,6 +237,7 @@ pub async fn open_around(
     );
     let search = open_search(settings).await?;
     let (email, sms) = open_senders(settings)?;
+    let blobs = open_blobs(settings)?;
     Ok(Engines {
         store,
         uncached_store,
@@ -237,6 +245,26 @@ pub async fn open_around(
         rate_counter,
         email,
         sms,
+        blobs,
+    })
+}
+
+/// The blob engine of `[files]`.
+pub fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let files = &settings.files;
+    Ok(match files.engine {
+        FileEngine::Dir => Arc::new(DirBlobs::new(
+            settings.data_dir.join("files"),
+            &settings.signin.public_base_url,
+        )),
+        FileEngine::S3 => Arc::new(S3Blobs::new(&S3Settings {
+            endpoint: files.s3.endpoint.clone(),
+            bucket: files.s3.bucket.clone(),
+            region: files.s3.region.clone(),
+            access_key_id: files.s3.access_key_id.clone(),
+            secret_access_key: files.s3.secret_access_key.clone(),
+            public_base_url: files.s3.public_base_url.clone(),
+        })?),
     })
 }
 

@@ -29,6 +29,7 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod blob;
 pub mod cache;
 pub mod clock;
 pub mod config;

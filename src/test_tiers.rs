@@ -13,6 +13,7 @@
 //! | postgres | `USERORG_TEST_POSTGRES` | `postgres://postgres@127.0.0.1:5432/test`, started with `pg_ctlcluster` |
 //! | chromium | `USERORG_TEST_CHROMIUM` | Debian's `chromium`, run headless by the browser tests |
 //! | smtp | `USERORG_TEST_SMTP_PYTHON` | a Python 3 with aiosmtpd (Debian `python3-aiosmtpd`), which tests start a real SMTP server with |
+//! | s3 | `USERORG_TEST_S3` (endpoint) and `USERORG_TEST_S3_BUCKET` | `moto_server` (PyPI `moto[server]`, `USERORG_TEST_MOTO` or on the PATH), started on a free port per test |
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -250,4 +251,87 @@ pub fn chromium() -> Option<String> {
         "chromium",
         &format!("none of {candidates:?} runs (install chromium)"),
     )
+}
+
+/// An S3-compatible server for one test: its endpoint and a bucket that exists. A server the
+/// tier started is stopped when this is dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `s3` tier: `USERORG_TEST_S3`/`USERORG_TEST_S3_BUCKET`, else a `moto_server` started on a
+/// free loopback port with a fresh bucket, or `None` (skip) with the reason printed.
+pub fn s3() -> Option<S3Server> {
+    if let (Ok(endpoint), Ok(bucket)) = (
+        std::env::var("USERORG_TEST_S3"),
+        std::env::var("USERORG_TEST_S3_BUCKET"),
+    ) {
+        return Some(S3Server {
+            endpoint,
+            bucket,
+            child: None,
+        });
+    }
+    match start_moto() {
+        Ok(server) => Some(server),
+        Err(reason) => {
+            skip("s3", &reason);
+            None
+        }
+    }
+}
+
+fn start_moto() -> Result<S3Server, String> {
+    let program = std::env::var("USERORG_TEST_MOTO").unwrap_or_else(|_| "moto_server".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|error| format!("no free port: {error}"))?
+        .port();
+    let child = std::process::Command::new(&program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|error| format!("cannot run {program} (pip install 'moto[server]'): {error}"))?;
+    let mut server = S3Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: "userorg-test".into(),
+        child: Some(child),
+    };
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !port_answers(address) {
+        if Instant::now() > deadline {
+            return Err(format!("{program} did not listen on {address}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // moto accepts an unsigned bucket creation.
+    let mut stream = TcpStream::connect(address).map_err(|error| error.to_string())?;
+    let request = format!(
+        "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        server.bucket
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|error| error.to_string())?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    if !answer.starts_with("HTTP/1.1 200") {
+        let first = answer.lines().next().unwrap_or_default().to_string();
+        server.child.take().map(|mut c| c.kill());
+        return Err(format!("cannot create the test bucket: {first}"));
+    }
+    Ok(server)
 }

@@ -19,13 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Test support: finding or starting the servers of the external test tiers.
     ("test_tiers", &[]),
     ("crypto", &["domain"]),
-    ("config", &["domain", "crypto"]),
+    ("config", &["domain", "crypto", "blob"]),
     // Engines: they know the domain and nothing above it. The store's read-through decorator
     // composes the cache engine, the one engine-to-engine edge.
     ("cache", &["domain"]),
     ("search", &["domain"]),
     ("storage", &["domain", "clock", "cache"]),
     ("notify", &["domain", "clock"]),
+    ("blob", &["domain"]),
     ("auth", &["domain", "clock", "crypto"]),
     // Actors own mutations and background work over the engines.
     (
@@ -38,7 +39,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "services",
         &[
-            "domain", "clock", "crypto", "storage", "search", "cache", "notify", "auth", "actors",
+            "domain", "clock", "crypto", "storage", "search", "cache", "notify", "blob", "auth",
+            "actors",
         ],
     ),
     // The HTTP facade calls services only.
@@ -47,7 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "engines",
         &[
-            "domain", "clock", "config", "storage", "search", "cache", "notify",
+            "domain", "clock", "config", "storage", "search", "cache", "notify", "blob",
         ],
     ),
     (
@@ -59,8 +61,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
-            "domain", "clock", "crypto", "config", "storage", "search", "cache", "notify", "auth",
-            "actors", "services", "http", "engines", "seed",
+            "domain", "clock", "crypto", "config", "storage", "search", "cache", "notify", "blob",
+            "auth", "actors", "services", "http", "engines", "seed",
         ],
     ),
 ];

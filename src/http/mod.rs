@@ -10,6 +10,7 @@ pub mod data_sync;
 pub mod envelope;
 pub mod extract;
 pub mod feed;
+pub mod files;
 pub mod gateway;
 pub mod health;
 pub mod locations;
@@ -46,6 +47,7 @@ use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
 use crate::services::declarations::DeclarationService;
 use crate::services::feed::FeedService;
+use crate::services::files::FileService;
 use crate::services::gateway::ConsumerKeys;
 use crate::services::health::HealthService;
 use crate::services::locations::LocationService;
@@ -111,6 +113,7 @@ pub struct AppInner {
     pub managed: ManagedUserService,
     pub migration: MigrationService,
     pub notes: NoteService,
+    pub files: FileService,
     pub ownership: OwnershipService,
     pub consent: ConsentService,
     pub declarations: DeclarationService,
@@ -192,6 +195,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(feed::routes());
     all.extend(consent::routes());
     all.extend(notes::routes());
+    all.extend(files::routes());
     all
 }
 

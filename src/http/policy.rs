@@ -81,6 +81,9 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/note/update/{noteId}", Audience::SelfOrAdmin),
     ("/v1/note/delete/{noteId}", Audience::SelfOrAdmin),
     ("/v1/note/search", Audience::Authenticated),
+    ("/v1/file/upload", Audience::Authenticated),
+    // Uploaded files are public, as Sunbird's cloud storage links are.
+    ("/files/{container}/{key}", Audience::Anyone),
     // Existence only, rate-limited.
     ("/v1/user/exists/{key}/{value}", Audience::Anyone),
     ("/v2/user/exists/{key}/{value}", Audience::Authenticated),

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod data_sync;
 pub mod declarations;
 pub mod feed;
+pub mod files;
 pub mod gateway;
 pub mod health;
 pub mod json;

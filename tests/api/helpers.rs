@@ -372,6 +372,7 @@ impl TestApp {
             rate_counter: opened.rate_counter,
             email: opened.email,
             sms: opened.sms,
+            blobs: opened.blobs,
         };
         let clock = Arc::new(ManualClock::at(chrono::Local::now()));
         let app = Application::build_with(settings, engines, clock.clone())

@@ -14,6 +14,7 @@ mod envelope;
 mod events;
 mod failures;
 mod feed;
+mod files;
 mod freeup;
 mod gateway;
 mod grants;

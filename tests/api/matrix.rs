@@ -78,6 +78,8 @@ enum Payload {
     },
     /// A form-encoded body (the sign-in's endpoints).
     Form(Vec<(&'static str, String)>),
+    /// A file upload: one small text file.
+    File,
 }
 
 struct Call {
@@ -307,6 +309,34 @@ impl World {
                         "objectId": consumer}}}),
                     ),
                 )
+            }
+            "/v1/file/upload" => call(M::POST, route, Payload::File),
+            "/files/{container}/{key}" => {
+                let form = reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"served".to_vec())
+                        .file_name("served.txt")
+                        .mime_str("text/plain")
+                        .expect("mime"),
+                );
+                let uploaded: Value = self
+                    .app
+                    .client
+                    .post(format!("{}/v1/file/upload", self.app.public))
+                    .header("x-authenticated-user-token", &self.app.admin_token)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .expect("uploaded")
+                    .json()
+                    .await
+                    .expect("json");
+                let url = uploaded["result"]["url"].as_str().expect("url").to_string();
+                let path = url
+                    .split_once("/files/")
+                    .map(|(_, rest)| format!("/files/{rest}"))
+                    .expect("a served address");
+                call(M::GET, path, Payload::Empty)
             }
             "/v1/note/create" => call(
                 M::POST,
@@ -706,6 +736,15 @@ impl World {
             Payload::Empty => request,
             Payload::Json(value) => request.json(value),
             Payload::Form(fields) => request.form(fields),
+            Payload::File => request.multipart(
+                reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"matrix".to_vec())
+                        .file_name("matrix.txt")
+                        .mime_str("text/plain")
+                        .expect("mime"),
+                ),
+            ),
             Payload::Pem { organisation } => {
                 let pem = app.signer.public_key_pem().to_string();
                 let form = reqwest::multipart::Form::new()
@@ -742,10 +781,11 @@ async fn every_route_answers_exactly_the_callers_its_policy_allows() {
             let reply = world.send(persona, private, &target, &call).await;
             let status = reply.status.as_u16();
             let may = allowed(audience).contains(&persona);
-            // The sign-in answers Keycloak's JSON (or Sunbird's refresh envelope) and the
-            // reset page HTML, not the service's envelope.
-            let enveloped =
-                !spec.path.starts_with("/auth/") && !spec.path.starts_with("/password/");
+            // The sign-in answers Keycloak's JSON (or Sunbird's refresh envelope), the reset
+            // page HTML and a stored file its bytes, not the service's envelope.
+            let enveloped = !spec.path.starts_with("/auth/")
+                && !spec.path.starts_with("/password/")
+                && !spec.path.starts_with("/files/");
             let fine = if may {
                 reply.status.is_success()
                     && (!enveloped || reply.body["params"]["status"] == "SUCCESS")
