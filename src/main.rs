@@ -64,11 +64,45 @@ enum Command {
         #[command(subcommand)]
         command: NotificationsCommand,
     },
+    /// Email and SMS templates: Sunbird's seeded ones and a tenant's own versions of them.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
     /// The store engine's schema (tables, indexes): safe to run at any time, also while
     /// instances serve.
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// One line per stored template: name, tenant (`-` for the installation's), kind.
+    List,
+    /// Stores a template: the installation's version of a seeded one, or with `--tenant` the
+    /// version used for that tenant's users (a root organisation id). The body is checked by
+    /// rendering it before it is stored.
+    Set {
+        /// A seeded template name (`welcome`, `resetPasswordLink`, `otp`, ...).
+        name: String,
+        /// The root organisation whose users get this version.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The body: minijinja, HTML for email templates (auto-escaped), text for SMS ones.
+        #[arg(long)]
+        body_file: std::path::PathBuf,
+        /// The email subject (minijinja); the seeded one when not given.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Removes a tenant's version (its users get the installation's again), or with no
+    /// `--tenant` puts the seeded text back.
+    Unset {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -184,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Notifications {
             command: NotificationsCommand::Retry { ids, dead },
         } => notifications_retry(settings, ids, dead).await,
+        Command::Templates { command } => templates(settings, command).await,
         Command::Schema {
             command: SchemaCommand::Apply,
         } => {
@@ -329,6 +364,85 @@ async fn consumer_create(settings: Settings, name: &str, groups: &[String]) -> a
     if !settings.gateway.require_api_key {
         eprintln!("note: [gateway] require_api_key is off: /api paths do not ask for keys yet");
     }
+    Ok(())
+}
+
+async fn templates(settings: Settings, command: TemplatesCommand) -> anyhow::Result<()> {
+    use userorg::notify::templates::{MessageTemplate, defaults};
+    use userorg::storage::{Expect, KEY_SEPARATOR, Table, Transaction, compose_key};
+    let store = userorg::engines::open_store(&settings).await?;
+    let seeded = |name: &str| -> anyhow::Result<MessageTemplate> {
+        defaults()
+            .into_iter()
+            .find(|template| template.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no seeded template is called {name}"))
+    };
+    let key_of = |name: &str, tenant: Option<&str>| match tenant {
+        Some(tenant) => compose_key(&[name, tenant]),
+        None => name.to_string(),
+    };
+    let mut transaction = Transaction::default();
+    match command {
+        TemplatesCommand::List => {
+            let rows = store
+                .scan(Table::MessageTemplate, "", None, 100_000)
+                .await?;
+            for row in rows {
+                let (name, tenant) = row
+                    .key
+                    .split_once(KEY_SEPARATOR)
+                    .unwrap_or((row.key.as_str(), "-"));
+                let kind = if row.doc["html"].as_bool().unwrap_or(false) {
+                    "email"
+                } else {
+                    "text"
+                };
+                println!("{name}\t{tenant}\t{kind}");
+            }
+            return Ok(());
+        }
+        TemplatesCommand::Set {
+            name,
+            tenant,
+            body_file,
+            subject,
+        } => {
+            let mut template = seeded(&name)?;
+            template.body = std::fs::read_to_string(&body_file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body_file.display()))?;
+            if let Some(subject) = subject {
+                template.subject = subject;
+            }
+            // A template that does not render is refused here, not at the first message.
+            template
+                .render(&serde_json::json!({}))
+                .map_err(|e| anyhow::anyhow!("the template does not render: {e}"))?;
+            transaction.put(
+                Table::MessageTemplate,
+                key_of(&name, tenant.as_deref()),
+                serde_json::to_value(&template)?,
+                Expect::Any,
+            );
+        }
+        TemplatesCommand::Unset { name, tenant } => {
+            let template = seeded(&name)?;
+            match tenant.as_deref() {
+                Some(tenant) => transaction.delete(
+                    Table::MessageTemplate,
+                    key_of(&name, Some(tenant)),
+                    Expect::Any,
+                ),
+                None => transaction.put(
+                    Table::MessageTemplate,
+                    name.clone(),
+                    serde_json::to_value(&template)?,
+                    Expect::Any,
+                ),
+            }
+        }
+    }
+    store.commit(transaction).await?;
+    println!("done");
     Ok(())
 }
 

@@ -477,3 +477,116 @@ async fn a_broken_message_row_does_not_hold_the_others_back() {
     assert!(due.is_none(), "the broken row is off the retry list");
     app.stop().await;
 }
+
+fn templates_cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_userorg"))
+        .arg("templates")
+        .args(args)
+        .env("USERORG__DATA_DIR", data_dir)
+        .envs(crate::helpers::engine_env(data_dir))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the CLI runs")
+}
+
+#[tokio::test]
+async fn a_tenants_own_template_is_used_for_its_users_only() {
+    if crate::helpers::skip_with_an_in_process_store("it runs `userorg templates`") {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let channel = format!("tpl{}", uuid::Uuid::new_v4().simple());
+    let tenant = app
+        .post(
+            "/v1/org/create",
+            json!({"orgName": "Own Words", "isTenant": true, "channel": channel,
+                   "organisationType": "board"}),
+            Some(&app.admin_token),
+        )
+        .await
+        .assert_ok()["organisationId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (inside, outside) = (unique_email(), unique_email());
+    let member = app
+        .create_user(json!({"firstName": "Member", "email": inside, "channel": channel}))
+        .await;
+    let other = app
+        .create_user(json!({"firstName": "Other", "email": outside}))
+        .await;
+    let dir = app.stop_keeping_data().await;
+    let data_dir = dir.path().join("data");
+    let body = dir.path().join("body.html");
+    std::fs::write(&body, "<p>Our own words, {{ name }}: {{ link }}</p>").expect("body");
+    let body_arg = body.display().to_string();
+    let set = templates_cli(
+        &data_dir,
+        &[
+            "set",
+            "resetPasswordLink",
+            "--tenant",
+            &tenant,
+            "--body-file",
+            &body_arg,
+            "--subject",
+            "Set it, {{ name }}",
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    // A template that does not render, or a name nobody seeded, is refused.
+    std::fs::write(&body, "{% if %}").expect("body");
+    let broken = templates_cli(
+        &data_dir,
+        &[
+            "set",
+            "resetPasswordLink",
+            "--tenant",
+            &tenant,
+            "--body-file",
+            &body_arg,
+        ],
+    );
+    assert!(!broken.status.success());
+    let unknown = templates_cli(
+        &data_dir,
+        &["set", "noSuchTemplate", "--body-file", &body_arg],
+    );
+    assert!(!unknown.status.success());
+    let listed = String::from_utf8_lossy(&templates_cli(&data_dir, &["list"]).stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|line| line == format!("resetPasswordLink\t{tenant}\temail")),
+        "{listed}"
+    );
+
+    let app = TestApp::start_again(dir, &[]).await;
+    for user in [&member, &other] {
+        app.post_internal(
+            "/private/user/v1/password/reset",
+            json!({"userId": user, "type": "email"}),
+        )
+        .await
+        .assert_ok();
+    }
+    let own = app.mails_to(&inside).await;
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].subject, "Set it, Member");
+    assert!(
+        own[0].body.contains("Our own words, Member"),
+        "{}",
+        own[0].body
+    );
+    let seeded = app.mails_to(&outside).await;
+    assert_eq!(seeded.len(), 1);
+    assert!(
+        !seeded[0].body.contains("Our own words"),
+        "{}",
+        seeded[0].body
+    );
+}
