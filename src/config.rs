@@ -809,10 +809,25 @@ impl Settings {
                 "must be between 1 and 16",
             ));
         }
-        if self.files.max_bytes == 0 || self.files.max_bytes > self.http.body_limit_bytes {
+        // Room for the multipart framing around the largest file.
+        if self.files.max_bytes == 0
+            || self.files.max_bytes + 64 * 1024 > self.http.body_limit_bytes
+        {
             return Err(invalid(
                 "files.max_bytes",
-                "must be positive and at most http.body_limit_bytes",
+                "must be positive and at least 64 KiB below http.body_limit_bytes",
+            ));
+        }
+        // A stored page or SVG would run script on the service's own origin.
+        if let Some(risky) = self.files.allowed_types.iter().find(|kind| {
+            let kind = kind.to_ascii_lowercase();
+            ["html", "svg", "xml", "javascript"]
+                .iter()
+                .any(|word| kind.contains(word))
+        }) {
+            return Err(invalid(
+                "files.allowed_types",
+                format!("{risky} could carry script; it cannot be served safely"),
             ));
         }
         if crate::blob::check_container(&self.files.default_container).is_err() {

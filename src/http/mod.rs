@@ -483,11 +483,11 @@ async fn sunbird_middleware(
         None => response,
     };
     let headers = response.headers_mut();
+    // A handler that set its own (the reset page's CSP, a stored file's sandbox) keeps it.
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        headers
+            .entry(HeaderName::from_static(name))
+            .or_insert(HeaderValue::from_static(value));
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);

@@ -51,8 +51,9 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/user/consent/read", Audience::Related),
     ("/v2/user/consent/read", Audience::Related),
     ("/v1/user/tnc/accept", Audience::Own),
-    // The user submits; the organisation's administrators validate.
-    ("/v1/user/declarations", Audience::Related),
+    // The user submits (and an ADMIN or a service); the organisation's administrators only set
+    // the status of a declaration made to it, which the API test `declarations` covers.
+    ("/v1/user/declarations", Audience::SelfOrAdmin),
     ("/v1/user/read/{uid}", Audience::Related),
     ("/v2/user/read/{uid}", Audience::Related),
     ("/v3/user/read/{uid}", Audience::Related),

@@ -172,7 +172,13 @@ impl ConsentService {
                 || (!root.is_empty() && authority.administers(&root)),
         )?;
         let key = compose_key(&[&user_id, &consumer_id, &object_id]);
-        let now = sunbird_timestamp(self.clock.now());
+        let now = self.clock.now();
+        // Compared as instants: the stored text carries its offset, and instances in other
+        // time zones (or a DST change) would break a comparison of the strings.
+        let lapsed = |expiry: &str| {
+            chrono::DateTime::parse_from_str(expiry, "%Y-%m-%d %H:%M:%S:%3f%z")
+                .is_ok_and(|at| at < now)
+        };
         let consents: Vec<Value> = self
             .store
             .get(Table::UserConsent, &key)
@@ -183,7 +189,7 @@ impl ConsentService {
                 let expired = doc
                     .get("expiry")
                     .and_then(Value::as_str)
-                    .is_some_and(|expiry| expiry < now.as_str());
+                    .is_some_and(lapsed);
                 if expired && doc.get("status").and_then(Value::as_str) == Some(ACTIVE) {
                     doc["status"] = json!(EXPIRED);
                 }

@@ -56,6 +56,9 @@ struct Declaration {
     info: Option<Map<String, Value>>,
     status: Option<String>,
     error_type: Option<String>,
+    /// Allowed only as the organisation's validator: the status (and error type) of the
+    /// existing row change, nothing else.
+    status_only: bool,
 }
 
 #[derive(Clone)]
@@ -140,6 +143,7 @@ fn parse(body: &Body) -> DomainResult<Vec<Declaration>> {
             info,
             status,
             error_type,
+            status_only: false,
         });
     }
     Ok(parsed)
@@ -155,12 +159,23 @@ impl DeclarationService {
     }
 
     /// `PATCH /v1/user/declarations` → `{response: SUCCESS}`; every entry of the request is
-    /// applied in one transaction.
+    /// applied, in order, in one transaction.
     pub async fn update(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
-        let declarations = parse(body)?;
+        let mut declarations = parse(body)?;
         let authority = Authority::of(caller).await?;
         let (custodian_id, _) = custodian(&self.store).await?;
-        for declaration in &declarations {
+        let mut seen = std::collections::HashSet::new();
+        for declaration in declarations.iter_mut() {
+            if !seen.insert((
+                &declaration.user_id,
+                &declaration.org_id,
+                &declaration.persona,
+            )) {
+                return Err(shape_error(&format!(
+                    "Duplicate declaration for userId {}, orgId {} and persona {}.",
+                    declaration.user_id, declaration.org_id, declaration.persona
+                )));
+            }
             if declaration.org_id == custodian_id {
                 return Err(DomainError::rule(
                     ErrorCode::invalidParameter,
@@ -176,20 +191,28 @@ impl DeclarationService {
             let found = user(&self.store, &declaration.user_id).await?;
             let managed_by = found.as_ref().and_then(|f| f.record.managed_by.clone());
             let tenant = tenant_id_of(&self.store, &org).await?;
-            let validator = matches!(caller, Caller::Internal)
-                || authority.administers(&declaration.org_id)
-                || tenant.is_some_and(|tenant| authority.administers(&tenant));
             let own = authority.is_self_or_manager(&declaration.user_id, managed_by.as_deref());
-            // The user submits; only a validator sets a validator's status.
+            // Services and ADMINs may do anything; the user (or their parent) submits, edits
+            // and removes, without validating; an administrator of the organisation (or its
+            // tenant) only sets the status of a declaration made to it, never their own.
+            let trusted = matches!(caller, Caller::Internal) || authority.is_admin();
+            let administrator = authority.administers(&declaration.org_id)
+                || tenant.is_some_and(|tenant| authority.administers(&tenant));
             let sets_validation = declaration
                 .status
                 .as_deref()
                 .is_some_and(|s| VALIDATOR_STATUSES.contains(&s));
-            authority.require(if sets_validation {
-                validator
-            } else {
-                own || validator
-            })?;
+            let validates = declaration.operation == Operation::Edit
+                && declaration.info.as_ref().is_none_or(Map::is_empty)
+                && authority.caller.user_id() != Some(declaration.user_id.as_str());
+            let allowed = trusted
+                || if sets_validation {
+                    administrator && validates
+                } else {
+                    own
+                };
+            authority.require(allowed)?;
+            declaration.status_only = !trusted && sets_validation;
             match found {
                 Some(found) if !found.record.is_deleted() => {}
                 Some(_) => return Err(DomainError::rule(ErrorCode::inactiveUser, &[])),
@@ -200,14 +223,7 @@ impl DeclarationService {
         read_modify_write(
             &*self.store,
             |_| DomainError::internal(anyhow::anyhow!("declarations claim nothing")),
-            || async {
-                let mut transaction = Transaction::default();
-                for declaration in &declarations {
-                    self.apply(&mut transaction, declaration, by.as_deref())
-                        .await?;
-                }
-                Ok((transaction, ()))
-            },
+            || async { Ok((self.build(&declarations, by.as_deref()).await?, ())) },
         )
         .await?;
         let mut result = Map::new();
@@ -227,9 +243,69 @@ impl DeclarationService {
             .await?)
     }
 
-    async fn apply(
+    /// The transaction of a request: each user's declarations read once into a working set,
+    /// every entry applied to it in order, then one write per row that changed (at the version
+    /// read), and a check that each user is still the one read (a delete meanwhile refuses it).
+    async fn build(
         &self,
-        transaction: &mut Transaction,
+        declarations: &[Declaration],
+        by: Option<&str>,
+    ) -> DomainResult<Transaction> {
+        let mut transaction = Transaction::default();
+        // key -> (version read, current document); `None` document: no row.
+        let mut rows: std::collections::BTreeMap<String, (Option<u64>, Option<Value>)> =
+            std::collections::BTreeMap::new();
+        let mut users: Vec<&str> = Vec::new();
+        for declaration in declarations {
+            if users.contains(&declaration.user_id.as_str()) {
+                continue;
+            }
+            users.push(&declaration.user_id);
+            let Some(found) = user(&self.store, &declaration.user_id).await? else {
+                return Err(DomainError::not_found("user"));
+            };
+            if found.record.is_deleted() {
+                return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
+            }
+            transaction.check(
+                Table::User,
+                &declaration.user_id,
+                Expect::Version(found.version),
+            );
+            for row in self.rows_of(&declaration.user_id).await? {
+                rows.insert(row.key, (Some(row.version), Some(row.doc)));
+            }
+        }
+        let originals: std::collections::BTreeMap<String, Option<Value>> = rows
+            .iter()
+            .map(|(key, (_, doc))| (key.clone(), doc.clone()))
+            .collect();
+        for declaration in declarations {
+            self.apply(&mut rows, declaration, by)?;
+        }
+        for (key, (version, doc)) in rows {
+            let expect = match version {
+                Some(version) => Expect::Version(version),
+                None => Expect::Absent,
+            };
+            let original = originals.get(&key).cloned().flatten();
+            match doc {
+                Some(doc) if Some(&doc) != original.as_ref() => {
+                    transaction.put(Table::UserDeclarations, key, doc, expect);
+                }
+                None if original.is_some() => {
+                    transaction.delete(Table::UserDeclarations, key, expect);
+                }
+                _ => {}
+            }
+        }
+        Ok(transaction)
+    }
+
+    /// One entry applied to the working set of its user's rows.
+    fn apply(
+        &self,
+        rows: &mut std::collections::BTreeMap<String, (Option<u64>, Option<Value>)>,
         declaration: &Declaration,
         by: Option<&str>,
     ) -> DomainResult<()> {
@@ -239,84 +315,87 @@ impl DeclarationService {
             &declaration.persona,
         ]);
         let now = sunbird_timestamp(self.clock.now());
-        let current = self.store.get(Table::UserDeclarations, &key).await?;
-        let expect = match &current {
-            Some(row) => Expect::Version(row.version),
-            None => Expect::Absent,
+        let current = rows.get(&key).and_then(|(_, doc)| doc.clone());
+        let set = |rows: &mut std::collections::BTreeMap<String, (Option<u64>, Option<Value>)>,
+                   key: &str,
+                   doc: Option<Value>| {
+            rows.entry(key.to_string()).or_insert((None, None)).1 = doc;
         };
+        if declaration.status_only {
+            let Some(mut doc) = current else {
+                return Err(DomainError::not_found("declaration"));
+            };
+            doc["status"] = json!(declaration.status);
+            doc["errorType"] = json!(declaration.error_type);
+            doc["updatedBy"] = json!(by);
+            doc["updatedOn"] = json!(now);
+            set(rows, &key, Some(doc));
+            return Ok(());
+        }
         match declaration.operation {
-            Operation::Remove => {
-                if current.is_some() {
-                    transaction.delete(Table::UserDeclarations, &key, expect);
-                }
-            }
+            Operation::Remove => set(rows, &key, None),
             Operation::Add => {
                 let info = declaration.info.clone().unwrap_or_default();
-                transaction.put(
-                    Table::UserDeclarations,
-                    &key,
-                    json!({
-                        "userId": declaration.user_id,
-                        "orgId": declaration.org_id,
-                        "persona": declaration.persona,
-                        "info": self.seal(&declaration.user_id, &info)?,
-                        "status": declaration.status.clone().unwrap_or_else(|| SUBMITTED.into()),
-                        "errorType": declaration.error_type,
-                        "createdBy": by,
-                        "createdOn": now,
-                        "updatedBy": null,
-                        "updatedOn": null,
-                    }),
-                    expect,
-                );
+                let doc = json!({
+                    "userId": declaration.user_id,
+                    "orgId": declaration.org_id,
+                    "persona": declaration.persona,
+                    "info": self.seal(&declaration.user_id, &info)?,
+                    "status": declaration.status.clone().unwrap_or_else(|| SUBMITTED.into()),
+                    "errorType": declaration.error_type,
+                    "createdBy": by,
+                    "createdOn": now,
+                    "updatedBy": null,
+                    "updatedOn": null,
+                });
+                set(rows, &key, Some(doc));
             }
             Operation::Edit => {
                 // Sunbird keeps one declaration per user: the edited one replaces the user's
                 // other rows (same organisation under another persona first, else another
                 // organisation under the same persona, else every other row).
-                let others: Vec<Row> = self
-                    .rows_of(&declaration.user_id)
-                    .await?
-                    .into_iter()
-                    .filter(|row| row.key != key)
+                let prefix = key_prefix(&declaration.user_id);
+                let others: Vec<(String, Value)> = rows
+                    .iter()
+                    .filter(|(other, (_, doc))| {
+                        other.starts_with(&prefix) && **other != key && doc.is_some()
+                    })
+                    .filter_map(|(other, (_, doc))| doc.clone().map(|doc| (other.clone(), doc)))
                     .collect();
-                let field = |row: &Row, name: &str| {
-                    row.doc
-                        .get(name)
+                let field = |doc: &Value, name: &str| {
+                    doc.get(name)
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string()
                 };
-                let same_org: Vec<&Row> = others
+                let same_org: Vec<&(String, Value)> = others
                     .iter()
-                    .filter(|row| field(row, "orgId") == declaration.org_id)
+                    .filter(|(_, doc)| field(doc, "orgId") == declaration.org_id)
                     .collect();
-                let same_persona: Vec<&Row> = others
+                let same_persona: Vec<&(String, Value)> = others
                     .iter()
-                    .filter(|row| field(row, "persona") == declaration.persona)
+                    .filter(|(_, doc)| field(doc, "persona") == declaration.persona)
                     .collect();
-                let superseded: Vec<&Row> = if !same_org.is_empty() {
+                let superseded: Vec<&(String, Value)> = if !same_org.is_empty() {
                     same_org
                 } else if !same_persona.is_empty() {
                     same_persona
                 } else {
                     others.iter().collect()
                 };
-                for row in &superseded {
-                    transaction.delete(
-                        Table::UserDeclarations,
-                        &row.key,
-                        Expect::Version(row.version),
-                    );
-                }
                 let mut doc = match &current {
-                    Some(row) => row.doc.clone(),
+                    Some(doc) => doc.clone(),
+                    // The replaced declaration carries over what the edit does not give.
                     None => match superseded.first() {
-                        // The replaced declaration carries over what the edit does not give.
-                        Some(row) => row.doc.clone(),
+                        Some((_, doc)) => doc.clone(),
                         None => json!({"createdBy": by, "createdOn": now}),
                     },
                 };
+                let superseded: Vec<String> =
+                    superseded.iter().map(|(other, _)| other.clone()).collect();
+                for other in superseded {
+                    set(rows, &other, None);
+                }
                 doc["userId"] = json!(declaration.user_id);
                 doc["orgId"] = json!(declaration.org_id);
                 doc["persona"] = json!(declaration.persona);
@@ -334,7 +413,7 @@ impl DeclarationService {
                 doc["errorType"] = json!(declaration.error_type);
                 doc["updatedBy"] = json!(by);
                 doc["updatedOn"] = json!(now);
-                transaction.put(Table::UserDeclarations, &key, doc, expect);
+                set(rows, &key, Some(doc));
             }
         }
         Ok(())

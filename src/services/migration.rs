@@ -99,6 +99,9 @@ impl MigrationService {
             .await?
             .ok_or_else(|| DomainError::not_found("user"))?;
         let record = found.record;
+        if record.is_deleted() {
+            return Err(DomainError::rule(ErrorCode::inactiveUser, &[]));
+        }
         let now = sunbird_timestamp(self.clock.now());
 
         let mut with = Transaction::default();
@@ -219,7 +222,9 @@ impl MigrationService {
                 Table::UserDeclarations,
                 row.key,
                 doc,
-                Expect::Version(row.version),
+                // Marked whatever happened to the row meanwhile: the migration's retries
+                // must not conflict on it forever.
+                Expect::Any,
             );
         }
         Ok(())
@@ -249,7 +254,9 @@ impl MigrationService {
                 Table::UserConsent,
                 row.key,
                 doc,
-                Expect::Version(row.version),
+                // Marked whatever happened to the row meanwhile: the migration's retries
+                // must not conflict on it forever.
+                Expect::Any,
             );
         }
         if !saw_tenant {
@@ -269,7 +276,7 @@ impl MigrationService {
                     "createdOn": now,
                     "lastUpdatedOn": now,
                 }),
-                Expect::Absent,
+                Expect::Any,
             );
         }
         Ok(())

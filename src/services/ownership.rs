@@ -46,6 +46,8 @@ impl OwnershipService {
         OwnershipService { store, clock }
     }
 
+    /// A party of the transfer; `fromUser` may be a deleted user (handing over a leaver's
+    /// assets is the common case), the others must be live.
     async fn party(&self, body: &Body, key: &str) -> DomainResult<Party> {
         let Some(Value::Object(node)) = body.get(key) else {
             return Err(bad(format!("{key} key is not present in the data.")));
@@ -54,7 +56,7 @@ impl OwnershipService {
         let id = opt_nonblank(node, "userId")?.ok_or_else(missing)?;
         let found = user(&self.store, &id)
             .await?
-            .filter(|found| !found.record.is_deleted())
+            .filter(|found| key == "fromUser" || !found.record.is_deleted())
             .ok_or_else(missing)?;
         Ok(Party {
             node: node.clone(),

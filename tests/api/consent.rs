@@ -226,6 +226,42 @@ async fn consent_requests_follow_sunbirds_rules() {
     let mut child_consent = full.clone();
     child_consent["userId"] = json!(kid);
     update(&app, &token, child_consent).await.assert_ok();
+    read(
+        &app,
+        "v2",
+        &token,
+        json!({"userId": kid, "consumerId": org, "objectId": "o"}),
+    )
+    .await
+    .assert_ok();
+    // An ORG_ADMIN of the user's tenant reads it too.
+    let tenant_admin = app
+        .create_user(json!({"firstName": "Admin", "email": unique_email(), "roles": ["ORG_ADMIN"]}))
+        .await;
+    read(
+        &app,
+        "v2",
+        &app.token_for(&tenant_admin),
+        json!({"userId": id, "consumerId": org, "objectId": "o"}),
+    )
+    .await
+    .assert_ok();
+    // A deleted user's consents are void.
+    app.post("/v1/user/delete", json!({"userId": id}), Some(&token))
+        .await
+        .assert_ok();
+    read(
+        &app,
+        "v2",
+        &app.admin_token,
+        json!({"userId": id, "consumerId": org, "objectId": "o"}),
+    )
+    .await
+    .assert_error(
+        404,
+        "UOS_UCNSTRED0013",
+        "Requested user consent resource not found",
+    );
 }
 
 #[tokio::test]

@@ -109,9 +109,54 @@ async fn a_declaration_is_submitted_validated_edited_and_removed_and_sealed_at_r
         .create_user(json!({"firstName": "Validator", "email": unique_email(),
                             "channel": channel_of(&app, &tenant).await, "roles": ["ORG_ADMIN"]}))
         .await;
-    declare(&app, &app.token_for(&admin), validate)
+    // The administrator only sets the status: no new declaration, no info, nobody else's org.
+    let admin_token = app.token_for(&admin);
+    for (attempt, what) in [
+        (
+            json!([{"operation": "add", "userId": user, "orgId": school, "persona": "other",
+                 "info": {"declared-school-name": "Made up"}}]),
+            "an add",
+        ),
+        (
+            json!([{"operation": "edit", "userId": user, "orgId": school, "persona": "teacher",
+                 "status": "VALIDATED", "info": {"declared-school-name": "Made up"}}]),
+            "an info change",
+        ),
+        (
+            json!([{"operation": "remove", "userId": user, "orgId": school, "persona": "teacher"}]),
+            "a removal",
+        ),
+    ] {
+        let reply = declare(&app, &admin_token, attempt).await;
+        assert_eq!(reply.status.as_u16(), 403, "{what}: {:?}", reply.body);
+    }
+    let (_, elsewhere) = tenant_and_school(&app).await;
+    let foreign = app
+        .create_user(json!({"firstName": "Foreign", "email": unique_email(),
+                            "channel": channel_of(&app, &elsewhere).await, "roles": ["ORG_ADMIN"]}))
+        .await;
+    declare(&app, &app.token_for(&foreign), validate.clone())
         .await
-        .assert_ok();
+        .assert_error(
+            403,
+            "UOS_UDECLUPD0071",
+            "You are forbidden from accessing specified resource.",
+        );
+    declare(&app, &admin_token, validate).await.assert_ok();
+    // The declared info is opened for the user only, not for an administrator's read.
+    let by_admin = app
+        .get(
+            &format!("/v5/user/read/{user}?fields=declarations"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert!(
+        by_admin.assert_ok()["response"]
+            .get("declarations")
+            .is_none(),
+        "{:?}",
+        by_admin.body
+    );
     let listed = declarations_of(&app, &user, &token).await;
     assert_eq!(listed[0]["status"], "VALIDATED");
     assert_eq!(
@@ -202,6 +247,16 @@ async fn declaration_requests_follow_sunbirds_rules() {
         .create_user(json!({"firstName": "Other", "email": unique_email()}))
         .await;
     let stranger = app.token_for(&other);
+    let twice = json!({"operation": "add", "userId": user, "orgId": school});
+    declare(&app, &token, json!([twice.clone(), twice]))
+        .await
+        .assert_error(
+            400,
+            "UOS_UDECLUPD0017",
+            &format!(
+                "Duplicate declaration for userId {user}, orgId {school} and persona default."
+            ),
+        );
     declare(&app, &token, json!([])).await.assert_error(
         400,
         "UOS_UDECLUPD0017",

@@ -60,6 +60,10 @@ async fn an_uploaded_file_is_served_back_at_its_url() {
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "image/png");
     assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        served.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
     assert_eq!(served.bytes().await.expect("bytes").to_vec(), png);
     // No container given: the default one.
     let reply = upload(

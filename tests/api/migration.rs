@@ -78,7 +78,7 @@ async fn a_custodian_user_moves_into_a_state_tenant() {
     let state = tenant(&app).await;
     let email = unique_email();
     let user = app
-        .create_user(json!({"firstName": "Mover", "email": email}))
+        .create_user(json!({"firstName": "Mover", "email": email, "roles": ["CONTENT_CREATOR"]}))
         .await;
     let token = app.token_for(&user);
     // A consent given and a declaration made while in the custodian organisation.
@@ -119,6 +119,11 @@ async fn a_custodian_user_moves_into_a_state_tenant() {
         )
         .await;
     let profile = read.assert_ok()["response"].clone();
+    assert_eq!(
+        profile["roles"],
+        json!([]),
+        "roles of the old tenant do not follow"
+    );
     assert_eq!(profile["rootOrgId"], state.id.as_str());
     assert_eq!(profile["channel"], state.channel.as_str());
     assert_eq!(profile["flagsValue"].as_i64().map(|f| f & 4), Some(4));

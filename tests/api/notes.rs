@@ -69,6 +69,17 @@ async fn a_note_is_created_read_updated_searched_and_deleted() {
             "UOS_NOTERED0071",
             "You are forbidden from accessing specified resource.",
         );
+    app.patch(
+        &format!("/v1/note/update/{note}"),
+        json!({"title": "Hijacked"}),
+        Some(&other_token),
+    )
+    .await
+    .assert_error(
+        403,
+        "UOS_NOTEUPD0071",
+        "You are forbidden from accessing specified resource.",
+    );
     let update = app
         .patch(
             &format!("/v1/note/update/{note}"),

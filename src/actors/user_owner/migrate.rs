@@ -13,6 +13,7 @@ use crate::domain::user::{
     ASSOCIATION_SSO, ExternalIdOperation, MigrateTenant, STATE_VALIDATED_FLAG,
 };
 use crate::domain::{DomainError, DomainResult, ErrorCode};
+use crate::storage::records::role_grants;
 use crate::storage::retry::read_modify_write;
 use crate::storage::{Expect, Table, Topic, Transaction, compose_key, key_prefix};
 
@@ -101,6 +102,26 @@ pub(super) async fn migrate(
                     &membership,
                     Expect::Any,
                 )?;
+            }
+            // Roles held in the old tenant's organisations do not follow the user: a grant keeps
+            // only the new organisations of its scope, and goes when none is left.
+            for grant in role_grants(&context.store, user_id).await? {
+                let mut kept = grant.record.clone();
+                kept.scope
+                    .retain(|entry| organisations.contains(&entry.organisation_id));
+                if kept.scope.len() == grant.record.scope.len() {
+                    continue;
+                }
+                if kept.scope.is_empty() {
+                    transaction.delete(Table::UserRoles, grant.key, Expect::Version(grant.version));
+                } else {
+                    transaction.put_record(
+                        Table::UserRoles,
+                        grant.key,
+                        &kept,
+                        Expect::Version(grant.version),
+                    )?;
+                }
             }
             transaction.put_record(
                 Table::User,

@@ -71,6 +71,27 @@ pub(super) async fn change_status(
                         Expect::Version(row.version),
                     );
                 }
+                // Consents to share a deleted user's data are void; the rows stay, DELETED.
+                for row in context
+                    .store
+                    .scan(
+                        Table::UserConsent,
+                        &crate::storage::key_prefix(user_id),
+                        None,
+                        10_000,
+                    )
+                    .await?
+                {
+                    let mut doc = row.doc.clone();
+                    doc["status"] = json!("DELETED");
+                    doc["lastUpdatedOn"] = json!(at);
+                    transaction.put(
+                        Table::UserConsent,
+                        row.key,
+                        doc,
+                        Expect::Version(row.version),
+                    );
+                }
             }
             append(&*context.store, &mut transaction, audit, &at).await?;
             Ok((transaction, ()))

@@ -555,7 +555,9 @@ impl UserService {
                 .collect();
             view.insert("roleList".into(), Value::Array(list));
         }
-        if asked("declarations") {
+        // The declared info is the user's: opened for them (or their parent) and other
+        // services only.
+        if asked("declarations") && (own_profile || private) {
             let declarations = declaration_views(&self.store, &self.vault, &user.id).await?;
             view.insert("declarations".into(), Value::Array(declarations));
         }
