@@ -312,6 +312,13 @@ async fn reseal(settings: Settings) -> anyhow::Result<()> {
     let report = userorg::services::users::reseal::reseal_all(&store, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("reseal stopped: {e}"))?;
+    let rows = userorg::services::users::reseal::reseal_rows(&store, &vault)
+        .await
+        .map_err(|e| anyhow::anyhow!("reseal stopped: {e}"))?;
+    println!(
+        "resealed {} notification and declaration rows",
+        rows.rows_rewritten
+    );
     // The store's key check too, so the retired key can go before the next start.
     userorg::seed::check_key_material(&store, &vault).await?;
     println!(
@@ -321,6 +328,13 @@ async fn reseal(settings: Settings) -> anyhow::Result<()> {
         report.users_scanned,
         vault.current_key_id()
     );
+    if !rows.unreadable.is_empty() {
+        anyhow::bail!(
+            "{} rows have values no configured key opens: {}",
+            rows.unreadable.len(),
+            rows.unreadable.join(", ")
+        );
+    }
     if !report.unreadable.is_empty() {
         anyhow::bail!(
             "{} users have values no configured key opens: {}",

@@ -41,7 +41,7 @@ use crate::storage::{ConsumerMode, Expect, Store, StoreError, Table, Topic, Tran
 /// The outbox consumer name of the dispatcher.
 pub const DISPATCHER_CONSUMER: &str = "notification-dispatcher";
 /// The kind a message is sealed under (bound to its id).
-const SEAL_KIND: &str = "notification";
+pub const SEAL_KIND: &str = "notification";
 
 const BATCH: usize = 200;
 /// Most messages of the due list looked at in one round.

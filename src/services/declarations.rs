@@ -21,7 +21,7 @@ use crate::storage::records::{custodian, get_org, tenant_id_of, user};
 use crate::storage::retry::read_modify_write;
 use crate::storage::{Expect, Row, Store, Table, Transaction, compose_key, key_prefix};
 
-const SEAL_KIND: &str = "declarations.info";
+pub const SEAL_KIND: &str = "declarations.info";
 const DEFAULT_PERSONA: &str = "default";
 const SUBMITTED: &str = "SUBMITTED";
 /// Statuses only a validator may set.

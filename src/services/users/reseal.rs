@@ -218,6 +218,100 @@ pub async fn reseal_all(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResul
     Ok(report)
 }
 
+/// Sealed values kept outside user rows: one sealed field per row, bound to a row id.
+struct SealedRows {
+    table: Table,
+    /// The field holding the sealed value.
+    field: &'static str,
+    /// What the value is bound to: the row key, or a field of the row.
+    bound_to: Option<&'static str>,
+    kind: &'static str,
+}
+
+/// The tables with sealed values besides `user`: the messages of the notification outbox and
+/// the declared info of self-declarations.
+const SEALED_ROWS: [SealedRows; 2] = [
+    SealedRows {
+        table: Table::Notification,
+        field: "sealed",
+        bound_to: None,
+        kind: crate::actors::dispatcher::SEAL_KIND,
+    },
+    SealedRows {
+        table: Table::UserDeclarations,
+        field: "info",
+        bound_to: Some("userId"),
+        kind: crate::services::declarations::SEAL_KIND,
+    },
+];
+
+/// What a reseal of the other tables did: rows rewritten, and the keys of rows no configured
+/// key opens (left as they are).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RowReport {
+    pub rows_rewritten: usize,
+    pub unreadable: Vec<String>,
+}
+
+/// Reseals the sealed value of every notification and declaration row not sealed with the
+/// current key, each row at the version it was read.
+pub async fn reseal_rows(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResult<RowReport> {
+    let mut report = RowReport::default();
+    for spec in &SEALED_ROWS {
+        let mut after: Option<String> = None;
+        loop {
+            let rows = store.scan(spec.table, "", after.as_deref(), PAGE).await?;
+            let Some(last) = rows.last().map(|row| row.key.clone()) else {
+                break;
+            };
+            for row in rows {
+                let key = row.key.clone();
+                let attempt = || async {
+                    let Some(current) = store.get(spec.table, &key).await? else {
+                        return Ok((Transaction::default(), false));
+                    };
+                    let Some(sealed) = current.doc.get(spec.field).and_then(Value::as_str) else {
+                        return Ok((Transaction::default(), false));
+                    };
+                    if !vault.needs_reseal(sealed) {
+                        return Ok((Transaction::default(), false));
+                    }
+                    let binding = match spec.bound_to {
+                        None => current.key.clone(),
+                        Some(field) => current.doc[field].as_str().unwrap_or_default().to_string(),
+                    };
+                    let unreadable = |error: crate::crypto::CryptoError| {
+                        DomainError::internal(anyhow::anyhow!("{}: {error}", current.key))
+                    };
+                    let plain = vault
+                        .open(&binding, spec.kind, sealed)
+                        .map_err(unreadable)?;
+                    let mut doc = current.doc.clone();
+                    doc[spec.field] = Value::String(
+                        vault
+                            .seal(&binding, spec.kind, &plain)
+                            .map_err(unreadable)?,
+                    );
+                    let mut transaction = Transaction::default();
+                    transaction.put(spec.table, &key, doc, Expect::Version(current.version));
+                    Ok((transaction, true))
+                };
+                match read_modify_write(&**store, no_claims, attempt).await {
+                    Ok(true) => report.rows_rewritten += 1,
+                    Ok(false) => {}
+                    Err(DomainError::Internal(error)) => {
+                        tracing::warn!(row.key = %key, %error, "value not resealed");
+                        report.unreadable.push(key);
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            after = Some(last);
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -232,6 +326,69 @@ mod tests {
             PiiCipher::with_retired(&[current; 32], &retired),
             BlindIndex::new(&[9u8; 32]),
         )
+    }
+
+    #[tokio::test]
+    async fn notification_and_declaration_rows_are_resealed_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("store"));
+        let old = vault(1, &[]);
+        let mut seed = Transaction::default();
+        seed.put(
+            Table::Notification,
+            "n1",
+            json!({"id": "n1", "sealed": old.seal("n1", "notification", "{\"to\":\"a@b.c\"}").expect("seal")}),
+            Expect::Absent,
+        );
+        seed.put(
+            Table::UserDeclarations,
+            "u1\u{1f}o1\u{1f}default",
+            json!({"userId": "u1", "info": old.seal("u1", "declarations.info", "{}").expect("seal")}),
+            Expect::Absent,
+        );
+        store.commit(seed).await.expect("seed");
+        let report = reseal_rows(&store, &vault(2, &[1])).await.expect("reseal");
+        assert_eq!(
+            report,
+            RowReport {
+                rows_rewritten: 2,
+                unreadable: vec![]
+            }
+        );
+        let fresh = vault(2, &[]);
+        let message = store
+            .get(Table::Notification, "n1")
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            fresh
+                .open(
+                    "n1",
+                    "notification",
+                    message.doc["sealed"].as_str().expect("sealed")
+                )
+                .expect("opens with the new key"),
+            "{\"to\":\"a@b.c\"}"
+        );
+        let declared = store
+            .get(Table::UserDeclarations, "u1\u{1f}o1\u{1f}default")
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            fresh
+                .open(
+                    "u1",
+                    "declarations.info",
+                    declared.doc["info"].as_str().expect("info")
+                )
+                .expect("opens with the new key"),
+            "{}"
+        );
+        let again = reseal_rows(&store, &vault(2, &[1])).await.expect("reseal");
+        assert_eq!(again.rows_rewritten, 0);
     }
 
     #[tokio::test]
