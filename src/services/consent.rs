@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::clock::{Clock, sunbird_timestamp};
+use crate::domain::consent::{ACTIVE, ConsentRow, DELETED, STATUSES};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, required_str};
@@ -18,10 +19,6 @@ use crate::storage::records::{custodian, get_org, user};
 use crate::storage::retry::read_modify_write;
 use crate::storage::{Expect, Store, Table, Transaction, compose_key};
 
-/// The statuses a client may set (stored upper-cased).
-const STATUSES: [&str; 3] = ["ACTIVE", "REVOKED", "DELETED"];
-const DELETED: &str = "DELETED";
-const ACTIVE: &str = "ACTIVE";
 /// What an ACTIVE consent past its expiry reads as.
 const EXPIRED: &str = "EXPIRED";
 
@@ -112,24 +109,19 @@ impl ConsentService {
                     .and_then(|row| row.doc.get("categories").cloned())
                     .unwrap_or(json!([]));
                 let mut transaction = Transaction::default();
-                transaction.put(
-                    Table::UserConsent,
-                    &key,
-                    json!({
-                        "id": format!("usr-consent:{user_id}:{consumer_id}:{object_id}"),
-                        "userId": user_id,
-                        "consumerId": consumer_id,
-                        "objectId": object_id,
-                        "consumerType": consumer_type,
-                        "objectType": object_type,
-                        "status": status,
-                        "expiry": expiry,
-                        "categories": categories,
-                        "createdOn": created_on,
-                        "lastUpdatedOn": stamp,
-                    }),
-                    expect,
-                );
+                let row = ConsentRow {
+                    user_id: &user_id,
+                    consumer_id: &consumer_id,
+                    object_id: &object_id,
+                    consumer_type: &consumer_type,
+                    object_type: &object_type,
+                    status: &status,
+                    expiry: json!(expiry),
+                    categories,
+                    created_on,
+                    now: &stamp,
+                };
+                transaction.put(Table::UserConsent, &key, row.to_doc(), expect);
                 Ok((transaction, ()))
             },
         )

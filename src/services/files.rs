@@ -112,7 +112,7 @@ impl FileService {
         caller: &Caller,
         upload: Option<FileUpload>,
     ) -> DomainResult<Map<String, Value>> {
-        if caller.user_id().is_none() && matches!(caller, Caller::Anonymous) {
+        if matches!(caller, Caller::Anonymous) {
             return Err(DomainError::unauthorized());
         }
         let upload = upload.ok_or_else(|| DomainError::rule(ErrorCode::invalidRequestData, &[]))?;

@@ -94,6 +94,10 @@ impl ManagedUserService {
         route: UpdateRoute,
         body: &Body,
     ) -> DomainResult<Option<Transaction>> {
+        // Most updates give no contact: they cost no second parse and no read here.
+        if !body.contains_key("email") && !body.contains_key("phone") {
+            return Ok(None);
+        }
         let Ok(request) = parse_update(body, route, &self.default_country_code) else {
             return Ok(None);
         };

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::actors::user_owner::UserOwners;
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
+use crate::domain::consent::{ConsentRow, DELETED, mark_deleted};
 use crate::domain::notification::Channel;
 use crate::domain::org::OrgRecord;
 use crate::domain::user::{MigrateTenant, UserRecord};
@@ -248,8 +249,7 @@ impl MigrationService {
         {
             saw_tenant |= row.key == tenant_key;
             let mut doc = row.doc.clone();
-            doc["status"] = json!("DELETED");
-            doc["lastUpdatedOn"] = json!(now);
+            mark_deleted(&mut doc, now);
             with.put(
                 Table::UserConsent,
                 row.key,
@@ -263,19 +263,19 @@ impl MigrationService {
             with.put(
                 Table::UserConsent,
                 tenant_key,
-                json!({
-                    "id": format!("usr-consent:{user_id}:{tenant_id}:{tenant_id}"),
-                    "userId": user_id,
-                    "consumerId": tenant_id,
-                    "objectId": tenant_id,
-                    "consumerType": "ORGANISATION",
-                    "objectType": "Organisation",
-                    "status": "DELETED",
-                    "expiry": null,
-                    "categories": [],
-                    "createdOn": now,
-                    "lastUpdatedOn": now,
-                }),
+                ConsentRow {
+                    user_id,
+                    consumer_id: tenant_id,
+                    object_id: tenant_id,
+                    consumer_type: "ORGANISATION",
+                    object_type: "Organisation",
+                    status: DELETED,
+                    expiry: Value::Null,
+                    categories: json!([]),
+                    created_on: json!(now),
+                    now,
+                }
+                .to_doc(),
                 Expect::Any,
             );
         }

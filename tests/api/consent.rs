@@ -5,31 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, unique_email};
 
-async fn setting(app: &TestApp, field: &str) -> String {
-    app.get(&format!("/v1/system/settings/get/{field}"), None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("setting")
-        .to_string()
-}
-
-/// A sub-organisation of the custodian's channel: a consumer a consent may name.
-async fn consumer(app: &TestApp) -> String {
-    let channel = setting(app, "custodianOrgChannel").await;
-    app.post(
-        "/v1/org/create",
-        json!({"orgName": "Consumer", "isTenant": false, "channel": channel,
-               "organisationType": "school"}),
-        Some(&app.admin_token),
-    )
-    .await
-    .assert_ok()["organisationId"]
-        .as_str()
-        .expect("organisationId")
-        .to_string()
-}
-
 async fn user(app: &TestApp) -> (String, String) {
     let id = app
         .create_user(json!({"firstName": "Consenting", "email": unique_email()}))
@@ -60,7 +35,7 @@ async fn read(app: &TestApp, version: &str, token: &str, filters: Value) -> Repl
 async fn a_consent_is_given_read_updated_and_expires() {
     let app = TestApp::spawn().await;
     let (id, token) = user(&app).await;
-    let org = consumer(&app).await;
+    let org = app.custodian_school().await;
     let consent = json!({"userId": id, "consumerId": org, "objectId": "course-1",
                          "objectType": "Collection", "status": "active"});
     let reply = update(&app, &token, consent.clone()).await;
@@ -126,8 +101,8 @@ async fn a_consent_is_given_read_updated_and_expires() {
 async fn consent_requests_follow_sunbirds_rules() {
     let app = TestApp::spawn().await;
     let (id, token) = user(&app).await;
-    let org = consumer(&app).await;
-    let custodian = setting(&app, "custodianOrgId").await;
+    let org = app.custodian_school().await;
+    let custodian = app.setting("custodianOrgId").await;
     let full = json!({"userId": id, "consumerId": org, "objectId": "o",
                       "objectType": "Organisation", "status": "ACTIVE"});
     for (missing, name) in [
@@ -340,7 +315,7 @@ async fn terms_are_accepted_at_their_latest_version_only() {
         .assert_ok();
 
     // The administrator terms need the role in the user's root organisation.
-    let custodian = setting(&app, "custodianOrgId").await;
+    let custodian = app.setting("custodianOrgId").await;
     accept(
         json!({"version": "v1", "tncType": "orgAdminTnc"}),
         token.clone(),

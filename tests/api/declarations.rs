@@ -6,42 +6,21 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, unique_email};
 
-async fn setting(app: &TestApp, field: &str) -> String {
-    app.get(&format!("/v1/system/settings/get/{field}"), None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("setting")
-        .to_string()
-}
-
 /// A state tenant and a school under it.
 async fn tenant_and_school(app: &TestApp) -> (String, String) {
     let channel = format!("decl{}", uuid::Uuid::new_v4().simple());
     let tenant = app
-        .post(
-            "/v1/org/create",
+        .create_org(
             json!({"orgName": "State", "isTenant": true, "channel": channel,
-                   "organisationType": "board"}),
-            Some(&app.admin_token),
+                           "organisationType": "board"}),
         )
-        .await
-        .assert_ok()["organisationId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+        .await;
     let school = app
-        .post(
-            "/v1/org/create",
+        .create_org(
             json!({"orgName": "School", "isTenant": false, "channel": channel,
-                   "organisationType": "school"}),
-            Some(&app.admin_token),
+                           "organisationType": "school"}),
         )
-        .await
-        .assert_ok()["organisationId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+        .await;
     (tenant, school)
 }
 
@@ -238,7 +217,7 @@ async fn channel_of(app: &TestApp, org: &str) -> String {
 async fn declaration_requests_follow_sunbirds_rules() {
     let app = TestApp::spawn().await;
     let (_, school) = tenant_and_school(&app).await;
-    let custodian = setting(&app, "custodianOrgId").await;
+    let custodian = app.setting("custodianOrgId").await;
     let user = app
         .create_user(json!({"firstName": "Declarer", "email": unique_email()}))
         .await;
@@ -308,5 +287,68 @@ async fn declaration_requests_follow_sunbirds_rules() {
         403,
         "UOS_UDECLUPD0071",
         "You are forbidden from accessing specified resource.",
+    );
+}
+
+#[tokio::test]
+async fn a_validator_changes_only_the_status_of_an_existing_declaration() {
+    let app = TestApp::spawn().await;
+    let (tenant, school) = tenant_and_school(&app).await;
+    let (_, elsewhere) = tenant_and_school(&app).await;
+    let user = app
+        .create_user(json!({"firstName": "Declarer", "email": unique_email()}))
+        .await;
+    let token = app.token_for(&user);
+    declare(
+        &app,
+        &token,
+        json!([{"operation": "add", "userId": user, "orgId": school, "persona": "teacher"},
+               {"operation": "add", "userId": user, "orgId": elsewhere, "persona": "teacher"}]),
+    )
+    .await
+    .assert_ok();
+    let admin = app
+        .create_user(json!({"firstName": "Validator", "email": unique_email(),
+                            "channel": channel_of(&app, &tenant).await, "roles": ["ORG_ADMIN"]}))
+        .await;
+    let admin_token = app.token_for(&admin);
+    // A user's own edit would replace their other declarations; a validation does not.
+    declare(
+        &app,
+        &admin_token,
+        json!([{"operation": "edit", "userId": user, "orgId": school, "persona": "teacher",
+                "status": "VALIDATED"}]),
+    )
+    .await
+    .assert_ok();
+    let mut statuses: Vec<(String, String)> = declarations_of(&app, &user, &token)
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d["orgId"].as_str().expect("org").to_string(),
+                d["status"].as_str().expect("status").to_string(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    let mut expected = vec![
+        (school.clone(), "VALIDATED".to_string()),
+        (elsewhere.clone(), "SUBMITTED".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(statuses, expected);
+    // Nothing to validate under another persona: no declaration is made up.
+    declare(
+        &app,
+        &admin_token,
+        json!([{"operation": "edit", "userId": user, "orgId": school, "persona": "parent",
+                "status": "VALIDATED"}]),
+    )
+    .await
+    .assert_error(
+        404,
+        "UOS_UDECLUPD0013",
+        "Requested declaration resource not found",
     );
 }

@@ -18,6 +18,34 @@ pub(crate) fn field<'a>(entry: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// The entries of `stream` that `wanted` keeps, once at least `count` of them are there. The
+/// publisher runs on its own (nothing to flush), so this polls, and fails the test when they
+/// have not all arrived within ten seconds.
+pub(crate) async fn entries_matching(
+    url: &str,
+    stream: &str,
+    count: usize,
+    wanted: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<Vec<(String, String)>> {
+    let started = Instant::now();
+    loop {
+        let found: Vec<Vec<(String, String)>> = entries(url, stream)
+            .await
+            .into_iter()
+            .filter(|entry| wanted(entry))
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} of {count} awaited events reached the stream: {found:?}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The entity ids the stream has published so far.
 pub(crate) async fn published_ids(url: &str, stream: &str) -> HashSet<String> {
     entries(url, stream)
@@ -49,22 +77,7 @@ async fn a_created_and_updated_user_is_published_to_the_stream_in_order() {
         )
         .await;
     assert_eq!(updated.status, 200, "{}", updated.body);
-    let started = Instant::now();
-    let mine = loop {
-        let mine: Vec<Vec<(String, String)>> = entries(&url, &stream)
-            .await
-            .into_iter()
-            .filter(|entry| field(entry, "id") == id)
-            .collect();
-        if mine.len() >= 2 {
-            break mine;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the user's events never reached the stream: {mine:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mine = entries_matching(&url, &stream, 2, |entry| field(entry, "id") == id).await;
     assert_eq!(
         mine.iter()
             .map(|entry| (field(entry, "topic"), field(entry, "version")))

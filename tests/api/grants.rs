@@ -8,15 +8,6 @@ use crate::helpers::{TestApp, unique_email};
 
 const FORBIDDEN: &str = "You are forbidden from accessing specified resource.";
 
-async fn custodian(app: &TestApp) -> String {
-    app.get("/v1/system/settings/get/custodianOrgId", None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("custodian id")
-        .to_string()
-}
-
 /// An ORG_ADMIN of the custodian organisation and their token.
 async fn tenant_admin(app: &TestApp) -> String {
     let id = app
@@ -61,7 +52,7 @@ async fn a_tenant_admin_cannot_create_an_admin() {
 async fn a_tenant_admin_cannot_demote_block_or_change_an_admin() {
     let app = TestApp::spawn().await;
     let token = tenant_admin(&app).await;
-    let custodian = custodian(&app).await;
+    let custodian = app.setting("custodianOrgId").await;
     let admin = app.admin_id.clone();
     // v1 replaces the set in the organisation: naming only PUBLIC would remove ADMIN.
     app.post(

@@ -606,6 +606,36 @@ impl TestApp {
         .await
     }
 
+    /// A system setting's value (`custodianOrgId`, `custodianOrgChannel`, ...).
+    pub async fn setting(&self, field: &str) -> String {
+        self.get(&format!("/v1/system/settings/get/{field}"), None)
+            .await
+            .assert_ok()["response"]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("setting {field}"))
+            .to_string()
+    }
+
+    /// Creates an organisation as the admin and returns its id.
+    pub async fn create_org(&self, request: Value) -> String {
+        self.post("/v1/org/create", request, Some(&self.admin_token))
+            .await
+            .assert_ok()["organisationId"]
+            .as_str()
+            .expect("organisationId")
+            .to_string()
+    }
+
+    /// A new school in the custodian organisation's channel (not a tenant).
+    pub async fn custodian_school(&self) -> String {
+        let channel = self.setting("custodianOrgChannel").await;
+        self.create_org(
+            json!({"orgName": "School", "isTenant": false, "channel": channel,
+                               "organisationType": "school"}),
+        )
+        .await
+    }
+
     /// Creates a user as the admin and returns its id.
     pub async fn create_user(&self, request: Value) -> String {
         let reply = self

@@ -7,15 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, unique_email, unique_phone};
 
-async fn custodian(app: &TestApp) -> String {
-    app.get("/v1/system/settings/get/custodianOrgId", None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("custodian id")
-        .to_string()
-}
-
 /// A parent (a normal user with an email) and its token.
 async fn parent(app: &TestApp) -> (String, String) {
     let id = app
@@ -59,7 +50,7 @@ fn managed_tokens(list: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_parent_creates_children_on_each_route_and_lists_them_sorted() {
     let app = TestApp::spawn().await;
-    let custodian = custodian(&app).await;
+    let custodian = app.setting("custodianOrgId").await;
     let (parent, token) = parent(&app).await;
     let mut ids = Vec::new();
     for (path, name) in [

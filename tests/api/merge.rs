@@ -398,22 +398,10 @@ async fn the_merge_is_published_as_a_user_merged_event() {
     )
     .await
     .assert_ok();
-    let started = std::time::Instant::now();
-    let merged = loop {
-        let found: Vec<Vec<(String, String)>> = crate::events::entries(&url, &stream)
-            .await
-            .into_iter()
-            .filter(|entry| crate::events::field(entry, "event") == "user.merged")
-            .collect();
-        if !found.is_empty() {
-            break found;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "no user.merged event reached the stream"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let merged = crate::events::entries_matching(&url, &stream, 1, |entry| {
+        crate::events::field(entry, "event") == "user.merged"
+    })
+    .await;
     assert_eq!(merged.len(), 1);
     assert_eq!(crate::events::field(&merged[0], "id"), mergee);
     let data: Value =

@@ -14,26 +14,17 @@ struct Tenant {
 
 async fn tenant(app: &TestApp) -> Tenant {
     let channel = format!("state{}", uuid::Uuid::new_v4().simple());
-    let create = |request: Value| {
-        let app = &app;
-        async move {
-            app.post("/v1/org/create", request, Some(&app.admin_token))
-                .await
-                .assert_ok()["organisationId"]
-                .as_str()
-                .expect("organisationId")
-                .to_string()
-        }
-    };
-    let id = create(
-        json!({"orgName": "State Board", "isTenant": true, "channel": channel,
+    let id = app
+        .create_org(
+            json!({"orgName": "State Board", "isTenant": true, "channel": channel,
                            "organisationType": "board"}),
-    )
-    .await;
-    let school = create(json!({"orgName": "State School", "isTenant": false,
-                               "channel": channel, "externalId": "SCH-1",
-                               "organisationType": "school"}))
-    .await;
+        )
+        .await;
+    let school = app
+        .create_org(json!({"orgName": "State School", "isTenant": false,
+                           "channel": channel, "externalId": "SCH-1",
+                           "organisationType": "school"}))
+        .await;
     Tenant {
         id,
         channel,
@@ -51,27 +42,6 @@ async fn migrate(app: &TestApp, request: Value) -> Reply {
     .await
 }
 
-async fn custodian_sub_org(app: &TestApp) -> String {
-    let channel = app
-        .get("/v1/system/settings/get/custodianOrgChannel", None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("channel")
-        .to_string();
-    app.post(
-        "/v1/org/create",
-        json!({"orgName": "Consumer", "isTenant": false, "channel": channel,
-               "organisationType": "school"}),
-        Some(&app.admin_token),
-    )
-    .await
-    .assert_ok()["organisationId"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_custodian_user_moves_into_a_state_tenant() {
     let app = TestApp::spawn().await;
@@ -82,7 +52,7 @@ async fn a_custodian_user_moves_into_a_state_tenant() {
         .await;
     let token = app.token_for(&user);
     // A consent given and a declaration made while in the custodian organisation.
-    let consumer = custodian_sub_org(&app).await;
+    let consumer = app.custodian_school().await;
     let filters = json!({"userId": user, "consumerId": consumer, "objectId": consumer});
     app.post(
         "/v1/user/consent/update",

@@ -497,17 +497,11 @@ async fn a_tenants_own_template_is_used_for_its_users_only() {
     let app = TestApp::spawn().await;
     let channel = format!("tpl{}", uuid::Uuid::new_v4().simple());
     let tenant = app
-        .post(
-            "/v1/org/create",
+        .create_org(
             json!({"orgName": "Own Words", "isTenant": true, "channel": channel,
-                   "organisationType": "board"}),
-            Some(&app.admin_token),
+                           "organisationType": "board"}),
         )
-        .await
-        .assert_ok()["organisationId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+        .await;
     let (inside, outside) = (unique_email(), unique_email());
     let member = app
         .create_user(json!({"firstName": "Member", "email": inside, "channel": channel}))

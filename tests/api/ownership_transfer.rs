@@ -14,13 +14,7 @@ struct Parties {
 }
 
 async fn parties(app: &TestApp) -> Parties {
-    let custodian = app
-        .get("/v1/system/settings/get/custodianOrgId", None)
-        .await
-        .assert_ok()["response"]["value"]
-        .as_str()
-        .expect("custodian")
-        .to_string();
+    let custodian = app.setting("custodianOrgId").await;
     let admin = app
         .create_user(json!({"firstName": "Admin", "email": unique_email(), "roles": ["ORG_ADMIN"]}))
         .await;
@@ -75,22 +69,10 @@ async fn a_transfer_is_audited_and_emitted_once_per_object() {
         reply.assert_ok()["status"],
         "Ownership transfer process is submitted successfully!"
     );
-    let started = std::time::Instant::now();
-    let events = loop {
-        let found: Vec<Vec<(String, String)>> = crate::events::entries(&url, &stream)
-            .await
-            .into_iter()
-            .filter(|entry| crate::events::field(entry, "event") == "user.ownership.transfer")
-            .collect();
-        if found.len() >= 2 {
-            break found;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the transfer events did not reach the stream"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let events = crate::events::entries_matching(&url, &stream, 2, |entry| {
+        crate::events::field(entry, "event") == "user.ownership.transfer"
+    })
+    .await;
     assert_eq!(events.len(), 2);
     let data: Vec<Value> = events
         .iter()

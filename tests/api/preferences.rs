@@ -8,16 +8,6 @@ use crate::helpers::{TestApp, unique_email};
 const FORBIDDEN: &str = "You are forbidden from accessing specified resource.";
 const UNAUTHORIZED: &str = "You are not authorized.";
 
-async fn custodian_org(app: &TestApp) -> String {
-    let reply = app
-        .get("/v1/system/settings/get/custodianOrgId", None)
-        .await;
-    reply.assert_ok()["response"]["value"]
-        .as_str()
-        .expect("custodian id")
-        .to_string()
-}
-
 /// An ORG_ADMIN of the custodian organisation: `(user id, token)`.
 async fn org_admin(app: &TestApp) -> (String, String) {
     let id = app
@@ -34,7 +24,7 @@ fn policy(level: &str, jobs: Value) -> Value {
 #[tokio::test]
 async fn an_org_admin_creates_updates_and_reads_a_preference() {
     let app = TestApp::spawn().await;
-    let org = custodian_org(&app).await;
+    let org = app.setting("custodianOrgId").await;
     let (org_admin_id, token) = org_admin(&app).await;
 
     let data = json!({"theme": {"color": "blue"}, "features": ["a", "b"]});
@@ -124,7 +114,7 @@ async fn an_org_admin_creates_updates_and_reads_a_preference() {
 #[tokio::test]
 async fn create_validates_like_sunbird() {
     let app = TestApp::spawn().await;
-    let org = custodian_org(&app).await;
+    let org = app.setting("custodianOrgId").await;
     let admin = Some(app.admin_token.as_str());
     let cases: Vec<(Value, &str, &str)> = vec![
         (
@@ -256,7 +246,7 @@ async fn create_validates_like_sunbird() {
 #[tokio::test]
 async fn concurrent_creates_of_one_preference_have_one_winner() {
     let app = TestApp::spawn().await;
-    let org = custodian_org(&app).await;
+    let org = app.setting("custodianOrgId").await;
     let replies = futures::future::join_all((0..8).map(|n| {
         app.post(
             "/v2/org/preferences/create",
@@ -279,7 +269,7 @@ async fn concurrent_creates_of_one_preference_have_one_winner() {
 #[tokio::test]
 async fn update_and_read_answer_missing_preferences() {
     let app = TestApp::spawn().await;
-    let org = custodian_org(&app).await;
+    let org = app.setting("custodianOrgId").await;
     let admin = Some(app.admin_token.as_str());
     app.patch(
         "/v2/org/preferences/update",
@@ -379,7 +369,7 @@ async fn update_and_read_answer_missing_preferences() {
 #[tokio::test]
 async fn data_security_policies_follow_the_level_rules() {
     let app = TestApp::spawn().await;
-    let org = custodian_org(&app).await;
+    let org = app.setting("custodianOrgId").await;
     let admin = Some(app.admin_token.as_str());
     let create = |org_id: &str, data: Value| {
         app.post(

@@ -83,8 +83,7 @@ pub(super) async fn change_status(
                     .await?
                 {
                     let mut doc = row.doc.clone();
-                    doc["status"] = json!("DELETED");
-                    doc["lastUpdatedOn"] = json!(at);
+                    crate::domain::consent::mark_deleted(&mut doc, &at);
                     transaction.put(
                         Table::UserConsent,
                         row.key,

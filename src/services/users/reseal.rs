@@ -167,15 +167,50 @@ fn resealed(vault: &PiiVault, row: &Row) -> DomainResult<Option<Resealed>> {
     }))
 }
 
+/// The next page of `table` after `after`, which moves to its last key; empty at the end.
+async fn next_page(
+    store: &Arc<dyn Store>,
+    table: Table,
+    after: &mut Option<String>,
+) -> DomainResult<Vec<Row>> {
+    let rows = store.scan(table, "", after.as_deref(), PAGE).await?;
+    if let Some(last) = rows.last() {
+        *after = Some(last.key.clone());
+    }
+    Ok(rows)
+}
+
+/// Commits one row's rewrite (`attempt` reads, reseals and builds; again on a conflict):
+/// the values it resealed, or `None` for a row no configured key opens, logged and left as it
+/// is.
+async fn rewrite<F, Fut>(
+    store: &Arc<dyn Store>,
+    key: &str,
+    attempt: F,
+) -> DomainResult<Option<usize>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = DomainResult<(Transaction, usize)>>,
+{
+    match read_modify_write(&**store, no_claims, attempt).await {
+        Ok(count) => Ok(Some(count)),
+        Err(DomainError::Internal(error)) => {
+            tracing::warn!(row.key = %key, %error, "value not resealed");
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// Reseals every user row of `store` under the vault's current key.
 pub async fn reseal_all(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResult<ResealReport> {
     let mut report = ResealReport::default();
     let mut after: Option<String> = None;
     loop {
-        let rows = store.scan(Table::User, "", after.as_deref(), PAGE).await?;
-        let Some(last) = rows.last().map(|row| row.key.clone()) else {
+        let rows = next_page(store, Table::User, &mut after).await?;
+        if rows.is_empty() {
             break;
-        };
+        }
         for row in rows {
             report.users_scanned += 1;
             let id = row.key.clone();
@@ -200,20 +235,15 @@ pub async fn reseal_all(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResul
                 transaction.event(Topic::User, &id, current.version + 1);
                 Ok((transaction, count))
             };
-            match read_modify_write(&**store, no_claims, attempt).await {
-                Ok(0) => {}
-                Ok(count) => {
+            match rewrite(store, &id, attempt).await? {
+                Some(0) => {}
+                Some(count) => {
                     report.users_rewritten += 1;
                     report.values_resealed += count;
                 }
-                Err(DomainError::Internal(error)) => {
-                    tracing::warn!(user.id = %id, %error, "value not resealed");
-                    report.unreadable.push(id);
-                }
-                Err(other) => return Err(other),
+                None => report.unreadable.push(id),
             }
         }
-        after = Some(last);
     }
     Ok(report)
 }
@@ -260,21 +290,21 @@ pub async fn reseal_rows(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResu
     for spec in &SEALED_ROWS {
         let mut after: Option<String> = None;
         loop {
-            let rows = store.scan(spec.table, "", after.as_deref(), PAGE).await?;
-            let Some(last) = rows.last().map(|row| row.key.clone()) else {
+            let rows = next_page(store, spec.table, &mut after).await?;
+            if rows.is_empty() {
                 break;
-            };
+            }
             for row in rows {
                 let key = row.key.clone();
                 let attempt = || async {
                     let Some(current) = store.get(spec.table, &key).await? else {
-                        return Ok((Transaction::default(), false));
+                        return Ok((Transaction::default(), 0));
                     };
                     let Some(sealed) = current.doc.get(spec.field).and_then(Value::as_str) else {
-                        return Ok((Transaction::default(), false));
+                        return Ok((Transaction::default(), 0));
                     };
                     if !vault.needs_reseal(sealed) {
-                        return Ok((Transaction::default(), false));
+                        return Ok((Transaction::default(), 0));
                     }
                     let binding = match spec.bound_to {
                         None => current.key.clone(),
@@ -294,19 +324,13 @@ pub async fn reseal_rows(store: &Arc<dyn Store>, vault: &PiiVault) -> DomainResu
                     );
                     let mut transaction = Transaction::default();
                     transaction.put(spec.table, &key, doc, Expect::Version(current.version));
-                    Ok((transaction, true))
+                    Ok((transaction, 1))
                 };
-                match read_modify_write(&**store, no_claims, attempt).await {
-                    Ok(true) => report.rows_rewritten += 1,
-                    Ok(false) => {}
-                    Err(DomainError::Internal(error)) => {
-                        tracing::warn!(row.key = %key, %error, "value not resealed");
-                        report.unreadable.push(key);
-                    }
-                    Err(other) => return Err(other),
+                match rewrite(store, &key, attempt).await? {
+                    Some(rewritten) => report.rows_rewritten += rewritten,
+                    None => report.unreadable.push(key),
                 }
             }
-            after = Some(last);
         }
     }
     Ok(report)
