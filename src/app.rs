@@ -197,6 +197,7 @@ impl Application {
                 vault: vault.clone(),
                 email: Arc::clone(&engines.email),
                 sms: Arc::clone(&engines.sms),
+                calls: Arc::clone(&engines.calls),
                 clock: Arc::clone(&clock),
                 instance: instance.clone(),
                 lease_ttl_ms: settings.store.lease_ttl_ms,
@@ -250,6 +251,10 @@ impl Application {
                 },
             },
         );
+        let users = match &engines.frameworks {
+            Some(api) => users.with_framework_api(Arc::clone(api)),
+            None => users,
+        };
         let users = if settings.captcha.enabled {
             users.with_captcha(Captcha::google(
                 settings.captcha.verify_url.clone(),
@@ -322,6 +327,11 @@ impl Application {
                 default_country_code: settings.users.default_country_code.clone(),
             },
         );
+        let orgs = if settings.content.channel_url().is_some() {
+            orgs.with_channel_registration(notifications.clone())
+        } else {
+            orgs
+        };
         let otp = OtpService::new(
             Arc::clone(&engines.store),
             users.vault().clone(),

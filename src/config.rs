@@ -38,6 +38,7 @@ pub struct Settings {
     pub otp: OtpSettings,
     pub scheduler: SchedulerSettings,
     pub files: FileSettings,
+    pub content: ContentSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -509,6 +510,44 @@ pub struct FileS3Settings {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub public_base_url: String,
+}
+
+/// `[content]`: Sunbird's content service (channel registration, framework checks).
+#[derive(Clone, Deserialize)]
+pub struct ContentSettings {
+    pub base_url: String,
+    pub register_channels: bool,
+    pub framework_base_url: String,
+    pub api_key: String,
+    pub timeout_ms: u64,
+    pub framework_cache_seconds: u64,
+}
+
+impl ContentSettings {
+    /// Where channels are registered, when they are.
+    pub fn channel_url(&self) -> Option<&str> {
+        Some(self.base_url.trim()).filter(|url| !url.is_empty() && self.register_channels)
+    }
+
+    /// Where frameworks are read, if anywhere.
+    pub fn framework_url(&self) -> Option<&str> {
+        [self.framework_base_url.trim(), self.base_url.trim()]
+            .into_iter()
+            .find(|url| !url.is_empty())
+    }
+}
+
+impl std::fmt::Debug for ContentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentSettings")
+            .field("base_url", &self.base_url)
+            .field("register_channels", &self.register_channels)
+            .field("framework_base_url", &self.framework_base_url)
+            .field("api_key", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("framework_cache_seconds", &self.framework_cache_seconds)
+            .finish()
+    }
 }
 
 /// `[otp]`.

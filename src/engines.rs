@@ -17,6 +17,10 @@ use crate::cache::redis_cache::RedisCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheEngine, SearchEngine, Settings, StoreEngine};
 use crate::config::{EmailEngine, SmsEngine, SmtpSecurityMode};
+use crate::content::{
+    CachedFrameworks, ContentOptions, FrameworkSource, HttpFrameworks, HttpServiceCaller,
+    NoServiceCaller, ServiceCaller,
+};
 use crate::notify::email::{EmailSender, FileSender, SmtpOptions, SmtpSecurity, SmtpSender};
 use crate::notify::redis_stream::RedisStreamSink;
 use crate::notify::sms::{FileSmsSender, HttpSmsOptions, HttpSmsSender, SmsSender};
@@ -45,6 +49,10 @@ pub struct Engines {
     pub sms: Arc<dyn SmsSender>,
     /// Where uploaded files go (`[files]`).
     pub blobs: Arc<dyn BlobStore>,
+    /// Where queued calls to the content service go (`[content] base_url`).
+    pub calls: Arc<dyn ServiceCaller>,
+    /// The framework read API (`[content]`), cached; `None` when there is none.
+    pub frameworks: Option<Arc<dyn FrameworkSource>>,
 }
 
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -238,6 +246,7 @@ pub async fn open_around(
     let search = open_search(settings).await?;
     let (email, sms) = open_senders(settings)?;
     let blobs = open_blobs(settings)?;
+    let (calls, frameworks) = open_content(settings)?;
     Ok(Engines {
         store,
         uncached_store,
@@ -246,7 +255,43 @@ pub async fn open_around(
         email,
         sms,
         blobs,
+        calls,
+        frameworks,
     })
+}
+
+/// The caller of queued registrations, and the framework read API if there is one.
+pub type ContentEngines = (Arc<dyn ServiceCaller>, Option<Arc<dyn FrameworkSource>>);
+
+/// The content service engines of `[content]`: the caller of queued registrations, and the
+/// framework read API behind its cache.
+pub fn open_content(settings: &Settings) -> anyhow::Result<ContentEngines> {
+    let content = &settings.content;
+    let options = |base_url: &str| ContentOptions {
+        base_url: base_url.to_string(),
+        api_key: content.api_key.clone(),
+        timeout: Duration::from_millis(content.timeout_ms.max(1)),
+    };
+    let calls: Arc<dyn ServiceCaller> =
+        match content.base_url.trim() {
+            "" => Arc::new(NoServiceCaller),
+            url => Arc::new(HttpServiceCaller::new(&options(url)).map_err(|e| {
+                anyhow::anyhow!("invalid configuration key `content.base_url`: {e}")
+            })?),
+        };
+    let frameworks = match content.framework_url() {
+        None => None,
+        Some(url) => {
+            let source = HttpFrameworks::new(&options(url)).map_err(|e| {
+                anyhow::anyhow!("invalid configuration key `content.framework_base_url`: {e}")
+            })?;
+            Some(Arc::new(CachedFrameworks::new(
+                source,
+                Duration::from_secs(content.framework_cache_seconds.max(1)),
+            )) as Arc<dyn FrameworkSource>)
+        }
+    };
+    Ok((calls, frameworks))
 }
 
 /// The blob engine of `[files]`.

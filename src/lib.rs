@@ -33,6 +33,7 @@ pub mod blob;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod crypto;
 pub mod domain;
 pub mod engines;

@@ -1,5 +1,6 @@
 //! The notification dispatcher: delivers the email and SMS messages of the `notification`
-//! table. A message is recorded (sealed) in the same commit as the change that causes it, with
+//! table, and the calls to other services queued there the same way (the content service's
+//! channel registration). A message is recorded (sealed) in the same commit as the change that causes it, with
 //! an outbox event ([`enqueue`]); the dispatcher is a competing outbox consumer named
 //! `notification-dispatcher`, so one instance sends at a time and another takes over after
 //! the lease when it dies.
@@ -27,9 +28,10 @@ use serde_json::json;
 use super::slot::ActorSlot;
 use super::supervisor::{ChildSpec, Restart};
 use crate::clock::Clock;
+use crate::content::{ServiceCall, ServiceCaller};
 use crate::crypto::PiiVault;
 use crate::domain::notification::{
-    Channel, DeliveryState, NotificationRecord, OutgoingMessage, RetryPolicy,
+    DeliveryState, Medium, NotificationRecord, OutgoingMessage, RetryPolicy,
 };
 use crate::domain::{DomainError, DomainResult, Record};
 use crate::notify::email::{Email, EmailSender, SendError};
@@ -65,6 +67,8 @@ pub struct DispatcherContext {
     pub vault: PiiVault,
     pub email: Arc<dyn EmailSender>,
     pub sms: Arc<dyn SmsSender>,
+    /// Where queued service calls go (the content service's channel registration).
+    pub calls: Arc<dyn ServiceCaller>,
     pub clock: Arc<dyn Clock>,
     pub instance: String,
     pub lease_ttl_ms: i64,
@@ -79,7 +83,7 @@ impl DispatcherContext {
 
 /// A message to queue: what it is, where it comes from, and its text.
 pub struct NewMessage<'a> {
-    pub channel: Channel,
+    pub channel: Medium,
     /// `notification`, `otp`, `welcome`, ...
     pub source: &'a str,
     pub template: &'a str,
@@ -543,7 +547,7 @@ async fn send(
     message: &OutgoingMessage,
 ) -> Result<(), SendError> {
     match record.channel {
-        Channel::Email => {
+        Medium::Email => {
             context
                 .email
                 .send(&Email {
@@ -557,7 +561,7 @@ async fn send(
                 })
                 .await
         }
-        Channel::Sms => {
+        Medium::Sms => {
             context
                 .sms
                 .send(&Sms {
@@ -565,6 +569,19 @@ async fn send(
                     to: message.to.clone(),
                     body: message.body.clone(),
                     template_id: message.sms_template_id.clone(),
+                })
+                .await
+        }
+        Medium::Call => {
+            let body = serde_json::from_str(&message.body).map_err(|error| {
+                SendError::Permanent(format!("the call's body is not JSON: {error}"))
+            })?;
+            context
+                .calls
+                .call(&ServiceCall {
+                    id: record.id.clone(),
+                    path: message.to.clone(),
+                    body,
                 })
                 .await
         }

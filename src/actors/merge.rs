@@ -19,7 +19,7 @@ use super::user_owner::release_identifiers;
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::merge::{MergeSaga, MergeStep};
-use crate::domain::notification::{Channel, OutgoingMessage};
+use crate::domain::notification::{Medium, OutgoingMessage};
 use crate::domain::user::STATUS_BLOCKED;
 use crate::domain::{DomainError, DomainResult, Record};
 use crate::storage::records::{get_record, user};
@@ -324,7 +324,7 @@ async fn build_step(
                     &context.vault,
                     &context.message_id_domain,
                     NewMessage {
-                        channel: Channel::Email,
+                        channel: Medium::Email,
                         source: "merge",
                         template: &template.name,
                         message: &OutgoingMessage {

@@ -161,6 +161,7 @@ mod tests {
                     crate::notify::sms::FileSmsSender::new(dir.path().join("sms.jsonl"))
                         .expect("file"),
                 ),
+                calls: Arc::new(crate::content::NoServiceCaller),
                 clock: Arc::new(SystemClock),
                 instance: "test".into(),
                 lease_ttl_ms: 1_000,

@@ -37,6 +37,8 @@ pub struct NewOrg {
     pub is_tenant: bool,
     pub external_id: Option<String>,
     pub created_by: Option<String>,
+    /// Written in the create's commit too (the tenant's queued channel registration).
+    pub also: Transaction,
 }
 
 /// Changes to an organisation, validated by the service.
@@ -326,7 +328,7 @@ fn new_org_record(org: &NewOrg, now: &str) -> OrgRecord {
 
 /// Everything a create writes: the record, the channel and slug claims of a tenant, the
 /// external id claim within the channel, and the event.
-fn build_create(org: &NewOrg, now: &str) -> DomainResult<Transaction> {
+fn build_create(org: &mut NewOrg, now: &str) -> DomainResult<Transaction> {
     let mut transaction = Transaction::default();
     if org.is_tenant {
         transaction.claim(ClaimKind::OrgChannel, channel_claim(&org.channel), &org.id);
@@ -342,11 +344,12 @@ fn build_create(org: &NewOrg, now: &str) -> DomainResult<Transaction> {
     let record = new_org_record(org, now);
     transaction.put_record(Table::Organisation, &org.id, &record, Expect::Absent)?;
     transaction.event(Topic::Organisation, &org.id, 1);
+    transaction.append(std::mem::take(&mut org.also));
     Ok(transaction)
 }
 
-async fn create(context: &OrgOwnerContext, org: NewOrg) -> DomainResult<String> {
-    let transaction = build_create(&org, &now(context))?;
+async fn create(context: &OrgOwnerContext, mut org: NewOrg) -> DomainResult<String> {
+    let transaction = build_create(&mut org, &now(context))?;
     match context.store.commit(transaction).await {
         Ok(_) => Ok(org.id),
         Err(StoreError::ClaimTaken { kind, .. }) => {
@@ -634,6 +637,7 @@ mod tests {
             is_tenant,
             external_id: Some("ext-1".into()),
             created_by: Some("admin".into()),
+            also: Transaction::default(),
         }
     }
 
@@ -650,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_tenant_claims_its_channel_and_slug_and_every_org_its_external_id() {
-        let tenant = build_create(&new_org(true), NOW).expect("create");
+        let tenant = build_create(&mut new_org(true), NOW).expect("create");
         let claims: Vec<(ClaimKind, String)> = tenant
             .claims
             .iter()
@@ -677,7 +681,7 @@ mod tests {
             "fields never shadow typed ones"
         );
         assert_eq!(OrgRecord::from_doc(&record.to_doc()), Some(record));
-        let sub = build_create(&new_org(false), NOW).expect("create");
+        let sub = build_create(&mut new_org(false), NOW).expect("create");
         assert_eq!(
             sub.claims.len(),
             1,
@@ -690,7 +694,7 @@ mod tests {
         let current = |is_tenant| Versioned {
             key: "o1".into(),
             version: 4,
-            record: record_of(&build_create(&new_org(is_tenant), NOW).expect("create")),
+            record: record_of(&build_create(&mut new_org(is_tenant), NOW).expect("create")),
         };
         let changes = OrgChanges {
             id: "o1".into(),

@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod contact;
 pub mod data_security;
 pub mod error;
+pub mod framework;
 pub mod location;
 pub mod membership;
 pub mod merge;

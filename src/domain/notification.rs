@@ -1,6 +1,7 @@
-//! Outgoing notifications: the `notification` row of one message (email or SMS), its delivery
-//! state, and the retry rule. The message itself (recipients, subject, body) is sealed in the
-//! row with the PII key, so the store holds no address or OTP in clear.
+//! Outgoing notifications: the `notification` row of one message (an email, an SMS, or a call
+//! to another service such as the content service's channel registration), its delivery state,
+//! and the retry rule. The message itself (recipients, subject, body) is sealed in the row with
+//! the PII key, so the store holds no address or OTP in clear.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +15,36 @@ pub enum Channel {
 
 impl Channel {
     pub fn name(self) -> &'static str {
+        Medium::from(self).name()
+    }
+}
+
+/// What a queued message is: a message to a person on one of the [`Channel`]s, or a call to
+/// another service (a JSON `POST`: [`OutgoingMessage::to`] is the path on the service,
+/// [`OutgoingMessage::body`] the request body), retried and kept like any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Medium {
+    Email,
+    Sms,
+    Call,
+}
+
+impl Medium {
+    pub fn name(self) -> &'static str {
         match self {
-            Channel::Email => "email",
-            Channel::Sms => "sms",
+            Medium::Email => "email",
+            Medium::Sms => "sms",
+            Medium::Call => "call",
+        }
+    }
+}
+
+impl From<Channel> for Medium {
+    fn from(channel: Channel) -> Medium {
+        match channel {
+            Channel::Email => Medium::Email,
+            Channel::Sms => Medium::Sms,
         }
     }
 }
@@ -86,11 +114,12 @@ pub struct OutgoingMessage {
 #[serde(rename_all = "camelCase")]
 pub struct NotificationRecord {
     pub id: String,
-    pub channel: Channel,
+    pub channel: Medium,
     /// The `Message-ID` of an email, the same on every attempt, so a receiving server can tell
     /// a repeat (a crash between the server's acceptance and the delivered mark).
     pub message_id: String,
-    /// What caused it: `notification` (the API), `otp`, `welcome`, `merge`, `reset-password`.
+    /// What caused it: `notification` (the API), `otp`, `welcome`, `merge`, `reset-password`,
+    /// `channel-registration`.
     pub source: String,
     /// The template the body was rendered from.
     #[serde(default)]
@@ -196,7 +225,7 @@ mod tests {
     fn record() -> NotificationRecord {
         NotificationRecord {
             id: "n1".into(),
-            channel: Channel::Email,
+            channel: Medium::Email,
             message_id: "<n1@userorg>".into(),
             source: "notification".into(),
             template: String::new(),

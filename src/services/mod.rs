@@ -10,6 +10,7 @@ pub mod data_sync;
 pub mod declarations;
 pub mod feed;
 pub mod files;
+pub mod frameworks;
 pub mod gateway;
 pub mod health;
 pub mod json;

@@ -15,7 +15,7 @@ use crate::actors::dispatcher::{NewMessage, enqueue, find_template};
 use crate::clock::Clock;
 use crate::crypto::PiiVault;
 use crate::domain::contact::{Email, Phone};
-use crate::domain::notification::{Channel, OutgoingMessage};
+use crate::domain::notification::{Channel, Medium, OutgoingMessage};
 use crate::domain::role::ORG_ADMIN;
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
@@ -114,10 +114,39 @@ impl NotificationService {
             &self.inner.vault,
             &self.inner.options.message_id_domain,
             NewMessage {
-                channel,
+                channel: channel.into(),
                 source,
                 template: &template.name,
                 message: &message,
+            },
+            self.now_ms(),
+        )
+    }
+
+    /// Adds a call to another service to `transaction`: a JSON `POST` of `body` to `path`,
+    /// made by the dispatcher once the transaction commits, with the messages' retries.
+    pub fn queue_call(
+        &self,
+        transaction: &mut Transaction,
+        source: &str,
+        path: &str,
+        body: &Value,
+    ) -> DomainResult<String> {
+        enqueue(
+            transaction,
+            &self.inner.vault,
+            &self.inner.options.message_id_domain,
+            NewMessage {
+                channel: Medium::Call,
+                source,
+                template: "",
+                message: &OutgoingMessage {
+                    to: path.to_string(),
+                    subject: String::new(),
+                    body: body.to_string(),
+                    html: false,
+                    sms_template_id: None,
+                },
             },
             self.now_ms(),
         )

@@ -19,9 +19,10 @@ use crate::search::{Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::audit;
 use crate::services::json::{Body, doc_str, opt_bool, opt_nonblank, present, response, success};
+use crate::services::notifications::NotificationService;
 use crate::services::search::{self, Steps};
 use crate::storage::records::{get_org, org_types, tenant_by_channel, tenant_id_of};
-use crate::storage::{ClaimKind, Store, Table};
+use crate::storage::{ClaimKind, Store, Table, Transaction};
 
 /// Keys Sunbird adds as null to an organisation read (`Util.getOrgDefaultValue`).
 const ORG_DEFAULT_NULLS: [&str; 16] = [
@@ -55,6 +56,9 @@ pub struct OrgService {
     search: Arc<dyn SearchIndex>,
     owners: OrgOwners,
     limits: SearchLimits,
+    /// Queues new tenants' channel registrations with the content service, when one is
+    /// configured.
+    channels: Option<NotificationService>,
 }
 
 fn invalid_request() -> DomainError {
@@ -140,7 +144,52 @@ impl OrgService {
             search,
             owners,
             limits,
+            channels: None,
         }
+    }
+
+    /// Registers every new tenant's channel with the content service, through `notifications`'
+    /// outbox.
+    pub fn with_channel_registration(mut self, notifications: NotificationService) -> Self {
+        self.channels = Some(notifications);
+        self
+    }
+
+    /// The channel registration of a new tenant, queued in `transaction`: Sunbird's body
+    /// (`name` the channel, `code` the organisation id, the description, and the default
+    /// license and framework when the create names them).
+    fn queue_channel_registration(
+        &self,
+        transaction: &mut Transaction,
+        id: &str,
+        channel: &str,
+        body: &Body,
+    ) -> DomainResult<()> {
+        let Some(notifications) = &self.channels else {
+            return Ok(());
+        };
+        let mut registration = Map::new();
+        registration.insert("name".into(), json!(channel));
+        registration.insert(
+            "description".into(),
+            body.get("description").cloned().unwrap_or(Value::Null),
+        );
+        registration.insert("code".into(), json!(id));
+        for (field, key) in [
+            ("license", "defaultLicense"),
+            ("defaultFramework", "defaultFramework"),
+        ] {
+            if let Some(value) = opt_nonblank(body, field)? {
+                registration.insert(key.into(), json!(value));
+            }
+        }
+        notifications.queue_call(
+            transaction,
+            "channel-registration",
+            crate::content::CHANNEL_CREATE_PATH,
+            &json!({"request": {"channel": registration}}),
+        )?;
+        Ok(())
     }
 
     // ==== Locations of an organisation ====
@@ -342,15 +391,21 @@ impl OrgService {
             json!(tenant && opt_bool(body, "isSSOEnabled")?.unwrap_or(false)),
         );
         let external_id = opt_nonblank(body, "externalId")?.map(|id| id.to_lowercase());
+        let id = new_timestamp_id();
+        let mut also = Transaction::default();
+        if tenant {
+            self.queue_channel_registration(&mut also, &id, &channel, body)?;
+        }
         let id = self
             .owners
             .create(NewOrg {
-                id: new_timestamp_id(),
+                id,
                 fields,
                 channel,
                 is_tenant: tenant,
                 external_id,
                 created_by: caller.audit_id(),
+                also,
             })
             .await?;
         let mut result = success();

@@ -373,6 +373,8 @@ impl TestApp {
             email: opened.email,
             sms: opened.sms,
             blobs: opened.blobs,
+            calls: opened.calls,
+            frameworks: opened.frameworks,
         };
         let clock = Arc::new(ManualClock::at(chrono::Local::now()));
         let app = Application::build_with(settings, engines, clock.clone())

@@ -7,6 +7,7 @@ mod browser;
 mod canary;
 mod consent;
 mod consistency;
+mod content;
 mod data_sync;
 mod declarations;
 mod durability;

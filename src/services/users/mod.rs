@@ -31,6 +31,7 @@ use crate::search::{Facet, Filter, IndexName, Scalar, SearchIndex};
 use crate::services::access::{Authority, Caller};
 use crate::services::audit;
 use crate::services::declarations::declaration_views;
+use crate::services::frameworks::FrameworkCheck;
 use crate::services::json::{Body, opt_nonblank, opt_str_list, required_str, response, success};
 use crate::services::search::{self, Steps};
 use crate::storage::records::{
@@ -81,6 +82,7 @@ pub struct UserService {
     decoy: Arc<tokio::sync::OnceCell<String>>,
     /// The reCAPTCHA check of `/v2/user/exists`.
     captcha: crate::services::captcha::Captcha,
+    frameworks: FrameworkCheck,
 }
 
 /// Hashes a password with Argon2id on the blocking pool (tens of milliseconds and 19 MiB each),
@@ -194,6 +196,7 @@ impl UserService {
         let hashing = Arc::new(tokio::sync::Semaphore::new(
             rules.password_hash_concurrency.max(1),
         ));
+        let frameworks = FrameworkCheck::new(Arc::clone(&store), None);
         UserService {
             store,
             search,
@@ -204,7 +207,37 @@ impl UserService {
             hashing,
             decoy: Arc::new(tokio::sync::OnceCell::new()),
             captcha: crate::services::captcha::Captcha::Off,
+            frameworks,
         }
+    }
+
+    /// The same service checking users' frameworks against `api` (the content service's
+    /// framework read API) instead of the `frameworks` system setting.
+    pub fn with_framework_api(mut self, api: Arc<dyn crate::content::FrameworkSource>) -> Self {
+        self.frameworks = FrameworkCheck::new(Arc::clone(&self.store), Some(api));
+        self
+    }
+
+    /// Replaces a request's framework with its checked, stored form. A child's framework
+    /// that does not pass is left out (`lenient`), as Sunbird leaves it out.
+    async fn check_framework(
+        &self,
+        profile: &mut Map<String, Value>,
+        lenient: bool,
+    ) -> DomainResult<()> {
+        let Some(framework) = profile.get("framework") else {
+            return Ok(());
+        };
+        match self.frameworks.check(framework).await {
+            Ok(stored) => {
+                profile.insert("framework".into(), stored);
+            }
+            Err(DomainError::Rule(_)) if lenient => {
+                profile.remove("framework");
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
     }
 
     /// Hashes a new password (Argon2id, under the same bound as sign-ups) after checking it
@@ -380,6 +413,8 @@ impl UserService {
             &request.external_ids,
         )?;
 
+        self.check_framework(&mut request.profile, route == CreateRoute::Managed)
+            .await?;
         // The expensive hash comes after the cheap checks: a create that will be refused for
         // a taken identifier costs no Argon2 run (the commit's claims still decide races).
         if request.password.is_some() {
@@ -789,6 +824,7 @@ impl UserService {
             request.email_verified = None;
             request.phone_verified = None;
         }
+        self.check_framework(&mut request.profile, false).await?;
         self.owners
             .update(
                 UserUpdate {
