@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::Layer;
 
+use crate::actors::bulk::BulkContext;
 use crate::actors::dispatcher::{DispatchSettings, DispatcherContext};
 use crate::actors::indexer::IndexerContext;
 use crate::actors::merge::MergeContext;
@@ -37,6 +38,7 @@ use crate::search::dsl::SearchLimits;
 use crate::seed;
 use crate::services::access::{CallerResolver, ManagedTokens};
 use crate::services::audit::AuditTrail;
+use crate::services::bulk::{BulkLimits, BulkService};
 use crate::services::captcha::Captcha;
 use crate::services::consent::ConsentService;
 use crate::services::data_sync::DataSyncService;
@@ -154,6 +156,8 @@ impl Application {
         )?;
         let instance = instance_id(&settings.data_dir)?;
         let call_timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+        let bulk_rows: Arc<std::sync::OnceLock<Arc<dyn crate::actors::bulk::BulkRows>>> =
+            Arc::default();
         let tree = crate::actors::start(ActorSettings {
             user_owner_context: Arc::new(UserOwnerContext {
                 store: Arc::clone(&engines.store),
@@ -218,6 +222,15 @@ impl Application {
                 installation_name: settings.notifications.installation_name.clone(),
                 message_id_domain: settings.notifications.message_id_domain.clone(),
                 fail_after: merge_failure_point(),
+            }),
+            bulk_context: Arc::new(BulkContext {
+                // Through the cache: rows are written by the owners, whose commits the runner's
+                // reads must see.
+                store: Arc::clone(&engines.store),
+                clock: Arc::clone(&clock),
+                instance: instance.clone(),
+                lease_ttl_ms: settings.store.lease_ttl_ms,
+                rows: Arc::clone(&bulk_rows),
             }),
             call_timeout,
         })
@@ -358,6 +371,17 @@ impl Application {
                 default_country_code: settings.users.default_country_code.clone(),
             },
         );
+        let bulk = BulkService::new(
+            Arc::clone(&engines.store),
+            users.vault().clone(),
+            Arc::clone(&clock),
+            BulkLimits {
+                max_bytes: settings.bulk.max_bytes,
+                user_rows: settings.bulk.user_rows,
+            },
+        );
+        // The runner started with the other actors; from here on it has rows to run.
+        let _ = bulk_rows.set(Arc::new(bulk.user_rows(users.clone(), reset.clone())));
         let managed_tokens = signer.clone().map(|signer| {
             ManagedTokens::new(
                 signer,
@@ -448,6 +472,7 @@ impl Application {
             migration,
             notes,
             files,
+            bulk,
             ownership,
             consent,
             declarations,
@@ -493,6 +518,11 @@ impl Application {
     /// The indexer's client: tests wait for the index to catch up with it.
     pub fn indexer(&self) -> crate::actors::indexer::IndexerClient {
         self.tree.indexer.clone()
+    }
+
+    /// The bulk upload runner's client: tests make it run the uploads now.
+    pub fn bulk_runner(&self) -> crate::actors::bulk::BulkClient {
+        self.tree.bulk.clone()
     }
 
     /// The notification dispatcher's client: tests make it deliver now.

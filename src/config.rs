@@ -39,6 +39,7 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub files: FileSettings,
     pub content: ContentSettings,
+    pub bulk: BulkSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -512,6 +513,13 @@ pub struct FileS3Settings {
     pub public_base_url: String,
 }
 
+/// `[bulk]`: bulk uploads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BulkSettings {
+    pub max_bytes: usize,
+    pub user_rows: usize,
+}
+
 /// `[content]`: Sunbird's content service (channel registration, framework checks).
 #[derive(Clone, Deserialize)]
 pub struct ContentSettings {
@@ -856,6 +864,16 @@ impl Settings {
                 "files.max_bytes",
                 "must be positive and at least 64 KiB below http.body_limit_bytes",
             ));
+        }
+        if self.bulk.max_bytes == 0 || self.bulk.max_bytes + 64 * 1024 > self.http.body_limit_bytes
+        {
+            return Err(invalid(
+                "bulk.max_bytes",
+                "must be positive and at least 64 KiB below http.body_limit_bytes",
+            ));
+        }
+        if self.bulk.user_rows == 0 {
+            return Err(invalid("bulk.user_rows", "must be positive"));
         }
         // A stored page or SVG would run script on the service's own origin.
         if let Some(risky) = self.files.allowed_types.iter().find(|kind| {

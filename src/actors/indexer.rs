@@ -249,7 +249,7 @@ fn index_of(topic: Topic) -> Option<IndexName> {
         Topic::Organisation => Some(IndexName::Organisation),
         Topic::Location => Some(IndexName::Location),
         Topic::Note => Some(IndexName::Note),
-        Topic::Notification => None,
+        Topic::Notification | Topic::Bulk => None,
     }
 }
 
@@ -275,7 +275,7 @@ async fn document_for(
     let source = match topic {
         Topic::User => user_document(store, &row.doc, id).await?,
         Topic::Organisation => organisation_document(row.doc),
-        Topic::Location | Topic::Note | Topic::Notification => into_fields(row.doc),
+        Topic::Location | Topic::Note | Topic::Notification | Topic::Bulk => into_fields(row.doc),
     };
     Ok(Some(IndexChange::Upsert(
         index,

@@ -8,6 +8,7 @@
 //!
 //! ractor's default supervision stops the parent when a child dies; the root overrides it.
 
+pub mod bulk;
 pub mod dispatcher;
 pub mod indexer;
 pub mod keyed;
@@ -29,6 +30,9 @@ use slot::ActorSlot;
 use supervisor::{ActorTree, spawn_tree};
 use user_owner::{UserOwnerContext, UserOwners};
 
+/// How long a flush of the bulk upload runner may take.
+const BULK_FLUSH_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// What the actors need to start.
 pub struct ActorSettings {
     pub user_owner_context: Arc<UserOwnerContext>,
@@ -44,6 +48,8 @@ pub struct ActorSettings {
     pub scheduler_context: Arc<scheduler::SchedulerContext>,
     /// Account merges.
     pub merge_context: Arc<merge::MergeContext>,
+    /// Bulk uploads.
+    pub bulk_context: Arc<bulk::BulkContext>,
     pub call_timeout: Duration,
 }
 
@@ -55,6 +61,7 @@ pub struct Actors {
     pub dispatcher: dispatcher::DispatcherClient,
     pub scheduler: scheduler::SchedulerClient,
     pub merges: merge::MergeClient,
+    pub bulk: bulk::BulkClient,
     pub tree: ActorTree,
 }
 
@@ -96,6 +103,11 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         Arc::clone(&settings.merge_context),
         merging.clone(),
     ));
+    let bulk_runner = ActorSlot::new();
+    specs.push(bulk::child_spec(
+        Arc::clone(&settings.bulk_context),
+        bulk_runner.clone(),
+    ));
     if let Some(context) = &settings.publisher_context {
         specs.push(publisher::child_spec(Arc::clone(context), ActorSlot::new()));
     }
@@ -108,6 +120,8 @@ pub async fn start(settings: ActorSettings) -> anyhow::Result<Actors> {
         dispatcher: dispatcher::DispatcherClient::new(dispatch, timeout),
         scheduler: scheduler::SchedulerClient::new(schedule, timeout),
         merges: merge::MergeClient::new(merging, timeout),
+        // A flush runs whole uploads (a thousand rows): more than a call's timeout.
+        bulk: bulk::BulkClient::new(bulk_runner, BULK_FLUSH_TIMEOUT),
         tree,
     })
 }
@@ -189,6 +203,13 @@ mod tests {
                 installation_name: "Sunbird".into(),
                 message_id_domain: "userorg.local".into(),
                 fail_after: None,
+            }),
+            bulk_context: Arc::new(bulk::BulkContext {
+                store: Arc::clone(&store),
+                clock: Arc::new(SystemClock),
+                instance: "test".into(),
+                lease_ttl_ms: 1_000,
+                rows: Arc::default(),
             }),
             call_timeout: Duration::from_secs(5),
         })

@@ -141,10 +141,11 @@ async fn drain(state: &mut PublisherState) -> Result<(), DrainError> {
             return Ok(());
         };
         let last = records.last().map(|r| r.cursor.clone()).unwrap_or_default();
-        // Notifications are the dispatcher's work, not domain events.
+        // Notifications and bulk uploads are work for the dispatcher and the bulk runner, not
+        // domain events.
         let events: Vec<PublishedEvent> = records
             .into_iter()
-            .filter(|record| record.event.topic != Topic::Notification)
+            .filter(|record| !matches!(record.event.topic, Topic::Notification | Topic::Bulk))
             .map(|record| PublishedEvent {
                 topic: record.event.topic.name().to_string(),
                 entity_id: record.event.entity_id,

@@ -59,6 +59,7 @@ error_codes! {
     dataSizeError => "0007", 400, "Maximum upload data size should be {0}";
     userStatusError => "0008", 400, "User is already {0}.";
     dataFormatError => "0009", 400, "Invalid format for given {0}.";
+    csvFileEmpty => "0010", 400, "CSV file is Empty.";
     OnlyEmailorPhoneorManagedByRequired => "0011", 400, "Please provide only email or phone or managed by";
     channelRegFailed => "0012", 500, "Channel Registration failed.";
     resourceNotFound => "0013", 404, "Requested {0} resource not found";
@@ -80,6 +81,7 @@ error_codes! {
     errorNoFrameworkFound => "0032", 400, "No framework found.";
     unupdatableField => "0033", 400, "Update of {0} is not allowed.";
     parentNotAllowed => "0034", 400, "For top level location, {0} is not allowed.";
+    missingFileAttachment => "0035", 400, "Missing file attachment.";
     conflictingOrgLocations => "0038", 400, "An organisation cannot be associated to two conflicting locations ({0}, {1}) at {2} level. ";
     rootOrgAssociationError => "0040", 400, "No root organisation found which is associated with given {0}.";
     dependentParameterMissing => "0041", 400, "Missing parameter {0} which is dependent on {1}.";

@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O. Values such as [`contact::Email`] and [`contact::Phone`] are valid
 //! by construction.
 
+pub mod bulk;
 pub mod consent;
 pub mod consumer;
 pub mod contact;

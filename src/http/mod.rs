@@ -5,6 +5,7 @@
 //! in [`routes`] with its operation code (for `UOS_<OPCODE><NNNN>` error codes) and its access
 //! class; the middleware looks the matched route up to authenticate and to write errors.
 
+pub mod bulk;
 pub mod consent;
 pub mod data_sync;
 pub mod envelope;
@@ -114,6 +115,7 @@ pub struct AppInner {
     pub migration: MigrationService,
     pub notes: NoteService,
     pub files: FileService,
+    pub bulk: crate::services::bulk::BulkService,
     pub ownership: OwnershipService,
     pub consent: ConsentService,
     pub declarations: DeclarationService,
@@ -196,6 +198,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(consent::routes());
     all.extend(notes::routes());
     all.extend(files::routes());
+    all.extend(bulk::routes());
     all
 }
 

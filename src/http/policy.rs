@@ -20,6 +20,9 @@ pub enum Audience {
     Own,
     /// An ORG_ADMIN of the tenant concerned, or an ADMIN.
     TenantAdmin,
+    /// An ORG_ADMIN of any tenant, acting in their own tenant, or an ADMIN; no service, as
+    /// the work runs with a user's rights (a bulk upload's rows run as the uploader).
+    Administrators,
     /// An ADMIN.
     Admin,
     /// Only another service, on the internal listener with the service credential.
@@ -76,6 +79,9 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/private/user/v1/identifier/freeup", Audience::Service),
     ("/private/user/v1/migrate", Audience::Service),
     ("/v1/user/ownership/transfer", Audience::TenantAdmin),
+    // An upload's rows run as the uploader, an administrator of their own tenant.
+    ("/v1/user/upload", Audience::Administrators),
+    ("/v1/upload/status/{pid}", Audience::TenantAdmin),
     // A note is its user's (and an ADMIN's); search answers the caller's own notes.
     ("/v1/note/create", Audience::SelfOrAdmin),
     ("/v1/note/read/{noteId}", Audience::SelfOrAdmin),

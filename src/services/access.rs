@@ -44,6 +44,23 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The active user `id` as a caller, with no token: the uploader a bulk upload's rows run
+    /// as. `None` when the user is gone, blocked or deleted.
+    pub async fn active(store: &Arc<dyn Store>, id: &str) -> DomainResult<Option<Arc<Principal>>> {
+        Ok(user(store, id)
+            .await?
+            .filter(|found| found.record.is_active())
+            .map(|found| {
+                Arc::new(Principal {
+                    id: id.to_string(),
+                    user: found.record,
+                    acting_for: None,
+                    roles: tokio::sync::OnceCell::new(),
+                    store: Arc::clone(store),
+                })
+            }))
+    }
+
     /// The caller's roles, read once per request.
     pub async fn roles(&self) -> DomainResult<&Roles> {
         self.roles

@@ -43,7 +43,7 @@ fn parse(body: &Body) -> DomainResult<SyncRequest> {
             Some(Topic::Organisation) => (Topic::Organisation, IndexName::Organisation),
             Some(Topic::Location) => (Topic::Location, IndexName::Location),
             Some(Topic::Note) => (Topic::Note, IndexName::Note),
-            Some(Topic::Notification) | None => {
+            Some(Topic::Notification | Topic::Bulk) | None => {
                 return Err(DomainError::rule(ErrorCode::invalidObjectType, &[]));
             }
         },

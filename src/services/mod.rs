@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod bulk;
 pub mod captcha;
 pub mod consent;
 pub mod data_sync;

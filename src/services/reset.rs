@@ -117,18 +117,43 @@ impl ResetService {
         address: &str,
         source: &str,
     ) -> DomainResult<String> {
+        let first_name = user.first_name.clone().unwrap_or_default();
+        self.send_link_to(
+            transaction,
+            LinkFor {
+                user_id: &user.id,
+                first_name: &first_name,
+                root_org_id: &user.root_org_id,
+            },
+            channel,
+            address,
+            source,
+        )
+        .await
+    }
+
+    /// [`Self::send_link`] for a user written in the same transaction (a bulk-created user's
+    /// welcome), named by its parts.
+    pub async fn send_link_to(
+        &self,
+        transaction: &mut Transaction,
+        user: LinkFor<'_>,
+        channel: Channel,
+        address: &str,
+        source: &str,
+    ) -> DomainResult<String> {
         let name = match channel {
             Channel::Email => RESET_LINK_EMAIL_TEMPLATE,
             Channel::Sms => RESET_LINK_SMS_TEMPLATE,
         };
         let template = self
             .notifications
-            .template(name, Some(&user.root_org_id))
+            .template(name, Some(user.root_org_id))
             .await?
             .ok_or_else(|| DomainError::internal(anyhow::anyhow!("template {name} is missing")))?;
-        let link = self.new_link(transaction, &user.id)?;
+        let link = self.new_link(transaction, user.user_id)?;
         let vars = json!({
-            "name": user.first_name.clone().unwrap_or_default(),
+            "name": user.first_name,
             "link": link,
             "linkExpiryInHours": self.link_hours(),
             "installationName": self.notifications.options().installation_name,
@@ -253,4 +278,12 @@ impl ResetService {
             _ => ResetOutcome::InvalidLink,
         })
     }
+}
+
+/// Whom a set-password link is for.
+pub struct LinkFor<'a> {
+    pub user_id: &'a str,
+    pub first_name: &'a str,
+    /// The tenant whose template is used.
+    pub root_org_id: &'a str,
 }

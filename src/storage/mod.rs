@@ -112,10 +112,15 @@ pub enum Table {
     /// A user's self-declarations (`userId␟orgId␟persona`, the info sealed), Sunbird
     /// `user_declarations`.
     UserDeclarations,
+    /// Bulk uploads, by process id (Sunbird `bulk_upload_process`).
+    BulkProcess,
+    /// The rows of a bulk upload, `processId␟seq` (Sunbird `bulk_upload_process_task`), the
+    /// row and its outcome sealed.
+    BulkTask,
 }
 
 impl Table {
-    pub const ALL: [Table; 27] = [
+    pub const ALL: [Table; 29] = [
         Table::User,
         Table::UserOrganisation,
         Table::UserRoles,
@@ -143,6 +148,8 @@ impl Table {
         Table::UserConsent,
         Table::UserDeclarations,
         Table::UserNotes,
+        Table::BulkProcess,
+        Table::BulkTask,
     ];
 
     pub fn name(self) -> &'static str {
@@ -174,6 +181,8 @@ impl Table {
             Table::UserConsent => "user_consent",
             Table::UserDeclarations => "user_declarations",
             Table::UserNotes => "user_notes",
+            Table::BulkProcess => "bulk_upload_process",
+            Table::BulkTask => "bulk_upload_process_task",
         }
     }
 }
@@ -295,15 +304,18 @@ pub enum Topic {
     Notification,
     /// A legacy user note (`user_notes`).
     Note,
+    /// A bulk upload to run (`bulk_upload_process`), for the bulk upload runner.
+    Bulk,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::User,
         Topic::Organisation,
         Topic::Location,
         Topic::Notification,
         Topic::Note,
+        Topic::Bulk,
     ];
     /// The topics whose entities have a search index.
     pub const INDEXED: [Topic; 4] = [
@@ -321,6 +333,7 @@ impl Topic {
             Topic::Location => "location",
             Topic::Notification => "notification",
             Topic::Note => "note",
+            Topic::Bulk => "bulk_upload",
         }
     }
 
@@ -336,6 +349,7 @@ impl Topic {
             Topic::Location => Table::Location,
             Topic::Notification => Table::Notification,
             Topic::Note => Table::UserNotes,
+            Topic::Bulk => Table::BulkProcess,
         }
     }
 }

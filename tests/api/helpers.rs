@@ -194,6 +194,7 @@ pub struct TestApp {
     pub service_credential: String,
     indexer: IndexerClient,
     dispatcher: DispatcherClient,
+    bulk: userorg::actors::bulk::BulkClient,
     scheduler: SchedulerClient,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -386,6 +387,7 @@ impl TestApp {
         let admin_id = app.admin_user_id().expect("a bootstrap admin").to_string();
         let indexer = app.indexer();
         let dispatcher = app.dispatcher();
+        let bulk = app.bulk_runner();
         let scheduler = app.scheduler();
         let service_credential = app.service_credential().reveal().to_string();
         crate::canary::remember_secret(&service_credential);
@@ -412,6 +414,7 @@ impl TestApp {
             service_credential,
             indexer,
             dispatcher,
+            bulk,
             scheduler,
             store,
             shutdown: Some(shutdown),
@@ -430,6 +433,11 @@ impl TestApp {
     /// The app's scheduler (housekeeping rounds on demand).
     pub fn scheduler(&self) -> &SchedulerClient {
         &self.scheduler
+    }
+
+    /// Runs every bulk upload waiting now and waits for them.
+    pub async fn run_uploads(&self) {
+        self.bulk.flush().await.expect("the bulk uploads run");
     }
 
     /// Runs a delivery round of the notification dispatcher now and waits for it.

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod browser;
+mod bulk;
 mod canary;
 mod consent;
 mod consistency;

@@ -63,6 +63,7 @@ fn allowed(audience: Audience) -> &'static [Persona] {
         Audience::SelfOrAdmin => &[Itself, Admin, Service],
         Audience::Own => &[Itself, Service],
         Audience::TenantAdmin => &[TenantAdmin, Admin, Service],
+        Audience::Administrators => &[ForeignAdmin, TenantAdmin, Admin],
         Audience::Admin => &[Admin, Service],
         Audience::Service => &[Service],
         Audience::BothAccounts => &[],
@@ -311,6 +312,29 @@ impl World {
                 )
             }
             "/v1/file/upload" => call(M::POST, route, Payload::File),
+            "/v1/user/upload" => call(
+                M::POST,
+                route,
+                body(json!({"data": format!(
+                    "NAME,EMAIL,USER_TYPE,ROLES\nMatrix,{},teacher,PUBLIC\n",
+                    crate::helpers::unique_email()
+                )})),
+            ),
+            "/v1/upload/status/{pid}" => {
+                let uploaded = self
+                    .app
+                    .post(
+                        "/v1/user/upload",
+                        json!({"data": "NAME,USER_TYPE,ROLES\nMatrix,teacher,PUBLIC\n"}),
+                        Some(&self.app.admin_token),
+                    )
+                    .await;
+                let id = uploaded.assert_ok()["processId"]
+                    .as_str()
+                    .expect("processId")
+                    .to_string();
+                call(M::GET, route.replace("{pid}", &id), Payload::Empty)
+            }
             "/files/{container}/{key}" => {
                 let form = reqwest::multipart::Form::new().part(
                     "file",

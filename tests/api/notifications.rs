@@ -245,7 +245,7 @@ async fn fifty_messages_queued_while_the_smtp_server_is_down_arrive_once_each() 
     app.stop().await;
 }
 
-fn notifications_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn notifications_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_userorg"))
         .arg("notifications")
         .args(args)

@@ -33,6 +33,7 @@ pub(super) async fn create_user(
     context: &UserOwnerContext,
     user: NewUser,
     audit: Option<&AuditNote>,
+    also: &Transaction,
 ) -> DomainResult<String> {
     let mut attempt = 0;
     // Each slot lost to a concurrent create of a sibling is one fewer free slot, so this many
@@ -53,6 +54,7 @@ pub(super) async fn create_user(
         };
         let at = now(context);
         let mut transaction = build_create(&context.vault, &at, &user, &username, slot.as_deref())?;
+        transaction.append(also.clone());
         if let Some(note) = audit {
             append(&*context.store, &mut transaction, note, &at).await?;
         }

@@ -61,10 +61,12 @@ pub struct UserOwnerContext {
 }
 
 pub enum UserMessage {
-    /// With the audit entry of the roles it grants, if any, in the same transaction.
+    /// With the audit entry of the roles it grants, if any, and `also` (a bulk row's done
+    /// mark, its welcome message), in the same transaction.
     Create(
         Box<NewUser>,
         Option<Box<AuditNote>>,
+        Box<Transaction>,
         RpcReplyPort<DomainResult<String>>,
     ),
     /// Written with its audit entry, in one transaction.
@@ -122,9 +124,19 @@ impl UserOwners {
     }
 
     pub async fn create(&self, user: NewUser, audit: Option<AuditNote>) -> DomainResult<String> {
+        self.create_with(user, audit, Transaction::default()).await
+    }
+
+    /// A create that commits `also` with the user, or not at all.
+    pub async fn create_with(
+        &self,
+        user: NewUser,
+        audit: Option<AuditNote>,
+        also: Transaction,
+    ) -> DomainResult<String> {
         let key = user.id.clone();
         call_factory(&self.slot, key, self.timeout, WHAT, |reply| {
-            UserMessage::Create(Box::new(user), audit.map(Box::new), reply)
+            UserMessage::Create(Box::new(user), audit.map(Box::new), Box::new(also), reply)
         })
         .await?
     }
@@ -248,12 +260,12 @@ impl Worker for UserOwnerWorker {
     ) -> Result<String, ActorProcessingErr> {
         // Business failures travel in the reply; `handle` itself never fails.
         match msg {
-            UserMessage::Create(user, audit, reply) => {
+            UserMessage::Create(user, audit, also, reply) => {
                 serve(
                     WHAT,
                     &key,
                     reply,
-                    create::create_user(context, *user, audit.as_deref()),
+                    create::create_user(context, *user, audit.as_deref(), &also),
                 )
                 .await
             }

@@ -346,6 +346,20 @@ impl UserService {
         route: CreateRoute,
         body: &Body,
     ) -> DomainResult<Map<String, Value>> {
+        self.create_with(caller, route, body, new_user_id(), Transaction::default())
+            .await
+    }
+
+    /// A create of the user `new_id` that commits `also` with it, or not at all (a bulk row's
+    /// done mark and welcome message).
+    pub async fn create_with(
+        &self,
+        caller: &Caller,
+        route: CreateRoute,
+        body: &Body,
+        new_id: String,
+        also: Transaction,
+    ) -> DomainResult<Map<String, Value>> {
         let mut request = parse_create(
             body,
             route,
@@ -436,7 +450,6 @@ impl UserService {
         };
         let mut request = request;
         request.roles.retain(|role| role != PUBLIC);
-        let new_id = new_user_id();
         // A create that grants roles is a role grant, audited with the create itself.
         let audit = (!request.roles.is_empty()).then(|| {
             audit::note(
@@ -448,7 +461,7 @@ impl UserService {
         });
         let id = self
             .owners
-            .create(
+            .create_with(
                 NewUser {
                     id: new_id,
                     request,
@@ -460,6 +473,7 @@ impl UserService {
                     flags_value,
                 },
                 audit,
+                also,
             )
             .await?;
         let mut result = success();
