@@ -98,6 +98,10 @@ pub fn otp_email_template(template_id: Option<&str>) -> &'static str {
 
 /// The set-password link, by email and by SMS.
 pub const RESET_LINK_EMAIL_TEMPLATE: &str = "resetPasswordLink";
+/// A new account's welcome, with its set-password link (Sunbird's `welcome` and
+/// `welcomeSmsTemplate`).
+pub const WELCOME_EMAIL_TEMPLATE: &str = "welcome";
+pub const WELCOME_SMS_TEMPLATE: &str = "welcomeSmsTemplate";
 pub const RESET_LINK_SMS_TEMPLATE: &str = "resetPasswordLinkSms";
 
 /// The notice of a tenant migration, by email and by SMS.
@@ -153,12 +157,12 @@ pub fn defaults() -> Vec<MessageTemplate> {
             "<p>Hello {{ name }},</p>\n<div>{{ body | safe }}</div>\n<p>{{ regards }}<br>{{ orgName }}</p>\n",
         ),
         email(
-            "welcome",
+            WELCOME_EMAIL_TEMPLATE,
             "Welcome to {{ installationName }}",
             "<p>Hello {{ name }},</p>\n<p>Your account on {{ installationName }} is ready{% if username %}; your user name is {{ username }}{% endif %}.</p>\n{% if link %}<p>Set your password here: <a href=\"{{ link }}\">{{ link }}</a> (valid for {{ linkExpiryInHours }} hours).</p>\n{% endif %}",
         ),
         sms(
-            "welcomeSmsTemplate",
+            WELCOME_SMS_TEMPLATE,
             "Welcome to {{ installationName }}.{% if link %} Set your password: {{ link }}{% endif %}",
         ),
         otp_email(OTP_EMAIL_TEMPLATE, "To verify your contact"),

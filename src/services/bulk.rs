@@ -391,6 +391,7 @@ impl UserRows {
                         user_id: &id,
                         first_name: text("firstName").unwrap_or_default(),
                         root_org_id: &process.organisation_id,
+                        welcome: true,
                     },
                     channel,
                     &address,

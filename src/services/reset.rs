@@ -17,7 +17,10 @@ use crate::crypto::PiiVault;
 use crate::domain::notification::Channel;
 use crate::domain::user::UserRecord;
 use crate::domain::{DomainError, DomainResult, ErrorCode};
-use crate::notify::templates::{RESET_LINK_EMAIL_TEMPLATE, RESET_LINK_SMS_TEMPLATE};
+use crate::notify::templates::{
+    RESET_LINK_EMAIL_TEMPLATE, RESET_LINK_SMS_TEMPLATE, WELCOME_EMAIL_TEMPLATE,
+    WELCOME_SMS_TEMPLATE,
+};
 use crate::services::access::{Authority, Caller};
 use crate::services::json::{Body, opt_nonblank, required_str};
 use crate::services::notifications::{NotificationService, stored_address};
@@ -124,6 +127,7 @@ impl ResetService {
                 user_id: &user.id,
                 first_name: &first_name,
                 root_org_id: &user.root_org_id,
+                welcome: false,
             },
             channel,
             address,
@@ -142,9 +146,11 @@ impl ResetService {
         address: &str,
         source: &str,
     ) -> DomainResult<String> {
-        let name = match channel {
-            Channel::Email => RESET_LINK_EMAIL_TEMPLATE,
-            Channel::Sms => RESET_LINK_SMS_TEMPLATE,
+        let name = match (channel, user.welcome) {
+            (Channel::Email, false) => RESET_LINK_EMAIL_TEMPLATE,
+            (Channel::Sms, false) => RESET_LINK_SMS_TEMPLATE,
+            (Channel::Email, true) => WELCOME_EMAIL_TEMPLATE,
+            (Channel::Sms, true) => WELCOME_SMS_TEMPLATE,
         };
         let template = self
             .notifications
@@ -286,4 +292,7 @@ pub struct LinkFor<'a> {
     pub first_name: &'a str,
     /// The tenant whose template is used.
     pub root_org_id: &'a str,
+    /// A new account's welcome (`welcome`, `welcomeSmsTemplate`) rather than a set-password
+    /// message.
+    pub welcome: bool,
 }

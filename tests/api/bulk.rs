@@ -211,9 +211,21 @@ async fn a_thousand_rows_with_ten_bad_ones_create_the_rest_and_report_each_failu
         .await
         .expect("list")
         .into_iter()
-        .filter(|message| message.source == "welcome")
+        .filter(|message| message.source == "welcome" && message.template == "welcome")
         .count();
     assert_eq!(welcomes, 990);
+    let mails = app.mails_to(&repeated).await;
+    assert_eq!(
+        mails.len(),
+        1,
+        "the row that won the email was welcomed once"
+    );
+    // HTML-escaped in the body, as every link of the HTML templates.
+    let body = mails[0].body.replace("&#x2f;", "/");
+    assert!(
+        body.contains("Set your password here") && body.contains("/password/reset/"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
