@@ -378,10 +378,15 @@ impl Application {
             BulkLimits {
                 max_bytes: settings.bulk.max_bytes,
                 user_rows: settings.bulk.user_rows,
+                org_rows: settings.bulk.org_rows,
             },
         );
         // The runner started with the other actors; from here on it has rows to run.
-        let _ = bulk_rows.set(Arc::new(bulk.user_rows(users.clone(), reset.clone())));
+        let _ = bulk_rows.set(Arc::new(bulk.rows(
+            users.clone(),
+            reset.clone(),
+            orgs.clone(),
+        )));
         let managed_tokens = signer.clone().map(|signer| {
             ManagedTokens::new(
                 signer,

@@ -518,6 +518,7 @@ pub struct FileS3Settings {
 pub struct BulkSettings {
     pub max_bytes: usize,
     pub user_rows: usize,
+    pub org_rows: usize,
 }
 
 /// `[content]`: Sunbird's content service (channel registration, framework checks).
@@ -872,8 +873,11 @@ impl Settings {
                 "must be positive and at least 64 KiB below http.body_limit_bytes",
             ));
         }
-        if self.bulk.user_rows == 0 {
-            return Err(invalid("bulk.user_rows", "must be positive"));
+        if self.bulk.user_rows == 0 || self.bulk.org_rows == 0 {
+            return Err(invalid(
+                "bulk.user_rows",
+                "bulk.user_rows and bulk.org_rows must be positive",
+            ));
         }
         // A stored page or SVG would run script on the service's own origin.
         if let Some(risky) = self.files.allowed_types.iter().find(|kind| {

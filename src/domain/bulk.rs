@@ -123,17 +123,42 @@ const BUILT_IN_USER_FIELDS: [&str; 17] = [
     "externalIds",
 ];
 
+/// Sunbird's built-in organisation columns, for an installation without
+/// `orgProfileConfig.csv`; no mandatory column.
+const BUILT_IN_ORG_FIELDS: [&str; 11] = [
+    "orgName",
+    "channel",
+    "isTenant",
+    "provider",
+    "externalId",
+    "description",
+    "homeUrl",
+    "organisationType",
+    "contactDetail",
+    "locationId",
+    "locationCode",
+];
+
 impl Columns {
-    /// From the `csv` object of `userProfileConfig` / `orgProfileConfig`
+    /// From the `csv` object of `userProfileConfig`
     /// (`{supportedColumns: {display: field}, mandatoryColumns: [field]}`), or the built-in
     /// user list without one.
     pub fn for_users(config: Option<&Value>) -> Columns {
+        Columns::from_config(config, &BUILT_IN_USER_FIELDS)
+    }
+
+    /// The same from `orgProfileConfig`'s `csv`, or the built-in organisation list.
+    pub fn for_orgs(config: Option<&Value>) -> Columns {
+        Columns::from_config(config, &BUILT_IN_ORG_FIELDS)
+    }
+
+    fn from_config(config: Option<&Value>, built_in: &[&str]) -> Columns {
         let Some(supported) = config
             .and_then(|csv| csv.get("supportedColumns"))
             .and_then(Value::as_object)
         else {
             return Columns {
-                headers: BUILT_IN_USER_FIELDS
+                headers: built_in
                     .iter()
                     .map(|field| (field.to_string(), field.to_string()))
                     .collect(),

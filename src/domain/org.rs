@@ -72,6 +72,8 @@ crate::domain::open_record!(OrgRecord, fields, ORG_FIELDS);
 
 /// Organisation status: active.
 pub const ORG_ACTIVE: i64 = 1;
+/// Organisation status: inactive.
+pub const ORG_INACTIVE: i64 = 0;
 
 impl OrgRecord {
     /// A tenant (Sunbird root organisation) owns its channel.

@@ -17,6 +17,7 @@ pub fn routes() -> Vec<RouteSpec> {
     use Access::Token;
     vec![
         upload_route("/v1/user/upload", "USRUPLD", Token, post(upload_users)),
+        upload_route("/v1/org/upload", "ORGUPLD", Token, post(upload_orgs)),
         route("/v1/upload/status/{pid}", "BLKSTSRED", Token, get(status)),
     ]
 }
@@ -94,6 +95,16 @@ async fn upload_users(
     let limit = state.bulk.max_bytes();
     let upload = read_upload(&state, request, limit).await?;
     Ok(ApiResult(state.bulk.upload_users(&caller, upload).await?))
+}
+
+async fn upload_orgs(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> ApiResponse {
+    let limit = state.bulk.max_bytes();
+    let upload = read_upload(&state, request, limit).await?;
+    Ok(ApiResult(state.bulk.upload_orgs(&caller, upload).await?))
 }
 
 async fn status(

@@ -81,6 +81,7 @@ pub const POLICY: &[(&str, Audience)] = &[
     ("/v1/user/ownership/transfer", Audience::TenantAdmin),
     // An upload's rows run as the uploader, an administrator of their own tenant.
     ("/v1/user/upload", Audience::Administrators),
+    ("/v1/org/upload", Audience::Administrators),
     ("/v1/upload/status/{pid}", Audience::TenantAdmin),
     // A note is its user's (and an ADMIN's); search answers the caller's own notes.
     ("/v1/note/create", Audience::SelfOrAdmin),

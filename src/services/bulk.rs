@@ -18,10 +18,12 @@ use crate::domain::bulk::{
 };
 use crate::domain::contact::{Email, Phone, mask_email, mask_phone};
 use crate::domain::notification::Channel;
+use crate::domain::org::{ORG_ACTIVE, ORG_INACTIVE};
 use crate::domain::role::PUBLIC;
 use crate::domain::rules::{new_timestamp_id, new_user_id};
 use crate::domain::{DomainError, DomainResult, ErrorCode};
 use crate::services::access::{Authority, Caller, Principal};
+use crate::services::organisations::OrgService;
 use crate::services::reset::{LinkFor, ResetService};
 use crate::services::users::UserService;
 use crate::services::users::input::{CreateRoute, UpdateRoute};
@@ -38,6 +40,7 @@ const RESULT_KIND: &str = "bulk.result";
 pub struct BulkLimits {
     pub max_bytes: usize,
     pub user_rows: usize,
+    pub org_rows: usize,
 }
 
 /// An uploaded file as the handler read it: its bytes, cut at one byte past the limit.
@@ -57,13 +60,15 @@ struct Inner {
     limits: BulkLimits,
 }
 
-/// The user columns of the `userProfileConfig` system setting (`csv`), or Sunbird's built-in
-/// list.
-async fn user_columns(store: &Arc<dyn Store>) -> DomainResult<Columns> {
-    let config = json_setting(store, "userProfileConfig").await?;
-    Ok(Columns::for_users(
-        config.as_ref().and_then(|c| c.get("csv")),
-    ))
+/// The columns of a load: the `csv` object of the `userProfileConfig` / `orgProfileConfig`
+/// system setting, or Sunbird's built-in list.
+async fn columns_of(store: &Arc<dyn Store>, object_type: ObjectType) -> DomainResult<Columns> {
+    let (setting, from): (&str, fn(Option<&Value>) -> Columns) = match object_type {
+        ObjectType::Organisation => ("orgProfileConfig", Columns::for_orgs),
+        _ => ("userProfileConfig", Columns::for_users),
+    };
+    let config = json_setting(store, setting).await?;
+    Ok(from(config.as_ref().and_then(|c| c.get("csv"))))
 }
 
 fn seal(vault: &PiiVault, key: &str, kind: &str, value: &Value) -> DomainResult<String> {
@@ -108,6 +113,24 @@ impl BulkService {
         caller: &Caller,
         upload: Upload,
     ) -> DomainResult<Map<String, Value>> {
+        self.upload(caller, upload, ObjectType::User).await
+    }
+
+    /// `POST /v1/org/upload`: organisations of the uploader's channel, the same way.
+    pub async fn upload_orgs(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+    ) -> DomainResult<Map<String, Value>> {
+        self.upload(caller, upload, ObjectType::Organisation).await
+    }
+
+    async fn upload(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        object_type: ObjectType,
+    ) -> DomainResult<Map<String, Value>> {
         let inner = &self.inner;
         let authority = Authority::of(caller).await?;
         let Caller::User(uploader) = caller else {
@@ -122,13 +145,17 @@ impl BulkService {
             let megabytes = format!("{}MB", inner.limits.max_bytes / 1_000_000);
             return Err(DomainError::rule(ErrorCode::sizeLimitExceed, &[&megabytes]));
         }
-        let columns = user_columns(&inner.store).await?;
-        let rows = parse_csv(&bytes, &columns, inner.limits.user_rows)?;
+        let columns = columns_of(&inner.store, object_type).await?;
+        let max_rows = match object_type {
+            ObjectType::Organisation => inner.limits.org_rows,
+            _ => inner.limits.user_rows,
+        };
+        let rows = parse_csv(&bytes, &columns, max_rows)?;
         let id = new_timestamp_id();
         let now = sunbird_timestamp(inner.clock.now());
         let process = ProcessRecord {
             id: id.clone(),
-            object_type: ObjectType::User,
+            object_type,
             status: STATUS_NEW,
             uploaded_by: uploader.id.clone(),
             organisation_id: root_org_id,
@@ -231,13 +258,71 @@ impl BulkService {
         Ok(result)
     }
 
-    /// The rows runner of user uploads.
-    pub fn user_rows(&self, users: UserService, reset: ResetService) -> UserRows {
-        UserRows {
-            bulk: self.clone(),
-            users,
-            reset,
+    /// The runner of the rows of every kind of upload.
+    pub fn rows(&self, users: UserService, reset: ResetService, orgs: OrgService) -> Rows {
+        Rows {
+            users: UserRows {
+                bulk: self.clone(),
+                users,
+                reset,
+            },
+            orgs: OrgRows {
+                bulk: self.clone(),
+                orgs,
+            },
         }
+    }
+
+    /// The task's done mark with `result`, expecting the version the runner read.
+    fn mark(
+        &self,
+        task: &Versioned<TaskRecord>,
+        status: i64,
+        result: &Value,
+    ) -> DomainResult<Transaction> {
+        let inner = &self.inner;
+        let mut record = task.record.clone();
+        record.status = status;
+        record.result = seal(&inner.vault, &task.key, RESULT_KIND, result)?;
+        record.last_updated_on = Some(sunbird_timestamp(inner.clock.now()));
+        let mut transaction = Transaction::default();
+        transaction.put_record(
+            Table::BulkTask,
+            &task.key,
+            &record,
+            Expect::Version(task.version),
+        )?;
+        Ok(transaction)
+    }
+
+    /// Commits the mark of a row whose effect is already written (an idempotent update); a
+    /// mark written meanwhile by another holder stands.
+    async fn commit_mark(&self, mark: Transaction) -> DomainResult<RowOutcome> {
+        match self.inner.store.commit(mark).await {
+            Ok(_) | Err(crate::storage::StoreError::Conflict { .. }) => Ok(RowOutcome::Done),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A task's row, opened; the caller it runs as (`None`: the uploader is gone); the
+    /// columns of its kind.
+    async fn open_row(
+        &self,
+        process: &ProcessRecord,
+        task: &Versioned<TaskRecord>,
+    ) -> DomainResult<(Map<String, Value>, Option<Caller>, Columns)> {
+        let inner = &self.inner;
+        let Value::Object(row) = open(&inner.vault, &task.key, DATA_KIND, &task.record.data)?
+        else {
+            return Err(DomainError::internal(anyhow::anyhow!(
+                "a bulk row is no object"
+            )));
+        };
+        let caller = Principal::active(&inner.store, &process.uploaded_by)
+            .await?
+            .map(Caller::User);
+        let columns = columns_of(&inner.store, process.object_type).await?;
+        Ok((row, caller, columns))
     }
 }
 
@@ -288,28 +373,6 @@ fn outcome_of(
 }
 
 impl UserRows {
-    /// The task's done mark with `result`, expecting the version the runner read.
-    fn mark(
-        &self,
-        task: &Versioned<TaskRecord>,
-        status: i64,
-        result: &Value,
-    ) -> DomainResult<Transaction> {
-        let inner = &self.bulk.inner;
-        let mut record = task.record.clone();
-        record.status = status;
-        record.result = seal(&inner.vault, &task.key, RESULT_KIND, result)?;
-        record.last_updated_on = Some(sunbird_timestamp(inner.clock.now()));
-        let mut transaction = Transaction::default();
-        transaction.put_record(
-            Table::BulkTask,
-            &task.key,
-            &record,
-            Expect::Version(task.version),
-        )?;
-        Ok(transaction)
-    }
-
     /// The organisation a row names (`orgId`, `orgExternalId` within the uploader's channel),
     /// or the uploader's root organisation; `Err` with the row's message when it names none
     /// that is usable.
@@ -371,7 +434,9 @@ impl UserRows {
         let mut done = row.clone();
         done.insert("operation".into(), json!("create"));
         done.insert("id".into(), json!(id));
-        let mut also = self.mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        let mut also = self
+            .bulk
+            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
         // The welcome: a set-password link to the new user's email, else their phone, in the
         // create's own commit (no link for a create that does not happen, one for one that
         // does, however often the row is met).
@@ -430,50 +495,46 @@ impl UserRows {
         }
         let mut done = row.clone();
         done.insert("operation".into(), json!("update"));
-        let mark = self.mark(task, STATUS_COMPLETED, &Value::Object(done))?;
-        match self.bulk.inner.store.commit(mark).await {
-            Ok(_) | Err(crate::storage::StoreError::Conflict { .. }) => Ok(RowOutcome::Done),
-            Err(error) => Err(error.into()),
-        }
+        let mark = self
+            .bulk
+            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        self.bulk.commit_mark(mark).await
     }
 }
 
-#[async_trait]
-impl BulkRows for UserRows {
+/// The first refusal every row meets: a blank mandatory field, an uploader gone.
+fn refusal(
+    row: &Map<String, Value>,
+    caller: Option<Caller>,
+    columns: &Columns,
+    operation: &str,
+) -> Result<Caller, RowOutcome> {
+    if let Some(field) = missing_field(row, columns) {
+        return Err(failure(
+            row,
+            operation,
+            &ErrorCode::mandatoryParamsMissing.format(&[field]),
+        ));
+    }
+    caller.ok_or_else(|| failure(row, operation, &ErrorCode::unAuthorized.format(&[])))
+}
+
+impl UserRows {
     async fn run(
         &self,
         process: &ProcessRecord,
         task: &Versioned<TaskRecord>,
     ) -> DomainResult<RowOutcome> {
-        let inner = &self.bulk.inner;
-        let row = match open(&inner.vault, &task.key, DATA_KIND, &task.record.data)? {
-            Value::Object(row) => row,
-            _ => {
-                return Err(DomainError::internal(anyhow::anyhow!(
-                    "a bulk row is no object"
-                )));
-            }
-        };
+        let (row, caller, columns) = self.bulk.open_row(process, task).await?;
         let operation = if row.contains_key("userId") {
             "update"
         } else {
             "create"
         };
-        if let Some(field) = missing_field(&row, &user_columns(&inner.store).await?) {
-            return Ok(failure(
-                &row,
-                operation,
-                &ErrorCode::mandatoryParamsMissing.format(&[field]),
-            ));
-        }
-        let Some(uploader) = Principal::active(&inner.store, &process.uploaded_by).await? else {
-            return Ok(failure(
-                &row,
-                operation,
-                &ErrorCode::unAuthorized.format(&[]),
-            ));
+        let caller = match refusal(&row, caller, &columns, operation) {
+            Ok(caller) => caller,
+            Err(outcome) => return Ok(outcome),
         };
-        let caller = Caller::User(uploader);
         let mut body = row.clone();
         body.remove("orgId");
         body.remove("orgExternalId");
@@ -495,6 +556,124 @@ impl BulkRows for UserRows {
             self.create(&caller, process, task, &row, body).await
         }
     }
+}
+
+/// Runs organisation rows: a row with `organisationId` is an update (`/v1/org/update`), any
+/// other a create (`/v1/org/create`) of a school of the uploader's channel; `status` is
+/// `active` or `inactive`.
+pub struct OrgRows {
+    bulk: BulkService,
+    orgs: OrgService,
+}
+
+/// A comma-separated cell as a list.
+fn list_of(cell: &Value) -> Vec<String> {
+    cell.as_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+impl OrgRows {
+    async fn run(
+        &self,
+        process: &ProcessRecord,
+        task: &Versioned<TaskRecord>,
+    ) -> DomainResult<RowOutcome> {
+        let (row, caller, columns) = self.bulk.open_row(process, task).await?;
+        let update = row.contains_key("organisationId");
+        let operation = if update { "update" } else { "create" };
+        let caller = match refusal(&row, caller, &columns, operation) {
+            Ok(caller) => caller,
+            Err(outcome) => return Ok(outcome),
+        };
+        let status = match row.get("status").and_then(Value::as_str) {
+            None => None,
+            Some(text) if text.eq_ignore_ascii_case("active") => Some(ORG_ACTIVE),
+            Some(text) if text.eq_ignore_ascii_case("inactive") => Some(ORG_INACTIVE),
+            Some(_) => {
+                return Ok(failure(
+                    &row,
+                    operation,
+                    "Please provide valid organisationstatus.",
+                ));
+            }
+        };
+        let mut body = row.clone();
+        body.remove("status");
+        if let Some(codes) = body.remove("locationCode") {
+            body.insert("locationCode".into(), json!(list_of(&codes)));
+        }
+        let id = if update {
+            if let Err(error) = self.orgs.update(&caller, &body).await {
+                return outcome_of(error, &row, operation);
+            }
+            row["organisationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            body.insert("channel".into(), json!(process.channel));
+            body.insert("isTenant".into(), json!(false));
+            let id = new_timestamp_id();
+            let mut done = row.clone();
+            done.insert("operation".into(), json!("create"));
+            done.insert("organisationId".into(), json!(id));
+            let mark = self
+                .bulk
+                .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+            if let Err(error) = self
+                .orgs
+                .create_with(&caller, &body, id.clone(), mark)
+                .await
+            {
+                return outcome_of(error, &row, operation);
+            }
+            id
+        };
+        // An organisation is created active; an inactive one, or a status on an update, is
+        // set after (setting it twice leaves it as once).
+        let wanted = status.filter(|status| update || *status != ORG_ACTIVE);
+        if let Some(status) = wanted {
+            let mut change = Map::new();
+            change.insert("organisationId".into(), json!(id));
+            change.insert("status".into(), json!(status));
+            if let Err(error) = self.orgs.update_status(&caller, &change).await {
+                return outcome_of(error, &row, operation);
+            }
+        }
+        if !update {
+            return Ok(RowOutcome::Done);
+        }
+        let mut done = row.clone();
+        done.insert("operation".into(), json!("update"));
+        let mark = self
+            .bulk
+            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        self.bulk.commit_mark(mark).await
+    }
+}
+
+/// The rows of every kind of upload, by the process's object type.
+pub struct Rows {
+    users: UserRows,
+    orgs: OrgRows,
+}
+
+#[async_trait]
+impl BulkRows for Rows {
+    async fn run(
+        &self,
+        process: &ProcessRecord,
+        task: &Versioned<TaskRecord>,
+    ) -> DomainResult<RowOutcome> {
+        match process.object_type {
+            ObjectType::Organisation => self.orgs.run(process, task).await,
+            _ => self.users.run(process, task).await,
+        }
+    }
 
     fn failed(
         &self,
@@ -502,6 +681,6 @@ impl BulkRows for UserRows {
         task: &Versioned<TaskRecord>,
         failure: Value,
     ) -> DomainResult<Transaction> {
-        self.mark(task, STATUS_FAILED, &failure)
+        self.users.bulk.mark(task, STATUS_FAILED, &failure)
     }
 }

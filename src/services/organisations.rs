@@ -313,6 +313,19 @@ impl OrgService {
     // ==== Create ====
 
     pub async fn create(&self, caller: &Caller, body: &Body) -> DomainResult<Map<String, Value>> {
+        self.create_with(caller, body, new_timestamp_id(), Transaction::default())
+            .await
+    }
+
+    /// A create of the organisation `id` that commits `also` with it, or not at all (a bulk
+    /// row's done mark).
+    pub async fn create_with(
+        &self,
+        caller: &Caller,
+        body: &Body,
+        id: String,
+        mut also: Transaction,
+    ) -> DomainResult<Map<String, Value>> {
         if !present(body, "organisationType")
             || body
                 .get("organisationType")
@@ -391,8 +404,6 @@ impl OrgService {
             json!(tenant && opt_bool(body, "isSSOEnabled")?.unwrap_or(false)),
         );
         let external_id = opt_nonblank(body, "externalId")?.map(|id| id.to_lowercase());
-        let id = new_timestamp_id();
-        let mut also = Transaction::default();
         if tenant {
             self.queue_channel_registration(&mut also, &id, &channel, body)?;
         }

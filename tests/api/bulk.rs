@@ -482,3 +482,82 @@ async fn kill_9_in_the_middle_of_an_upload_resumes_and_applies_every_row_once() 
     );
     println!("kill -9 after {done_at_kill} of 1000 rows; completed after the restart");
 }
+
+#[tokio::test]
+async fn an_organisation_upload_creates_and_updates_schools_of_the_uploaders_channel() {
+    let app = TestApp::spawn().await;
+    let admin = Some(app.admin_token.as_str());
+    let code = format!("BLK-{}", uuid::Uuid::new_v4().simple());
+    app.post(
+        "/v1/location/create",
+        json!({"name": "Block State", "code": code, "type": "state"}),
+        admin,
+    )
+    .await
+    .assert_ok();
+    let existing = app.custodian_school().await;
+    let header = "SCHOOL NAME,BLOCK CODE,STATUS,ORGANISATION TYPE,SCHOOL ID,EXTERNAL ID";
+    let external = format!("ext-{}", uuid::Uuid::new_v4().simple());
+    let csv = format!(
+        "{header}\n\
+         Bulk School,{code},active,school,,{external}\n\
+         Closed School,{code},inactive,school,,\n\
+         Odd School,{code},sleeping,school,,\n\
+         Renamed School,{code},active,school,{existing},\n\
+         Twin School,{code},active,school,,{external}\n"
+    );
+    let reply = app
+        .client
+        .post(format!("{}/v1/org/upload", app.public))
+        .header("x-authenticated-user-token", &app.admin_token)
+        .multipart(Form::new().part("file", Part::bytes(csv.into_bytes()).file_name("orgs.csv")))
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = reply.json().await.expect("json");
+    let id = body["result"]["processId"]
+        .as_str()
+        .expect("processId")
+        .to_string();
+    app.run_uploads().await;
+    let report = status(&app, &id).await;
+    assert_eq!(report["objectType"], "organisation");
+    assert_eq!(report["successCount"], 3, "{report}");
+    let failures = report["failureResult"].as_array().expect("failures");
+    let messages: Vec<&str> = failures
+        .iter()
+        .map(|f| f["err_msg"].as_str().expect("err_msg"))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "Please provide valid organisationstatus.",
+            &format!("Value {external} for externalId is already in use.")
+        ]
+    );
+    let read = |id: String| {
+        let app = &app;
+        async move {
+            app.post("/v1/org/read", json!({"organisationId": id}), admin)
+                .await
+                .assert_ok()["response"]
+                .clone()
+        }
+    };
+    let created = &report["successResult"][0];
+    assert_eq!(created["operation"], "create");
+    let school = read(created["organisationId"].as_str().expect("id").to_string()).await;
+    assert_eq!(school["orgName"], "Bulk School");
+    assert_eq!(school["isTenant"], false);
+    assert_eq!(school["status"], 1);
+    let closed = read(
+        report["successResult"][1]["organisationId"]
+            .as_str()
+            .expect("id")
+            .to_string(),
+    )
+    .await;
+    assert_eq!(closed["status"], 0, "the inactive row is inactive");
+    assert_eq!(report["successResult"][2]["operation"], "update");
+    assert_eq!(read(existing).await["orgName"], "Renamed School");
+}

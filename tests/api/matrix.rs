@@ -320,6 +320,13 @@ impl World {
                     crate::helpers::unique_email()
                 )})),
             ),
+            "/v1/org/upload" => call(
+                M::POST,
+                route,
+                body(
+                    json!({"data": "SCHOOL NAME,BLOCK CODE,STATUS,ORGANISATION TYPE\nM,B,active,school\n"}),
+                ),
+            ),
             "/v1/upload/status/{pid}" => {
                 let uploaded = self
                     .app
