@@ -43,6 +43,12 @@ enum Command {
     },
     /// Rebuild the search index from the store (run while the server is stopped).
     Reindex,
+    /// Load users in bulk from CSV or JSON lines, straight into the store, then rebuild the
+    /// search index (run while the server is stopped; run again to resume).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// The audit trail of sensitive operations.
     Audit {
         #[command(subcommand)]
@@ -74,6 +80,18 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Users: a CSV with a header of field names (or of `userProfileConfig.csv` display
+    /// names), or JSON lines of create bodies. Rejected rows go to `<file>.rejected.jsonl`.
+    Users {
+        file: std::path::PathBuf,
+        /// Rows per commit.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
     },
 }
 
@@ -194,6 +212,9 @@ async fn main() -> anyhow::Result<()> {
             user, admin, ttl, ..
         } => token(settings, user, admin, ttl),
         Command::Reindex => reindex(settings).await,
+        Command::Import {
+            command: ImportCommand::Users { file, batch },
+        } => import_users(settings, &file, batch).await,
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(settings).await,
@@ -520,6 +541,88 @@ async fn notifications_retry(
         }
     }
     println!("queued {revived} messages again");
+    Ok(())
+}
+
+/// The progress bar of a long job: position, rate and ETA on standard error (hidden when it is
+/// not a terminal).
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+async fn import_users(
+    settings: Settings,
+    file: &std::path::Path,
+    batch: usize,
+) -> anyhow::Result<()> {
+    init_tracing(settings.log.format);
+    let engines = userorg::engines::open(&settings).await?;
+    let clock = userorg::clock::SystemClock;
+    let vault = userorg::crypto::PiiVault::load(
+        &settings.security.pii_encryption_key,
+        &settings.security.pii_retired_keys,
+        &settings.security.blind_index_key,
+        &settings.data_dir.join("keys"),
+    )?;
+    userorg::seed::seed_reference_data(&engines.uncached_store, &settings, &clock).await?;
+    userorg::seed::check_key_material(&engines.uncached_store, &vault).await?;
+    let options = userorg::services::import::ImportOptions {
+        policy: userorg::domain::rules::PasswordPolicy::new(&settings.security.password_regex)?,
+        default_country_code: settings.users.default_country_code.clone(),
+        username_suffix_length: settings.users.username_suffix_length,
+        batch: batch.max(1),
+        abort_after_batches: std::env::var("USERORG_FAILPOINT")
+            .ok()
+            .and_then(|point| point.strip_prefix("import:")?.parse().ok()),
+    };
+    // Lines, for the bar's length (the header of a CSV is one more than its rows).
+    let lines = {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(std::fs::File::open(file)?)
+            .lines()
+            .count() as u64
+    };
+    let bar = progress_bar(lines, "import");
+    let started = std::time::Instant::now();
+    let report = userorg::services::import::import_users(
+        &engines.uncached_store,
+        &vault,
+        &clock,
+        &options,
+        file,
+        &|line| bar.set_position(line),
+    )
+    .await?;
+    bar.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} users, rejected {}, skipped {} done before; {} rows read in {seconds:.1}s ({:.0} rows/s)",
+        report.imported,
+        report.rejected,
+        report.skipped,
+        report.read,
+        report.read as f64 / seconds.max(1e-9)
+    );
+    for (reason, count) in &report.reasons {
+        println!("  {count} rejected: {reason}");
+    }
+    if report.rejected > 0 {
+        println!("rejected rows: {}", report.rejected_file.display());
+    }
+    let started = std::time::Instant::now();
+    let count =
+        userorg::actors::indexer::rebuild_all(&engines.uncached_store, &engines.search).await?;
+    println!(
+        "reindexed {count} documents in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod files;
 pub mod frameworks;
 pub mod gateway;
 pub mod health;
+pub mod import;
 pub mod json;
 pub mod locations;
 pub mod managed;

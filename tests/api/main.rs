@@ -21,6 +21,7 @@ mod freeup;
 mod gateway;
 mod grants;
 mod helpers;
+mod import;
 mod jwt;
 mod keys;
 mod locations;

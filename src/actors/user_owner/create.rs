@@ -229,7 +229,7 @@ pub(super) fn new_record(
 }
 
 /// Everything a create writes, in one transaction.
-pub(super) fn build_create(
+pub fn build_create(
     vault: &PiiVault,
     now: &str,
     user: &NewUser,

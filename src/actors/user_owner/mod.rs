@@ -13,6 +13,7 @@ mod create;
 mod roles;
 mod signin;
 mod status;
+pub use create::build_create as build_user_create;
 pub use status::release_identifiers;
 mod freeup;
 mod migrate;
