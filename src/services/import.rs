@@ -156,6 +156,13 @@ struct Importer<'a> {
     report: ImportReport,
 }
 
+/// A batch being committed.
+struct Pending {
+    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
+    batch: Vec<Built>,
+    last_line: u64,
+}
+
 /// One row made ready to write.
 struct Built {
     line: u64,
@@ -271,20 +278,37 @@ impl Importer<'_> {
 
     /// Commits a batch with the progress up to `last_line`; when a value is taken in the
     /// store, one row at a time, each with its progress, so the taken ones are told apart.
-    async fn commit(&mut self, batch: Vec<Built>, last_line: u64) -> anyhow::Result<()> {
+    /// Starts the commit of a batch with the progress up to `last_line`, in the background:
+    /// the next batch is built while the store writes this one.
+    fn start_commit(&mut self, batch: Vec<Built>, last_line: u64) -> Pending {
         let mut transaction = Transaction::default();
         for built in &batch {
             transaction.append(built.transaction.clone());
         }
-        let imported = batch.len() as u64;
-        self.report.imported += imported;
+        self.report.imported += batch.len() as u64;
         self.progress_write(&mut transaction, last_line);
-        match self.store.commit(transaction).await {
-            Ok(_) => return Ok(()),
+        let store = Arc::clone(self.store);
+        Pending {
+            commit: tokio::spawn(async move { store.commit(transaction).await.map(|_| ()) }),
+            batch,
+            last_line,
+        }
+    }
+
+    /// Waits for a batch's commit; when a value of it was taken in the store, writes it again
+    /// one row at a time, each with its progress, so the taken ones are told apart.
+    async fn finish_commit(&mut self, pending: Pending) -> anyhow::Result<()> {
+        let Pending {
+            commit,
+            batch,
+            last_line,
+        } = pending;
+        match commit.await? {
+            Ok(()) => return Ok(()),
             Err(StoreError::ClaimTaken { .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        self.report.imported -= imported;
+        self.report.imported -= batch.len() as u64;
         for built in batch {
             let mut transaction = built.transaction;
             self.report.imported += 1;
@@ -353,6 +377,7 @@ pub async fn import_users(
     let mut claimed: HashSet<(ClaimKind, String)> = HashSet::new();
     let mut last_line = done_line;
     let mut batches = 0u64;
+    let mut pending: Option<Pending> = None;
     for (line, row) in rows_of(input, &columns)? {
         if line <= done_line {
             importer.report.skipped += 1;
@@ -378,17 +403,24 @@ pub async fn import_users(
         }
         if batch.len() >= options.batch {
             importer.rejected.flush()?;
-            importer.commit(std::mem::take(&mut batch), line).await?;
+            if let Some(previous) = pending.take() {
+                importer.finish_commit(previous).await?;
+                batches += 1;
+                if options.abort_after_batches == Some(batches) {
+                    std::process::abort();
+                }
+            }
+            pending = Some(importer.start_commit(std::mem::take(&mut batch), line));
             claimed.clear();
             progress(line);
-            batches += 1;
-            if options.abort_after_batches == Some(batches) {
-                std::process::abort();
-            }
         }
     }
     importer.rejected.flush()?;
-    importer.commit(batch, last_line).await?;
+    if let Some(previous) = pending.take() {
+        importer.finish_commit(previous).await?;
+    }
+    let last = importer.start_commit(batch, last_line);
+    importer.finish_commit(last).await?;
     progress(last_line);
     Ok(importer.report)
 }
