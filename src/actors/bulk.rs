@@ -286,9 +286,25 @@ async fn run_process(
             if !consumer.renew(context.now_ms()).await? {
                 return Ok(false);
             }
-            match rows.run(&process.record, &task).await {
-                Ok(RowOutcome::Done) => successes += 1,
-                Ok(RowOutcome::Failed(failure)) => {
+            let outcome = match rows.run(&process.record, &task).await {
+                // The store or a service is down: the process waits for the next round.
+                Err(error @ (DomainError::Unavailable(_) | DomainError::Timeout(_))) => {
+                    return Err(error);
+                }
+                // Anything else is this row's alone (a row that cannot be opened, say): it
+                // fails, so one broken row never holds the process, and every later upload,
+                // back for good.
+                Err(error) => {
+                    tracing::error!(process.id = %id, task = %task.key, error = %error, "a bulk row cannot run");
+                    RowOutcome::Failed(serde_json::json!({
+                        "err_msg": "Process failed,please try again later."
+                    }))
+                }
+                Ok(outcome) => outcome,
+            };
+            match outcome {
+                RowOutcome::Done => successes += 1,
+                RowOutcome::Failed(failure) => {
                     let mark = rows.failed(&process.record, &task, failure)?;
                     match context.store.commit(mark).await {
                         Ok(_) => failures += 1,
@@ -297,8 +313,6 @@ async fn run_process(
                         Err(error) => return Err(error.into()),
                     }
                 }
-                // The store or a service is down: the process waits for the next round.
-                Err(error) => return Err(error),
             }
         }
         after = Some(last);

@@ -561,3 +561,69 @@ async fn an_organisation_upload_creates_and_updates_schools_of_the_uploaders_cha
     assert_eq!(report["successResult"][2]["operation"], "update");
     assert_eq!(read(existing).await["orgName"], "Renamed School");
 }
+
+#[tokio::test]
+async fn a_row_that_cannot_be_opened_fails_alone_and_the_rest_runs() {
+    use userorg::domain::bulk::{ObjectType, ProcessRecord, STATUS_NEW, TaskRecord, task_key};
+    use userorg::storage::{Expect, Topic, Transaction};
+    let app = TestApp::spawn().await;
+    let id = format!("broken{}", uuid::Uuid::new_v4().simple());
+    let mut transaction = Transaction::default();
+    let task = |sequence: u64, data: &str| TaskRecord {
+        process_id: id.clone(),
+        sequence_id: sequence,
+        status: STATUS_NEW,
+        data: data.to_string(),
+        result: String::new(),
+        created_on: "2026-12-07 10:00:00:000+0000".into(),
+        last_updated_on: None,
+    };
+    transaction
+        .put_record(
+            Table::BulkTask,
+            task_key(&id, 1),
+            &task(1, "not a sealed value"),
+            Expect::Absent,
+        )
+        .expect("task");
+    transaction
+        .put_record(
+            Table::BulkProcess,
+            &id,
+            &ProcessRecord {
+                id: id.clone(),
+                object_type: ObjectType::User,
+                status: STATUS_NEW,
+                uploaded_by: app.admin_id.clone(),
+                organisation_id: app.setting("custodianOrgId").await,
+                channel: app.setting("custodianOrgChannel").await,
+                task_count: 1,
+                success_count: 0,
+                failure_count: 0,
+                created_on: "2026-12-07 10:00:00:000+0000".into(),
+                process_start_time: None,
+                process_end_time: None,
+            },
+            Expect::Absent,
+        )
+        .expect("process");
+    transaction.event(Topic::Bulk, &id, 1);
+    app.stored().commit(transaction).await.expect("written");
+    // An upload after the broken one still runs.
+    let later = uploaded(
+        &app,
+        &format!(
+            "{HEADER}\n{}\n",
+            line("After", &unique_email(), "", "PUBLIC", "", "")
+        ),
+    )
+    .await;
+    app.run_uploads().await;
+    let broken = status(&app, &id).await;
+    assert_eq!(broken["status"], "COMPLETED", "{broken}");
+    assert_eq!(
+        broken["failureResult"][0]["err_msg"],
+        "Process failed,please try again later."
+    );
+    assert_eq!(status(&app, &later).await["successCount"], 1);
+}
