@@ -324,12 +324,7 @@ fn token(
 
 async fn reseal(settings: Settings) -> anyhow::Result<()> {
     let store = userorg::engines::open_store(&settings).await?;
-    let vault = userorg::crypto::PiiVault::load(
-        &settings.security.pii_encryption_key,
-        &settings.security.pii_retired_keys,
-        &settings.security.blind_index_key,
-        &settings.data_dir.join("keys"),
-    )?;
+    let vault = open_vault(&settings)?;
     let report = userorg::services::users::reseal::reseal_all(&store, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("reseal stopped: {e}"))?;
@@ -565,12 +560,7 @@ async fn import_users(
     init_tracing(settings.log.format);
     let engines = userorg::engines::open(&settings).await?;
     let clock = userorg::clock::SystemClock;
-    let vault = userorg::crypto::PiiVault::load(
-        &settings.security.pii_encryption_key,
-        &settings.security.pii_retired_keys,
-        &settings.security.blind_index_key,
-        &settings.data_dir.join("keys"),
-    )?;
+    let vault = open_vault(&settings)?;
     userorg::seed::seed_reference_data(&engines.uncached_store, &settings, &clock).await?;
     userorg::seed::check_key_material(&engines.uncached_store, &vault).await?;
     let options = userorg::services::import::ImportOptions {
@@ -616,6 +606,21 @@ async fn import_users(
     if report.rejected > 0 {
         println!("rejected rows: {}", report.rejected_file.display());
     }
+    rebuild_index(&engines).await
+}
+
+/// The vault of the configured PII keys.
+fn open_vault(settings: &Settings) -> anyhow::Result<userorg::crypto::PiiVault> {
+    userorg::crypto::PiiVault::load(
+        &settings.security.pii_encryption_key,
+        &settings.security.pii_retired_keys,
+        &settings.security.blind_index_key,
+        &settings.data_dir.join("keys"),
+    )
+}
+
+/// Rebuilds the search index from the store and says how long it took.
+async fn rebuild_index(engines: &userorg::engines::Engines) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let count =
         userorg::actors::indexer::rebuild_all(&engines.uncached_store, &engines.search).await?;
@@ -629,12 +634,5 @@ async fn import_users(
 async fn reindex(settings: Settings) -> anyhow::Result<()> {
     init_tracing(settings.log.format);
     let engines = userorg::engines::open(&settings).await?;
-    let started = std::time::Instant::now();
-    let count =
-        userorg::actors::indexer::rebuild_all(&engines.uncached_store, &engines.search).await?;
-    println!(
-        "reindexed {count} documents in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    rebuild_index(&engines).await
 }

@@ -13,8 +13,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::slot::{ActorSlot, call_actor};
@@ -213,22 +211,8 @@ async fn apply(context: &IndexerContext, targets: &[(Topic, String)]) -> DomainR
     let mut upserts: Vec<(IndexName, Vec<IndexDoc>)> = Vec::new();
     let mut deletes: Vec<(IndexName, Vec<String>)> = Vec::new();
     let mut indexed = Vec::new();
-    // Documents are built a few at once (each is several store reads), in order.
-    let store = Arc::clone(&context.store);
-    let built: Vec<_> = futures::stream::iter(targets.to_vec())
-        .map(move |(topic, id)| {
-            let store = Arc::clone(&store);
-            async move {
-                let document = document_for(&store, topic, &id).await;
-                (topic, id, document)
-            }
-        })
-        .buffered(DOCUMENT_CONCURRENCY)
-        .collect()
-        .await;
-    for (topic, id, document) in built {
-        let (topic, id) = (&topic, &id);
-        match document {
+    for (topic, id) in targets {
+        match document_for(&context.store, *topic, id).await {
             Ok(Some(IndexChange::Upsert(index, doc))) => {
                 indexed.push(id.clone());
                 match upserts.iter_mut().find(|(name, _)| *name == index) {
@@ -257,9 +241,6 @@ async fn apply(context: &IndexerContext, targets: &[(Topic, String)]) -> DomainR
     }
     Ok(indexed)
 }
-
-/// Documents built at once by [`apply`].
-const DOCUMENT_CONCURRENCY: usize = 8;
 
 /// The index an outbox topic feeds, if any (notifications have none).
 fn index_of(topic: Topic) -> Option<IndexName> {

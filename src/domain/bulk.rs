@@ -268,6 +268,14 @@ pub fn parse_csv(
     Ok(rows)
 }
 
+/// A comma-separated cell (`ROLES`, `BLOCK CODE`) as its trimmed, non-blank items.
+pub fn cell_list(cell: &str) -> Vec<String> {
+    cell.split(',')
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
 /// The mandatory field a row leaves blank, if any (a failure of that row only).
 pub fn missing_field<'a>(row: &Map<String, Value>, columns: &'a Columns) -> Option<&'a str> {
     columns

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::envelope::{ApiResponse, ApiResult};
 use super::{Access, AppState, RouteSpec, route, upload_route};
+use crate::domain::bulk::ObjectType;
 use crate::domain::{DomainError, ErrorCode};
 use crate::services::access::Caller;
 use crate::services::bulk::Upload;
@@ -87,14 +88,22 @@ async fn read_upload(
     })
 }
 
+async fn upload(
+    state: AppState,
+    caller: Caller,
+    request: Request,
+    kind: ObjectType,
+) -> ApiResponse {
+    let upload = read_upload(&state, request, state.bulk.max_bytes()).await?;
+    Ok(ApiResult(state.bulk.upload(&caller, upload, kind).await?))
+}
+
 async fn upload_users(
     State(state): State<AppState>,
     caller: Caller,
     request: Request,
 ) -> ApiResponse {
-    let limit = state.bulk.max_bytes();
-    let upload = read_upload(&state, request, limit).await?;
-    Ok(ApiResult(state.bulk.upload_users(&caller, upload).await?))
+    upload(state, caller, request, ObjectType::User).await
 }
 
 async fn upload_orgs(
@@ -102,9 +111,7 @@ async fn upload_orgs(
     caller: Caller,
     request: Request,
 ) -> ApiResponse {
-    let limit = state.bulk.max_bytes();
-    let upload = read_upload(&state, request, limit).await?;
-    Ok(ApiResult(state.bulk.upload_orgs(&caller, upload).await?))
+    upload(state, caller, request, ObjectType::Organisation).await
 }
 
 async fn status(

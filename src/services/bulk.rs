@@ -14,7 +14,7 @@ use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
 use crate::domain::bulk::{
     Columns, ObjectType, ProcessRecord, STATUS_COMPLETED, STATUS_FAILED, STATUS_NEW, TaskRecord,
-    escape_formulas, missing_field, parse_csv, status_text, task_key,
+    cell_list, escape_formulas, missing_field, parse_csv, status_text, task_key,
 };
 use crate::domain::contact::{Email, Phone, mask_email, mask_phone};
 use crate::domain::notification::Channel;
@@ -106,26 +106,10 @@ impl BulkService {
         self.inner.limits.max_bytes
     }
 
-    /// `POST /v1/user/upload`: for an ADMIN or an ORG_ADMIN of their own root organisation,
-    /// whose rights every row then runs with.
-    pub async fn upload_users(
-        &self,
-        caller: &Caller,
-        upload: Upload,
-    ) -> DomainResult<Map<String, Value>> {
-        self.upload(caller, upload, ObjectType::User).await
-    }
-
-    /// `POST /v1/org/upload`: organisations of the uploader's channel, the same way.
-    pub async fn upload_orgs(
-        &self,
-        caller: &Caller,
-        upload: Upload,
-    ) -> DomainResult<Map<String, Value>> {
-        self.upload(caller, upload, ObjectType::Organisation).await
-    }
-
-    async fn upload(
+    /// `POST /v1/user/upload` and `/v1/org/upload`: for an ADMIN or an ORG_ADMIN of their own
+    /// root organisation, whose rights every row then runs with (organisations go to the
+    /// uploader's channel).
+    pub async fn upload(
         &self,
         caller: &Caller,
         upload: Upload,
@@ -344,11 +328,19 @@ pub struct UserRows {
     reset: ResetService,
 }
 
-fn failure(row: &Map<String, Value>, operation: &str, message: &str) -> RowOutcome {
+/// A row's outcome as recorded: the row, its `operation`, and `extra` (the new `id`, the
+/// `err_msg`).
+fn outcome_row(row: &Map<String, Value>, operation: &str, extra: Option<(&str, &str)>) -> Value {
     let mut result = row.clone();
     result.insert("operation".into(), json!(operation));
-    result.insert("err_msg".into(), json!(message));
-    RowOutcome::Failed(Value::Object(result))
+    if let Some((key, value)) = extra {
+        result.insert(key.into(), json!(value));
+    }
+    Value::Object(result)
+}
+
+fn failure(row: &Map<String, Value>, operation: &str, message: &str) -> RowOutcome {
+    RowOutcome::Failed(outcome_row(row, operation, Some(("err_msg", message))))
 }
 
 /// A refusal of the row's request becomes the row's failure; anything else (the store down,
@@ -431,12 +423,8 @@ impl UserRows {
         };
         body.insert("organisationId".into(), json!(organisation));
         let id = new_user_id();
-        let mut done = row.clone();
-        done.insert("operation".into(), json!("create"));
-        done.insert("id".into(), json!(id));
-        let mut also = self
-            .bulk
-            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        let done = outcome_row(row, "create", Some(("id", &id)));
+        let mut also = self.bulk.mark(task, STATUS_COMPLETED, &done)?;
         // The welcome: a set-password link to the new user's email, else their phone, in the
         // create's own commit (no link for a create that does not happen, one for one that
         // does, however often the row is met).
@@ -493,11 +481,8 @@ impl UserRows {
         if let Err(error) = self.users.update(caller, UpdateRoute::V1, &body).await {
             return outcome_of(error, row, "update");
         }
-        let mut done = row.clone();
-        done.insert("operation".into(), json!("update"));
-        let mark = self
-            .bulk
-            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        let done = outcome_row(row, "update", None);
+        let mark = self.bulk.mark(task, STATUS_COMPLETED, &done)?;
         self.bulk.commit_mark(mark).await
     }
 }
@@ -539,13 +524,8 @@ impl UserRows {
         body.remove("orgId");
         body.remove("orgExternalId");
         if let Some(roles) = body.remove("roles") {
-            let roles: Vec<String> = roles
-                .as_str()
-                .unwrap_or_default()
-                .split(',')
-                .map(|role| role.trim().to_string())
-                .filter(|role| !role.is_empty() && role != PUBLIC)
-                .collect();
+            let mut roles = cell_list(roles.as_str().unwrap_or_default());
+            roles.retain(|role| role != PUBLIC);
             if !roles.is_empty() {
                 body.insert("roles".into(), json!(roles));
             }
@@ -564,16 +544,6 @@ impl UserRows {
 pub struct OrgRows {
     bulk: BulkService,
     orgs: OrgService,
-}
-
-/// A comma-separated cell as a list.
-fn list_of(cell: &Value) -> Vec<String> {
-    cell.as_str()
-        .unwrap_or_default()
-        .split(',')
-        .map(|item| item.trim().to_string())
-        .filter(|item| !item.is_empty())
-        .collect()
 }
 
 impl OrgRows {
@@ -604,7 +574,10 @@ impl OrgRows {
         let mut body = row.clone();
         body.remove("status");
         if let Some(codes) = body.remove("locationCode") {
-            body.insert("locationCode".into(), json!(list_of(&codes)));
+            body.insert(
+                "locationCode".into(),
+                json!(cell_list(codes.as_str().unwrap_or_default())),
+            );
         }
         let id = if update {
             if let Err(error) = self.orgs.update(&caller, &body).await {
@@ -618,12 +591,8 @@ impl OrgRows {
             body.insert("channel".into(), json!(process.channel));
             body.insert("isTenant".into(), json!(false));
             let id = new_timestamp_id();
-            let mut done = row.clone();
-            done.insert("operation".into(), json!("create"));
-            done.insert("organisationId".into(), json!(id));
-            let mark = self
-                .bulk
-                .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+            let done = outcome_row(&row, "create", Some(("organisationId", &id)));
+            let mark = self.bulk.mark(task, STATUS_COMPLETED, &done)?;
             if let Err(error) = self
                 .orgs
                 .create_with(&caller, &body, id.clone(), mark)
@@ -647,11 +616,8 @@ impl OrgRows {
         if !update {
             return Ok(RowOutcome::Done);
         }
-        let mut done = row.clone();
-        done.insert("operation".into(), json!("update"));
-        let mark = self
-            .bulk
-            .mark(task, STATUS_COMPLETED, &Value::Object(done))?;
+        let done = outcome_row(&row, "update", None);
+        let mark = self.bulk.mark(task, STATUS_COMPLETED, &done)?;
         self.bulk.commit_mark(mark).await
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::actors::user_owner::build_user_create;
 use crate::clock::{Clock, sunbird_timestamp};
 use crate::crypto::PiiVault;
-use crate::domain::bulk::Columns;
+use crate::domain::bulk::{Columns, cell_list};
 use crate::domain::rules::{PasswordPolicy, new_user_id, username_candidate};
 use crate::domain::user::{ASSOCIATION_SYSTEM_UPLOAD, NewUser, STATE_VALIDATED_FLAG};
 use crate::domain::{DomainError, DomainResult};
@@ -113,13 +113,7 @@ fn rows_of(
                     for (field, value) in fields.iter().zip(record.iter()) {
                         if !value.is_empty() {
                             let value = if field == "roles" {
-                                json!(
-                                    value
-                                        .split(',')
-                                        .map(str::trim)
-                                        .filter(|r| !r.is_empty())
-                                        .collect::<Vec<_>>()
-                                )
+                                json!(cell_list(value))
                             } else {
                                 json!(value)
                             };

@@ -20,17 +20,7 @@ async fn upload(app: &TestApp, csv: &str, token: Option<&str>) -> Reply {
             .mime_str("text/csv")
             .expect("mime"),
     );
-    let mut request = app
-        .client
-        .post(format!("{}/v1/user/upload", app.public))
-        .multipart(form);
-    if let Some(token) = token {
-        request = request.header("x-authenticated-user-token", token);
-    }
-    let response = request.send().await.expect("sent");
-    let status = response.status();
-    let body: Value = response.json().await.expect("json");
-    Reply { status, body }
+    app.post_multipart("/v1/user/upload", form, token).await
 }
 
 /// Uploads `csv` as the admin and answers the process id.
@@ -506,16 +496,9 @@ async fn an_organisation_upload_creates_and_updates_schools_of_the_uploaders_cha
          Renamed School,{code},active,school,{existing},\n\
          Twin School,{code},active,school,,{external}\n"
     );
-    let reply = app
-        .client
-        .post(format!("{}/v1/org/upload", app.public))
-        .header("x-authenticated-user-token", &app.admin_token)
-        .multipart(Form::new().part("file", Part::bytes(csv.into_bytes()).file_name("orgs.csv")))
-        .send()
-        .await
-        .expect("sent");
-    let body: Value = reply.json().await.expect("json");
-    let id = body["result"]["processId"]
+    let form = Form::new().part("file", Part::bytes(csv.into_bytes()).file_name("orgs.csv"));
+    let reply = app.post_multipart("/v1/org/upload", form, admin).await;
+    let id = reply.assert_ok()["processId"]
         .as_str()
         .expect("processId")
         .to_string();

@@ -3,7 +3,6 @@
 //! the allow-list, no file, no token.
 
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
 
 use crate::helpers::{Reply, TestApp};
 
@@ -22,17 +21,7 @@ fn form(name: &str, mime: &str, bytes: Vec<u8>, container: Option<&str>) -> Form
 }
 
 async fn upload(app: &TestApp, form: Form, token: Option<&str>) -> Reply {
-    let mut request = app
-        .client
-        .post(format!("{}/v1/file/upload", app.public))
-        .multipart(form);
-    if let Some(token) = token {
-        request = request.header("x-authenticated-user-token", token);
-    }
-    let response = request.send().await.expect("sent");
-    let status = response.status();
-    let body: Value = response.json().await.expect("json");
-    Reply { status, body }
+    app.post_multipart("/v1/file/upload", form, token).await
 }
 
 #[tokio::test]

@@ -435,6 +435,26 @@ impl TestApp {
         &self.scheduler
     }
 
+    /// A multipart `POST` of `form` to `path` on the public listener, with `token`.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.public))
+            .multipart(form);
+        if let Some(token) = token {
+            request = request.header("x-authenticated-user-token", token);
+        }
+        let response = request.send().await.expect("sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        Reply { status, body }
+    }
+
     /// Runs every bulk upload waiting now and waits for them.
     pub async fn run_uploads(&self) {
         self.bulk.flush().await.expect("the bulk uploads run");
